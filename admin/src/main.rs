@@ -1,0 +1,103 @@
+//! `waiting-room-admin`: the operator's tool. Provision the table and queues
+//! against any endpoint, set an event's capacity, show its counters.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use waiting_room::adapters::aws::{dynamodb_client, sdk_config_for, sqs_client};
+use waiting_room::adapters::dynamodb::DynamoStore;
+use waiting_room::config::{self, LifecycleSettings, LineSettings};
+use waiting_room::domain::EventId;
+use waiting_room::ports::SessionStore;
+use waiting_room::provision::{ResourceNames, provision};
+use waiting_room::service::admin::event_report;
+
+#[derive(Parser)]
+#[command(version, about = "Operate a waiting room deployment")]
+struct Cli {
+    /// DynamoDB table of the deployment.
+    #[arg(long, env = "TABLE_NAME", default_value = "waiting-room")]
+    table: String,
+    /// Endpoint to talk to instead of AWS (LocalStack, moto).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    endpoint_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the table (with its index, stream and TTL) and the join queue
+    /// with its dead-letter queue. Existing resources are left as they are.
+    Provision {
+        /// Queue names start with this: `<prefix>-join.fifo`.
+        #[arg(long, default_value = "waiting-room")]
+        queue_prefix: String,
+    },
+    /// Set how many users of an event may be active at once.
+    SetCapacity {
+        #[arg(long)]
+        event: String,
+        #[arg(long)]
+        capacity: u32,
+    },
+    /// Print an event's counters as JSON.
+    Show {
+        #[arg(long)]
+        event: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(output) => {
+            println!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<String, String> {
+    let sdk = sdk_config_for(cli.endpoint_url.as_deref()).await;
+    let dynamodb = dynamodb_client(&sdk);
+    match cli.command {
+        Command::Provision { queue_prefix } => {
+            let names = ResourceNames {
+                table: cli.table,
+                queue_prefix,
+            };
+            let provisioned = provision(&dynamodb, &sqs_client(&sdk), &names)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(serde_json::json!({
+                "tableName": provisioned.table,
+                "joinQueueUrl": provisioned.join_queue_url,
+                "joinDeadLetterQueueUrl": provisioned.join_dead_letter_queue_url,
+            })
+            .to_string())
+        }
+        Command::SetCapacity { event, capacity } => {
+            let event = EventId::parse(&event).map_err(|e| e.to_string())?;
+            let store = DynamoStore::new(dynamodb, cli.table);
+            store.set_capacity(&event, capacity).await.map_err(|e| e.to_string())?;
+            Ok(serde_json::json!({"eventId": event.as_str(), "capacity": capacity}).to_string())
+        }
+        Command::Show { event } => {
+            let event = EventId::parse(&event).map_err(|e| e.to_string())?;
+            let env = config::process_env();
+            let line = LineSettings::from_env(&env).map_err(|e| e.to_string())?;
+            let lifecycle = LifecycleSettings::from_env(&env).map_err(|e| e.to_string())?;
+            let store = DynamoStore::new(dynamodb, cli.table);
+            let report = event_report(&store, &event, line.line_shards, lifecycle.default_capacity)
+                .await
+                .map_err(|e| e.to_string())?;
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Encoding domain values as DynamoDB items and back.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::layout::{self, PARTITION_KEY, TTL_ATTRIBUTE};
+use crate::domain::{
+    Admission, EndReason, Ending, EventCounters, LineEntry, LineShard, Session, SessionId,
+    SessionStatus, Timestamp, UserId,
+};
+use crate::ports::StoreError;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+pub fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+pub fn ttl_value(at: Timestamp) -> AttributeValue {
+    n(at.as_secs())
+}
+
+pub fn session_item(session: &Session) -> Item {
+    let mut item = Item::from([
+        (PARTITION_KEY.into(), s(layout::session_key(&session.id))),
+        ("sessionId".into(), s(session.id.as_str())),
+        ("eventId".into(), s(session.event_id.as_str())),
+        ("userId".into(), s(session.user_id.as_str())),
+        ("status".into(), s(session.status.as_str())),
+        ("shard".into(), n(session.shard)),
+        ("joinedAt".into(), n(session.joined_at.as_millis())),
+        ("lastSeenAt".into(), n(session.last_seen_at.as_millis())),
+    ]);
+    if let Some(ticket) = session.ticket {
+        item.insert("ticket".into(), n(ticket));
+    }
+    if let Some(admission) = &session.admission {
+        item.insert("admittedAt".into(), n(admission.admitted_at.as_millis()));
+        item.insert("admissionNo".into(), n(admission.admission_no));
+        item.insert("expiresAt".into(), n(admission.expires_at.as_millis()));
+    }
+    if let Some(ending) = &session.ending {
+        item.insert("endedAt".into(), n(ending.ended_at.as_millis()));
+        item.insert("endReason".into(), s(ending.reason.as_str()));
+    }
+    item
+}
+
+fn corrupt(what: &str, item: &Item) -> StoreError {
+    let pk = item
+        .get(PARTITION_KEY)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        .unwrap_or("?");
+    StoreError::Corrupt(format!("{what} on item {pk}"))
+}
+
+pub fn get_str<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        .ok_or_else(|| corrupt(&format!("missing string {name}"), item))
+}
+
+pub fn opt_num<T: FromStr>(item: &Item, name: &str) -> Result<Option<T>, StoreError> {
+    match item.get(name) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::N(raw)) => raw
+            .parse()
+            .map(Some)
+            .map_err(|_| corrupt(&format!("bad number {name}"), item)),
+        Some(_) => Err(corrupt(&format!("{name} is not a number"), item)),
+    }
+}
+
+pub fn num<T: FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
+    opt_num(item, name)?.ok_or_else(|| corrupt(&format!("missing number {name}"), item))
+}
+
+/// Counters are created by `ADD`, so a missing one is zero.
+fn counter(item: &Item, name: &str) -> Result<u64, StoreError> {
+    // ADD with negative deltas can only reach below zero through a bug;
+    // report zero rather than fail every later read.
+    Ok(opt_num::<i64>(item, name)?.unwrap_or(0).max(0).unsigned_abs())
+}
+
+fn millis(item: &Item, name: &str) -> Result<Option<Timestamp>, StoreError> {
+    Ok(opt_num::<u64>(item, name)?.map(Timestamp::from_millis))
+}
+
+pub fn decode_session(item: &Item) -> Result<Session, StoreError> {
+    let id = SessionId::parse(get_str(item, "sessionId")?).map_err(|_| corrupt("bad sessionId", item))?;
+    let user_id = UserId::parse(get_str(item, "userId")?).map_err(|_| corrupt("bad userId", item))?;
+    let status = SessionStatus::parse(get_str(item, "status")?).ok_or_else(|| corrupt("bad status", item))?;
+    let admission = match (millis(item, "admittedAt")?, opt_num(item, "admissionNo")?, millis(item, "expiresAt")?) {
+        (Some(admitted_at), Some(admission_no), Some(expires_at)) => Some(Admission {
+            admitted_at,
+            admission_no,
+            expires_at,
+        }),
+        _ => None,
+    };
+    let ending = match (millis(item, "endedAt")?, item.get("endReason")) {
+        (Some(ended_at), Some(reason)) => {
+            let reason = reason
+                .as_s()
+                .ok()
+                .and_then(|r| EndReason::parse(r))
+                .ok_or_else(|| corrupt("bad endReason", item))?;
+            Some(Ending { ended_at, reason })
+        }
+        _ => None,
+    };
+    Ok(Session {
+        event_id: id.event_id(),
+        id,
+        user_id,
+        status,
+        shard: num(item, "shard")?,
+        joined_at: Timestamp::from_millis(num(item, "joinedAt")?),
+        last_seen_at: Timestamp::from_millis(num(item, "lastSeenAt")?),
+        ticket: opt_num(item, "ticket")?,
+        admission,
+        ending,
+    })
+}
+
+pub fn decode_counters(item: Option<&Item>) -> Result<EventCounters, StoreError> {
+    let Some(item) = item else {
+        return Ok(EventCounters::default());
+    };
+    Ok(EventCounters {
+        capacity: opt_num(item, "capacity")?,
+        active: counter(item, "active")?,
+        admitted: counter(item, "admitted")?,
+        left: counter(item, "left")?,
+        expired: counter(item, "expired")?,
+        completed: counter(item, "completed")?,
+        failed: counter(item, "failed")?,
+    })
+}
+
+pub fn decode_line_shard(shard: u16, item: Option<&Item>) -> Result<LineShard, StoreError> {
+    let Some(item) = item else {
+        return Ok(LineShard::empty(shard));
+    };
+    Ok(LineShard {
+        shard,
+        stored: true,
+        next_ticket: counter(item, "nextTicket")?,
+        head_ticket: counter(item, "headTicket")?,
+        ended_in_line: counter(item, "endedInLine")?,
+        left_waiting: counter(item, "leftWaiting")?,
+        abandoned: counter(item, "abandoned")?,
+    })
+}
+
+pub fn decode_line_entry(item: &Item) -> Result<LineEntry, StoreError> {
+    Ok(LineEntry {
+        session_id: SessionId::parse(get_str(item, "sessionId")?).map_err(|_| corrupt("bad sessionId", item))?,
+        ticket: num(item, "ticket")?,
+        status: SessionStatus::parse(get_str(item, "status")?).ok_or_else(|| corrupt("bad status", item))?,
+        joined_at: Timestamp::from_millis(num(item, "joinedAt")?),
+        last_seen_at: Timestamp::from_millis(num(item, "lastSeenAt")?),
+    })
+}
+
+/// The `ExpressionAttributeNames` for expressions that write every attribute
+/// as `#name`: DynamoDB reserves hundreds of words (`status`, `ttl`, `left`),
+/// and rejects names an expression does not use, so both come from one source.
+pub fn names_in(expressions: &[&str]) -> HashMap<String, String> {
+    let mut names = HashMap::new();
+    for expression in expressions {
+        let mut rest = *expression;
+        while let Some(start) = rest.find('#') {
+            let tail = &rest[start + 1..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            names.insert(format!("#{}", &tail[..end]), tail[..end].to_owned());
+            rest = &tail[end..];
+        }
+    }
+    names
+}
+
+pub const TTL: &str = TTL_ATTRIBUTE;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::EventId;
+
+    #[test]
+    fn sessions_survive_a_round_trip() {
+        let event = EventId::parse("E1").unwrap();
+        let mut session = Session::new_waiting(
+            SessionId::new(&event, [3; 16]),
+            UserId::parse("u@x").unwrap(),
+            2,
+            Timestamp::from_millis(5),
+        );
+        assert_eq!(decode_session(&session_item(&session)).unwrap(), session);
+        session.ticket = Some(9);
+        session.status = SessionStatus::Left;
+        session.admission = Some(Admission {
+            admitted_at: Timestamp::from_millis(6),
+            admission_no: 4,
+            expires_at: Timestamp::from_millis(7),
+        });
+        session.ending = Some(Ending {
+            ended_at: Timestamp::from_millis(8),
+            reason: EndReason::UserLeft,
+        });
+        assert_eq!(decode_session(&session_item(&session)).unwrap(), session);
+    }
+
+    #[test]
+    fn damaged_items_are_reported_not_guessed() {
+        let event = EventId::parse("E1").unwrap();
+        let session = Session::new_waiting(
+            SessionId::new(&event, [3; 16]),
+            UserId::parse("u").unwrap(),
+            0,
+            Timestamp::from_millis(5),
+        );
+        let mut item = session_item(&session);
+        item.insert("status".into(), s("SLEEPING"));
+        assert!(matches!(decode_session(&item), Err(StoreError::Corrupt(_))));
+        item.remove("status");
+        assert!(matches!(decode_session(&item), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn expression_names_are_collected_from_the_expressions() {
+        let names = names_in(&["SET #status = :s, #ttl = :t", "#status = :w AND #left > :z"]);
+        assert_eq!(names.len(), 3);
+        assert_eq!(names["#left"], "left");
+        assert!(names_in(&["attribute_not_exists(pk)"]).is_empty());
+    }
+
+    #[test]
+    fn missing_counters_read_as_zero() {
+        let counters = decode_counters(Some(&Item::from([("active".into(), n(2))]))).unwrap();
+        assert_eq!((counters.active, counters.admitted, counters.capacity), (2, 0, None));
+        assert_eq!(decode_line_shard(3, None).unwrap(), LineShard::empty(3));
+    }
+}

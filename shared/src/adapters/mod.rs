@@ -1,0 +1,6 @@
+//! Adapters: DynamoDB and SQS for real, in-memory twins for tests.
+
+pub mod aws;
+pub mod dynamodb;
+pub mod memory;
+pub mod sqs;

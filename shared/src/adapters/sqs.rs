@@ -1,0 +1,137 @@
+//! The join queue on SQS FIFO.
+//!
+//! Message group: `<eventId>#<shard>` — order is kept where it matters (inside
+//! a line shard), while other shards and other events are never held behind
+//! it. Deduplication id: the session id — an SDK retry of a send that did
+//! arrive is dropped by SQS within its five-minute window; after that the
+//! granter's DynamoDB condition (a session is filed once) makes a duplicate
+//! harmless. See docs/decisions/0005-join-queue.md.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+
+use crate::domain::EventId;
+use crate::domain::line::message_group_id;
+use crate::ports::{Delivery, JoinQueue, JoinQueueConsumer, JoinTicket, QueueError};
+
+/// SQS caps a receive (and a delete batch) at ten messages.
+pub const SQS_BATCH_LIMIT: usize = 10;
+
+#[derive(Debug, Clone)]
+pub struct SqsJoinQueue {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsJoinQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+}
+
+fn classify<E, R>(err: &SdkError<E, R>) -> QueueError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let detail = DisplayErrorContext(err).to_string();
+    match err {
+        SdkError::ServiceError(service) => match service.err().code() {
+            Some(code) if code.contains("Throttl") || code.contains("RequestThrottled") || code.contains("InternalError") || code.contains("ServiceUnavailable") => {
+                QueueError::Unavailable(detail)
+            }
+            _ => QueueError::Rejected(detail),
+        },
+        SdkError::ConstructionFailure(_) => QueueError::Rejected(detail),
+        _ => QueueError::Unavailable(detail),
+    }
+}
+
+impl JoinQueue for SqsJoinQueue {
+    async fn send(&self, ticket: &JoinTicket) -> Result<(), QueueError> {
+        let event = EventId::parse(&ticket.event_id).map_err(|e| QueueError::Rejected(e.to_string()))?;
+        let body = serde_json::to_string(ticket).map_err(|e| QueueError::Rejected(e.to_string()))?;
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .message_group_id(message_group_id(&event, ticket.shard))
+            .message_deduplication_id(&ticket.session_id)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(())
+    }
+}
+
+impl JoinQueueConsumer for SqsJoinQueue {
+    async fn receive(&self, max_messages: i32, wait: Duration) -> Result<Vec<Delivery>, QueueError> {
+        let wait_seconds = i32::try_from(wait.as_secs().min(20)).unwrap_or(20);
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(max_messages.clamp(1, 10))
+            .wait_time_seconds(wait_seconds)
+            .customize()
+            .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(super::aws::long_poll_timeouts(wait)))
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(output
+            .messages()
+            .iter()
+            .filter_map(|m| {
+                Some(Delivery {
+                    message_id: m.message_id()?.to_owned(),
+                    receipt_handle: m.receipt_handle()?.to_owned(),
+                    body: m.body().unwrap_or_default().to_owned(),
+                })
+            })
+            .collect())
+    }
+
+    async fn delete(&self, deliveries: &[Delivery]) -> Result<(), QueueError> {
+        for chunk in deliveries.chunks(SQS_BATCH_LIMIT) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(index, d)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(index.to_string())
+                        .receipt_handle(&d.receipt_handle)
+                        .build()
+                        .map_err(|e| QueueError::Rejected(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let output = self
+                .client
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            if let Some(failure) = output.failed().first() {
+                // An expired receipt handle means the message was redelivered
+                // meanwhile; its next delivery is handled idempotently.
+                tracing::warn!(code = failure.code(), message = ?failure.message(), "could not delete a handled join message");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,145 @@
+//! One handler per HTTP function. Each resolves the route, validates its
+//! input, calls its service and turns the outcome into a response.
+
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use serde_json::Value;
+
+use super::json::{ApiError, SessionBody, empty_response, json_response};
+use super::{BASE_PATH, Route, not_served, route};
+use crate::domain::{EventId, SessionId, SessionStatus, UserId};
+use crate::ports::{JoinQueue, SessionStore};
+use crate::service::join::JoinService;
+use crate::service::session_command::SessionCommands;
+use crate::service::status::StatusService;
+
+/// Join bodies are two short identifiers; anything bigger is a mistake.
+pub const MAX_JOIN_BODY_BYTES: usize = 1024;
+/// A new session's first poll: the granter files it within moments.
+const FIRST_POLL_SECONDS: u64 = 1;
+
+pub async fn join<S: SessionStore, Q: JoinQueue>(service: &JoinService<S, Q>, request: Request) -> Response<Body> {
+    match route(request.method(), request.uri().path()) {
+        Ok(Route::Join) => {}
+        Ok(_) => return not_served(&request),
+        Err(err) => return err.into_response(),
+    }
+    let (event, user) = match parse_join(&request) {
+        Ok(parsed) => parsed,
+        Err(err) => return err.into_response(),
+    };
+    match service.join(event, user).await {
+        Ok(outcome) => {
+            let session = outcome.session();
+            let waiting = session.status == SessionStatus::Waiting;
+            let body = SessionBody {
+                poll_after_seconds: waiting.then_some(FIRST_POLL_SECONDS),
+                ..SessionBody::of(session)
+            };
+            let mut response = json_response(StatusCode::ACCEPTED, &body);
+            let location = format!("{BASE_PATH}/{}", session.id);
+            if let Ok(location) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            if waiting {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(FIRST_POLL_SECONDS));
+            }
+            response
+        }
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+pub async fn status<S: SessionStore>(service: &StatusService<S>, request: Request) -> Response<Body> {
+    let raw_id = match route(request.method(), request.uri().path()) {
+        Ok(Route::Status(raw_id)) => raw_id,
+        Ok(_) => return not_served(&request),
+        Err(err) => return err.into_response(),
+    };
+    let Ok(id) = SessionId::parse(&raw_id) else {
+        return ApiError::session_not_found().into_response();
+    };
+    match service.status(&id).await {
+        Ok(report) => {
+            let mut response = json_response(StatusCode::OK, &SessionBody::of_report(&report));
+            if let Some(poll_after) = report.poll_after {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(poll_after.as_secs()));
+            }
+            response
+        }
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+pub async fn session_command<S: SessionStore>(commands: &SessionCommands<S>, request: Request) -> Response<Body> {
+    let (raw_id, is_leave) = match route(request.method(), request.uri().path()) {
+        Ok(Route::Heartbeat(raw_id)) => (raw_id, false),
+        Ok(Route::Leave(raw_id)) => (raw_id, true),
+        Ok(_) => return not_served(&request),
+        Err(err) => return err.into_response(),
+    };
+    let Ok(id) = SessionId::parse(&raw_id) else {
+        return ApiError::session_not_found().into_response();
+    };
+    let outcome = if is_leave {
+        // Leaving an ended session is a success that changes nothing.
+        commands.leave(&id).await.map(|_| ())
+    } else {
+        commands.heartbeat(&id).await.map(|_| ())
+    };
+    match outcome {
+        Ok(()) => empty_response(StatusCode::NO_CONTENT),
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+fn body_bytes(request: &Request) -> &[u8] {
+    match request.body() {
+        Body::Empty => &[],
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => &[],
+    }
+}
+
+fn is_json(request: &Request) -> bool {
+    let Some(content_type) = request.headers().get(header::CONTENT_TYPE) else {
+        // curl and many scripts omit it; the body still has to parse.
+        return true;
+    };
+    let Ok(content_type) = content_type.to_str() else {
+        return false;
+    };
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn parse_join(request: &Request) -> Result<(EventId, UserId), ApiError> {
+    if !is_json(request) {
+        return Err(ApiError::unsupported_media_type());
+    }
+    let bytes = body_bytes(request);
+    if bytes.len() > MAX_JOIN_BODY_BYTES {
+        return Err(ApiError::payload_too_large(MAX_JOIN_BODY_BYTES));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid_json("the body is empty; send {\"eventId\":…,\"userId\":…}"));
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(ApiError::invalid_json)?;
+    let Value::Object(fields) = value else {
+        return Err(ApiError::invalid_json("expected an object with eventId and userId"));
+    };
+    let event = EventId::parse(string_field(&fields, "eventId")?)
+        .map_err(|e| ApiError::invalid_field("eventId", e.problem))?;
+    let user = UserId::parse(string_field(&fields, "userId")?)
+        .map_err(|e| ApiError::invalid_field("userId", e.problem))?;
+    Ok((event, user))
+}
+
+fn string_field<'a>(fields: &'a serde_json::Map<String, Value>, name: &'static str) -> Result<&'a str, ApiError> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Err(ApiError::invalid_field(name, "is required")),
+        Some(Value::String(text)) => Ok(text),
+        Some(_) => Err(ApiError::invalid_field(name, "must be a string")),
+    }
+}

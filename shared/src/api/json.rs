@@ -1,0 +1,250 @@
+//! JSON bodies in and out, and the one mapping from errors to responses.
+
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Response};
+use serde::Serialize;
+
+use crate::domain::{Session, SessionStatus};
+use crate::service::ServiceError;
+use crate::service::status::StatusReport;
+
+/// A client-facing error: `{"error": code, "message": text}` plus the field
+/// at fault where there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<&'static str>,
+    allow: Option<&'static str>,
+    retry_after_seconds: Option<u64>,
+    session_status: Option<SessionStatus>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'a str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            allow: None,
+            retry_after_seconds: None,
+            session_status: None,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    pub fn route_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such route; see the API in the README")
+    }
+
+    pub fn method_not_allowed(allowed: &'static str) -> Self {
+        let mut err = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("this route only accepts {allowed}"),
+        );
+        err.allow = Some(allowed);
+        err
+    }
+
+    pub fn unknown_action(action: &str) -> Self {
+        let shown: String = action.chars().take(32).collect();
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "unknown_action",
+            format!("unknown session action {shown:?}; use :heartbeat or :leave"),
+        )
+    }
+
+    pub fn session_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "session_not_found", "no session has this id")
+    }
+
+    pub fn invalid_json(detail: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid JSON: {detail}"))
+    }
+
+    pub fn invalid_field(field: &'static str, problem: impl Into<String>) -> Self {
+        let mut err = Self::new(StatusCode::BAD_REQUEST, "invalid_field", format!("{field} {}", problem.into()));
+        err.field = Some(field);
+        err
+    }
+
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json",
+        )
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body must be at most {limit} bytes"),
+        )
+    }
+
+    fn session_ended(session: &Session) -> Self {
+        let mut err = Self::new(
+            StatusCode::CONFLICT,
+            "session_ended",
+            format!("the session has ended ({})", session.status.as_str()),
+        );
+        err.session_status = Some(session.status);
+        err
+    }
+
+    fn unavailable() -> Self {
+        let mut err = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the waiting room is busy; try again shortly (nothing was changed)",
+        );
+        err.retry_after_seconds = Some(2);
+        err
+    }
+
+    fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong on our side")
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let body = ErrorBody {
+            error: self.code,
+            message: &self.message,
+            field: self.field,
+            status: self.session_status.map(SessionStatus::as_str),
+        };
+        let mut response = json_response(self.status, &body);
+        if let Some(allow) = self.allow {
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(seconds) = self.retry_after_seconds {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        match err {
+            ServiceError::SessionNotFound => Self::session_not_found(),
+            ServiceError::SessionEnded(session) => Self::session_ended(&session),
+            ServiceError::Unavailable(detail) => {
+                tracing::warn!(%detail, "dependency unavailable");
+                Self::unavailable()
+            }
+            ServiceError::Contention => {
+                tracing::warn!("gave up after repeated write conflicts");
+                Self::unavailable()
+            }
+            ServiceError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                Self::internal()
+            }
+        }
+    }
+}
+
+/// Any serialisable value as a JSON response that no cache keeps.
+pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
+    let (status, text) = match serde_json::to_string(body) {
+        Ok(text) => (status, text),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"error":"internal","message":"response could not be encoded"}"#.to_owned(),
+        ),
+    };
+    let mut response = Response::new(Body::Text(text));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+pub fn empty_response(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = status;
+    response
+}
+
+/// A session as the API shows it.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionBody {
+    pub session_id: String,
+    pub event_id: String,
+    pub user_id: String,
+    pub status: &'static str,
+    pub joined_at: String,
+    /// 1 for the next to be admitted (waiting, once in line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub people_ahead: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll_after_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admitted_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<&'static str>,
+}
+
+impl SessionBody {
+    pub fn of(session: &Session) -> Self {
+        Self {
+            session_id: session.id.to_string(),
+            event_id: session.event_id.to_string(),
+            user_id: session.user_id.to_string(),
+            status: session.status.as_str(),
+            joined_at: session.joined_at.to_rfc3339(),
+            position: None,
+            people_ahead: None,
+            poll_after_seconds: None,
+            admitted_at: session.admission.as_ref().map(|a| a.admitted_at.to_rfc3339()),
+            expires_at: session
+                .admission
+                .as_ref()
+                .filter(|_| session.status == SessionStatus::Active)
+                .map(|a| a.expires_at.to_rfc3339()),
+            ended_at: session.ending.as_ref().map(|e| e.ended_at.to_rfc3339()),
+            end_reason: session.ending.as_ref().map(|e| e.reason.as_str()),
+        }
+    }
+
+    pub fn of_report(report: &StatusReport) -> Self {
+        Self {
+            position: report.position(),
+            people_ahead: report.people_ahead,
+            poll_after_seconds: report.poll_after.map(|d| d.as_secs()),
+            ..Self::of(&report.session)
+        }
+    }
+}

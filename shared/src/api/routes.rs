@@ -1,0 +1,100 @@
+//! Which operation a method and path ask for.
+//!
+//! Session actions are custom methods in the last path segment
+//! (`/sessions/{id}:leave`). API Gateway cannot route on part of a segment,
+//! so `POST /sessions/{id}` reaches one function that splits the action off
+//! here; `cargo lambda watch` routes the same way.
+
+use lambda_http::http::Method;
+
+use super::BASE_PATH;
+use super::json::ApiError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Join,
+    /// The raw id as it appeared in the path; validated by the handler.
+    Status(String),
+    Heartbeat(String),
+    Leave(String),
+}
+
+pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    if path == BASE_PATH {
+        return match *method {
+            Method::POST => Ok(Route::Join),
+            _ => Err(ApiError::method_not_allowed("POST")),
+        };
+    }
+    let Some(segment) = path
+        .strip_prefix(BASE_PATH)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+    else {
+        return Err(ApiError::route_not_found());
+    };
+    let segment = decode_colons(segment);
+    match segment.rsplit_once(':') {
+        None => match *method {
+            Method::GET => Ok(Route::Status(segment)),
+            _ => Err(ApiError::method_not_allowed("GET")),
+        },
+        Some((id, action)) => {
+            let route = match action {
+                "heartbeat" => Route::Heartbeat(id.to_owned()),
+                "leave" => Route::Leave(id.to_owned()),
+                _ => return Err(ApiError::unknown_action(action)),
+            };
+            match *method {
+                Method::POST => Ok(route),
+                _ => Err(ApiError::method_not_allowed("POST")),
+            }
+        }
+    }
+}
+
+/// Clients may send the `:` of a custom method percent-encoded.
+fn decode_colons(segment: &str) -> String {
+    segment.replace("%3A", ":").replace("%3a", ":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::http::StatusCode;
+
+    fn status_of(method: Method, path: &str) -> StatusCode {
+        route(&method, path).unwrap_err().status()
+    }
+
+    #[test]
+    fn public_routes_resolve() {
+        let base = "/api/waiting-room/sessions";
+        assert_eq!(route(&Method::POST, base), Ok(Route::Join));
+        assert_eq!(route(&Method::POST, &format!("{base}/")), Ok(Route::Join));
+        assert_eq!(route(&Method::GET, &format!("{base}/E1.abc")), Ok(Route::Status("E1.abc".into())));
+        assert_eq!(route(&Method::POST, &format!("{base}/E1.abc:leave")), Ok(Route::Leave("E1.abc".into())));
+        assert_eq!(route(&Method::POST, &format!("{base}/E1.abc%3Aheartbeat")), Ok(Route::Heartbeat("E1.abc".into())));
+    }
+
+    #[test]
+    fn wrong_methods_are_405_and_unknown_paths_404() {
+        let base = "/api/waiting-room/sessions";
+        assert_eq!(status_of(Method::GET, base), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(status_of(Method::DELETE, &format!("{base}/x")), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(status_of(Method::GET, &format!("{base}/x:leave")), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(status_of(Method::POST, &format!("{base}/x:explode")), StatusCode::NOT_FOUND);
+        assert_eq!(status_of(Method::GET, "/"), StatusCode::NOT_FOUND);
+        assert_eq!(status_of(Method::GET, "/api/waiting-room"), StatusCode::NOT_FOUND);
+        assert_eq!(status_of(Method::GET, &format!("{base}/a/b")), StatusCode::NOT_FOUND);
+        assert_eq!(status_of(Method::GET, &format!("{base}x")), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn method_not_allowed_names_the_allowed_method() {
+        let err = route(&Method::PUT, "/api/waiting-room/sessions").unwrap_err();
+        let response = err.into_response();
+        assert_eq!(response.headers()["allow"], "POST");
+    }
+}

@@ -1,0 +1,159 @@
+//! Configuration from environment variables, read once at start-up.
+//!
+//! Every variable a function reads is named here, and each function's
+//! settings list theirs in `ENV`, so the deployment template and the local
+//! run can be checked against the code (see the infra consistency test).
+
+use std::time::Duration;
+
+pub const TABLE_NAME: &str = "TABLE_NAME";
+pub const JOIN_QUEUE_URL: &str = "JOIN_QUEUE_URL";
+pub const DEFAULT_CAPACITY: &str = "DEFAULT_CAPACITY";
+pub const LINE_SHARDS: &str = "LINE_SHARDS";
+pub const ACTIVE_STAY_SECONDS: &str = "ACTIVE_STAY_SECONDS";
+pub const WAITING_ABANDON_SECONDS: &str = "WAITING_ABANDON_SECONDS";
+pub const ENDED_RETENTION_SECONDS: &str = "ENDED_RETENTION_SECONDS";
+pub const LINE_CACHE_MILLIS: &str = "LINE_CACHE_MILLIS";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {problem}")]
+    Invalid { name: &'static str, problem: String },
+}
+
+/// Reads variables through a lookup function so tests need not touch the
+/// process environment.
+pub struct Env<F: Fn(&str) -> Option<String>>(pub F);
+
+pub fn process_env() -> Env<impl Fn(&str) -> Option<String>> {
+    Env(|name: &str| std::env::var(name).ok())
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    pub fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        match (self.0)(name) {
+            Some(value) if !value.trim().is_empty() => Ok(value),
+            _ => Err(ConfigError::Missing(name)),
+        }
+    }
+
+    pub fn number<T>(&self, name: &'static str, default: T, range: std::ops::RangeInclusive<T>) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        let Some(raw) = (self.0)(name).filter(|v| !v.trim().is_empty()) else {
+            return Ok(default);
+        };
+        let value: T = raw.trim().parse().map_err(|_| ConfigError::Invalid {
+            name,
+            problem: format!("{raw:?} is not a number"),
+        })?;
+        if !range.contains(&value) {
+            return Err(ConfigError::Invalid {
+                name,
+                problem: format!("{value} is outside {}..={}", range.start(), range.end()),
+            });
+        }
+        Ok(value)
+    }
+
+    pub fn seconds(&self, name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<Duration, ConfigError> {
+        self.number(name, default, range).map(Duration::from_secs)
+    }
+}
+
+/// Settings shared by everything that shapes the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineSettings {
+    /// Shards per event line (SQS message groups and line items). Changing it
+    /// while a line is non-empty strands the old shards' tickets, so it is a
+    /// deployment-time choice.
+    pub line_shards: u16,
+}
+
+impl LineSettings {
+    pub const ENV: &'static [&'static str] = &[LINE_SHARDS];
+
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            line_shards: env.number(LINE_SHARDS, 1, 1..=64)?,
+        })
+    }
+}
+
+/// How long things live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleSettings {
+    pub default_capacity: u32,
+    pub active_stay: Duration,
+    pub abandon_after: Option<Duration>,
+    pub ended_retention: Duration,
+}
+
+impl LifecycleSettings {
+    pub const ENV: &'static [&'static str] = &[
+        DEFAULT_CAPACITY,
+        ACTIVE_STAY_SECONDS,
+        WAITING_ABANDON_SECONDS,
+        ENDED_RETENTION_SECONDS,
+    ];
+
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let abandon = env.number(WAITING_ABANDON_SECONDS, 0u64, 0..=86_400)?;
+        Ok(Self {
+            default_capacity: env.number(DEFAULT_CAPACITY, 100, 0..=10_000_000)?,
+            active_stay: env.seconds(ACTIVE_STAY_SECONDS, 900, 10..=86_400)?,
+            abandon_after: (abandon > 0).then(|| Duration::from_secs(abandon)),
+            ended_retention: env.seconds(ENDED_RETENTION_SECONDS, 86_400, 60..=30 * 86_400)?,
+        })
+    }
+}
+
+impl Default for LifecycleSettings {
+    fn default() -> Self {
+        Self {
+            default_capacity: 100,
+            active_stay: Duration::from_secs(900),
+            abandon_after: None,
+            ended_retention: Duration::from_secs(86_400),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> Env<impl Fn(&str) -> Option<String>> {
+        Env(move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn defaults_apply_when_unset() {
+        let settings = LifecycleSettings::from_env(&env(&[])).unwrap();
+        assert_eq!(settings, LifecycleSettings::default());
+        assert_eq!(LineSettings::from_env(&env(&[])).unwrap().line_shards, 1);
+    }
+
+    #[test]
+    fn bad_values_are_named_in_the_error() {
+        let err = LineSettings::from_env(&env(&[(LINE_SHARDS, "0")])).unwrap_err();
+        assert!(err.to_string().contains("LINE_SHARDS"), "{err}");
+        let err = LifecycleSettings::from_env(&env(&[(DEFAULT_CAPACITY, "lots")])).unwrap_err();
+        assert!(err.to_string().contains("DEFAULT_CAPACITY"), "{err}");
+        assert_eq!(env(&[]).required(TABLE_NAME), Err(ConfigError::Missing(TABLE_NAME)));
+    }
+
+    #[test]
+    fn abandonment_is_off_at_zero() {
+        let on = LifecycleSettings::from_env(&env(&[(WAITING_ABANDON_SECONDS, "120")])).unwrap();
+        assert_eq!(on.abandon_after, Some(Duration::from_secs(120)));
+    }
+}

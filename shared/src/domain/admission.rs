@@ -1,0 +1,566 @@
+//! Planning one step of an event's line: file new arrivals (give them
+//! tickets) and admit from the front while there are free slots.
+//!
+//! The plan is pure data. A store applies it as one atomic, conditional write
+//! (a DynamoDB transaction), so two granters planning from the same snapshot
+//! cannot both succeed: the loser re-reads and plans again.
+
+use std::time::Duration;
+
+use super::ids::{EventId, SessionId};
+use super::line::{LineEntry, LineState};
+use super::session::SessionStatus;
+use super::time::Timestamp;
+
+/// A join message received from the queue, not yet filed in the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arrival {
+    pub session_id: SessionId,
+    pub shard: u16,
+    pub joined_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionPolicy {
+    pub default_capacity: u32,
+    /// How long an admitted user may stay before the slot is taken back.
+    pub active_stay: Duration,
+    /// A waiting user silent for longer than this is skipped and expired.
+    pub abandon_after: Option<Duration>,
+    /// Admissions and expiries per write; DynamoDB allows 100 items in one
+    /// transaction and the event and shard items need room too.
+    pub max_changes_per_write: usize,
+}
+
+/// What the write must find on the event item for the plan to hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterExpectation {
+    /// The capacity seen; `None` means the item had none and the default
+    /// (`capacity`) is written along with the admissions.
+    pub capacity_seen: Option<u32>,
+    pub capacity: u32,
+    /// Active sessions may be at most this before the admissions (capacity
+    /// minus admissions), so concurrent leaves never cause a conflict.
+    pub active_at_most: u64,
+    pub admitted_seen: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardAdvance {
+    pub shard: u16,
+    /// Whether the shard item existed, and its `next`/`head` as seen.
+    pub stored: bool,
+    pub next_seen: u64,
+    pub head_seen: u64,
+    pub next: u64,
+    pub head: u64,
+    /// Ended sessions the head moved past (taken off `ended_in_line`).
+    pub passed_ended: u64,
+    /// Waiting sessions expired for not polling (counted on the shard).
+    pub abandoned: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionChangeKind {
+    /// An arrival gets its ticket and stays waiting.
+    File,
+    /// Admitted; `filed_now` when it is an arrival filed in the same write.
+    Admit {
+        filed_now: bool,
+        admission_no: u64,
+        expires_at: Timestamp,
+    },
+    /// Skipped for not polling: expired with reason `timeout`.
+    Abandon { silent_since: Timestamp },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionChange {
+    pub session_id: SessionId,
+    pub shard: u16,
+    pub ticket: u64,
+    pub kind: SessionChangeKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineAdvance {
+    pub event_id: EventId,
+    pub now: Timestamp,
+    /// Present when the write admits anyone (it takes slots).
+    pub counters: Option<CounterExpectation>,
+    pub admitted: u64,
+    pub shards: Vec<ShardAdvance>,
+    pub sessions: Vec<SessionChange>,
+    /// The walk stopped with slots free and people waiting: it hit the
+    /// per-write limit or a front it could not see. Plan again after this.
+    pub unfinished: bool,
+}
+
+impl LineAdvance {
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty() && self.shards.iter().all(|s| s.head == s.head_seen)
+    }
+
+    pub fn admitted_sessions(&self) -> impl Iterator<Item = &SessionChange> {
+        self.sessions
+            .iter()
+            .filter(|c| matches!(c.kind, SessionChangeKind::Admit { .. }))
+    }
+}
+
+/// Where the front of each shard stands, for one planning step.
+#[derive(Debug, Clone, Default)]
+pub struct KnownEntries {
+    /// Per shard: line entries from the head, in ticket order, as read from
+    /// the line index (possibly lagging, possibly stale).
+    pub by_shard: Vec<Vec<LineEntry>>,
+}
+
+struct Cursor<'a> {
+    entries: Vec<Candidate<'a>>,
+    position: usize,
+    /// True when `entries` reach the shard's end, so nothing unseen can be
+    /// ahead of the next shard's candidates.
+    complete: bool,
+}
+
+#[derive(Clone, Copy)]
+enum Candidate<'a> {
+    Filed(&'a LineEntry),
+    Arriving(&'a Arrival, u64),
+}
+
+impl Candidate<'_> {
+    fn key(&self) -> (Timestamp, u64) {
+        match self {
+            Candidate::Filed(e) => (e.joined_at, e.ticket),
+            Candidate::Arriving(a, ticket) => (a.joined_at, *ticket),
+        }
+    }
+}
+
+/// Plan one step: file `arrivals` (all of one shard, in queue order) and then
+/// walk the merged front of all shards in join order, passing sessions that
+/// ended, expiring the abandoned, and admitting while slots are free.
+pub fn plan_line_advance(
+    state: &LineState,
+    arrivals: &[Arrival],
+    known: &KnownEntries,
+    policy: &AdmissionPolicy,
+    now: Timestamp,
+) -> LineAdvance {
+    let mut cursors = build_cursors(state, arrivals, known);
+    let capacity = state.counters.effective_capacity(policy.default_capacity);
+    let free = state.counters.free_slots(policy.default_capacity);
+    let budget = change_budget(state, arrivals, policy);
+    let abandon_before = policy.abandon_after.map(|d| now.minus(d));
+
+    let mut heads: Vec<u64> = state.shards.iter().map(|s| s.head_ticket).collect();
+    let mut passed_ended = vec![0u64; state.shards.len()];
+    let mut abandoned = vec![0u64; state.shards.len()];
+    let mut changes: Vec<SessionChange> = Vec::new();
+    let mut admitted = 0u64;
+    let mut front_changes = 0usize;
+    let mut unfinished = false;
+
+    loop {
+        let Some(shard) = next_in_join_order(&cursors) else {
+            unfinished = admitted < free && cursors.iter().any(|c| !c.complete);
+            break;
+        };
+        let cursor = &mut cursors[shard];
+        let candidate = cursor.entries[cursor.position];
+        let ticket = candidate.key().1;
+        let shard_no = state.shards[shard].shard;
+        match candidate {
+            Candidate::Filed(entry) if entry.status != SessionStatus::Waiting => {
+                passed_ended[shard] += 1;
+            }
+            Candidate::Filed(entry)
+                if abandon_before.is_some_and(|cutoff| entry.last_seen_at < cutoff) =>
+            {
+                if front_changes >= budget {
+                    unfinished = true;
+                    break;
+                }
+                front_changes += 1;
+                abandoned[shard] += 1;
+                changes.push(SessionChange {
+                    session_id: entry.session_id.clone(),
+                    shard: shard_no,
+                    ticket,
+                    kind: SessionChangeKind::Abandon {
+                        silent_since: entry.last_seen_at,
+                    },
+                });
+            }
+            _ => {
+                if admitted >= free {
+                    break;
+                }
+                if front_changes >= budget {
+                    unfinished = true;
+                    break;
+                }
+                front_changes += 1;
+                admitted += 1;
+                let (session_id, filed_now) = match candidate {
+                    Candidate::Filed(e) => (e.session_id.clone(), false),
+                    Candidate::Arriving(a, _) => (a.session_id.clone(), true),
+                };
+                changes.push(SessionChange {
+                    session_id,
+                    shard: shard_no,
+                    ticket,
+                    kind: SessionChangeKind::Admit {
+                        filed_now,
+                        admission_no: state.counters.admitted + admitted,
+                        expires_at: now.plus(policy.active_stay),
+                    },
+                });
+            }
+        }
+        heads[shard] = ticket + 1;
+        cursor.position += 1;
+    }
+
+    file_remaining_arrivals(state, arrivals, &mut changes);
+    let shards = shard_advances(state, arrivals, &heads, &passed_ended, &abandoned);
+    let counters = (admitted > 0).then(|| CounterExpectation {
+        capacity_seen: state.counters.capacity,
+        capacity,
+        active_at_most: u64::from(capacity).saturating_sub(admitted),
+        admitted_seen: state.counters.admitted,
+    });
+    LineAdvance {
+        event_id: state.event_id.clone(),
+        now,
+        counters,
+        admitted,
+        shards,
+        sessions: changes,
+        unfinished,
+    }
+}
+
+fn build_cursors<'a>(
+    state: &LineState,
+    arrivals: &'a [Arrival],
+    known: &'a KnownEntries,
+) -> Vec<Cursor<'a>> {
+    state
+        .shards
+        .iter()
+        .enumerate()
+        .map(|(index, shard)| {
+            let listed = known.by_shard.get(index).map(Vec::as_slice).unwrap_or(&[]);
+            // Only an unbroken run from the head counts: a gap means the index
+            // has not caught up yet, and skipping it would let someone overtake.
+            let mut entries: Vec<Candidate<'a>> = listed
+                .iter()
+                .zip(shard.head_ticket..)
+                .take_while(|(entry, expected)| entry.ticket == *expected)
+                .map(|(entry, _)| Candidate::Filed(entry))
+                .collect();
+            let seen_to = shard.head_ticket + entries.len() as u64;
+            let complete = seen_to >= shard.next_ticket;
+            if complete {
+                let mine = arrivals.iter().filter(|a| a.shard == shard.shard);
+                entries.extend(
+                    mine.zip(shard.next_ticket..)
+                        .map(|(arrival, ticket)| Candidate::Arriving(arrival, ticket)),
+                );
+            }
+            Cursor {
+                entries,
+                position: 0,
+                complete,
+            }
+        })
+        .collect()
+}
+
+/// The shard whose front joined first; `None` when the walk must stop: all
+/// fronts are used up, or a shard whose rest is unknown ran out (anyone unseen
+/// there may have joined before the others' fronts).
+fn next_in_join_order(cursors: &[Cursor<'_>]) -> Option<usize> {
+    let mut best: Option<(usize, (Timestamp, u64))> = None;
+    for (index, cursor) in cursors.iter().enumerate() {
+        match cursor.entries.get(cursor.position) {
+            None if !cursor.complete => return None,
+            None => {}
+            Some(candidate) => {
+                let key = candidate.key();
+                // Ties on join time go to the lower shard: deterministic.
+                if best.is_none_or(|(_, best_key)| key.0 < best_key.0) {
+                    best = Some((index, key));
+                }
+            }
+        }
+    }
+    best.map(|(index, _)| index)
+}
+
+fn change_budget(state: &LineState, arrivals: &[Arrival], policy: &AdmissionPolicy) -> usize {
+    const TRANSACTION_ITEM_LIMIT: usize = 100;
+    let fixed = 1 + state.shards.len() + arrivals.len();
+    TRANSACTION_ITEM_LIMIT
+        .saturating_sub(fixed)
+        .min(policy.max_changes_per_write)
+}
+
+fn file_remaining_arrivals(state: &LineState, arrivals: &[Arrival], changes: &mut Vec<SessionChange>) {
+    for shard in &state.shards {
+        let mine = arrivals.iter().filter(|a| a.shard == shard.shard);
+        for (arrival, ticket) in mine.zip(shard.next_ticket..) {
+            let already = changes.iter().any(|c| c.session_id == arrival.session_id);
+            if !already {
+                changes.push(SessionChange {
+                    session_id: arrival.session_id.clone(),
+                    shard: shard.shard,
+                    ticket,
+                    kind: SessionChangeKind::File,
+                });
+            }
+        }
+    }
+}
+
+fn shard_advances(
+    state: &LineState,
+    arrivals: &[Arrival],
+    heads: &[u64],
+    passed_ended: &[u64],
+    abandoned: &[u64],
+) -> Vec<ShardAdvance> {
+    state
+        .shards
+        .iter()
+        .enumerate()
+        .filter_map(|(index, shard)| {
+            let arriving = arrivals.iter().filter(|a| a.shard == shard.shard).count() as u64;
+            let head = heads[index];
+            if arriving == 0 && head == shard.head_ticket {
+                return None;
+            }
+            Some(ShardAdvance {
+                shard: shard.shard,
+                stored: shard.stored,
+                next_seen: shard.next_ticket,
+                head_seen: shard.head_ticket,
+                next: shard.next_ticket + arriving,
+                head,
+                passed_ended: passed_ended[index],
+                abandoned: abandoned[index],
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::line::{EventCounters, LineShard};
+
+    fn event() -> EventId {
+        EventId::parse("E").unwrap()
+    }
+
+    fn sid(n: u8) -> SessionId {
+        SessionId::new(&event(), [n; 16])
+    }
+
+    fn policy(capacity: u32) -> AdmissionPolicy {
+        AdmissionPolicy {
+            default_capacity: capacity,
+            active_stay: Duration::from_secs(900),
+            abandon_after: Some(Duration::from_secs(60)),
+            max_changes_per_write: 50,
+        }
+    }
+
+    fn state(shards: Vec<LineShard>, active: u64) -> LineState {
+        LineState {
+            event_id: event(),
+            counters: EventCounters {
+                active,
+                admitted: active,
+                ..EventCounters::default()
+            },
+            shards,
+        }
+    }
+
+    fn shard(no: u16, head: u64, next: u64) -> LineShard {
+        LineShard {
+            shard: no,
+            stored: true,
+            head_ticket: head,
+            next_ticket: next,
+            ..LineShard::empty(no)
+        }
+    }
+
+    fn entry(n: u8, ticket: u64, joined: u64, status: SessionStatus) -> LineEntry {
+        LineEntry {
+            session_id: sid(n),
+            ticket,
+            status,
+            joined_at: Timestamp::from_millis(joined),
+            last_seen_at: Timestamp::from_millis(NOW),
+        }
+    }
+
+    fn arrival(n: u8, shard: u16, joined: u64) -> Arrival {
+        Arrival {
+            session_id: sid(n),
+            shard,
+            joined_at: Timestamp::from_millis(joined),
+        }
+    }
+
+    const NOW: u64 = 1_000_000;
+
+    fn plan(state: &LineState, arrivals: &[Arrival], known: Vec<Vec<LineEntry>>, capacity: u32) -> LineAdvance {
+        plan_line_advance(
+            state,
+            arrivals,
+            &KnownEntries { by_shard: known },
+            &policy(capacity),
+            Timestamp::from_millis(NOW),
+        )
+    }
+
+    fn admitted_ids(plan: &LineAdvance) -> Vec<SessionId> {
+        plan.admitted_sessions().map(|c| c.session_id.clone()).collect()
+    }
+
+    #[test]
+    fn arrivals_to_an_empty_line_are_filed_and_admitted_up_to_capacity() {
+        let state = state(vec![shard(0, 0, 0)], 0);
+        let arrivals = [arrival(1, 0, 1), arrival(2, 0, 2), arrival(3, 0, 3)];
+        let plan = plan(&state, &arrivals, vec![vec![]], 2);
+        assert_eq!(admitted_ids(&plan), vec![sid(1), sid(2)]);
+        assert_eq!(plan.admitted, 2);
+        let filed: Vec<_> = plan.sessions.iter().map(|c| (c.ticket, c.kind.clone())).collect();
+        assert_eq!(filed[2], (2, SessionChangeKind::File));
+        assert_eq!(plan.shards[0].next, 3);
+        assert_eq!(plan.shards[0].head, 2);
+        let counters = plan.counters.unwrap();
+        assert_eq!(counters.active_at_most, 0);
+        assert_eq!(counters.capacity, 2);
+        assert_eq!(counters.capacity_seen, None);
+    }
+
+    #[test]
+    fn a_full_event_files_arrivals_without_taking_slots() {
+        let state = state(vec![shard(0, 0, 0)], 5);
+        let plan = plan(&state, &[arrival(1, 0, 1)], vec![vec![]], 5);
+        assert_eq!(plan.admitted, 0);
+        assert!(plan.counters.is_none());
+        assert_eq!(plan.sessions[0].kind, SessionChangeKind::File);
+        assert_eq!(plan.shards[0].head, 0);
+        assert_eq!(plan.shards[0].next, 1);
+    }
+
+    #[test]
+    fn the_front_of_the_line_goes_before_new_arrivals() {
+        let state = state(vec![shard(0, 4, 6)], 0);
+        let known = vec![vec![
+            entry(4, 4, 10, SessionStatus::Waiting),
+            entry(5, 5, 11, SessionStatus::Waiting),
+        ]];
+        let plan = plan(&state, &[arrival(6, 0, 12)], known, 2);
+        assert_eq!(admitted_ids(&plan), vec![sid(4), sid(5)]);
+        let filed = plan.sessions.iter().find(|c| c.session_id == sid(6)).unwrap();
+        assert_eq!((filed.ticket, &filed.kind), (6, &SessionChangeKind::File));
+    }
+
+    #[test]
+    fn ended_sessions_are_passed_and_abandoned_ones_expired_without_slots() {
+        let state = state(vec![shard(0, 0, 3)], 1);
+        let mut silent = entry(2, 1, 2, SessionStatus::Waiting);
+        silent.last_seen_at = Timestamp::from_millis(NOW - 61_000);
+        let known = vec![vec![
+            entry(1, 0, 1, SessionStatus::Left),
+            silent,
+            entry(3, 2, 3, SessionStatus::Waiting),
+        ]];
+        let plan = plan(&state, &[], known, 2);
+        assert_eq!(admitted_ids(&plan), vec![sid(3)]);
+        assert!(matches!(plan.sessions[0].kind, SessionChangeKind::Abandon { .. }));
+        let advance = &plan.shards[0];
+        assert_eq!((advance.head, advance.passed_ended, advance.abandoned), (3, 1, 1));
+    }
+
+    #[test]
+    fn a_gap_in_the_index_stops_the_walk_so_nobody_overtakes() {
+        let state = state(vec![shard(0, 0, 3)], 0);
+        let known = vec![vec![
+            entry(1, 0, 1, SessionStatus::Waiting),
+            entry(3, 2, 3, SessionStatus::Waiting),
+        ]];
+        let plan = plan(&state, &[arrival(4, 0, 4)], known, 10);
+        assert_eq!(admitted_ids(&plan), vec![sid(1)]);
+        let filed = plan.sessions.iter().find(|c| c.session_id == sid(4)).unwrap();
+        assert_eq!((filed.ticket, &filed.kind), (3, &SessionChangeKind::File));
+    }
+
+    #[test]
+    fn shards_are_merged_in_join_order() {
+        let state = state(vec![shard(0, 0, 2), shard(1, 0, 2)], 0);
+        let known = vec![
+            vec![entry(1, 0, 10, SessionStatus::Waiting), entry(3, 1, 30, SessionStatus::Waiting)],
+            vec![entry(2, 0, 20, SessionStatus::Waiting), entry(4, 1, 40, SessionStatus::Waiting)],
+        ];
+        let plan = plan(&state, &[], known, 3);
+        assert_eq!(admitted_ids(&plan), vec![sid(1), sid(2), sid(3)]);
+        let numbers: Vec<u64> = plan
+            .admitted_sessions()
+            .map(|c| match c.kind {
+                SessionChangeKind::Admit { admission_no, .. } => admission_no,
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(numbers, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn an_unread_shard_blocks_later_joiners_of_other_shards() {
+        // Shard 1 has a backlog the index did not show; its people may have
+        // joined before shard 0's, so shard 0 must not be admitted past it.
+        let state = state(vec![shard(0, 0, 1), shard(1, 0, 1)], 0);
+        let known = vec![vec![entry(1, 0, 10, SessionStatus::Waiting)], vec![]];
+        let plan = plan(&state, &[], known, 3);
+        assert!(admitted_ids(&plan).is_empty());
+        assert!(plan.is_empty());
+        assert!(plan.unfinished, "the granter must look again");
+    }
+
+    #[test]
+    fn a_write_never_exceeds_the_transaction_item_limit() {
+        let state = state(vec![shard(0, 0, 0)], 0);
+        let arrivals: Vec<_> = (0..10).map(|n| arrival(n, 0, u64::from(n))).collect();
+        let mut policy = policy(1000);
+        policy.max_changes_per_write = 500;
+        let plan = plan_line_advance(&state, &arrivals, &KnownEntries { by_shard: vec![vec![]] }, &policy, Timestamp::from_millis(NOW));
+        assert_eq!(plan.admitted, 10);
+        assert!(plan.sessions.len() + plan.shards.len() < 100);
+        assert!(!plan.unfinished);
+
+        policy.max_changes_per_write = 4;
+        let plan = plan_line_advance(&state, &arrivals, &KnownEntries { by_shard: vec![vec![]] }, &policy, Timestamp::from_millis(NOW));
+        assert_eq!(plan.admitted, 4);
+        assert_eq!(plan.sessions.len(), 10, "the rest are still filed");
+        assert!(plan.unfinished);
+    }
+
+    #[test]
+    fn nothing_to_do_is_an_empty_plan() {
+        let state = state(vec![shard(0, 3, 3)], 0);
+        let plan = plan(&state, &[], vec![vec![]], 3);
+        assert!(plan.is_empty());
+        assert!(plan.counters.is_none());
+        assert!(!plan.unfinished);
+    }
+}

@@ -1,0 +1,248 @@
+//! Identifiers that cross the public API. Each one is validated once, at the
+//! edge, so the rest of the code can build DynamoDB keys and SQS group ids from
+//! them without escaping: none of them can contain `#`, `.` is reserved for the
+//! session id separator, and all are short ASCII.
+
+use std::fmt;
+
+/// Why an identifier was refused; the message is shown to the caller as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {problem}")]
+pub struct InvalidId {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+impl InvalidId {
+    fn new(field: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            field,
+            problem: problem.into(),
+        }
+    }
+}
+
+pub const EVENT_ID_MAX_LEN: usize = 64;
+pub const USER_ID_MAX_LEN: usize = 128;
+/// 16 random bytes in lowercase base32 without padding.
+const SESSION_SECRET_LEN: usize = 26;
+const BASE32_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+fn check(
+    field: &'static str,
+    value: &str,
+    max_len: usize,
+    allowed: fn(u8) -> bool,
+    allowed_text: &str,
+) -> Result<(), InvalidId> {
+    if value.is_empty() {
+        return Err(InvalidId::new(field, "must not be empty"));
+    }
+    if value.len() > max_len {
+        return Err(InvalidId::new(
+            field,
+            format!("must be at most {max_len} characters"),
+        ));
+    }
+    if !value.bytes().all(allowed) {
+        return Err(InvalidId::new(
+            field,
+            format!("may contain only {allowed_text}"),
+        ));
+    }
+    Ok(())
+}
+
+/// An on-sale (one protected event with its own capacity and line).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(String);
+
+impl EventId {
+    pub fn parse(value: &str) -> Result<Self, InvalidId> {
+        check(
+            "eventId",
+            value,
+            EVENT_ID_MAX_LEN,
+            |b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-',
+            "letters, digits, '_' and '-'",
+        )?;
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The caller's own identifier for the fan (an account id, an e-mail address).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserId(String);
+
+impl UserId {
+    pub fn parse(value: &str) -> Result<Self, InvalidId> {
+        check(
+            "userId",
+            value,
+            USER_ID_MAX_LEN,
+            |b| b.is_ascii_alphanumeric() || b"._@+=:-".contains(&b),
+            "letters, digits and . _ @ + = : -",
+        )?;
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `<eventId>.<26 random base32 characters>`.
+///
+/// The event id is part of the session id so that leave, heartbeat and status
+/// can address the event's counter without reading the session first (one
+/// DynamoDB call instead of two). The random part makes the id unguessable:
+/// whoever holds it controls the session.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionId {
+    value: String,
+    event_len: usize,
+}
+
+impl SessionId {
+    pub fn new(event: &EventId, random: [u8; 16]) -> Self {
+        let value = format!("{}.{}", event.as_str(), base32(&random));
+        Self {
+            value,
+            event_len: event.as_str().len(),
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Self, InvalidId> {
+        let invalid = || {
+            InvalidId::new(
+                "sessionId",
+                "is not a session id issued by this waiting room",
+            )
+        };
+        let (event, secret) = value.split_once('.').ok_or_else(invalid)?;
+        EventId::parse(event).map_err(|_| invalid())?;
+        let secret_ok = secret.len() == SESSION_SECRET_LEN
+            && secret.bytes().all(|b| BASE32_ALPHABET.contains(&b));
+        if !secret_ok {
+            return Err(invalid());
+        }
+        Ok(Self {
+            value: value.to_owned(),
+            event_len: event.len(),
+        })
+    }
+
+    pub fn event_id(&self) -> EventId {
+        EventId(self.value[..self.event_len].to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.value
+    }
+
+    /// A stable hash of the id, used to spread sessions over line shards.
+    pub fn stable_hash(&self) -> u64 {
+        fnv1a(self.value.as_bytes())
+    }
+}
+
+fn base32(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
+    let mut buffer: u32 = 0;
+    let mut bits = 0;
+    for &byte in bytes {
+        buffer = (buffer << 8) | u32::from(byte);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(BASE32_ALPHABET[((buffer >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(BASE32_ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// FNV-1a: tiny, and unlike `std`'s hasher guaranteed stable across builds,
+/// which matters because the shard of a session must never change.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+macro_rules! display_as_str {
+    ($($t:ty),*) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
+}
+display_as_str!(EventId, UserId, SessionId);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_accept_the_documented_alphabet_only() {
+        assert!(EventId::parse("E1").is_ok());
+        assert!(EventId::parse("tour-2026_paris").is_ok());
+        assert!(EventId::parse(&"e".repeat(64)).is_ok());
+        for bad in ["", "a b", "a#b", "a.b", "é", "a/b", &"e".repeat(65)] {
+            assert!(EventId::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn user_ids_allow_email_addresses_but_not_controls_or_spaces() {
+        assert!(UserId::parse("fan+1@example.com").is_ok());
+        for bad in ["", "a b", "a\nb", "a#b", "ü", &"u".repeat(129)] {
+            assert!(UserId::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn session_ids_round_trip_and_carry_their_event() {
+        let event = EventId::parse("E1").unwrap();
+        let id = SessionId::new(&event, [7; 16]);
+        assert_eq!(id.as_str().len(), 2 + 1 + 26);
+        let parsed = SessionId::parse(id.as_str()).unwrap();
+        assert_eq!(parsed, id);
+        assert_eq!(parsed.event_id(), event);
+    }
+
+    #[test]
+    fn forged_or_damaged_session_ids_are_refused() {
+        let event = EventId::parse("E1").unwrap();
+        let good = SessionId::new(&event, [1; 16]).as_str().to_owned();
+        let cases = [
+            String::new(),
+            "E1".to_owned(),
+            format!("{good}x"),
+            good.to_uppercase(),
+            good.replacen("E1", "E#1", 1),
+            good[..good.len() - 1].to_owned(),
+            format!("{good}:leave"),
+        ];
+        for bad in cases {
+            assert!(SessionId::parse(&bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn base32_encodes_known_vectors() {
+        assert_eq!(base32(b"f"), "my");
+        assert_eq!(base32(b"foobar"), "mzxw6ytboi");
+    }
+}

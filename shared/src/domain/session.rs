@@ -1,0 +1,197 @@
+//! A fan's session and the only ways its status may change.
+//!
+//! ```text
+//!   WAITING ──admit──▶ ACTIVE ──leave──────────▶ LEFT
+//!      │                  ├──window over──────▶ EXPIRED
+//!      │                  ├──checkout done────▶ COMPLETED
+//!      │                  └──checkout failed──▶ FAILED
+//!      ├──leave──────────▶ LEFT
+//!      └──stopped polling▶ EXPIRED (reason timeout)
+//! ```
+//! Ended statuses are final. Every transition out of `ACTIVE` gives the slot
+//! back, in the same DynamoDB transaction as the status change.
+
+use super::ids::{EventId, SessionId, UserId};
+use super::time::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionStatus {
+    Waiting,
+    Active,
+    Left,
+    Expired,
+    Completed,
+    Failed,
+}
+
+impl SessionStatus {
+    pub const ALL: [SessionStatus; 6] = [
+        Self::Waiting,
+        Self::Active,
+        Self::Left,
+        Self::Expired,
+        Self::Completed,
+        Self::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "WAITING",
+            Self::Active => "ACTIVE",
+            Self::Left => "LEFT",
+            Self::Expired => "EXPIRED",
+            Self::Completed => "COMPLETED",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+
+    pub fn is_ended(self) -> bool {
+        !matches!(self, Self::Waiting | Self::Active)
+    }
+}
+
+/// Why a session ended; shown to the user and carried by `QUEUE_LEFT` events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndReason {
+    /// The user called `:leave`.
+    UserLeft,
+    /// A waiting user stopped polling for longer than the abandonment limit.
+    Timeout,
+    /// An admitted user's stay ran out.
+    Expired,
+    CheckoutCompleted,
+    CheckoutFailed,
+    CheckoutExpired,
+}
+
+impl EndReason {
+    pub const ALL: [EndReason; 6] = [
+        Self::UserLeft,
+        Self::Timeout,
+        Self::Expired,
+        Self::CheckoutCompleted,
+        Self::CheckoutFailed,
+        Self::CheckoutExpired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UserLeft => "user_left",
+            Self::Timeout => "timeout",
+            Self::Expired => "expired",
+            Self::CheckoutCompleted => "checkout_completed",
+            Self::CheckoutFailed => "checkout_failed",
+            Self::CheckoutExpired => "checkout_expired",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == value)
+    }
+
+    /// The status a session ends in for this reason.
+    pub fn final_status(self) -> SessionStatus {
+        match self {
+            Self::UserLeft => SessionStatus::Left,
+            Self::Timeout | Self::Expired | Self::CheckoutExpired => SessionStatus::Expired,
+            Self::CheckoutCompleted => SessionStatus::Completed,
+            Self::CheckoutFailed => SessionStatus::Failed,
+        }
+    }
+}
+
+/// Where a session stands in its event's line once the granter has filed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinePlace {
+    pub shard: u16,
+    /// Consecutive per shard, handed out in queue order: the session's place.
+    pub ticket: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    pub admitted_at: Timestamp,
+    /// 1 for the first user admitted to the event, 2 for the next, ...
+    pub admission_no: u64,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    pub ended_at: Timestamp,
+    pub reason: EndReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: SessionId,
+    pub event_id: EventId,
+    pub user_id: UserId,
+    pub status: SessionStatus,
+    /// The line shard (and SQS message group) the session was sent to.
+    pub shard: u16,
+    pub joined_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    /// Set by the granter when it files the join message; `None` until then.
+    pub ticket: Option<u64>,
+    pub admission: Option<Admission>,
+    pub ending: Option<Ending>,
+}
+
+impl Session {
+    pub fn new_waiting(id: SessionId, user_id: UserId, shard: u16, now: Timestamp) -> Self {
+        Self {
+            event_id: id.event_id(),
+            id,
+            user_id,
+            status: SessionStatus::Waiting,
+            shard,
+            joined_at: now,
+            last_seen_at: now,
+            ticket: None,
+            admission: None,
+            ending: None,
+        }
+    }
+
+    pub fn place(&self) -> Option<LinePlace> {
+        self.ticket.map(|ticket| LinePlace {
+            shard: self.shard,
+            ticket,
+        })
+    }
+
+    pub fn is_live(&self) -> bool {
+        !self.status.is_ended()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_reasons_round_trip_through_their_wire_names() {
+        for status in SessionStatus::ALL {
+            assert_eq!(SessionStatus::parse(status.as_str()), Some(status));
+        }
+        for reason in EndReason::ALL {
+            assert_eq!(EndReason::parse(reason.as_str()), Some(reason));
+            assert!(reason.final_status().is_ended());
+        }
+        assert_eq!(SessionStatus::parse("waiting"), None);
+    }
+
+    #[test]
+    fn only_waiting_and_active_are_live() {
+        let live: Vec<_> = SessionStatus::ALL
+            .into_iter()
+            .filter(|s| !s.is_ended())
+            .collect();
+        assert_eq!(live, vec![SessionStatus::Waiting, SessionStatus::Active]);
+    }
+}

@@ -1,0 +1,242 @@
+//! Creates the table and queues the code expects, against any endpoint (AWS,
+//! LocalStack, moto). Used by the admin CLI, `make run` and the tests; the
+//! SAM template declares the same resources for AWS, and a test checks that
+//! the two agree.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+
+use crate::adapters::dynamodb::layout;
+
+/// Names of the resources one deployment uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceNames {
+    pub table: String,
+    /// Without the `.fifo` suffix, which is added here.
+    pub queue_prefix: String,
+}
+
+impl ResourceNames {
+    pub fn join_queue(&self) -> String {
+        format!("{}-join.fifo", self.queue_prefix)
+    }
+
+    pub fn join_dead_letter_queue(&self) -> String {
+        format!("{}-join-dlq.fifo", self.queue_prefix)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provisioned {
+    pub table: String,
+    pub join_queue_url: String,
+    pub join_dead_letter_queue_url: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("provisioning {resource} failed: {detail}")]
+pub struct ProvisionError {
+    resource: String,
+    detail: String,
+}
+
+fn failed(resource: &str, err: impl std::fmt::Display) -> ProvisionError {
+    ProvisionError {
+        resource: resource.to_owned(),
+        detail: err.to_string(),
+    }
+}
+
+/// Join messages are received only when a granter can finish them, so a
+/// receive count this high means the store was down for over an hour: only
+/// then does a message move to the dead-letter queue (and can be redriven).
+pub const JOIN_MAX_RECEIVE_COUNT: u32 = 100;
+/// Longer than a granter batch can take (its Lambda timeout is 10 s).
+pub const JOIN_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(60);
+/// SQS's maximum: a line may take long, and no one may drop out of it.
+pub const RETENTION: Duration = Duration::from_secs(14 * 86_400);
+
+/// The join queue's attributes besides its redrive policy. High-throughput
+/// FIFO (deduplication and throughput per message group) is what lets one
+/// event's line spread over several message groups.
+pub fn join_queue_attributes() -> Vec<(QueueAttributeName, String)> {
+    vec![
+        (QueueAttributeName::FifoQueue, "true".into()),
+        (QueueAttributeName::ContentBasedDeduplication, "false".into()),
+        (QueueAttributeName::DeduplicationScope, "messageGroup".into()),
+        (QueueAttributeName::FifoThroughputLimit, "perMessageGroupId".into()),
+        (QueueAttributeName::VisibilityTimeout, JOIN_VISIBILITY_TIMEOUT.as_secs().to_string()),
+        (QueueAttributeName::MessageRetentionPeriod, RETENTION.as_secs().to_string()),
+    ]
+}
+
+pub async fn provision(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    sqs: &aws_sdk_sqs::Client,
+    names: &ResourceNames,
+) -> Result<Provisioned, ProvisionError> {
+    create_table(dynamodb, &names.table).await?;
+    let dead_letter = create_queue(
+        sqs,
+        &names.join_dead_letter_queue(),
+        vec![
+            (QueueAttributeName::FifoQueue, "true".into()),
+            (QueueAttributeName::MessageRetentionPeriod, RETENTION.as_secs().to_string()),
+        ],
+    )
+    .await?;
+    let dead_letter_arn = queue_arn(sqs, &dead_letter).await?;
+    let redrive = serde_json::json!({
+        "deadLetterTargetArn": dead_letter_arn,
+        "maxReceiveCount": JOIN_MAX_RECEIVE_COUNT,
+    })
+    .to_string();
+    let mut attributes = join_queue_attributes();
+    attributes.push((QueueAttributeName::RedrivePolicy, redrive));
+    let join = create_queue(sqs, &names.join_queue(), attributes).await?;
+    Ok(Provisioned {
+        table: names.table.clone(),
+        join_queue_url: join,
+        join_dead_letter_queue_url: dead_letter,
+    })
+}
+
+fn key(name: &str, key_type: KeyType) -> Result<KeySchemaElement, ProvisionError> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(key_type)
+        .build()
+        .map_err(|e| failed(name, e))
+}
+
+fn attribute(name: &str, kind: ScalarAttributeType) -> Result<AttributeDefinition, ProvisionError> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(kind)
+        .build()
+        .map_err(|e| failed(name, e))
+}
+
+/// The table with its line index, stream (which wakes the granter when a
+/// slot frees) and TTL. Creating a table that exists is not an error.
+pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), ProvisionError> {
+    let line_index = GlobalSecondaryIndex::builder()
+        .index_name(layout::LINE_INDEX)
+        .key_schema(key(layout::LINE_INDEX_PARTITION, KeyType::Hash)?)
+        .key_schema(key(layout::LINE_INDEX_SORT, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .set_non_key_attributes(Some(layout::LINE_INDEX_PROJECTION.iter().map(|s| (*s).to_owned()).collect()))
+                .build(),
+        )
+        .build()
+        .map_err(|e| failed(layout::LINE_INDEX, e))?;
+    let result = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key(layout::PARTITION_KEY, KeyType::Hash)?)
+        .attribute_definitions(attribute(layout::PARTITION_KEY, ScalarAttributeType::S)?)
+        .attribute_definitions(attribute(layout::LINE_INDEX_PARTITION, ScalarAttributeType::S)?)
+        .attribute_definitions(attribute(layout::LINE_INDEX_SORT, ScalarAttributeType::N)?)
+        .global_secondary_indexes(line_index)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .map_err(|e| failed(table, e))?,
+        )
+        .send()
+        .await;
+    match result {
+        Ok(_) => {}
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => return Ok(()),
+        Err(err) => return Err(failed(table, aws_sdk_dynamodb::error::DisplayErrorContext(err))),
+    }
+    wait_until_active(client, table).await?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name(layout::TTL_ATTRIBUTE)
+                .build()
+                .map_err(|e| failed(table, e))?,
+        )
+        .send()
+        .await
+        .map_err(|e| failed(table, aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+    Ok(())
+}
+
+async fn wait_until_active(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), ProvisionError> {
+    for _ in 0..120 {
+        let described = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| failed(table, aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        let status = described.table().and_then(|t| t.table_status());
+        if status == Some(&aws_sdk_dynamodb::types::TableStatus::Active) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(failed(table, "did not become ACTIVE within a minute"))
+}
+
+async fn create_queue(
+    client: &aws_sdk_sqs::Client,
+    name: &str,
+    attributes: Vec<(QueueAttributeName, String)>,
+) -> Result<String, ProvisionError> {
+    let attributes: HashMap<QueueAttributeName, String> = attributes.into_iter().collect();
+    let output = client
+        .create_queue()
+        .queue_name(name)
+        .set_attributes(Some(attributes))
+        .send()
+        .await
+        .map_err(|e| failed(name, aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+    output
+        .queue_url()
+        .map(str::to_owned)
+        .ok_or_else(|| failed(name, "no queue URL returned"))
+}
+
+async fn queue_arn(client: &aws_sdk_sqs::Client, url: &str) -> Result<String, ProvisionError> {
+    let output = client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| failed(url, aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+    output
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .ok_or_else(|| failed(url, "no queue ARN returned"))
+}
+
+/// Deletes what `provision` created (tests clean up after themselves).
+pub async fn tear_down(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    sqs: &aws_sdk_sqs::Client,
+    provisioned: &Provisioned,
+) {
+    let _ = dynamodb.delete_table().table_name(&provisioned.table).send().await;
+    for url in [&provisioned.join_queue_url, &provisioned.join_dead_letter_queue_url] {
+        let _ = sqs.delete_queue().queue_url(url).send().await;
+    }
+}

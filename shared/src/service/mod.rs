@@ -1,0 +1,50 @@
+//! The use cases, written against the ports. Each function's `main.rs` wires
+//! real adapters into one of these; tests wire the in-memory ones.
+
+pub mod admin;
+pub mod granter;
+pub mod join;
+pub mod session_command;
+pub mod status;
+
+use crate::domain::Session;
+use crate::ports::{QueueError, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    #[error("session not found")]
+    SessionNotFound,
+    #[error("session has ended")]
+    SessionEnded(Box<Session>),
+    /// A dependency is down or throttling; the caller may retry.
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
+    /// Too many concurrent writers on the same items; the caller may retry.
+    #[error("too much contention, try again")]
+    Contention,
+    /// Stored data or configuration is wrong: a bug or an operator error.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(detail) => Self::Unavailable(detail),
+            StoreError::Rejected(detail) | StoreError::Corrupt(detail) => Self::Internal(detail),
+        }
+    }
+}
+
+impl From<QueueError> for ServiceError {
+    fn from(err: QueueError) -> Self {
+        match err {
+            QueueError::Unavailable(detail) => Self::Unavailable(detail),
+            QueueError::Rejected(detail) => Self::Internal(detail),
+        }
+    }
+}
+
+/// Optimistic writes retry this many times against fresh reads before the
+/// request gives up with `Contention`.
+pub(crate) const MAX_ATTEMPTS: usize = 8;

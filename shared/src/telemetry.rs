@@ -1,0 +1,20 @@
+//! Logging: JSON lines in AWS (CloudWatch parses them), readable text locally.
+
+use tracing_subscriber::EnvFilter;
+
+/// Set up `tracing` once at start-up. `RUST_LOG` picks the level (default
+/// `info`); logs go to stderr so stdout stays free for CLI output.
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let in_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    // `try_init` fails only if a subscriber is already set, which is fine.
+    let _ = if in_lambda {
+        builder.json().with_current_span(false).without_time().try_init()
+    } else {
+        builder.compact().try_init()
+    };
+}

@@ -1,0 +1,110 @@
+//! Builds each function's service from the environment. `main.rs` files stay
+//! a few lines long, and `ENV` lists what every function reads so the
+//! deployment template can be checked against it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::adapters::aws::{dynamodb_client, sdk_config, sqs_client};
+use crate::adapters::dynamodb::DynamoStore;
+use crate::adapters::sqs::SqsJoinQueue;
+use crate::config::{self, ConfigError, Env, LifecycleSettings, LineSettings};
+use crate::domain::SystemClock;
+use crate::domain::admission::AdmissionPolicy;
+use crate::ports::OsRandom;
+use crate::service::granter::Granter;
+use crate::service::join::JoinService;
+use crate::service::session_command::SessionCommands;
+use crate::service::status::{LineCache, StatusService};
+
+/// Admissions per DynamoDB transaction (at most 100 items, minus the event
+/// and line items). Smaller writes conflict less under concurrency.
+pub const ADMISSIONS_PER_WRITE: usize = 50;
+
+pub const JOIN_ENV: &[&str] = &[config::TABLE_NAME, config::JOIN_QUEUE_URL, config::LINE_SHARDS];
+pub const STATUS_ENV: &[&str] = &[config::TABLE_NAME, config::LINE_SHARDS, config::LINE_CACHE_MILLIS];
+pub const SESSION_COMMAND_ENV: &[&str] = &[config::TABLE_NAME, config::ENDED_RETENTION_SECONDS];
+pub const GRANTER_ENV: &[&str] = &[
+    config::TABLE_NAME,
+    config::JOIN_QUEUE_URL,
+    config::LINE_SHARDS,
+    config::DEFAULT_CAPACITY,
+    config::ACTIVE_STAY_SECONDS,
+    config::WAITING_ABANDON_SECONDS,
+    config::ENDED_RETENTION_SECONDS,
+];
+
+fn process_env() -> Env<impl Fn(&str) -> Option<String>> {
+    config::process_env()
+}
+
+async fn store(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<DynamoStore, ConfigError> {
+    let table = env.required(config::TABLE_NAME)?;
+    Ok(DynamoStore::new(dynamodb_client(&sdk_config().await), table))
+}
+
+pub async fn join_service() -> Result<JoinService<DynamoStore, SqsJoinQueue>, ConfigError> {
+    let env = process_env();
+    let queue_url = env.required(config::JOIN_QUEUE_URL)?;
+    let line = LineSettings::from_env(&env)?;
+    let store = store(&env).await?;
+    let queue = SqsJoinQueue::new(sqs_client(&sdk_config().await), queue_url);
+    Ok(JoinService {
+        store,
+        queue,
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(OsRandom),
+        line_shards: line.line_shards,
+    })
+}
+
+pub async fn status_service() -> Result<StatusService<DynamoStore>, ConfigError> {
+    let env = process_env();
+    let line = LineSettings::from_env(&env)?;
+    let cache_millis = env.number(config::LINE_CACHE_MILLIS, 1000u64, 0..=60_000)?;
+    Ok(StatusService {
+        store: store(&env).await?,
+        clock: Arc::new(SystemClock),
+        line_shards: line.line_shards,
+        line_cache: LineCache::new(Duration::from_millis(cache_millis)),
+    })
+}
+
+pub async fn session_commands() -> Result<SessionCommands<DynamoStore>, ConfigError> {
+    let env = process_env();
+    let lifecycle = LifecycleSettings::from_env(&env)?;
+    Ok(SessionCommands {
+        store: store(&env).await?,
+        clock: Arc::new(SystemClock),
+        ended_retention: lifecycle.ended_retention,
+    })
+}
+
+pub fn admission_policy(lifecycle: &LifecycleSettings) -> AdmissionPolicy {
+    AdmissionPolicy {
+        default_capacity: lifecycle.default_capacity,
+        active_stay: lifecycle.active_stay,
+        abandon_after: lifecycle.abandon_after,
+        max_changes_per_write: ADMISSIONS_PER_WRITE,
+    }
+}
+
+pub async fn granter() -> Result<Granter<DynamoStore>, ConfigError> {
+    let env = process_env();
+    let lifecycle = LifecycleSettings::from_env(&env)?;
+    let line = LineSettings::from_env(&env)?;
+    Ok(Granter {
+        store: store(&env).await?,
+        clock: Arc::new(SystemClock),
+        policy: admission_policy(&lifecycle),
+        line_shards: line.line_shards,
+        ended_retention: lifecycle.ended_retention,
+    })
+}
+
+/// The join queue for the granter's local poller (Lambda receives for it).
+pub async fn join_queue_consumer() -> Result<SqsJoinQueue, ConfigError> {
+    let env = process_env();
+    let queue_url = env.required(config::JOIN_QUEUE_URL)?;
+    Ok(SqsJoinQueue::new(sqs_client(&sdk_config().await), queue_url))
+}

@@ -1,14 +1,23 @@
 """Start moto in server mode as a faithful stand-in for DynamoDB + SQS.
 
-moto's threaded server applies concurrent DynamoDB requests without isolation:
-two TransactWriteItems can both pass a condition that only one of them should
-(see docs/decisions/0002-emulator.md). Real DynamoDB applies every request
-atomically, and our invariants (hard capacity, exactly-once admission) live in
-those conditions, so this launcher serialises DynamoDB and DynamoDB Streams
-requests behind one lock. SQS requests stay concurrent, as they are in AWS.
+Two things differ from stock moto, both where our invariants live (see
+docs/decisions/0002-emulator.md):
+
+1. moto's threaded server applies concurrent DynamoDB requests without
+   isolation: two TransactWriteItems can both pass a condition only one of
+   them should. Real DynamoDB applies every request atomically, so this
+   launcher serialises DynamoDB and DynamoDB Streams requests behind one lock.
+   SQS requests stay concurrent, as they are in AWS.
+2. moto evaluates a transaction's conditions one by one while applying it,
+   and backs out by deep-copying every table it touches, once per item: slow
+   in proportion to the whole table and its stream history. DynamoDB checks
+   every condition against the state before the transaction, then applies
+   all of it. `transact_write_items` below does exactly that and undoes only
+   the items it touched if applying fails.
 """
 
 import argparse
+import copy
 import os
 import signal
 import sys
@@ -16,11 +25,21 @@ import threading
 
 from werkzeug.serving import run_simple
 
+from moto.dynamodb.comparisons import get_filter_expression
+from moto.dynamodb.exceptions import (
+    MultipleTransactionsException,
+    TooManyTransactionsException,
+    TransactionCanceledException,
+    TransactWriteSingleOpException,
+)
+from moto.dynamodb.models import DynamoDBBackend
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
     create_backend_app,
 )
+
+TRANSACTION_OPERATIONS = ("ConditionCheck", "Put", "Delete", "Update")
 
 SERIALISED_TARGET_PREFIXES = ("DynamoDB_", "DynamoDBStreams_")
 
@@ -40,6 +59,95 @@ class SerialiseDynamoDb:
             # Materialise the body inside the lock so the whole request,
             # including any lazily produced response, is one atomic step.
             return list(self.app(environ, start_response))
+
+
+def _operations(backend, transact_items):
+    """(type, request, table, key) per item; refuses what DynamoDB refuses."""
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    operations, seen = [], set()
+    for item in transact_items:
+        if len(item) > 1:
+            raise TransactWriteSingleOpException
+        op_type, op = next(iter(item.items()))
+        table = backend.get_table(op["TableName"])
+        if op_type == "Put":
+            key_names = [table.hash_key_attr] + ([table.range_key_attr] if table.range_key_attr else [])
+            key = {name: op["Item"][name] for name in key_names}
+        else:
+            key = op["Key"]
+        identity = (op["TableName"], str(sorted(key.items())))
+        if identity in seen:
+            raise MultipleTransactionsException()
+        seen.add(identity)
+        operations.append((op_type, op, table, key))
+    return operations
+
+
+def _check(backend, op_type, op, key):
+    """One cancellation reason: (code, message, old item) or Nones."""
+    try:
+        if op_type not in TRANSACTION_OPERATIONS:
+            raise ValueError("Unsupported transaction operation")
+        current = backend.get_item(op["TableName"], key)
+        condition = op.get("ConditionExpression")
+        if condition is None:
+            return (None, None, None)
+        expression = get_filter_expression(
+            condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+        )
+        if expression.expr(current):
+            return (None, None, None)
+        wants_old = op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD"
+        old = current.to_json()["Attributes"] if wants_old and current else None
+        return ("ConditionalCheckFailed", "The conditional request failed", old)
+    except Exception as error:  # reported per item, as moto does
+        return (type(error).__name__, str(error), None)
+
+
+def _apply(backend, op_type, op, key):
+    names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+    if op_type == "Put":
+        backend.put_item(op["TableName"], op["Item"])
+    elif op_type == "Delete":
+        backend.delete_item(op["TableName"], key)
+    elif op_type == "Update":
+        backend.update_item(op["TableName"], key, op["UpdateExpression"], names, values)
+
+
+def _restore(table, hash_value, range_value, before):
+    items = table.items if range_value is None else table.items[hash_value]
+    slot = hash_value if range_value is None else range_value
+    if before is None:
+        items.pop(slot, None)
+    else:
+        items[slot] = before
+
+
+def transact_write_items(self, transact_items):
+    """All conditions against the state before the transaction, then all writes."""
+    operations = _operations(self, transact_items)
+    reasons = [_check(self, op_type, op, key) for op_type, op, _, key in operations]
+    if any(code is not None for code, _, _ in reasons):
+        raise TransactionCanceledException(reasons)
+    touched, stream_lengths = [], {}
+    try:
+        for op_type, op, table, key in operations:
+            hash_value, range_value = self.get_keys_value(table, key)
+            before = copy.deepcopy(table.get_item(hash_value, range_value))
+            touched.append((table, hash_value, range_value, before))
+            if table.stream_shard is not None:
+                stream_lengths.setdefault(id(table), (table, len(table.stream_shard.items)))
+            _apply(self, op_type, op, key)
+    except Exception:
+        for table, hash_value, range_value, before in reversed(touched):
+            _restore(table, hash_value, range_value, before)
+        for table, length in stream_lengths.values():
+            del table.stream_shard.items[length:]
+        raise
+
+
+DynamoDBBackend.transact_write_items = transact_write_items
 
 
 def main():

@@ -7,6 +7,7 @@ pub mod config;
 pub mod domain;
 pub mod ports;
 pub mod provision;
+pub mod runtime;
 pub mod service;
 pub mod telemetry;
 pub mod wiring;

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use crate::adapters::aws::{dynamodb_client, sdk_config, sqs_client};
 use crate::adapters::dynamodb::DynamoStore;
-use crate::adapters::sqs::SqsJoinQueue;
+use crate::adapters::sqs::{SqsJoinQueue, SqsQuarantine};
+use crate::adapters::streams::TableStreamReader;
+use crate::ports::StoreError;
 use crate::config::{self, ConfigError, Env, LifecycleSettings, LineSettings};
 use crate::domain::SystemClock;
 use crate::domain::admission::AdmissionPolicy;
@@ -27,6 +29,7 @@ pub const SESSION_COMMAND_ENV: &[&str] = &[config::TABLE_NAME, config::ENDED_RET
 pub const GRANTER_ENV: &[&str] = &[
     config::TABLE_NAME,
     config::JOIN_QUEUE_URL,
+    config::JOIN_DLQ_URL,
     config::LINE_SHARDS,
     config::DEFAULT_CAPACITY,
     config::ACTIVE_STAY_SECONDS,
@@ -107,4 +110,21 @@ pub async fn join_queue_consumer() -> Result<SqsJoinQueue, ConfigError> {
     let env = process_env();
     let queue_url = env.required(config::JOIN_QUEUE_URL)?;
     Ok(SqsJoinQueue::new(sqs_client(&sdk_config().await), queue_url))
+}
+
+/// Where the granter puts join messages it cannot read.
+pub async fn quarantine() -> Result<SqsQuarantine, ConfigError> {
+    let env = process_env();
+    let url = env.required(config::JOIN_DLQ_URL)?;
+    Ok(SqsQuarantine::new(sqs_client(&sdk_config().await), url))
+}
+
+/// The table's stream, for the granter's local poller.
+pub async fn table_stream() -> Result<TableStreamReader, Box<dyn std::error::Error + Send + Sync>> {
+    let env = process_env();
+    let table = env.required(config::TABLE_NAME)?;
+    let sdk = sdk_config().await;
+    let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
+    let reader: Result<TableStreamReader, StoreError> = TableStreamReader::open(&dynamodb_client(&sdk), streams, &table).await;
+    Ok(reader?)
 }

@@ -1,1 +1,290 @@
+//! Harness for the tests that run against the AWS emulator over HTTP: every
+//! test provisions its own table and queues, so tests run in parallel, and
+//! removes them afterwards.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod http;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::config::{Credentials, Region};
+use aws_sdk_sqs::types::QueueAttributeName;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use waiting_room::adapters::dynamodb::DynamoStore;
+use waiting_room::adapters::dynamodb::items::decode_session;
+use waiting_room::adapters::sqs::{SqsJoinQueue, SqsQuarantine};
+use waiting_room::adapters::streams::TableStreamReader;
+use waiting_room::config::LifecycleSettings;
+use waiting_room::domain::{Session, SessionStatus, SystemClock};
+use waiting_room::ports::OsRandom;
+use waiting_room::provision::{Provisioned, ResourceNames, provision, tear_down};
+use waiting_room::runtime::granter::{poll_join_queue, poll_table_stream};
+use waiting_room::service::granter::Granter;
+use waiting_room::service::join::JoinService;
+use waiting_room::service::session_command::SessionCommands;
+use waiting_room::service::status::{LineCache, StatusService};
+use waiting_room::wiring::admission_policy;
+
+/// The emulator the tests talk to: `AWS_ENDPOINT_URL`, as `make test` sets it.
+pub fn emulator_endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+        panic!("AWS_ENDPOINT_URL is not set: run the tests with `make test`, which starts the emulator")
+    })
+}
+
+/// SDK configuration for the emulator, with fixed test credentials.
+pub async fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .endpoint_url(endpoint)
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .operation_attempt_timeout(Duration::from_secs(5))
+                .operation_timeout(Duration::from_secs(15))
+                .build(),
+        )
+        .load()
+        .await
+}
+
+pub fn random_suffix() -> String {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One test's own table and queues, and clients for them.
+pub struct Stack {
+    pub sdk: aws_config::SdkConfig,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub resources: Provisioned,
+}
+
+impl Stack {
+    pub async fn new(tag: &str) -> Self {
+        Self::at(&emulator_endpoint(), tag).await
+    }
+
+    pub async fn at(endpoint: &str, tag: &str) -> Self {
+        let sdk = sdk_config_for(endpoint).await;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let name = format!("wr-{tag}-{}", random_suffix());
+        let names = ResourceNames {
+            table: name.clone(),
+            queue_prefix: name,
+        };
+        let resources = provision(&dynamodb, &sqs, &names).await.unwrap();
+        Self {
+            sdk,
+            dynamodb,
+            sqs,
+            resources,
+        }
+    }
+
+    /// Clients of this stack pointed somewhere else (a fault proxy).
+    pub async fn via(&self, endpoint: &str) -> Self {
+        let sdk = sdk_config_for(endpoint).await;
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            sdk,
+            resources: self.resources.clone(),
+        }
+    }
+
+    pub async fn tear_down(self) {
+        tear_down(&self.dynamodb, &self.sqs, &self.resources).await;
+    }
+
+    pub fn store(&self) -> DynamoStore {
+        DynamoStore::new(self.dynamodb.clone(), &self.resources.table)
+    }
+
+    pub fn queue(&self) -> SqsJoinQueue {
+        SqsJoinQueue::new(self.sqs.clone(), &self.resources.join_queue_url)
+    }
+
+    pub fn join_service(&self, line_shards: u16) -> JoinService<DynamoStore, SqsJoinQueue> {
+        JoinService {
+            store: self.store(),
+            queue: self.queue(),
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(OsRandom),
+            line_shards,
+        }
+    }
+
+    pub fn status_service(&self, line_shards: u16) -> StatusService<DynamoStore> {
+        StatusService {
+            store: self.store(),
+            clock: Arc::new(SystemClock),
+            line_shards,
+            line_cache: LineCache::new(Duration::ZERO),
+        }
+    }
+
+    pub fn commands(&self) -> SessionCommands<DynamoStore> {
+        SessionCommands {
+            store: self.store(),
+            clock: Arc::new(SystemClock),
+            ended_retention: Duration::from_secs(3600),
+        }
+    }
+
+    pub fn granter(&self, lifecycle: &LifecycleSettings, line_shards: u16) -> Granter<DynamoStore> {
+        Granter {
+            store: self.store(),
+            clock: Arc::new(SystemClock),
+            policy: admission_policy(lifecycle),
+            line_shards,
+            ended_retention: lifecycle.ended_retention,
+        }
+    }
+
+    pub async fn set_visibility_timeout(&self, seconds: u32) {
+        self.sqs
+            .set_queue_attributes()
+            .queue_url(&self.resources.join_queue_url)
+            .attributes(QueueAttributeName::VisibilityTimeout, seconds.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Every session in the table, read in one scan.
+    pub async fn sessions(&self) -> Vec<Session> {
+        let mut sessions = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .dynamodb
+                .scan()
+                .table_name(&self.resources.table)
+                .filter_expression("begins_with(pk, :session)")
+                .expression_attribute_values(":session", aws_sdk_dynamodb::types::AttributeValue::S("SESSION#".into()))
+                .set_exclusive_start_key(start)
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap();
+            sessions.extend(page.items().iter().map(|item| decode_session(item).unwrap()));
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return sessions;
+            }
+        }
+    }
+
+    pub async fn count_by_status(&self) -> HashMap<SessionStatus, usize> {
+        let mut counts = HashMap::new();
+        for session in self.sessions().await {
+            *counts.entry(session.status).or_default() += 1;
+        }
+        counts
+    }
+
+    /// Messages in a queue, visible or in flight.
+    pub async fn messages_in(&self, queue_url: &str) -> u64 {
+        let attributes = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        let read = |name: QueueAttributeName| -> u64 {
+            attributes
+                .attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        read(QueueAttributeName::ApproximateNumberOfMessages) + read(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+    }
+
+    /// Start `count` concurrent granter pollers and one stream poller, each
+    /// with its own clients, as separate Lambda instances would be.
+    pub async fn start_granters(&self, count: usize, lifecycle: &LifecycleSettings, line_shards: u16) -> Granters {
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        for _ in 0..count {
+            let granter = self.granter(lifecycle, line_shards);
+            let consumer = self.queue();
+            let quarantine = SqsQuarantine::new(self.sqs.clone(), &self.resources.join_dead_letter_queue_url);
+            let shutdown = until(stopped.clone());
+            tasks.push(tokio::spawn(async move {
+                poll_join_queue(&granter, &consumer, &quarantine, shutdown).await;
+            }));
+        }
+        let granter = self.granter(lifecycle, line_shards);
+        let mut stream = TableStreamReader::open(&self.dynamodb, aws_sdk_dynamodbstreams_client(&self.sdk), &self.resources.table)
+            .await
+            .unwrap();
+        let shutdown = until(stopped);
+        tasks.push(tokio::spawn(async move {
+            poll_table_stream(&granter, &mut stream, shutdown).await;
+        }));
+        Granters { stop, tasks }
+    }
+}
+
+fn aws_sdk_dynamodbstreams_client(sdk: &aws_config::SdkConfig) -> waiting_room::adapters::streams::StreamsClient {
+    waiting_room::adapters::streams::StreamsClient::new(sdk)
+}
+
+fn until(mut stopped: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Running granter tasks; stop them before tearing the stack down.
+pub struct Granters {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Granters {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+    }
+}
+
+/// Waits until `check` holds, or fails the test after `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out after {limit:?} waiting for: {what}");
+}
+
+/// Lifecycle settings for tests: a given default capacity, the rest default.
+pub fn lifecycle(default_capacity: u32) -> LifecycleSettings {
+    LifecycleSettings {
+        default_capacity,
+        ..LifecycleSettings::default()
+    }
+}

@@ -1,1 +1,37 @@
-fn main() {}
+//! The granter. Without arguments it is a Lambda function fed by the join
+//! queue and the table stream; `granter poll` runs the same handlers as a
+//! local worker that receives from SQS and reads the stream itself.
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+use waiting_room::runtime::Shutdown;
+use waiting_room::runtime::granter::{handle_lambda_event, poll_join_queue, poll_table_stream};
+use waiting_room::{telemetry, wiring};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let granter = wiring::granter().await?;
+    let quarantine = wiring::quarantine().await?;
+    match std::env::args().nth(1).as_deref() {
+        None => {
+            let (granter, quarantine) = (&granter, &quarantine);
+            lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+                handle_lambda_event(granter, quarantine, event.payload).await.map_err(Error::from)
+            }))
+            .await
+        }
+        Some("poll") => {
+            let consumer = wiring::join_queue_consumer().await?;
+            let mut stream = wiring::table_stream().await?;
+            let shutdown = Shutdown::on_signals();
+            tracing::info!("granter polling the join queue and the table stream");
+            tokio::join!(
+                poll_join_queue(&granter, &consumer, &quarantine, shutdown.clone().wait()),
+                poll_table_stream(&granter, &mut stream, shutdown.wait()),
+            );
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown mode {other:?}: run without arguments in Lambda, or `poll` locally").into()),
+    }
+}

@@ -14,7 +14,7 @@ use crate::domain::{
 };
 use crate::ports::{
     AdvanceOutcome, Claim, Delivery, Discard, EndFrom, EndOutcome, JoinQueue, JoinQueueConsumer,
-    JoinTicket, QueueError, SessionStore, StoreError, Touch,
+    JoinTicket, Quarantine, QueueError, SessionStore, StoreError, Touch,
 };
 
 #[derive(Debug, Clone)]
@@ -511,6 +511,27 @@ impl JoinQueueConsumer for MemoryQueue {
                 q.in_flight.remove(&delivery.receipt_handle);
             }
         });
+        Ok(())
+    }
+}
+
+/// Keeps quarantined messages for inspection.
+#[derive(Debug, Default)]
+pub struct MemoryQuarantine {
+    held: Mutex<Vec<(Delivery, String)>>,
+}
+
+impl MemoryQuarantine {
+    pub fn held(&self) -> Vec<(Delivery, String)> {
+        self.held.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+}
+
+impl Quarantine for MemoryQuarantine {
+    async fn quarantine(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
+        if let Ok(mut held) = self.held.lock() {
+            held.push((delivery.clone(), reason.to_owned()));
+        }
         Ok(())
     }
 }

@@ -4,3 +4,4 @@ pub mod aws;
 pub mod dynamodb;
 pub mod memory;
 pub mod sqs;
+pub mod streams;

@@ -15,7 +15,7 @@ use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 
 use crate::domain::EventId;
 use crate::domain::line::message_group_id;
-use crate::ports::{Delivery, JoinQueue, JoinQueueConsumer, JoinTicket, QueueError};
+use crate::ports::{Delivery, JoinQueue, JoinQueueConsumer, JoinTicket, QueueError, Quarantine};
 
 /// SQS caps a receive (and a delete batch) at ten messages.
 pub const SQS_BATCH_LIMIT: usize = 10;
@@ -132,6 +132,43 @@ impl JoinQueueConsumer for SqsJoinQueue {
                 tracing::warn!(code = failure.code(), message = ?failure.message(), "could not delete a handled join message");
             }
         }
+        Ok(())
+    }
+}
+
+/// Sends unreadable messages to the join dead-letter queue, keeping the body.
+#[derive(Debug, Clone)]
+pub struct SqsQuarantine {
+    client: Client,
+    dead_letter_queue_url: String,
+}
+
+impl SqsQuarantine {
+    pub fn new(client: Client, dead_letter_queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            dead_letter_queue_url: dead_letter_queue_url.into(),
+        }
+    }
+}
+
+impl Quarantine for SqsQuarantine {
+    async fn quarantine(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
+        let reason = aws_sdk_sqs::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(reason)
+            .build()
+            .map_err(|e| QueueError::Rejected(e.to_string()))?;
+        self.client
+            .send_message()
+            .queue_url(&self.dead_letter_queue_url)
+            .message_body(if delivery.body.is_empty() { "(empty)" } else { &delivery.body })
+            .message_group_id("quarantine")
+            .message_deduplication_id(&delivery.message_id)
+            .message_attributes("reason", reason)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
         Ok(())
     }
 }

@@ -35,9 +35,11 @@ pub struct Granter<S> {
 pub struct BatchReport {
     /// Finished: delete them.
     pub handled: Vec<String>,
-    /// Not finished (a dependency failed, or the body is unreadable): leave
-    /// them for redelivery; unreadable ones end in the dead-letter queue.
+    /// Not finished because a dependency failed: leave them for redelivery.
     pub failed: Vec<String>,
+    /// Bodies no join could have produced: retrying cannot help, so they go
+    /// to the dead-letter queue for a human to look at.
+    pub unreadable: Vec<Delivery>,
     pub admitted: u64,
 }
 
@@ -76,8 +78,8 @@ impl<S: SessionStore> Granter<S> {
                     .or_default()
                     .push((delivery, arrival)),
                 None => {
-                    tracing::error!(message_id = %delivery.message_id, "unreadable join message; leaving it for the dead-letter queue");
-                    report.failed.push(delivery.message_id.clone());
+                    tracing::error!(message_id = %delivery.message_id, "unreadable join message");
+                    report.unreadable.push(delivery.clone());
                 }
             }
         }

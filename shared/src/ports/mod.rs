@@ -2,6 +2,9 @@
 //! SQS adapters implement them for real; the in-memory adapters implement the
 //! same contract for unit tests and the simulator.
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod contract;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -226,6 +229,12 @@ pub trait JoinQueueConsumer: Send + Sync {
         &self,
         deliveries: &[Delivery],
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// Where unreadable messages go so they cannot block their message group
+/// while SQS redelivers them a hundred times (the dead-letter queue).
+pub trait Quarantine: Send + Sync {
+    fn quarantine(&self, delivery: &Delivery, reason: &str) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
 /// Source of the random part of session ids.

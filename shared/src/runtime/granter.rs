@@ -1,0 +1,215 @@
+//! The granter's two event sources, each served two ways.
+//!
+//! | source                     | in AWS                          | locally                |
+//! |----------------------------|---------------------------------|------------------------|
+//! | join queue (SQS FIFO)      | event source mapping, batches   | `receive` loop         |
+//! | table stream (slot freed)  | event source mapping on stream  | `TableStreamReader`    |
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use serde_json::Value;
+
+use crate::adapters::streams::{CountersChange, TableStreamReader, changes_in_lambda_event};
+use crate::domain::EventId;
+use crate::ports::{Delivery, JoinQueueConsumer, Quarantine, SessionStore};
+use crate::service::ServiceError;
+use crate::service::granter::{BatchReport, Granter};
+
+/// Long-poll wait of the local receive loop.
+const RECEIVE_WAIT: Duration = Duration::from_secs(5);
+/// How often the local poller reads the table stream. A freed slot is
+/// handed on within this (plus the admission write).
+const STREAM_POLL: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Finish a batch: admit or file what can be, quarantine what cannot be read.
+/// Returns the ids of messages to delete and of those to leave for redelivery.
+pub async fn handle_batch<S: SessionStore, Q: Quarantine>(
+    granter: &Granter<S>,
+    quarantine: &Q,
+    deliveries: &[Delivery],
+) -> BatchReport {
+    let mut report = granter.handle_deliveries(deliveries).await;
+    for delivery in std::mem::take(&mut report.unreadable) {
+        match quarantine.quarantine(&delivery, "not a join message").await {
+            Ok(()) => report.handled.push(delivery.message_id),
+            Err(err) => {
+                tracing::warn!(message_id = %delivery.message_id, error = %err, "could not quarantine");
+                report.failed.push(delivery.message_id);
+            }
+        }
+    }
+    report
+}
+
+/// Advance the line of every event whose counters show a freed slot.
+pub async fn handle_counter_changes<S: SessionStore>(
+    granter: &Granter<S>,
+    changes: &[CountersChange],
+) -> Result<(), ServiceError> {
+    let events: BTreeSet<&EventId> = changes
+        .iter()
+        .filter(|c| c.may_free_a_slot())
+        .map(|c| &c.event_id)
+        .collect();
+    for event in events {
+        granter.advance(event, Vec::new()).await?;
+    }
+    Ok(())
+}
+
+/// The Lambda entry point: SQS batches get partial batch failures; stream
+/// batches are retried whole on error (advancing a line is idempotent).
+pub async fn handle_lambda_event<S: SessionStore, Q: Quarantine>(
+    granter: &Granter<S>,
+    quarantine: &Q,
+    event: Value,
+) -> Result<Value, ServiceError> {
+    let source = event
+        .pointer("/Records/0/eventSource")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    match source.as_str() {
+        "aws:sqs" => {
+            let event: SqsEvent = serde_json::from_value(event).map_err(|e| ServiceError::Internal(format!("bad SQS event: {e}")))?;
+            let deliveries: Vec<Delivery> = event
+                .records
+                .into_iter()
+                .map(|m| Delivery {
+                    message_id: m.message_id.unwrap_or_default(),
+                    receipt_handle: m.receipt_handle.unwrap_or_default(),
+                    body: m.body.unwrap_or_default(),
+                })
+                .collect();
+            let report = handle_batch(granter, quarantine, &deliveries).await;
+            let mut response = SqsBatchResponse::default();
+            for id in report.failed {
+                response.add_failure(id);
+            }
+            serde_json::to_value(response).map_err(|e| ServiceError::Internal(e.to_string()))
+        }
+        "aws:dynamodb" => {
+            handle_counter_changes(granter, &changes_in_lambda_event(&event)).await?;
+            Ok(Value::Object(serde_json::Map::new()))
+        }
+        "" => Ok(Value::Object(serde_json::Map::new())),
+        other => Err(ServiceError::Internal(format!("unexpected event source {other}"))),
+    }
+}
+
+/// Doubles a pause after each failure, back to nothing after a success, so a
+/// poller facing an outage stops receiving messages it cannot finish.
+#[derive(Debug, Default)]
+struct Backoff(Option<Duration>);
+
+impl Backoff {
+    fn failed(&mut self) -> Duration {
+        let next = self.0.map_or(Duration::from_millis(250), |d| (d * 2).min(MAX_BACKOFF));
+        self.0 = Some(next);
+        next
+    }
+
+    fn succeeded(&mut self) {
+        self.0 = None;
+    }
+}
+
+/// The local receive loop, until `shutdown` completes.
+pub async fn poll_join_queue<S, C, Q>(granter: &Granter<S>, consumer: &C, quarantine: &Q, shutdown: impl Future<Output = ()>)
+where
+    S: SessionStore,
+    C: JoinQueueConsumer,
+    Q: Quarantine,
+{
+    let work = async {
+        let mut backoff = Backoff::default();
+        loop {
+            let pause = match consumer.receive(10, RECEIVE_WAIT).await {
+                Ok(deliveries) if deliveries.is_empty() => None,
+                Ok(deliveries) => {
+                    let report = handle_batch(granter, quarantine, &deliveries).await;
+                    let handled: Vec<Delivery> = deliveries.into_iter().filter(|d| report.handled.contains(&d.message_id)).collect();
+                    let deleted = consumer.delete(&handled).await;
+                    if let Err(err) = &deleted {
+                        tracing::warn!(error = %err, "could not delete handled messages; their redelivery is harmless");
+                    }
+                    if report.failed.is_empty() && deleted.is_ok() {
+                        backoff.succeeded();
+                        None
+                    } else {
+                        Some(backoff.failed())
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "receive failed");
+                    Some(backoff.failed())
+                }
+            };
+            if let Some(pause) = pause {
+                tokio::time::sleep(pause).await;
+            }
+        }
+    };
+    tokio::select! {
+        () = work => {}
+        () = shutdown => {}
+    }
+}
+
+/// The local stream loop, until `shutdown` completes. Events whose advance
+/// failed are retried on the next round, so no freed slot is forgotten.
+pub async fn poll_table_stream<S: SessionStore>(granter: &Granter<S>, stream: &mut TableStreamReader, shutdown: impl Future<Output = ()>) {
+    let work = async {
+        let mut backoff = Backoff::default();
+        let mut pending: Vec<CountersChange> = Vec::new();
+        loop {
+            let pause = match stream.next_changes().await {
+                Err(err) => {
+                    tracing::warn!(error = %err, "reading the table stream failed");
+                    backoff.failed()
+                }
+                Ok(changes) => {
+                    pending.extend(changes);
+                    match handle_counter_changes(granter, &pending).await {
+                        Ok(()) => {
+                            pending.clear();
+                            backoff.succeeded();
+                            STREAM_POLL
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, "admitting after a freed slot failed; retrying");
+                            backoff.failed()
+                        }
+                    }
+                }
+            };
+            tokio::time::sleep(pause).await;
+        }
+    };
+    tokio::select! {
+        () = work => {}
+        () = shutdown => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_a_cap_and_resets() {
+        let mut backoff = Backoff::default();
+        assert_eq!(backoff.failed(), Duration::from_millis(250));
+        assert_eq!(backoff.failed(), Duration::from_millis(500));
+        for _ in 0..20 {
+            backoff.failed();
+        }
+        assert_eq!(backoff.failed(), MAX_BACKOFF);
+        backoff.succeeded();
+        assert_eq!(backoff.failed(), Duration::from_millis(250));
+    }
+}

@@ -85,7 +85,10 @@ async fn run(cli: Cli) -> Result<String, String> {
         Command::SetCapacity { event, capacity } => {
             let event = EventId::parse(&event).map_err(|e| e.to_string())?;
             let store = DynamoStore::new(dynamodb, cli.table);
-            store.set_capacity(&event, capacity).await.map_err(|e| e.to_string())?;
+            store
+                .set_capacity(&event, capacity)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(serde_json::json!({"eventId": event.as_str(), "capacity": capacity}).to_string())
         }
         Command::Show { event } => {

@@ -40,7 +40,12 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         }
     }
 
-    pub fn number<T>(&self, name: &'static str, default: T, range: std::ops::RangeInclusive<T>) -> Result<T, ConfigError>
+    pub fn number<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
     where
         T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
     {
@@ -60,7 +65,12 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         Ok(value)
     }
 
-    pub fn seconds(&self, name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<Duration, ConfigError> {
+    pub fn seconds(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
         self.number(name, default, range).map(Duration::from_secs)
     }
 }
@@ -149,7 +159,10 @@ mod tests {
         assert!(err.to_string().contains("LINE_SHARDS"), "{err}");
         let err = LifecycleSettings::from_env(&env(&[(DEFAULT_CAPACITY, "lots")])).unwrap_err();
         assert!(err.to_string().contains("DEFAULT_CAPACITY"), "{err}");
-        assert_eq!(env(&[]).required(TABLE_NAME), Err(ConfigError::Missing(TABLE_NAME)));
+        assert_eq!(
+            env(&[]).required(TABLE_NAME),
+            Err(ConfigError::Missing(TABLE_NAME))
+        );
     }
 
     #[test]

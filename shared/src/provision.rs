@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
@@ -68,11 +69,26 @@ pub const RETENTION: Duration = Duration::from_secs(14 * 86_400);
 pub fn join_queue_attributes() -> Vec<(QueueAttributeName, String)> {
     vec![
         (QueueAttributeName::FifoQueue, "true".into()),
-        (QueueAttributeName::ContentBasedDeduplication, "false".into()),
-        (QueueAttributeName::DeduplicationScope, "messageGroup".into()),
-        (QueueAttributeName::FifoThroughputLimit, "perMessageGroupId".into()),
-        (QueueAttributeName::VisibilityTimeout, JOIN_VISIBILITY_TIMEOUT.as_secs().to_string()),
-        (QueueAttributeName::MessageRetentionPeriod, RETENTION.as_secs().to_string()),
+        (
+            QueueAttributeName::ContentBasedDeduplication,
+            "false".into(),
+        ),
+        (
+            QueueAttributeName::DeduplicationScope,
+            "messageGroup".into(),
+        ),
+        (
+            QueueAttributeName::FifoThroughputLimit,
+            "perMessageGroupId".into(),
+        ),
+        (
+            QueueAttributeName::VisibilityTimeout,
+            JOIN_VISIBILITY_TIMEOUT.as_secs().to_string(),
+        ),
+        (
+            QueueAttributeName::MessageRetentionPeriod,
+            RETENTION.as_secs().to_string(),
+        ),
     ]
 }
 
@@ -87,7 +103,10 @@ pub async fn provision(
         &names.join_dead_letter_queue(),
         vec![
             (QueueAttributeName::FifoQueue, "true".into()),
-            (QueueAttributeName::MessageRetentionPeriod, RETENTION.as_secs().to_string()),
+            (
+                QueueAttributeName::MessageRetentionPeriod,
+                RETENTION.as_secs().to_string(),
+            ),
         ],
     )
     .await?;
@@ -125,7 +144,10 @@ fn attribute(name: &str, kind: ScalarAttributeType) -> Result<AttributeDefinitio
 
 /// The table with its line index, stream (which wakes the granter when a
 /// slot frees) and TTL. Creating a table that exists is not an error.
-pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), ProvisionError> {
+pub async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<(), ProvisionError> {
     let line_index = GlobalSecondaryIndex::builder()
         .index_name(layout::LINE_INDEX)
         .key_schema(key(layout::LINE_INDEX_PARTITION, KeyType::Hash)?)
@@ -133,7 +155,12 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Res
         .projection(
             Projection::builder()
                 .projection_type(ProjectionType::Include)
-                .set_non_key_attributes(Some(layout::LINE_INDEX_PROJECTION.iter().map(|s| (*s).to_owned()).collect()))
+                .set_non_key_attributes(Some(
+                    layout::LINE_INDEX_PROJECTION
+                        .iter()
+                        .map(|s| (*s).to_owned())
+                        .collect(),
+                ))
                 .build(),
         )
         .build()
@@ -144,7 +171,10 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Res
         .billing_mode(BillingMode::PayPerRequest)
         .key_schema(key(layout::PARTITION_KEY, KeyType::Hash)?)
         .attribute_definitions(attribute(layout::PARTITION_KEY, ScalarAttributeType::S)?)
-        .attribute_definitions(attribute(layout::LINE_INDEX_PARTITION, ScalarAttributeType::S)?)
+        .attribute_definitions(attribute(
+            layout::LINE_INDEX_PARTITION,
+            ScalarAttributeType::S,
+        )?)
         .attribute_definitions(attribute(layout::LINE_INDEX_SORT, ScalarAttributeType::N)?)
         .global_secondary_indexes(line_index)
         .stream_specification(
@@ -158,8 +188,19 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Res
         .await;
     match result {
         Ok(_) => {}
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => return Ok(()),
-        Err(err) => return Err(failed(table, aws_sdk_dynamodb::error::DisplayErrorContext(err))),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) =>
+        {
+            return Ok(());
+        }
+        Err(err) => {
+            return Err(failed(
+                table,
+                aws_sdk_dynamodb::error::DisplayErrorContext(err),
+            ));
+        }
     }
     wait_until_active(client, table).await?;
     client
@@ -178,7 +219,10 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Res
     Ok(())
 }
 
-async fn wait_until_active(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), ProvisionError> {
+async fn wait_until_active(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<(), ProvisionError> {
     for _ in 0..120 {
         let described = client
             .describe_table()
@@ -235,8 +279,15 @@ pub async fn tear_down(
     sqs: &aws_sdk_sqs::Client,
     provisioned: &Provisioned,
 ) {
-    let _ = dynamodb.delete_table().table_name(&provisioned.table).send().await;
-    for url in [&provisioned.join_queue_url, &provisioned.join_dead_letter_queue_url] {
+    let _ = dynamodb
+        .delete_table()
+        .table_name(&provisioned.table)
+        .send()
+        .await;
+    for url in [
+        &provisioned.join_queue_url,
+        &provisioned.join_dead_letter_queue_url,
+    ] {
         let _ = sqs.delete_queue().queue_url(url).send().await;
     }
 }

@@ -13,7 +13,11 @@ pub fn init() {
         .with_target(false);
     // `try_init` fails only if a subscriber is already set, which is fine.
     let _ = if in_lambda {
-        builder.json().with_current_span(false).without_time().try_init()
+        builder
+            .json()
+            .with_current_span(false)
+            .without_time()
+            .try_init()
     } else {
         builder.compact().try_init()
     };

@@ -9,11 +9,11 @@ use crate::adapters::aws::{dynamodb_client, sdk_config, sqs_client};
 use crate::adapters::dynamodb::DynamoStore;
 use crate::adapters::sqs::{SqsJoinQueue, SqsQuarantine};
 use crate::adapters::streams::TableStreamReader;
-use crate::ports::StoreError;
 use crate::config::{self, ConfigError, Env, LifecycleSettings, LineSettings};
 use crate::domain::SystemClock;
 use crate::domain::admission::AdmissionPolicy;
 use crate::ports::OsRandom;
+use crate::ports::StoreError;
 use crate::service::granter::Granter;
 use crate::service::join::JoinService;
 use crate::service::session_command::SessionCommands;
@@ -23,8 +23,16 @@ use crate::service::status::{LineCache, StatusService};
 /// and line items). Smaller writes conflict less under concurrency.
 pub const ADMISSIONS_PER_WRITE: usize = 50;
 
-pub const JOIN_ENV: &[&str] = &[config::TABLE_NAME, config::JOIN_QUEUE_URL, config::LINE_SHARDS];
-pub const STATUS_ENV: &[&str] = &[config::TABLE_NAME, config::LINE_SHARDS, config::LINE_CACHE_MILLIS];
+pub const JOIN_ENV: &[&str] = &[
+    config::TABLE_NAME,
+    config::JOIN_QUEUE_URL,
+    config::LINE_SHARDS,
+];
+pub const STATUS_ENV: &[&str] = &[
+    config::TABLE_NAME,
+    config::LINE_SHARDS,
+    config::LINE_CACHE_MILLIS,
+];
 pub const SESSION_COMMAND_ENV: &[&str] = &[config::TABLE_NAME, config::ENDED_RETENTION_SECONDS];
 pub const GRANTER_ENV: &[&str] = &[
     config::TABLE_NAME,
@@ -43,7 +51,10 @@ fn process_env() -> Env<impl Fn(&str) -> Option<String>> {
 
 async fn store(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<DynamoStore, ConfigError> {
     let table = env.required(config::TABLE_NAME)?;
-    Ok(DynamoStore::new(dynamodb_client(&sdk_config().await), table))
+    Ok(DynamoStore::new(
+        dynamodb_client(&sdk_config().await),
+        table,
+    ))
 }
 
 pub async fn join_service() -> Result<JoinService<DynamoStore, SqsJoinQueue>, ConfigError> {
@@ -109,7 +120,10 @@ pub async fn granter() -> Result<Granter<DynamoStore>, ConfigError> {
 pub async fn join_queue_consumer() -> Result<SqsJoinQueue, ConfigError> {
     let env = process_env();
     let queue_url = env.required(config::JOIN_QUEUE_URL)?;
-    Ok(SqsJoinQueue::new(sqs_client(&sdk_config().await), queue_url))
+    Ok(SqsJoinQueue::new(
+        sqs_client(&sdk_config().await),
+        queue_url,
+    ))
 }
 
 /// Where the granter puts join messages it cannot read.
@@ -125,6 +139,7 @@ pub async fn table_stream() -> Result<TableStreamReader, Box<dyn std::error::Err
     let table = env.required(config::TABLE_NAME)?;
     let sdk = sdk_config().await;
     let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
-    let reader: Result<TableStreamReader, StoreError> = TableStreamReader::open(&dynamodb_client(&sdk), streams, &table).await;
+    let reader: Result<TableStreamReader, StoreError> =
+        TableStreamReader::open(&dynamodb_client(&sdk), streams, &table).await;
     Ok(reader?)
 }

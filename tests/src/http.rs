@@ -34,3 +34,59 @@ pub fn read(response: Response<Body>) -> (StatusCode, Value) {
 pub fn session_path(id: &str) -> String {
     format!("/api/waiting-room/sessions/{id}")
 }
+
+use waiting_room::adapters::dynamodb::DynamoStore;
+use waiting_room::adapters::sqs::SqsJoinQueue;
+use waiting_room::api;
+use waiting_room::service::join::JoinService;
+use waiting_room::service::session_command::SessionCommands;
+use waiting_room::service::status::StatusService;
+
+/// The four HTTP functions behind a router that maps method and path to a
+/// function exactly as API Gateway (infra/) and `cargo lambda watch`
+/// (Cargo.toml metadata) do: whole path segments only.
+pub struct Api {
+    pub join: JoinService<DynamoStore, SqsJoinQueue>,
+    pub status: StatusService<DynamoStore>,
+    pub commands: SessionCommands<DynamoStore>,
+}
+
+impl Api {
+    pub fn new(stack: &crate::Stack) -> Self {
+        Self {
+            join: stack.join_service(1),
+            status: stack.status_service(1),
+            commands: stack.commands(),
+        }
+    }
+
+    pub async fn call(&self, request: lambda_http::Request) -> Response<Body> {
+        let path = request.uri().path().trim_end_matches('/').to_owned();
+        let sessions = "/api/waiting-room/sessions";
+        let one_segment_below = path
+            .strip_prefix(sessions)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'));
+        match (
+            request.method().clone(),
+            path == sessions,
+            one_segment_below,
+        ) {
+            (Method::POST, true, _) => api::handlers::join(&self.join, request).await,
+            (Method::GET, _, true) => api::handlers::status(&self.status, request).await,
+            (Method::POST, _, true) => {
+                api::handlers::session_command(&self.commands, request).await
+            }
+            _ => api::not_served(&request),
+        }
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
+        read(self.call(request(method, path, body)).await)
+    }
+}

@@ -2,9 +2,8 @@
 //! test provisions its own table and queues, so tests run in parallel, and
 //! removes them afterwards.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 pub mod http;
+pub mod proxy;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -33,7 +32,9 @@ use waiting_room::wiring::admission_policy;
 /// The emulator the tests talk to: `AWS_ENDPOINT_URL`, as `make test` sets it.
 pub fn emulator_endpoint() -> String {
     std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
-        panic!("AWS_ENDPOINT_URL is not set: run the tests with `make test`, which starts the emulator")
+        panic!(
+            "AWS_ENDPOINT_URL is not set: run the tests with `make test`, which starts the emulator"
+        )
     })
 }
 
@@ -61,6 +62,7 @@ pub fn random_suffix() -> String {
 }
 
 /// One test's own table and queues, and clients for them.
+#[derive(Clone)]
 pub struct Stack {
     pub sdk: aws_config::SdkConfig,
     pub dynamodb: aws_sdk_dynamodb::Client,
@@ -171,13 +173,20 @@ impl Stack {
                 .scan()
                 .table_name(&self.resources.table)
                 .filter_expression("begins_with(pk, :session)")
-                .expression_attribute_values(":session", aws_sdk_dynamodb::types::AttributeValue::S("SESSION#".into()))
+                .expression_attribute_values(
+                    ":session",
+                    aws_sdk_dynamodb::types::AttributeValue::S("SESSION#".into()),
+                )
                 .set_exclusive_start_key(start)
                 .consistent_read(true)
                 .send()
                 .await
                 .unwrap();
-            sessions.extend(page.items().iter().map(|item| decode_session(item).unwrap()));
+            sessions.extend(
+                page.items()
+                    .iter()
+                    .map(|item| decode_session(item).unwrap()),
+            );
             start = page.last_evaluated_key().cloned();
             if start.is_none() {
                 return sessions;
@@ -211,27 +220,38 @@ impl Stack {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0)
         };
-        read(QueueAttributeName::ApproximateNumberOfMessages) + read(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        read(QueueAttributeName::ApproximateNumberOfMessages)
+            + read(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
     }
 
     /// Start `count` concurrent granter pollers and one stream poller, each
     /// with its own clients, as separate Lambda instances would be.
-    pub async fn start_granters(&self, count: usize, lifecycle: &LifecycleSettings, line_shards: u16) -> Granters {
+    pub async fn start_granters(
+        &self,
+        count: usize,
+        lifecycle: &LifecycleSettings,
+        line_shards: u16,
+    ) -> Granters {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         for _ in 0..count {
             let granter = self.granter(lifecycle, line_shards);
             let consumer = self.queue();
-            let quarantine = SqsQuarantine::new(self.sqs.clone(), &self.resources.join_dead_letter_queue_url);
+            let quarantine =
+                SqsQuarantine::new(self.sqs.clone(), &self.resources.join_dead_letter_queue_url);
             let shutdown = until(stopped.clone());
             tasks.push(tokio::spawn(async move {
                 poll_join_queue(&granter, &consumer, &quarantine, shutdown).await;
             }));
         }
         let granter = self.granter(lifecycle, line_shards);
-        let mut stream = TableStreamReader::open(&self.dynamodb, aws_sdk_dynamodbstreams_client(&self.sdk), &self.resources.table)
-            .await
-            .unwrap();
+        let mut stream = TableStreamReader::open(
+            &self.dynamodb,
+            aws_sdk_dynamodbstreams_client(&self.sdk),
+            &self.resources.table,
+        )
+        .await
+        .unwrap();
         let shutdown = until(stopped);
         tasks.push(tokio::spawn(async move {
             poll_table_stream(&granter, &mut stream, shutdown).await;
@@ -240,14 +260,14 @@ impl Stack {
     }
 }
 
-fn aws_sdk_dynamodbstreams_client(sdk: &aws_config::SdkConfig) -> waiting_room::adapters::streams::StreamsClient {
+fn aws_sdk_dynamodbstreams_client(
+    sdk: &aws_config::SdkConfig,
+) -> waiting_room::adapters::streams::StreamsClient {
     waiting_room::adapters::streams::StreamsClient::new(sdk)
 }
 
-fn until(mut stopped: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = stopped.wait_for(|stop| *stop).await;
-    }
+async fn until(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
 }
 
 /// Running granter tasks; stop them before tearing the stack down.

@@ -117,6 +117,13 @@ async fn concurrent_conditional_transactions_never_exceed_the_counter_condition(
         .unwrap();
     let counted = counter.item().and_then(|i| i.get("active")).cloned();
     stack.tear_down().await;
-    assert_eq!(counted, Some(n(CAPACITY)), "the counter went past its condition");
-    assert_eq!(active as u64, CAPACITY, "more sessions were activated than the counter allowed");
+    assert_eq!(
+        counted,
+        Some(n(CAPACITY)),
+        "the counter went past its condition"
+    );
+    assert_eq!(
+        active as u64, CAPACITY,
+        "more sessions were activated than the counter allowed"
+    );
 }

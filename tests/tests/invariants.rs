@@ -31,36 +31,38 @@ async fn join_many(stack: &Stack, event: &EventId, count: usize, parallel: usize
         let joins = chunk.iter().map(|&n| {
             let service = service.clone();
             let event = event.clone();
-            async move { service.join(event, user(n)).await.unwrap().session().clone() }
+            async move {
+                service
+                    .join(event, user(n))
+                    .await
+                    .unwrap()
+                    .session()
+                    .clone()
+            }
         });
         sessions.extend(futures::future::join_all(joins).await);
     }
     sessions
 }
 
-/// Leaves every active session after a short random-ish stay, until stopped:
-/// slots keep being freed while the granters admit.
+/// Leaves every active session after a short stay, until stopped: slots
+/// keep being freed while the granters admit.
 fn churn(stack: &Stack, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
-    let sessions = Arc::new(stack.commands());
-    let stack_store = stack.store();
-    let stack = StackView(stack.dynamodb.clone(), stack.resources.table.clone());
+    let (commands, stack) = (Arc::new(stack.commands()), stack.clone());
     tokio::spawn(async move {
-        let _ = stack_store;
         let mut round = 0u64;
         while !stop.load(Ordering::SeqCst) {
             round += 1;
-            let active: Vec<SessionId> = stack
+            let active = stack
                 .sessions()
                 .await
                 .into_iter()
-                .filter(|s| s.status == SessionStatus::Active)
-                .map(|s| s.id)
-                .collect();
-            let leaves = active.into_iter().enumerate().map(|(i, id)| {
-                let sessions = sessions.clone();
+                .filter(|s| s.status == SessionStatus::Active);
+            let leaves = active.enumerate().map(|(i, session)| {
+                let commands = commands.clone();
                 async move {
                     tokio::time::sleep(Duration::from_millis((i as u64 * 7 + round) % 40)).await;
-                    sessions.leave(&id).await.unwrap();
+                    commands.leave(&session.id).await.unwrap();
                 }
             });
             futures::future::join_all(leaves).await;
@@ -69,35 +71,25 @@ fn churn(stack: &Stack, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Just enough of a stack to scan sessions from a spawned task.
-struct StackView(aws_sdk_dynamodb::Client, String);
-
-impl StackView {
-    async fn sessions(&self) -> Vec<Session> {
-        let page = self
-            .0
-            .scan()
-            .table_name(&self.1)
-            .filter_expression("begins_with(pk, :s)")
-            .expression_attribute_values(":s", aws_sdk_dynamodb::types::AttributeValue::S("SESSION#".into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap();
-        page.items()
-            .iter()
-            .map(|i| waiting_room::adapters::dynamodb::items::decode_session(i).unwrap())
-            .collect()
-    }
-}
-
 async fn assert_quiet_counters_match(stack: &Stack, event: &EventId) {
     let counters = stack.store().event_counters(event).await.unwrap();
     let sessions = stack.sessions().await;
-    let active = sessions.iter().filter(|s| &s.event_id == event && s.status == SessionStatus::Active).count();
-    let admitted = sessions.iter().filter(|s| &s.event_id == event && s.admission.is_some()).count();
-    assert_eq!(counters.active, active as u64, "the slot counter must equal the ACTIVE sessions");
-    assert_eq!(counters.admitted, admitted as u64, "every admission is counted once");
+    let active = sessions
+        .iter()
+        .filter(|s| &s.event_id == event && s.status == SessionStatus::Active)
+        .count();
+    let admitted = sessions
+        .iter()
+        .filter(|s| &s.event_id == event && s.admission.is_some())
+        .count();
+    assert_eq!(
+        counters.active, active as u64,
+        "the slot counter must equal the ACTIVE sessions"
+    );
+    assert_eq!(
+        counters.admitted, admitted as u64,
+        "every admission is counted once"
+    );
 }
 
 /// Invariant 1: at no instant are more than `capacity` sessions ACTIVE.
@@ -113,12 +105,16 @@ async fn hard_capacity_holds_with_concurrent_granters_and_leaves() {
     let stop = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicU64::new(0));
     let monitor = {
-        let view = StackView(stack.dynamodb.clone(), stack.resources.table.clone());
-        let (stop, peak) = (stop.clone(), peak.clone());
+        let (stop, peak, stack) = (stop.clone(), peak.clone(), stack.clone());
         tokio::spawn(async move {
-            // One scan is one DynamoDB request: an instant of the table.
+            // One scan page is one DynamoDB request: an instant of the table.
             while !stop.load(Ordering::SeqCst) {
-                let active = view.sessions().await.iter().filter(|s| s.status == SessionStatus::Active).count();
+                let active = stack
+                    .sessions()
+                    .await
+                    .iter()
+                    .filter(|s| s.status == SessionStatus::Active)
+                    .count();
                 peak.fetch_max(active as u64, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -137,8 +133,14 @@ async fn hard_capacity_holds_with_concurrent_granters_and_leaves() {
     granters.stop().await;
 
     let peak = peak.load(Ordering::SeqCst);
-    assert!(peak <= u64::from(CAPACITY), "{peak} sessions were ACTIVE at once, capacity {CAPACITY}");
-    assert!(peak >= 2, "the test did not reach any concurrency (peak {peak})");
+    assert!(
+        peak <= u64::from(CAPACITY),
+        "{peak} sessions were ACTIVE at once, capacity {CAPACITY}"
+    );
+    assert!(
+        peak >= 2,
+        "the test did not reach any concurrency (peak {peak})"
+    );
     let counters = stack.store().event_counters(&e).await.unwrap();
     assert_eq!((counters.admitted, counters.active), (USERS as u64, 0));
     assert_quiet_counters_match(&stack, &e).await;
@@ -154,14 +156,20 @@ async fn concurrent_repeated_leaves_release_each_slot_exactly_once() {
     stack.store().set_capacity(&e, 5).await.unwrap();
     let granters = stack.start_granters(2, &lifecycle(1_000), 1).await;
     let sessions = join_many(&stack, &e, 12, 12).await;
-    eventually(PATIENCE, "five admitted", || async { stack.store().event_counters(&e).await.unwrap().active == 5 }).await;
+    eventually(PATIENCE, "five admitted", || async {
+        stack.store().event_counters(&e).await.unwrap().active == 5
+    })
+    .await;
 
     // Everyone leaves, each eight times at once: active and waiting alike.
     let commands = Arc::new(stack.commands());
-    let leaves = sessions.iter().flat_map(|s| std::iter::repeat_n(s.id.clone(), 8)).map(|id| {
-        let commands = commands.clone();
-        async move { commands.leave(&id).await }
-    });
+    let leaves = sessions
+        .iter()
+        .flat_map(|s| std::iter::repeat_n(s.id.clone(), 8))
+        .map(|id| {
+            let commands = commands.clone();
+            async move { commands.leave(&id).await }
+        });
     for outcome in futures::future::join_all(leaves).await {
         outcome.unwrap();
     }
@@ -180,11 +188,24 @@ async fn concurrent_repeated_leaves_release_each_slot_exactly_once() {
     granters.stop().await;
 
     let counters = stack.store().event_counters(&e).await.unwrap();
-    let admitted = stack.sessions().await.iter().filter(|s| s.admission.is_some()).count() as u64;
+    let admitted = stack
+        .sessions()
+        .await
+        .iter()
+        .filter(|s| s.admission.is_some())
+        .count() as u64;
     assert_eq!(counters.active, 0, "a slot was leaked or given back twice");
-    assert_eq!(counters.left, admitted, "each admitted session gave its slot back exactly once");
-    let report = waiting_room::service::admin::event_report(&stack.store(), &e, 1, 1_000).await.unwrap();
-    assert_eq!(report.left, 12, "left while active plus left while waiting counts everyone once");
+    assert_eq!(
+        counters.left, admitted,
+        "each admitted session gave its slot back exactly once"
+    );
+    let report = waiting_room::service::admin::event_report(&stack.store(), &e, 1, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.left, 12,
+        "left while active plus left while waiting counts everyone once"
+    );
     assert_eq!(report.waiting, 0);
     assert_quiet_counters_match(&stack, &e).await;
     stack.tear_down().await;
@@ -218,22 +239,43 @@ async fn duplicates_and_redeliveries_admit_exactly_once() {
     // handled comes back after the visibility timeout.
     let crashing = stack.granter(&lifecycle(1_000), 1);
     let consumer = stack.queue();
-    let first = waiting_room::ports::JoinQueueConsumer::receive(&consumer, 10, Duration::from_secs(1)).await.unwrap();
+    let first =
+        waiting_room::ports::JoinQueueConsumer::receive(&consumer, 10, Duration::from_secs(1))
+            .await
+            .unwrap();
     assert!(!first.is_empty());
     crashing.handle_deliveries(&first).await;
 
     let granters = stack.start_granters(3, &lifecycle(1_000), 1).await;
-    eventually(PATIENCE, "the queue drains", || async { stack.messages_in(&stack.resources.join_queue_url).await == 0 }).await;
+    eventually(PATIENCE, "the queue drains", || async {
+        stack.messages_in(&stack.resources.join_queue_url).await == 0
+    })
+    .await;
     granters.stop().await;
 
     let all = stack.sessions().await;
-    assert!(all.iter().all(|s| s.status == SessionStatus::Active), "everyone fits: all active");
-    let mut numbers: Vec<u64> = all.iter().filter_map(|s| s.admission.as_ref().map(|a| a.admission_no)).collect();
+    assert!(
+        all.iter().all(|s| s.status == SessionStatus::Active),
+        "everyone fits: all active"
+    );
+    let mut numbers: Vec<u64> = all
+        .iter()
+        .filter_map(|s| s.admission.as_ref().map(|a| a.admission_no))
+        .collect();
     numbers.sort_unstable();
-    assert_eq!(numbers, (1..=30).collect::<Vec<_>>(), "admission numbers are unique and gapless");
+    assert_eq!(
+        numbers,
+        (1..=30).collect::<Vec<_>>(),
+        "admission numbers are unique and gapless"
+    );
     let counters = stack.store().event_counters(&e).await.unwrap();
     assert_eq!((counters.admitted, counters.active), (30, 30));
-    assert_eq!(stack.messages_in(&stack.resources.join_dead_letter_queue_url).await, 0);
+    assert_eq!(
+        stack
+            .messages_in(&stack.resources.join_dead_letter_queue_url)
+            .await,
+        0
+    );
     stack.tear_down().await;
 }
 
@@ -249,17 +291,35 @@ async fn admission_follows_join_order_across_concurrent_granters() {
     // One at a time, so join order is well defined.
     let joined = join_many(&stack, &e, 24, 1).await;
 
-    eventually(PATIENCE, "all admitted", || async { stack.store().event_counters(&e).await.unwrap().admitted == 24 }).await;
+    eventually(PATIENCE, "all admitted", || async {
+        stack.store().event_counters(&e).await.unwrap().admitted == 24
+    })
+    .await;
     stop.store(true, Ordering::SeqCst);
     churn.await.unwrap();
     granters.stop().await;
 
-    let by_id: HashMap<SessionId, Session> = stack.sessions().await.into_iter().map(|s| (s.id.clone(), s)).collect();
+    let by_id: HashMap<SessionId, Session> = stack
+        .sessions()
+        .await
+        .into_iter()
+        .map(|s| (s.id.clone(), s))
+        .collect();
     let admission_order: Vec<u64> = joined
         .iter()
-        .map(|s| by_id[&s.id].admission.as_ref().map(|a| a.admission_no).unwrap())
+        .map(|s| {
+            by_id[&s.id]
+                .admission
+                .as_ref()
+                .map(|a| a.admission_no)
+                .unwrap()
+        })
         .collect();
-    assert_eq!(admission_order, (1..=24).collect::<Vec<_>>(), "the n-th to join is the n-th admitted");
+    assert_eq!(
+        admission_order,
+        (1..=24).collect::<Vec<_>>(),
+        "the n-th to join is the n-th admitted"
+    );
     stack.tear_down().await;
 }
 
@@ -275,14 +335,23 @@ async fn nobody_is_lost() {
     let sessions = join_many(&stack, &e, 40, 8).await;
     let commands = stack.commands();
     // Some give up while waiting.
-    let quitters: HashSet<SessionId> = sessions.iter().skip(20).step_by(5).map(|s| s.id.clone()).collect();
+    let quitters: HashSet<SessionId> = sessions
+        .iter()
+        .skip(20)
+        .step_by(5)
+        .map(|s| s.id.clone())
+        .collect();
     for id in &quitters {
         commands.leave(id).await.unwrap();
     }
     let stop = Arc::new(AtomicBool::new(false));
     let churn = churn(&stack, stop.clone());
     eventually(PATIENCE, "every session ended", || async {
-        stack.sessions().await.iter().all(|s| s.status == SessionStatus::Left)
+        stack
+            .sessions()
+            .await
+            .iter()
+            .all(|s| s.status == SessionStatus::Left)
     })
     .await;
     stop.store(true, Ordering::SeqCst);
@@ -291,11 +360,21 @@ async fn nobody_is_lost() {
 
     for session in stack.sessions().await {
         if !quitters.contains(&session.id) {
-            assert!(session.admission.is_some(), "{} left without ever being admitted", session.id);
+            assert!(
+                session.admission.is_some(),
+                "{} left without ever being admitted",
+                session.id
+            );
         }
     }
     assert_eq!(stack.messages_in(&stack.resources.join_queue_url).await, 0);
-    assert_eq!(stack.messages_in(&stack.resources.join_dead_letter_queue_url).await, 0, "nobody in the dead-letter queue");
+    assert_eq!(
+        stack
+            .messages_in(&stack.resources.join_dead_letter_queue_url)
+            .await,
+        0,
+        "nobody in the dead-letter queue"
+    );
     assert_quiet_counters_match(&stack, &e).await;
     stack.tear_down().await;
 }
@@ -305,18 +384,37 @@ async fn a_join_whose_message_cannot_be_sent_leaves_nothing_behind() {
     let stack = Stack::new("unsent").await;
     let e = event("E-unsent");
     let mut broken = stack.join_service(1);
-    let dead_sqs = aws_sdk_sqs::Client::new(&integration_tests::sdk_config_for("http://127.0.0.1:9").await);
-    broken.queue = waiting_room::adapters::sqs::SqsJoinQueue::new(dead_sqs, &stack.resources.join_queue_url);
+    let dead_sqs =
+        aws_sdk_sqs::Client::new(&integration_tests::sdk_config_for("http://127.0.0.1:9").await);
+    broken.queue =
+        waiting_room::adapters::sqs::SqsJoinQueue::new(dead_sqs, &stack.resources.join_queue_url);
 
     let failed = broken.join(e.clone(), user(1)).await;
-    assert!(matches!(failed, Err(ServiceError::Unavailable(_))), "{failed:?}");
-    assert!(stack.sessions().await.is_empty(), "no session holds a place");
+    assert!(
+        matches!(failed, Err(ServiceError::Unavailable(_))),
+        "{failed:?}"
+    );
+    assert!(
+        stack.sessions().await.is_empty(),
+        "no session holds a place"
+    );
     let counters = stack.store().event_counters(&e).await.unwrap();
-    assert_eq!((counters.active, counters.admitted), (0, 0), "no slot is held");
+    assert_eq!(
+        (counters.active, counters.admitted),
+        (0, 0),
+        "no slot is held"
+    );
 
     // The user's retry starts afresh: the failed attempt held no claim.
-    let retried = stack.join_service(1).join(e.clone(), user(1)).await.unwrap();
-    assert!(matches!(retried, waiting_room::service::join::JoinOutcome::Created(_)));
+    let retried = stack
+        .join_service(1)
+        .join(e.clone(), user(1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        retried,
+        waiting_room::service::join::JoinOutcome::Created(_)
+    ));
     stack.tear_down().await;
 }
 
@@ -332,21 +430,41 @@ async fn a_full_event_does_not_delay_another() {
     join_many(&stack, &full, 40, 10).await;
     let open_sessions = join_many(&stack, &open, 5, 5).await;
 
-    eventually(Duration::from_secs(10), "the open event's users admitted", || async {
-        stack.store().event_counters(&open).await.unwrap().active == 5
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the open event's users admitted",
+        || async { stack.store().event_counters(&open).await.unwrap().active == 5 },
+    )
     .await;
-    eventually(Duration::from_secs(10), "the full event's line filed, none of it left in the queue", || async {
-        stack.messages_in(&stack.resources.join_queue_url).await == 0
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the full event's line filed, none of it left in the queue",
+        || async { stack.messages_in(&stack.resources.join_queue_url).await == 0 },
+    )
     .await;
     granters.stop().await;
 
-    let full_report = waiting_room::service::admin::event_report(&stack.store(), &full, 1, 1).await.unwrap();
+    let full_report = waiting_room::service::admin::event_report(&stack.store(), &full, 1, 1)
+        .await
+        .unwrap();
     assert_eq!((full_report.active, full_report.waiting), (1, 39));
     for s in &open_sessions {
-        assert_eq!(stack.store().get_session(&s.id).await.unwrap().unwrap().status, SessionStatus::Active);
+        assert_eq!(
+            stack
+                .store()
+                .get_session(&s.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            SessionStatus::Active
+        );
     }
-    assert_eq!(stack.messages_in(&stack.resources.join_dead_letter_queue_url).await, 0);
+    assert_eq!(
+        stack
+            .messages_in(&stack.resources.join_dead_letter_queue_url)
+            .await,
+        0
+    );
     stack.tear_down().await;
 }

@@ -17,7 +17,9 @@ async fn main() -> Result<(), Error> {
         None => {
             let (granter, quarantine) = (&granter, &quarantine);
             lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-                handle_lambda_event(granter, quarantine, event.payload).await.map_err(Error::from)
+                handle_lambda_event(granter, quarantine, event.payload)
+                    .await
+                    .map_err(Error::from)
             }))
             .await
         }
@@ -32,6 +34,9 @@ async fn main() -> Result<(), Error> {
             );
             Ok(())
         }
-        Some(other) => Err(format!("unknown mode {other:?}: run without arguments in Lambda, or `poll` locally").into()),
+        Some(other) => Err(format!(
+            "unknown mode {other:?}: run without arguments in Lambda, or `poll` locally"
+        )
+        .into()),
     }
 }

@@ -37,6 +37,7 @@ struct Tables {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     tables: Mutex<Tables>,
+    successes_before_failure: AtomicUsize,
     failures_left: AtomicUsize,
 }
 
@@ -47,7 +48,14 @@ impl MemoryStore {
 
     /// The next `calls` store calls fail with `Unavailable`.
     pub fn fail_next(&self, calls: usize) {
-        self.failures_left.store(calls, Ordering::SeqCst);
+        self.fail_after(0, calls);
+    }
+
+    /// The next `successes` calls work, then `failures` calls fail.
+    pub fn fail_after(&self, successes: usize, failures: usize) {
+        self.successes_before_failure
+            .store(successes, Ordering::SeqCst);
+        self.failures_left.store(failures, Ordering::SeqCst);
     }
 
     pub fn all_sessions(&self) -> Vec<Session> {
@@ -63,9 +71,15 @@ impl MemoryStore {
     }
 
     fn check_fault(&self) -> Result<(), StoreError> {
-        let left = self.failures_left.load(Ordering::SeqCst);
-        if left > 0 {
-            self.failures_left.store(left - 1, Ordering::SeqCst);
+        let take = |counter: &AtomicUsize| {
+            counter
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        };
+        if take(&self.successes_before_failure) {
+            return Ok(());
+        }
+        if take(&self.failures_left) {
             return Err(StoreError::Unavailable("injected fault".into()));
         }
         Ok(())
@@ -260,7 +274,11 @@ impl SessionStore for MemoryStore {
         }))
     }
 
-    async fn advance_line(&self, plan: &LineAdvance, _retain_until: Timestamp) -> Result<AdvanceOutcome, StoreError> {
+    async fn advance_line(
+        &self,
+        plan: &LineAdvance,
+        _retain_until: Timestamp,
+    ) -> Result<AdvanceOutcome, StoreError> {
         self.check_fault()?;
         Ok(self.with(|t| {
             let rejected = rejected_sessions(t, plan);
@@ -297,7 +315,11 @@ fn rejected_sessions(t: &Tables, plan: &LineAdvance) -> Vec<SessionId> {
             let s = &stored.session;
             let filed_now = matches!(
                 change.kind,
-                SessionChangeKind::File | SessionChangeKind::Admit { filed_now: true, .. }
+                SessionChangeKind::File
+                    | SessionChangeKind::Admit {
+                        filed_now: true,
+                        ..
+                    }
             );
             let expected_ticket = if filed_now { None } else { Some(change.ticket) };
             let silent_enough = match change.kind {
@@ -369,7 +391,9 @@ fn apply_advance(t: &mut Tables, plan: &LineAdvance) {
                 });
                 stored.in_line_index = false;
             }
-            SessionChangeKind::Abandon { .. } => end(&mut stored.session, EndReason::Timeout, plan.now),
+            SessionChangeKind::Abandon { .. } => {
+                end(&mut stored.session, EndReason::Timeout, plan.now)
+            }
         }
     }
 }
@@ -474,7 +498,11 @@ impl JoinQueue for MemoryQueue {
 }
 
 impl JoinQueueConsumer for MemoryQueue {
-    async fn receive(&self, max_messages: i32, _wait: Duration) -> Result<Vec<Delivery>, QueueError> {
+    async fn receive(
+        &self,
+        max_messages: i32,
+        _wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
         self.check_fault()?;
         let max = usize::try_from(max_messages).unwrap_or(0);
         Ok(self.with(|q| {

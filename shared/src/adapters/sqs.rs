@@ -15,7 +15,7 @@ use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 
 use crate::domain::EventId;
 use crate::domain::line::message_group_id;
-use crate::ports::{Delivery, JoinQueue, JoinQueueConsumer, JoinTicket, QueueError, Quarantine};
+use crate::ports::{Delivery, JoinQueue, JoinQueueConsumer, JoinTicket, Quarantine, QueueError};
 
 /// SQS caps a receive (and a delete batch) at ten messages.
 pub const SQS_BATCH_LIMIT: usize = 10;
@@ -51,7 +51,12 @@ where
     let detail = DisplayErrorContext(err).to_string();
     match err {
         SdkError::ServiceError(service) => match service.err().code() {
-            Some(code) if code.contains("Throttl") || code.contains("RequestThrottled") || code.contains("InternalError") || code.contains("ServiceUnavailable") => {
+            Some(code)
+                if code.contains("Throttl")
+                    || code.contains("RequestThrottled")
+                    || code.contains("InternalError")
+                    || code.contains("ServiceUnavailable") =>
+            {
                 QueueError::Unavailable(detail)
             }
             _ => QueueError::Rejected(detail),
@@ -63,8 +68,10 @@ where
 
 impl JoinQueue for SqsJoinQueue {
     async fn send(&self, ticket: &JoinTicket) -> Result<(), QueueError> {
-        let event = EventId::parse(&ticket.event_id).map_err(|e| QueueError::Rejected(e.to_string()))?;
-        let body = serde_json::to_string(ticket).map_err(|e| QueueError::Rejected(e.to_string()))?;
+        let event =
+            EventId::parse(&ticket.event_id).map_err(|e| QueueError::Rejected(e.to_string()))?;
+        let body =
+            serde_json::to_string(ticket).map_err(|e| QueueError::Rejected(e.to_string()))?;
         self.client
             .send_message()
             .queue_url(&self.queue_url)
@@ -79,7 +86,11 @@ impl JoinQueue for SqsJoinQueue {
 }
 
 impl JoinQueueConsumer for SqsJoinQueue {
-    async fn receive(&self, max_messages: i32, wait: Duration) -> Result<Vec<Delivery>, QueueError> {
+    async fn receive(
+        &self,
+        max_messages: i32,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
         let wait_seconds = i32::try_from(wait.as_secs().min(20)).unwrap_or(20);
         let output = self
             .client
@@ -88,7 +99,10 @@ impl JoinQueueConsumer for SqsJoinQueue {
             .max_number_of_messages(max_messages.clamp(1, 10))
             .wait_time_seconds(wait_seconds)
             .customize()
-            .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(super::aws::long_poll_timeouts(wait)))
+            .config_override(
+                aws_sdk_sqs::config::Builder::default()
+                    .timeout_config(super::aws::long_poll_timeouts(wait)),
+            )
             .send()
             .await
             .map_err(|e| classify(&e))?;
@@ -162,7 +176,11 @@ impl Quarantine for SqsQuarantine {
         self.client
             .send_message()
             .queue_url(&self.dead_letter_queue_url)
-            .message_body(if delivery.body.is_empty() { "(empty)" } else { &delivery.body })
+            .message_body(if delivery.body.is_empty() {
+                "(empty)"
+            } else {
+                &delivery.body
+            })
             .message_group_id("quarantine")
             .message_deduplication_id(&delivery.message_id)
             .message_attributes("reason", reason)

@@ -65,13 +65,20 @@ fn from_lambda_json(image: &Value) -> Option<Item> {
 
 /// Counter changes in a DynamoDB stream event as Lambda delivers it.
 pub fn changes_in_lambda_event(event: &Value) -> Vec<CountersChange> {
-    let records = event.get("Records").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let records = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     records
         .iter()
         .filter_map(|record| {
             let change = record.get("dynamodb")?;
             let keys = from_lambda_json(change.get("Keys")?)?;
-            let pk = keys.get("pk").and_then(|v| v.as_s().ok()).map(String::as_str);
+            let pk = keys
+                .get("pk")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str);
             let old = change.get("OldImage").and_then(from_lambda_json);
             let new = change.get("NewImage").and_then(from_lambda_json);
             change_of(pk, old.as_ref(), new.as_ref())
@@ -147,11 +154,20 @@ impl TableStreamReader {
                 .await
                 .map_err(|e| unavailable(aws_sdk_dynamodbstreams::error::DisplayErrorContext(e)))?;
             for record in output.records() {
-                let Some(change) = record.dynamodb() else { continue };
-                let pk = change.keys().and_then(|k| k.get("pk")).and_then(|v| v.as_s().ok());
+                let Some(change) = record.dynamodb() else {
+                    continue;
+                };
+                let pk = change
+                    .keys()
+                    .and_then(|k| k.get("pk"))
+                    .and_then(|v| v.as_s().ok());
                 let old = from_stream_image(change.old_image());
                 let new = from_stream_image(change.new_image());
-                changes.extend(change_of(pk.map(String::as_str), old.as_ref(), new.as_ref()));
+                changes.extend(change_of(
+                    pk.map(String::as_str),
+                    old.as_ref(),
+                    new.as_ref(),
+                ));
             }
             tracing::trace!(shard, records = output.records().len(), "read stream shard");
             *iterator = output.next_shard_iterator().map(str::to_owned);
@@ -167,7 +183,10 @@ impl TableStreamReader {
             .send()
             .await
             .map_err(|e| unavailable(aws_sdk_dynamodbstreams::error::DisplayErrorContext(e)))?;
-        let shards = described.stream_description().map(|d| d.shards()).unwrap_or_default();
+        let shards = described
+            .stream_description()
+            .map(|d| d.shards())
+            .unwrap_or_default();
         for shard in shards {
             let Some(id) = shard.shard_id() else { continue };
             if self.iterators.contains_key(id) {
@@ -182,7 +201,8 @@ impl TableStreamReader {
                 .send()
                 .await
                 .map_err(|e| unavailable(aws_sdk_dynamodbstreams::error::DisplayErrorContext(e)))?;
-            self.iterators.insert(id.to_owned(), iterator.shard_iterator().map(str::to_owned));
+            self.iterators
+                .insert(id.to_owned(), iterator.shard_iterator().map(str::to_owned));
         }
         Ok(())
     }

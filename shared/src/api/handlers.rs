@@ -18,7 +18,10 @@ pub const MAX_JOIN_BODY_BYTES: usize = 1024;
 /// A new session's first poll: the granter files it within moments.
 const FIRST_POLL_SECONDS: u64 = 1;
 
-pub async fn join<S: SessionStore, Q: JoinQueue>(service: &JoinService<S, Q>, request: Request) -> Response<Body> {
+pub async fn join<S: SessionStore, Q: JoinQueue>(
+    service: &JoinService<S, Q>,
+    request: Request,
+) -> Response<Body> {
     match route(request.method(), request.uri().path()) {
         Ok(Route::Join) => {}
         Ok(_) => return not_served(&request),
@@ -42,7 +45,9 @@ pub async fn join<S: SessionStore, Q: JoinQueue>(service: &JoinService<S, Q>, re
                 response.headers_mut().insert(header::LOCATION, location);
             }
             if waiting {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(FIRST_POLL_SECONDS));
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(FIRST_POLL_SECONDS));
             }
             response
         }
@@ -50,7 +55,10 @@ pub async fn join<S: SessionStore, Q: JoinQueue>(service: &JoinService<S, Q>, re
     }
 }
 
-pub async fn status<S: SessionStore>(service: &StatusService<S>, request: Request) -> Response<Body> {
+pub async fn status<S: SessionStore>(
+    service: &StatusService<S>,
+    request: Request,
+) -> Response<Body> {
     let raw_id = match route(request.method(), request.uri().path()) {
         Ok(Route::Status(raw_id)) => raw_id,
         Ok(_) => return not_served(&request),
@@ -63,7 +71,9 @@ pub async fn status<S: SessionStore>(service: &StatusService<S>, request: Reques
         Ok(report) => {
             let mut response = json_response(StatusCode::OK, &SessionBody::of_report(&report));
             if let Some(poll_after) = report.poll_after {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(poll_after.as_secs()));
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(poll_after.as_secs()));
             }
             response
         }
@@ -71,7 +81,10 @@ pub async fn status<S: SessionStore>(service: &StatusService<S>, request: Reques
     }
 }
 
-pub async fn session_command<S: SessionStore>(commands: &SessionCommands<S>, request: Request) -> Response<Body> {
+pub async fn session_command<S: SessionStore>(
+    commands: &SessionCommands<S>,
+    request: Request,
+) -> Response<Body> {
     let (raw_id, is_leave) = match route(request.method(), request.uri().path()) {
         Ok(Route::Heartbeat(raw_id)) => (raw_id, false),
         Ok(Route::Leave(raw_id)) => (raw_id, true),
@@ -110,8 +123,14 @@ fn is_json(request: &Request) -> bool {
     let Ok(content_type) = content_type.to_str() else {
         return false;
     };
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 fn parse_join(request: &Request) -> Result<(EventId, UserId), ApiError> {
@@ -123,11 +142,15 @@ fn parse_join(request: &Request) -> Result<(EventId, UserId), ApiError> {
         return Err(ApiError::payload_too_large(MAX_JOIN_BODY_BYTES));
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::invalid_json("the body is empty; send {\"eventId\":…,\"userId\":…}"));
+        return Err(ApiError::invalid_json(
+            "the body is empty; send {\"eventId\":…,\"userId\":…}",
+        ));
     }
     let value: Value = serde_json::from_slice(bytes).map_err(ApiError::invalid_json)?;
     let Value::Object(fields) = value else {
-        return Err(ApiError::invalid_json("expected an object with eventId and userId"));
+        return Err(ApiError::invalid_json(
+            "expected an object with eventId and userId",
+        ));
     };
     let event = EventId::parse(string_field(&fields, "eventId")?)
         .map_err(|e| ApiError::invalid_field("eventId", e.problem))?;
@@ -136,7 +159,10 @@ fn parse_join(request: &Request) -> Result<(EventId, UserId), ApiError> {
     Ok((event, user))
 }
 
-fn string_field<'a>(fields: &'a serde_json::Map<String, Value>, name: &'static str) -> Result<&'a str, ApiError> {
+fn string_field<'a>(
+    fields: &'a serde_json::Map<String, Value>,
+    name: &'static str,
+) -> Result<&'a str, ApiError> {
     match fields.get(name) {
         None | Some(Value::Null) => Err(ApiError::invalid_field(name, "is required")),
         Some(Value::String(text)) => Ok(text),

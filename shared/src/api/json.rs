@@ -53,7 +53,11 @@ impl ApiError {
     }
 
     pub fn route_not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "no such route; see the API in the README")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such route; see the API in the README",
+        )
     }
 
     pub fn method_not_allowed(allowed: &'static str) -> Self {
@@ -76,15 +80,27 @@ impl ApiError {
     }
 
     pub fn session_not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "session_not_found", "no session has this id")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "session_not_found",
+            "no session has this id",
+        )
     }
 
     pub fn invalid_json(detail: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid JSON: {detail}"))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not valid JSON: {detail}"),
+        )
     }
 
     pub fn invalid_field(field: &'static str, problem: impl Into<String>) -> Self {
-        let mut err = Self::new(StatusCode::BAD_REQUEST, "invalid_field", format!("{field} {}", problem.into()));
+        let mut err = Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            format!("{field} {}", problem.into()),
+        );
         err.field = Some(field);
         err
     }
@@ -126,7 +142,11 @@ impl ApiError {
     }
 
     fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong on our side")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "something went wrong on our side",
+        )
     }
 
     pub fn into_response(self) -> Response<Body> {
@@ -138,10 +158,14 @@ impl ApiError {
         };
         let mut response = json_response(self.status, &body);
         if let Some(allow) = self.allow {
-            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         if let Some(seconds) = self.retry_after_seconds {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -180,7 +204,10 @@ pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Bod
     let mut response = Response::new(Body::Text(text));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -228,7 +255,10 @@ impl SessionBody {
             position: None,
             people_ahead: None,
             poll_after_seconds: None,
-            admitted_at: session.admission.as_ref().map(|a| a.admitted_at.to_rfc3339()),
+            admitted_at: session
+                .admission
+                .as_ref()
+                .map(|a| a.admitted_at.to_rfc3339()),
             expires_at: session
                 .admission
                 .as_ref()

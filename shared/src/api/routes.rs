@@ -73,22 +73,49 @@ mod tests {
         let base = "/api/waiting-room/sessions";
         assert_eq!(route(&Method::POST, base), Ok(Route::Join));
         assert_eq!(route(&Method::POST, &format!("{base}/")), Ok(Route::Join));
-        assert_eq!(route(&Method::GET, &format!("{base}/E1.abc")), Ok(Route::Status("E1.abc".into())));
-        assert_eq!(route(&Method::POST, &format!("{base}/E1.abc:leave")), Ok(Route::Leave("E1.abc".into())));
-        assert_eq!(route(&Method::POST, &format!("{base}/E1.abc%3Aheartbeat")), Ok(Route::Heartbeat("E1.abc".into())));
+        assert_eq!(
+            route(&Method::GET, &format!("{base}/E1.abc")),
+            Ok(Route::Status("E1.abc".into()))
+        );
+        assert_eq!(
+            route(&Method::POST, &format!("{base}/E1.abc:leave")),
+            Ok(Route::Leave("E1.abc".into()))
+        );
+        assert_eq!(
+            route(&Method::POST, &format!("{base}/E1.abc%3Aheartbeat")),
+            Ok(Route::Heartbeat("E1.abc".into()))
+        );
     }
 
     #[test]
     fn wrong_methods_are_405_and_unknown_paths_404() {
         let base = "/api/waiting-room/sessions";
         assert_eq!(status_of(Method::GET, base), StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(status_of(Method::DELETE, &format!("{base}/x")), StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(status_of(Method::GET, &format!("{base}/x:leave")), StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(status_of(Method::POST, &format!("{base}/x:explode")), StatusCode::NOT_FOUND);
+        assert_eq!(
+            status_of(Method::DELETE, &format!("{base}/x")),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            status_of(Method::GET, &format!("{base}/x:leave")),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            status_of(Method::POST, &format!("{base}/x:explode")),
+            StatusCode::NOT_FOUND
+        );
         assert_eq!(status_of(Method::GET, "/"), StatusCode::NOT_FOUND);
-        assert_eq!(status_of(Method::GET, "/api/waiting-room"), StatusCode::NOT_FOUND);
-        assert_eq!(status_of(Method::GET, &format!("{base}/a/b")), StatusCode::NOT_FOUND);
-        assert_eq!(status_of(Method::GET, &format!("{base}x")), StatusCode::NOT_FOUND);
+        assert_eq!(
+            status_of(Method::GET, "/api/waiting-room"),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status_of(Method::GET, &format!("{base}/a/b")),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status_of(Method::GET, &format!("{base}x")),
+            StatusCode::NOT_FOUND
+        );
     }
 
     #[test]

@@ -309,7 +309,11 @@ fn change_budget(state: &LineState, arrivals: &[Arrival], policy: &AdmissionPoli
         .min(policy.max_changes_per_write)
 }
 
-fn file_remaining_arrivals(state: &LineState, arrivals: &[Arrival], changes: &mut Vec<SessionChange>) {
+fn file_remaining_arrivals(
+    state: &LineState,
+    arrivals: &[Arrival],
+    changes: &mut Vec<SessionChange>,
+) {
     for shard in &state.shards {
         let mine = arrivals.iter().filter(|a| a.shard == shard.shard);
         for (arrival, ticket) in mine.zip(shard.next_ticket..) {
@@ -421,7 +425,12 @@ mod tests {
 
     const NOW: u64 = 1_000_000;
 
-    fn plan(state: &LineState, arrivals: &[Arrival], known: Vec<Vec<LineEntry>>, capacity: u32) -> LineAdvance {
+    fn plan(
+        state: &LineState,
+        arrivals: &[Arrival],
+        known: Vec<Vec<LineEntry>>,
+        capacity: u32,
+    ) -> LineAdvance {
         plan_line_advance(
             state,
             arrivals,
@@ -432,7 +441,9 @@ mod tests {
     }
 
     fn admitted_ids(plan: &LineAdvance) -> Vec<SessionId> {
-        plan.admitted_sessions().map(|c| c.session_id.clone()).collect()
+        plan.admitted_sessions()
+            .map(|c| c.session_id.clone())
+            .collect()
     }
 
     #[test]
@@ -442,7 +453,11 @@ mod tests {
         let plan = plan(&state, &arrivals, vec![vec![]], 2);
         assert_eq!(admitted_ids(&plan), vec![sid(1), sid(2)]);
         assert_eq!(plan.admitted, 2);
-        let filed: Vec<_> = plan.sessions.iter().map(|c| (c.ticket, c.kind.clone())).collect();
+        let filed: Vec<_> = plan
+            .sessions
+            .iter()
+            .map(|c| (c.ticket, c.kind.clone()))
+            .collect();
         assert_eq!(filed[2], (2, SessionChangeKind::File));
         assert_eq!(plan.shards[0].next, 3);
         assert_eq!(plan.shards[0].head, 2);
@@ -472,7 +487,11 @@ mod tests {
         ]];
         let plan = plan(&state, &[arrival(6, 0, 12)], known, 2);
         assert_eq!(admitted_ids(&plan), vec![sid(4), sid(5)]);
-        let filed = plan.sessions.iter().find(|c| c.session_id == sid(6)).unwrap();
+        let filed = plan
+            .sessions
+            .iter()
+            .find(|c| c.session_id == sid(6))
+            .unwrap();
         assert_eq!((filed.ticket, &filed.kind), (6, &SessionChangeKind::File));
     }
 
@@ -488,9 +507,15 @@ mod tests {
         ]];
         let plan = plan(&state, &[], known, 2);
         assert_eq!(admitted_ids(&plan), vec![sid(3)]);
-        assert!(matches!(plan.sessions[0].kind, SessionChangeKind::Abandon { .. }));
+        assert!(matches!(
+            plan.sessions[0].kind,
+            SessionChangeKind::Abandon { .. }
+        ));
         let advance = &plan.shards[0];
-        assert_eq!((advance.head, advance.passed_ended, advance.abandoned), (3, 1, 1));
+        assert_eq!(
+            (advance.head, advance.passed_ended, advance.abandoned),
+            (3, 1, 1)
+        );
     }
 
     #[test]
@@ -502,7 +527,11 @@ mod tests {
         ]];
         let plan = plan(&state, &[arrival(4, 0, 4)], known, 10);
         assert_eq!(admitted_ids(&plan), vec![sid(1)]);
-        let filed = plan.sessions.iter().find(|c| c.session_id == sid(4)).unwrap();
+        let filed = plan
+            .sessions
+            .iter()
+            .find(|c| c.session_id == sid(4))
+            .unwrap();
         assert_eq!((filed.ticket, &filed.kind), (3, &SessionChangeKind::File));
     }
 
@@ -510,8 +539,14 @@ mod tests {
     fn shards_are_merged_in_join_order() {
         let state = state(vec![shard(0, 0, 2), shard(1, 0, 2)], 0);
         let known = vec![
-            vec![entry(1, 0, 10, SessionStatus::Waiting), entry(3, 1, 30, SessionStatus::Waiting)],
-            vec![entry(2, 0, 20, SessionStatus::Waiting), entry(4, 1, 40, SessionStatus::Waiting)],
+            vec![
+                entry(1, 0, 10, SessionStatus::Waiting),
+                entry(3, 1, 30, SessionStatus::Waiting),
+            ],
+            vec![
+                entry(2, 0, 20, SessionStatus::Waiting),
+                entry(4, 1, 40, SessionStatus::Waiting),
+            ],
         ];
         let plan = plan(&state, &[], known, 3);
         assert_eq!(admitted_ids(&plan), vec![sid(1), sid(2), sid(3)]);
@@ -543,13 +578,29 @@ mod tests {
         let arrivals: Vec<_> = (0..10).map(|n| arrival(n, 0, u64::from(n))).collect();
         let mut policy = policy(1000);
         policy.max_changes_per_write = 500;
-        let plan = plan_line_advance(&state, &arrivals, &KnownEntries { by_shard: vec![vec![]] }, &policy, Timestamp::from_millis(NOW));
+        let plan = plan_line_advance(
+            &state,
+            &arrivals,
+            &KnownEntries {
+                by_shard: vec![vec![]],
+            },
+            &policy,
+            Timestamp::from_millis(NOW),
+        );
         assert_eq!(plan.admitted, 10);
         assert!(plan.sessions.len() + plan.shards.len() < 100);
         assert!(!plan.unfinished);
 
         policy.max_changes_per_write = 4;
-        let plan = plan_line_advance(&state, &arrivals, &KnownEntries { by_shard: vec![vec![]] }, &policy, Timestamp::from_millis(NOW));
+        let plan = plan_line_advance(
+            &state,
+            &arrivals,
+            &KnownEntries {
+                by_shard: vec![vec![]],
+            },
+            &policy,
+            Timestamp::from_millis(NOW),
+        );
         assert_eq!(plan.admitted, 4);
         assert_eq!(plan.sessions.len(), 10, "the rest are still filed");
         assert!(plan.unfinished);

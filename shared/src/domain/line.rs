@@ -178,7 +178,17 @@ mod tests {
             last = now;
         }
         assert_eq!(last, 0);
-        assert_eq!(people_ahead(12, &LineShard { head_ticket: 10, ..LineShard::empty(1) }, 4), 8);
+        assert_eq!(
+            people_ahead(
+                12,
+                &LineShard {
+                    head_ticket: 10,
+                    ..LineShard::empty(1)
+                },
+                4
+            ),
+            8
+        );
     }
 
     #[test]

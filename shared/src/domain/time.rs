@@ -109,7 +109,10 @@ mod tests {
         let t = Timestamp::from_millis(1_000);
         assert_eq!(t.minus(Duration::from_secs(5)).as_millis(), 0);
         assert_eq!(t.since(t.plus(Duration::from_secs(1))), Duration::ZERO);
-        assert_eq!(t.plus(Duration::from_secs(1)).since(t), Duration::from_secs(1));
+        assert_eq!(
+            t.plus(Duration::from_secs(1)).since(t),
+            Duration::from_secs(1)
+        );
     }
 
     #[test]

@@ -26,7 +26,12 @@ pub fn fresh_event(tag: &str) -> EventId {
 fn session(event: &EventId, n: u8, user: &str) -> Session {
     let mut random = [n; 16];
     let _ = getrandom::fill(&mut random[..8]);
-    Session::new_waiting(SessionId::new(event, random), UserId::parse(user).unwrap(), 0, later(u64::from(n)))
+    Session::new_waiting(
+        SessionId::new(event, random),
+        UserId::parse(user).unwrap(),
+        0,
+        later(u64::from(n)),
+    )
 }
 
 fn policy(capacity: u32) -> AdmissionPolicy {
@@ -39,14 +44,29 @@ fn policy(capacity: u32) -> AdmissionPolicy {
 }
 
 async fn created<S: SessionStore>(store: &S, s: &Session) {
-    assert_eq!(store.create_session(s, None, later(1_000_000)).await.unwrap(), Claim::Created);
+    assert_eq!(
+        store
+            .create_session(s, None, later(1_000_000))
+            .await
+            .unwrap(),
+        Claim::Created
+    );
 }
 
 /// File and admit `arrivals` exactly as the granter would.
-pub async fn advance<S: SessionStore>(store: &S, event: &EventId, arrivals: &[&Session], capacity: u32, now: Timestamp) -> AdvanceOutcome {
+pub async fn advance<S: SessionStore>(
+    store: &S,
+    event: &EventId,
+    arrivals: &[&Session],
+    capacity: u32,
+    now: Timestamp,
+) -> AdvanceOutcome {
     let state = store.line_state(event, 1).await.unwrap();
     let front = if state.shards[0].has_backlog() {
-        store.line_entries(event, 0, state.shards[0].head_ticket, 50).await.unwrap()
+        store
+            .line_entries(event, 0, state.shards[0].head_ticket, 50)
+            .await
+            .unwrap()
     } else {
         Vec::new()
     };
@@ -58,8 +78,19 @@ pub async fn advance<S: SessionStore>(store: &S, event: &EventId, arrivals: &[&S
             joined_at: s.joined_at,
         })
         .collect();
-    let plan = plan_line_advance(&state, &arrivals, &KnownEntries { by_shard: vec![front] }, &policy(capacity), now);
-    store.advance_line(&plan, now.plus(Duration::from_secs(3600))).await.unwrap()
+    let plan = plan_line_advance(
+        &state,
+        &arrivals,
+        &KnownEntries {
+            by_shard: vec![front],
+        },
+        &policy(capacity),
+        now,
+    );
+    store
+        .advance_line(&plan, now.plus(Duration::from_secs(3600)))
+        .await
+        .unwrap()
 }
 
 pub async fn claims_make_join_idempotent<S: SessionStore>(store: &S) {
@@ -69,34 +100,72 @@ pub async fn claims_make_join_idempotent<S: SessionStore>(store: &S) {
     let second = session(&event, 2, "fan");
     let held = store.create_session(&second, None, later(1)).await.unwrap();
     assert_eq!(held, Claim::HeldBy(first.id.clone()));
-    assert_eq!(store.get_session(&second.id).await.unwrap(), None, "a refused join stores nothing");
+    assert_eq!(
+        store.get_session(&second.id).await.unwrap(),
+        None,
+        "a refused join stores nothing"
+    );
 
     // Replacing a claim held by someone else is refused.
     let third = session(&event, 3, "fan");
     assert_eq!(
-        store.create_session(&third, Some(&second.id), later(1)).await.unwrap(),
+        store
+            .create_session(&third, Some(&second.id), later(1))
+            .await
+            .unwrap(),
         Claim::HeldBy(first.id.clone())
     );
     // Replacing the holder takes the claim over.
-    assert_eq!(store.create_session(&third, Some(&first.id), later(1)).await.unwrap(), Claim::Created);
-    assert_eq!(store.get_session(&third.id).await.unwrap(), Some(third.clone()));
+    assert_eq!(
+        store
+            .create_session(&third, Some(&first.id), later(1))
+            .await
+            .unwrap(),
+        Claim::Created
+    );
+    assert_eq!(
+        store.get_session(&third.id).await.unwrap(),
+        Some(third.clone())
+    );
     // Replacing a claim that does not exist says so.
     let other = session(&event, 4, "someone-else");
-    assert_eq!(store.create_session(&other, Some(&first.id), later(1)).await.unwrap(), Claim::Vacant);
+    assert_eq!(
+        store
+            .create_session(&other, Some(&first.id), later(1))
+            .await
+            .unwrap(),
+        Claim::Vacant
+    );
 }
 
 pub async fn unfiled_sessions_can_be_discarded<S: SessionStore>(store: &S) {
     let event = fresh_event("discard");
     let lost = session(&event, 1, "fan");
     created(store, &lost).await;
-    assert_eq!(store.discard_unfiled(&lost).await.unwrap(), Discard::Discarded);
+    assert_eq!(
+        store.discard_unfiled(&lost).await.unwrap(),
+        Discard::Discarded
+    );
     assert_eq!(store.get_session(&lost.id).await.unwrap(), None);
     let again = session(&event, 2, "fan");
-    assert_eq!(store.create_session(&again, None, later(1)).await.unwrap(), Claim::Created, "the claim went with it");
+    assert_eq!(
+        store.create_session(&again, None, later(1)).await.unwrap(),
+        Claim::Created,
+        "the claim went with it"
+    );
 
-    assert!(matches!(advance(store, &event, &[&again], 0, later(10)).await, AdvanceOutcome::Applied));
-    assert_eq!(store.discard_unfiled(&again).await.unwrap(), Discard::AlreadyFiled);
-    assert!(store.get_session(&again.id).await.unwrap().is_some(), "a filed session is kept");
+    assert!(matches!(
+        advance(store, &event, &[&again], 0, later(10)).await,
+        AdvanceOutcome::Applied
+    ));
+    assert_eq!(
+        store.discard_unfiled(&again).await.unwrap(),
+        Discard::AlreadyFiled
+    );
+    assert!(
+        store.get_session(&again.id).await.unwrap().is_some(),
+        "a filed session is kept"
+    );
 }
 
 pub async fn touch_records_presence_of_live_sessions_only<S: SessionStore>(store: &S) {
@@ -107,30 +176,55 @@ pub async fn touch_records_presence_of_live_sessions_only<S: SessionStore>(store
         Touch::Touched(now) => assert_eq!(now.last_seen_at, later(500)),
         other => panic!("expected Touched, got {other:?}"),
     }
-    let outcome = store.end_session(&s.id, EndFrom::WaitingUnfiled, EndReason::UserLeft, later(600), later(9_999)).await.unwrap();
+    let outcome = store
+        .end_session(
+            &s.id,
+            EndFrom::WaitingUnfiled,
+            EndReason::UserLeft,
+            later(600),
+            later(9_999),
+        )
+        .await
+        .unwrap();
     assert_eq!(outcome, EndOutcome::Ended);
-    assert!(matches!(store.touch(&s.id, later(700)).await.unwrap(), Touch::Ended(e) if e.status == SessionStatus::Left));
+    assert!(
+        matches!(store.touch(&s.id, later(700)).await.unwrap(), Touch::Ended(e) if e.status == SessionStatus::Left)
+    );
     let missing = session(&event, 2, "nobody");
-    assert_eq!(store.touch(&missing.id, later(700)).await.unwrap(), Touch::NotFound);
+    assert_eq!(
+        store.touch(&missing.id, later(700)).await.unwrap(),
+        Touch::NotFound
+    );
 }
 
 pub async fn the_line_files_admits_and_counts_exactly<S: SessionStore>(store: &S) {
     let event = fresh_event("line");
-    let fans: Vec<Session> = (1..=4).map(|n| session(&event, n, &format!("fan{n}"))).collect();
+    let fans: Vec<Session> = (1..=4)
+        .map(|n| session(&event, n, &format!("fan{n}")))
+        .collect();
     for fan in &fans {
         created(store, fan).await;
     }
     let refs: Vec<&Session> = fans.iter().collect();
-    assert_eq!(advance(store, &event, &refs, 2, later(100)).await, AdvanceOutcome::Applied);
+    assert_eq!(
+        advance(store, &event, &refs, 2, later(100)).await,
+        AdvanceOutcome::Applied
+    );
 
     let state = store.line_state(&event, 1).await.unwrap();
     assert_eq!((state.counters.active, state.counters.admitted), (2, 2));
-    assert_eq!((state.shards[0].head_ticket, state.shards[0].next_ticket), (2, 4));
+    assert_eq!(
+        (state.shards[0].head_ticket, state.shards[0].next_ticket),
+        (2, 4)
+    );
     let admitted = store.get_session(&fans[1].id).await.unwrap().unwrap();
     assert_eq!(admitted.status, SessionStatus::Active);
     assert_eq!(admitted.admission.as_ref().map(|a| a.admission_no), Some(2));
     let waiting = store.get_session(&fans[3].id).await.unwrap().unwrap();
-    assert_eq!((waiting.status, waiting.ticket), (SessionStatus::Waiting, Some(3)));
+    assert_eq!(
+        (waiting.status, waiting.ticket),
+        (SessionStatus::Waiting, Some(3))
+    );
 
     // Only filed, not-yet-admitted sessions are in the line, in ticket order.
     let line = store.line_entries(&event, 0, 0, 10).await.unwrap();
@@ -140,32 +234,92 @@ pub async fn the_line_files_admits_and_counts_exactly<S: SessionStore>(store: &S
 
     // A redelivered arrival is rejected, and nothing else is written.
     let again = advance(store, &event, &[&fans[0]], 2, later(200)).await;
-    assert_eq!(again, AdvanceOutcome::Conflict { rejected: vec![fans[0].id.clone()] });
+    assert_eq!(
+        again,
+        AdvanceOutcome::Conflict {
+            rejected: vec![fans[0].id.clone()]
+        }
+    );
     assert_eq!(store.line_state(&event, 1).await.unwrap(), state);
 
     // Leaving while active frees exactly one slot; the next is admitted.
-    let left = store.end_session(&fans[0].id, EndFrom::Active, EndReason::UserLeft, later(300), later(9_999)).await.unwrap();
+    let left = store
+        .end_session(
+            &fans[0].id,
+            EndFrom::Active,
+            EndReason::UserLeft,
+            later(300),
+            later(9_999),
+        )
+        .await
+        .unwrap();
     assert_eq!(left, EndOutcome::Ended);
-    let twice = store.end_session(&fans[0].id, EndFrom::Active, EndReason::UserLeft, later(301), later(9_999)).await.unwrap();
+    let twice = store
+        .end_session(
+            &fans[0].id,
+            EndFrom::Active,
+            EndReason::UserLeft,
+            later(301),
+            later(9_999),
+        )
+        .await
+        .unwrap();
     assert!(matches!(twice, EndOutcome::NotAsExpected(Some(s)) if s.status == SessionStatus::Left));
     assert_eq!(store.event_counters(&event).await.unwrap().active, 1);
-    assert_eq!(advance(store, &event, &[], 2, later(400)).await, AdvanceOutcome::Applied);
+    assert_eq!(
+        advance(store, &event, &[], 2, later(400)).await,
+        AdvanceOutcome::Applied
+    );
     let third = store.get_session(&fans[2].id).await.unwrap().unwrap();
     assert_eq!(third.admission.map(|a| a.admission_no), Some(3));
 
     // Leaving while waiting is counted on the shard; the head passes it.
     let out = store
-        .end_session(&fans[3].id, EndFrom::WaitingFiled { shard: 0, ticket: 3 }, EndReason::UserLeft, later(500), later(9_999))
+        .end_session(
+            &fans[3].id,
+            EndFrom::WaitingFiled {
+                shard: 0,
+                ticket: 3,
+            },
+            EndReason::UserLeft,
+            later(500),
+            later(9_999),
+        )
         .await
         .unwrap();
     assert_eq!(out, EndOutcome::Ended);
     let shard = &store.line_state(&event, 1).await.unwrap().shards[0];
-    assert_eq!((shard.ended_in_line, shard.left_waiting, shard.waiting()), (1, 1, 0));
-    store.end_session(&fans[1].id, EndFrom::Active, EndReason::UserLeft, later(550), later(9_999)).await.unwrap();
-    assert_eq!(advance(store, &event, &[], 2, later(600)).await, AdvanceOutcome::Applied);
+    assert_eq!(
+        (shard.ended_in_line, shard.left_waiting, shard.waiting()),
+        (1, 1, 0)
+    );
+    store
+        .end_session(
+            &fans[1].id,
+            EndFrom::Active,
+            EndReason::UserLeft,
+            later(550),
+            later(9_999),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        advance(store, &event, &[], 2, later(600)).await,
+        AdvanceOutcome::Applied
+    );
     let state = store.line_state(&event, 1).await.unwrap();
-    assert_eq!((state.shards[0].head_ticket, state.shards[0].ended_in_line), (4, 0));
-    assert_eq!((state.counters.active, state.counters.admitted, state.counters.left), (1, 3, 2));
+    assert_eq!(
+        (state.shards[0].head_ticket, state.shards[0].ended_in_line),
+        (4, 0)
+    );
+    assert_eq!(
+        (
+            state.counters.active,
+            state.counters.admitted,
+            state.counters.left
+        ),
+        (1, 3, 2)
+    );
 }
 
 pub async fn a_stale_plan_writes_nothing<S: SessionStore>(store: &S) {
@@ -180,12 +334,37 @@ pub async fn a_stale_plan_writes_nothing<S: SessionStore>(store: &S) {
         shard: 0,
         joined_at: s.joined_at,
     };
-    let plan_a = plan_line_advance(&state, &[arrival(&a)], &KnownEntries { by_shard: vec![vec![]] }, &policy(5), later(10));
-    let plan_b = plan_line_advance(&state, &[arrival(&b)], &KnownEntries { by_shard: vec![vec![]] }, &policy(5), later(10));
-    assert_eq!(store.advance_line(&plan_a, later(99)).await.unwrap(), AdvanceOutcome::Applied);
+    let plan_a = plan_line_advance(
+        &state,
+        &[arrival(&a)],
+        &KnownEntries {
+            by_shard: vec![vec![]],
+        },
+        &policy(5),
+        later(10),
+    );
+    let plan_b = plan_line_advance(
+        &state,
+        &[arrival(&b)],
+        &KnownEntries {
+            by_shard: vec![vec![]],
+        },
+        &policy(5),
+        later(10),
+    );
+    assert_eq!(
+        store.advance_line(&plan_a, later(99)).await.unwrap(),
+        AdvanceOutcome::Applied
+    );
     // Same snapshot, same ticket: the second writer must lose, untouched.
-    assert_eq!(store.advance_line(&plan_b, later(99)).await.unwrap(), AdvanceOutcome::Conflict { rejected: vec![] });
-    assert_eq!(store.get_session(&b.id).await.unwrap().unwrap().ticket, None);
+    assert_eq!(
+        store.advance_line(&plan_b, later(99)).await.unwrap(),
+        AdvanceOutcome::Conflict { rejected: vec![] }
+    );
+    assert_eq!(
+        store.get_session(&b.id).await.unwrap().unwrap().ticket,
+        None
+    );
     assert_eq!(store.event_counters(&event).await.unwrap().admitted, 1);
 }
 
@@ -199,12 +378,26 @@ pub async fn capacity_is_checked_in_the_write<S: SessionStore>(store: &S) {
         shard: 0,
         joined_at: a.joined_at,
     };
-    let plan = plan_line_advance(&state, &[arrival], &KnownEntries { by_shard: vec![vec![]] }, &policy(5), later(10));
+    let plan = plan_line_advance(
+        &state,
+        &[arrival],
+        &KnownEntries {
+            by_shard: vec![vec![]],
+        },
+        &policy(5),
+        later(10),
+    );
     // An operator lowers capacity between the read and the write.
     store.set_capacity(&event, 0).await.unwrap();
-    assert_eq!(store.advance_line(&plan, later(99)).await.unwrap(), AdvanceOutcome::Conflict { rejected: vec![] });
+    assert_eq!(
+        store.advance_line(&plan, later(99)).await.unwrap(),
+        AdvanceOutcome::Conflict { rejected: vec![] }
+    );
     assert_eq!(store.event_counters(&event).await.unwrap().active, 0);
-    assert_eq!(store.event_counters(&event).await.unwrap().capacity, Some(0));
+    assert_eq!(
+        store.event_counters(&event).await.unwrap().capacity,
+        Some(0)
+    );
 }
 
 pub async fn abandoned_sessions_expire_only_if_still_silent<S: SessionStore>(store: &S) {
@@ -213,15 +406,24 @@ pub async fn abandoned_sessions_expire_only_if_still_silent<S: SessionStore>(sto
     let next = session(&event, 2, "next");
     created(store, &quiet).await;
     created(store, &next).await;
-    assert_eq!(advance(store, &event, &[&quiet, &next], 0, later(10)).await, AdvanceOutcome::Applied);
+    assert_eq!(
+        advance(store, &event, &[&quiet, &next], 0, later(10)).await,
+        AdvanceOutcome::Applied
+    );
     store.set_capacity(&event, 1).await.unwrap();
     // Two minutes on, the first has been silent past the limit; the second polled.
     store.touch(&next.id, later(100_000)).await.unwrap();
-    assert_eq!(advance(store, &event, &[], 1, later(120_000)).await, AdvanceOutcome::Applied);
+    assert_eq!(
+        advance(store, &event, &[], 1, later(120_000)).await,
+        AdvanceOutcome::Applied
+    );
     let quiet = store.get_session(&quiet.id).await.unwrap().unwrap();
     assert_eq!(quiet.status, SessionStatus::Expired);
     assert_eq!(quiet.ending.map(|e| e.reason), Some(EndReason::Timeout));
-    assert_eq!(store.get_session(&next.id).await.unwrap().unwrap().status, SessionStatus::Active);
+    assert_eq!(
+        store.get_session(&next.id).await.unwrap().unwrap().status,
+        SessionStatus::Active
+    );
     let state = store.line_state(&event, 1).await.unwrap();
     assert_eq!((state.shards[0].abandoned, state.counters.active), (1, 1));
 }

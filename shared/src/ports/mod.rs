@@ -11,7 +11,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::admission::LineAdvance;
-use crate::domain::{EndReason, EventCounters, EventId, LineEntry, LineShard, LineState, Session, SessionId, Timestamp};
+use crate::domain::{
+    EndReason, EventCounters, EventId, LineEntry, LineShard, LineState, Session, SessionId,
+    Timestamp,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -66,7 +69,10 @@ pub enum Touch {
 pub enum EndFrom {
     Active,
     /// Waiting with a ticket: the line shard counts it as ended in line.
-    WaitingFiled { shard: u16, ticket: u64 },
+    WaitingFiled {
+        shard: u16,
+        ticket: u64,
+    },
     /// Waiting, not filed yet: only the session changes.
     WaitingUnfiled,
 }
@@ -99,7 +105,9 @@ pub enum AdvanceOutcome {
     /// Nothing was written. `rejected` sessions failed their condition (they
     /// are filed already, ended, or gone); otherwise the line or the counters
     /// moved under us and the plan must be made again.
-    Conflict { rejected: Vec<SessionId> },
+    Conflict {
+        rejected: Vec<SessionId>,
+    },
 }
 
 pub trait SessionStore: Send + Sync {
@@ -234,7 +242,11 @@ pub trait JoinQueueConsumer: Send + Sync {
 /// Where unreadable messages go so they cannot block their message group
 /// while SQS redelivers them a hundred times (the dead-letter queue).
 pub trait Quarantine: Send + Sync {
-    fn quarantine(&self, delivery: &Delivery, reason: &str) -> impl Future<Output = Result<(), QueueError>> + Send;
+    fn quarantine(
+        &self,
+        delivery: &Delivery,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
 /// Source of the random part of session ids.
@@ -250,5 +262,96 @@ impl IdSource for OsRandom {
     fn random_id(&self) -> Option<[u8; 16]> {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes).ok().map(|()| bytes)
+    }
+}
+
+/// A shared store is a store: lets one in-memory store serve several
+/// services in tests and the simulator.
+impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
+    fn create_session(
+        &self,
+        session: &Session,
+        replacing: Option<&SessionId>,
+        claim_ttl: Timestamp,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
+        (**self).create_session(session, replacing, claim_ttl)
+    }
+    fn get_session(
+        &self,
+        id: &SessionId,
+    ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send {
+        (**self).get_session(id)
+    }
+    fn discard_unfiled(
+        &self,
+        session: &Session,
+    ) -> impl Future<Output = Result<Discard, StoreError>> + Send {
+        (**self).discard_unfiled(session)
+    }
+    fn touch(
+        &self,
+        id: &SessionId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Touch, StoreError>> + Send {
+        (**self).touch(id, now)
+    }
+    fn end_session(
+        &self,
+        id: &SessionId,
+        from: EndFrom,
+        reason: EndReason,
+        now: Timestamp,
+        retain_until: Timestamp,
+    ) -> impl Future<Output = Result<EndOutcome, StoreError>> + Send {
+        (**self).end_session(id, from, reason, now, retain_until)
+    }
+    fn line_shard(
+        &self,
+        event: &EventId,
+        shard: u16,
+    ) -> impl Future<Output = Result<LineShard, StoreError>> + Send {
+        (**self).line_shard(event, shard)
+    }
+    fn line_state(
+        &self,
+        event: &EventId,
+        shard_count: u16,
+    ) -> impl Future<Output = Result<LineState, StoreError>> + Send {
+        (**self).line_state(event, shard_count)
+    }
+    fn line_entries(
+        &self,
+        event: &EventId,
+        shard: u16,
+        from_ticket: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<LineEntry>, StoreError>> + Send {
+        (**self).line_entries(event, shard, from_ticket, limit)
+    }
+    fn advance_line(
+        &self,
+        plan: &LineAdvance,
+        retain_until: Timestamp,
+    ) -> impl Future<Output = Result<AdvanceOutcome, StoreError>> + Send {
+        (**self).advance_line(plan, retain_until)
+    }
+    fn event_counters(
+        &self,
+        event: &EventId,
+    ) -> impl Future<Output = Result<EventCounters, StoreError>> + Send {
+        (**self).event_counters(event)
+    }
+    fn set_capacity(
+        &self,
+        event: &EventId,
+        capacity: u32,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).set_capacity(event, capacity)
+    }
+}
+
+impl<T: JoinQueue> JoinQueue for std::sync::Arc<T> {
+    fn send(&self, ticket: &JoinTicket) -> impl Future<Output = Result<(), QueueError>> + Send {
+        (**self).send(ticket)
     }
 }

@@ -75,7 +75,8 @@ pub async fn handle_lambda_event<S: SessionStore, Q: Quarantine>(
         .to_owned();
     match source.as_str() {
         "aws:sqs" => {
-            let event: SqsEvent = serde_json::from_value(event).map_err(|e| ServiceError::Internal(format!("bad SQS event: {e}")))?;
+            let event: SqsEvent = serde_json::from_value(event)
+                .map_err(|e| ServiceError::Internal(format!("bad SQS event: {e}")))?;
             let deliveries: Vec<Delivery> = event
                 .records
                 .into_iter()
@@ -97,7 +98,9 @@ pub async fn handle_lambda_event<S: SessionStore, Q: Quarantine>(
             Ok(Value::Object(serde_json::Map::new()))
         }
         "" => Ok(Value::Object(serde_json::Map::new())),
-        other => Err(ServiceError::Internal(format!("unexpected event source {other}"))),
+        other => Err(ServiceError::Internal(format!(
+            "unexpected event source {other}"
+        ))),
     }
 }
 
@@ -108,7 +111,9 @@ struct Backoff(Option<Duration>);
 
 impl Backoff {
     fn failed(&mut self) -> Duration {
-        let next = self.0.map_or(Duration::from_millis(250), |d| (d * 2).min(MAX_BACKOFF));
+        let next = self
+            .0
+            .map_or(Duration::from_millis(250), |d| (d * 2).min(MAX_BACKOFF));
         self.0 = Some(next);
         next
     }
@@ -119,8 +124,12 @@ impl Backoff {
 }
 
 /// The local receive loop, until `shutdown` completes.
-pub async fn poll_join_queue<S, C, Q>(granter: &Granter<S>, consumer: &C, quarantine: &Q, shutdown: impl Future<Output = ()>)
-where
+pub async fn poll_join_queue<S, C, Q>(
+    granter: &Granter<S>,
+    consumer: &C,
+    quarantine: &Q,
+    shutdown: impl Future<Output = ()>,
+) where
     S: SessionStore,
     C: JoinQueueConsumer,
     Q: Quarantine,
@@ -132,7 +141,10 @@ where
                 Ok(deliveries) if deliveries.is_empty() => None,
                 Ok(deliveries) => {
                     let report = handle_batch(granter, quarantine, &deliveries).await;
-                    let handled: Vec<Delivery> = deliveries.into_iter().filter(|d| report.handled.contains(&d.message_id)).collect();
+                    let handled: Vec<Delivery> = deliveries
+                        .into_iter()
+                        .filter(|d| report.handled.contains(&d.message_id))
+                        .collect();
                     let deleted = consumer.delete(&handled).await;
                     if let Err(err) = &deleted {
                         tracing::warn!(error = %err, "could not delete handled messages; their redelivery is harmless");
@@ -162,7 +174,11 @@ where
 
 /// The local stream loop, until `shutdown` completes. Events whose advance
 /// failed are retried on the next round, so no freed slot is forgotten.
-pub async fn poll_table_stream<S: SessionStore>(granter: &Granter<S>, stream: &mut TableStreamReader, shutdown: impl Future<Output = ()>) {
+pub async fn poll_table_stream<S: SessionStore>(
+    granter: &Granter<S>,
+    stream: &mut TableStreamReader,
+    shutdown: impl Future<Output = ()>,
+) {
     let work = async {
         let mut backoff = Backoff::default();
         let mut pending: Vec<CountersChange> = Vec::new();

@@ -41,7 +41,11 @@ pub async fn event_report<S: SessionStore>(
     Ok(EventReport {
         event_id: event.to_string(),
         capacity: counters.effective_capacity(default_capacity),
-        capacity_source: if counters.capacity.is_some() { "set" } else { "default" },
+        capacity_source: if counters.capacity.is_some() {
+            "set"
+        } else {
+            "default"
+        },
         active: counters.active,
         free: counters.free_slots(default_capacity),
         waiting: state.waiting(),

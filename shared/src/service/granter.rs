@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::domain::admission::{AdmissionPolicy, Arrival, KnownEntries, LineAdvance, plan_line_advance};
+use crate::domain::admission::{
+    AdmissionPolicy, Arrival, KnownEntries, LineAdvance, plan_line_advance,
+};
 use crate::domain::{Clock, EventId, LineState, SessionId, Timestamp};
 use crate::ports::{AdvanceOutcome, Delivery, JoinTicket, SessionStore};
 
@@ -83,12 +85,13 @@ impl<S: SessionStore> Granter<S> {
                 }
             }
         }
-        let outcomes = futures::future::join_all(by_event.into_iter().map(|(event, messages)| async move {
-            let arrivals = messages.iter().map(|(_, a)| a.clone()).collect();
-            let outcome = self.advance(&event, arrivals).await;
-            (event, messages, outcome)
-        }))
-        .await;
+        let outcomes =
+            futures::future::join_all(by_event.into_iter().map(|(event, messages)| async move {
+                let arrivals = messages.iter().map(|(_, a)| a.clone()).collect();
+                let outcome = self.advance(&event, arrivals).await;
+                (event, messages, outcome)
+            }))
+            .await;
         for (event, messages, outcome) in outcomes {
             let ids = messages.iter().map(|(d, _)| d.message_id.clone());
             match outcome {
@@ -110,7 +113,11 @@ impl<S: SessionStore> Granter<S> {
     /// File `arrivals` (join messages of `event`, in queue order) and admit
     /// from the front of the line while slots are free. With no arrivals this
     /// is what a freed slot triggers.
-    pub async fn advance(&self, event: &EventId, mut arrivals: Vec<Arrival>) -> Result<AdvanceReport, ServiceError> {
+    pub async fn advance(
+        &self,
+        event: &EventId,
+        mut arrivals: Vec<Arrival>,
+    ) -> Result<AdvanceReport, ServiceError> {
         let mut report = AdvanceReport::default();
         for _ in 0..MAX_ATTEMPTS {
             let state = self.store.line_state(event, self.line_shards).await?;
@@ -160,7 +167,9 @@ impl<S: SessionStore> Granter<S> {
                 continue;
             }
             let wanted = free.saturating_add(shard.ended_in_line).saturating_add(1);
-            let limit = usize::try_from(wanted).unwrap_or(usize::MAX).min(self.policy.max_changes_per_write.max(1) * 2);
+            let limit = usize::try_from(wanted)
+                .unwrap_or(usize::MAX)
+                .min(self.policy.max_changes_per_write.max(1) * 2);
             known.by_shard[index] = self
                 .store
                 .line_entries(&state.event_id, shard.shard, shard.head_ticket, limit)

@@ -50,7 +50,11 @@ impl<S: SessionStore, Q: JoinQueue> JoinService<S, Q> {
 
         let mut replacing: Option<SessionId> = None;
         for _ in 0..MAX_ATTEMPTS {
-            match self.store.create_session(&session, replacing.as_ref(), claim_ttl).await? {
+            match self
+                .store
+                .create_session(&session, replacing.as_ref(), claim_ttl)
+                .await?
+            {
                 Claim::Created => return self.send_new(session).await,
                 Claim::Vacant => replacing = None,
                 Claim::HeldBy(holder) => match self.store.get_session(&holder).await? {

@@ -48,3 +48,6 @@ impl From<QueueError> for ServiceError {
 /// Optimistic writes retry this many times against fresh reads before the
 /// request gives up with `Contention`.
 pub(crate) const MAX_ATTEMPTS: usize = 8;
+
+#[cfg(test)]
+mod tests;

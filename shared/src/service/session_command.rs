@@ -38,14 +38,22 @@ impl<S: SessionStore> SessionCommands<S> {
         self.end(id, EndReason::UserLeft).await
     }
 
-    pub async fn end(&self, id: &SessionId, reason: EndReason) -> Result<LeaveOutcome, ServiceError> {
+    pub async fn end(
+        &self,
+        id: &SessionId,
+        reason: EndReason,
+    ) -> Result<LeaveOutcome, ServiceError> {
         // Most sessions that end are active: try that first, and learn the
         // real state from the failed condition otherwise.
         let mut from = EndFrom::Active;
         for _ in 0..MAX_ATTEMPTS {
             let now = self.clock.now();
             let retain_until = now.plus(self.ended_retention);
-            match self.store.end_session(id, from, reason, now, retain_until).await? {
+            match self
+                .store
+                .end_session(id, from, reason, now, retain_until)
+                .await?
+            {
                 EndOutcome::Ended => return Ok(LeaveOutcome::Left),
                 EndOutcome::NotAsExpected(None) => return Err(ServiceError::SessionNotFound),
                 EndOutcome::NotAsExpected(Some(current)) => match EndFrom::of(&current) {

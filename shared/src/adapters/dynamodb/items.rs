@@ -87,7 +87,10 @@ pub fn num<T: FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
 fn counter(item: &Item, name: &str) -> Result<u64, StoreError> {
     // ADD with negative deltas can only reach below zero through a bug;
     // report zero rather than fail every later read.
-    Ok(opt_num::<i64>(item, name)?.unwrap_or(0).max(0).unsigned_abs())
+    Ok(opt_num::<i64>(item, name)?
+        .unwrap_or(0)
+        .max(0)
+        .unsigned_abs())
 }
 
 fn millis(item: &Item, name: &str) -> Result<Option<Timestamp>, StoreError> {
@@ -95,10 +98,17 @@ fn millis(item: &Item, name: &str) -> Result<Option<Timestamp>, StoreError> {
 }
 
 pub fn decode_session(item: &Item) -> Result<Session, StoreError> {
-    let id = SessionId::parse(get_str(item, "sessionId")?).map_err(|_| corrupt("bad sessionId", item))?;
-    let user_id = UserId::parse(get_str(item, "userId")?).map_err(|_| corrupt("bad userId", item))?;
-    let status = SessionStatus::parse(get_str(item, "status")?).ok_or_else(|| corrupt("bad status", item))?;
-    let admission = match (millis(item, "admittedAt")?, opt_num(item, "admissionNo")?, millis(item, "expiresAt")?) {
+    let id = SessionId::parse(get_str(item, "sessionId")?)
+        .map_err(|_| corrupt("bad sessionId", item))?;
+    let user_id =
+        UserId::parse(get_str(item, "userId")?).map_err(|_| corrupt("bad userId", item))?;
+    let status = SessionStatus::parse(get_str(item, "status")?)
+        .ok_or_else(|| corrupt("bad status", item))?;
+    let admission = match (
+        millis(item, "admittedAt")?,
+        opt_num(item, "admissionNo")?,
+        millis(item, "expiresAt")?,
+    ) {
         (Some(admitted_at), Some(admission_no), Some(expires_at)) => Some(Admission {
             admitted_at,
             admission_no,
@@ -163,9 +173,11 @@ pub fn decode_line_shard(shard: u16, item: Option<&Item>) -> Result<LineShard, S
 
 pub fn decode_line_entry(item: &Item) -> Result<LineEntry, StoreError> {
     Ok(LineEntry {
-        session_id: SessionId::parse(get_str(item, "sessionId")?).map_err(|_| corrupt("bad sessionId", item))?,
+        session_id: SessionId::parse(get_str(item, "sessionId")?)
+            .map_err(|_| corrupt("bad sessionId", item))?,
         ticket: num(item, "ticket")?,
-        status: SessionStatus::parse(get_str(item, "status")?).ok_or_else(|| corrupt("bad status", item))?,
+        status: SessionStatus::parse(get_str(item, "status")?)
+            .ok_or_else(|| corrupt("bad status", item))?,
         joined_at: Timestamp::from_millis(num(item, "joinedAt")?),
         last_seen_at: Timestamp::from_millis(num(item, "lastSeenAt")?),
     })
@@ -248,7 +260,10 @@ mod tests {
     #[test]
     fn missing_counters_read_as_zero() {
         let counters = decode_counters(Some(&Item::from([("active".into(), n(2))]))).unwrap();
-        assert_eq!((counters.active, counters.admitted, counters.capacity), (2, 0, None));
+        assert_eq!(
+            (counters.active, counters.admitted, counters.capacity),
+            (2, 0, None)
+        );
         assert_eq!(decode_line_shard(3, None).unwrap(), LineShard::empty(3));
     }
 }

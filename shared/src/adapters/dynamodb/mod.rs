@@ -141,7 +141,9 @@ impl DynamoStore {
         if write.old_on_failure {
             update = update.return_values_on_condition_check_failure(OnConditionFailure::AllOld);
         }
-        Ok(TransactWriteItem::builder().update(built(update.build())?).build())
+        Ok(TransactWriteItem::builder()
+            .update(built(update.build())?)
+            .build())
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<TransactResult, StoreError> {
@@ -702,10 +704,18 @@ fn shard_advance(event: &EventId, advance: &ShardAdvance) -> Write {
 fn take_slots(plan: &LineAdvance) -> Option<Write> {
     let expect = plan.counters.as_ref()?;
     let condition = match (expect.capacity_seen.is_some(), expect.admitted_seen == 0) {
-        (true, true) => "#capacity = :capacity AND (attribute_not_exists(#active) OR #active <= :activeAtMost) AND (attribute_not_exists(#admitted) OR #admitted = :admittedSeen)",
-        (true, false) => "#capacity = :capacity AND (attribute_not_exists(#active) OR #active <= :activeAtMost) AND #admitted = :admittedSeen",
-        (false, true) => "attribute_not_exists(#capacity) AND (attribute_not_exists(#active) OR #active <= :activeAtMost) AND (attribute_not_exists(#admitted) OR #admitted = :admittedSeen)",
-        (false, false) => "attribute_not_exists(#capacity) AND (attribute_not_exists(#active) OR #active <= :activeAtMost) AND #admitted = :admittedSeen",
+        (true, true) => {
+            "#capacity = :capacity AND (attribute_not_exists(#active) OR #active <= :activeAtMost) AND (attribute_not_exists(#admitted) OR #admitted = :admittedSeen)"
+        }
+        (true, false) => {
+            "#capacity = :capacity AND (attribute_not_exists(#active) OR #active <= :activeAtMost) AND #admitted = :admittedSeen"
+        }
+        (false, true) => {
+            "attribute_not_exists(#capacity) AND (attribute_not_exists(#active) OR #active <= :activeAtMost) AND (attribute_not_exists(#admitted) OR #admitted = :admittedSeen)"
+        }
+        (false, false) => {
+            "attribute_not_exists(#capacity) AND (attribute_not_exists(#active) OR #active <= :activeAtMost) AND #admitted = :admittedSeen"
+        }
     };
     let mut write = Write::new(
         layout::event_key(&plan.event_id),

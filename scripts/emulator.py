@@ -14,14 +14,21 @@ docs/decisions/0002-emulator.md):
    every condition against the state before the transaction, then applies
    all of it. `transact_write_items` below does exactly that and undoes only
    the items it touched if applying fails.
+3. moto ignores TransactWriteItems' ClientRequestToken. The AWS SDKs set one
+   and keep it across retries, so a transaction whose answer was lost (a
+   timeout) is not applied twice: DynamoDB answers the retry with success for
+   ten minutes. Without that, a retried join finds its own claim and session
+   and looks like a collision. `transact_with_token` restores the behaviour.
 """
 
 import argparse
 import copy
+import json
 import os
 import signal
 import sys
 import threading
+import time
 
 from werkzeug.serving import run_simple
 
@@ -32,7 +39,10 @@ from moto.dynamodb.exceptions import (
     TransactionCanceledException,
     TransactWriteSingleOpException,
 )
+from moto.core.exceptions import JsonRESTError
+from moto.core.responses import ActionResult
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.responses import DynamoHandler
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -42,6 +52,7 @@ from moto.moto_server.werkzeug_app import (
 TRANSACTION_OPERATIONS = ("ConditionCheck", "Put", "Delete", "Update")
 
 SERIALISED_TARGET_PREFIXES = ("DynamoDB_", "DynamoDBStreams_")
+SLOW_REQUEST_SECONDS = 0.5
 
 
 class SerialiseDynamoDb:
@@ -58,7 +69,12 @@ class SerialiseDynamoDb:
         with self.lock:
             # Materialise the body inside the lock so the whole request,
             # including any lazily produced response, is one atomic step.
-            return list(self.app(environ, start_response))
+            started = time.monotonic()
+            body = list(self.app(environ, start_response))
+            took = time.monotonic() - started
+            if took > SLOW_REQUEST_SECONDS:
+                print(f"slow DynamoDB request: {target} took {took:.2f} s", file=sys.stderr, flush=True)
+            return body
 
 
 def _operations(backend, transact_items):
@@ -148,6 +164,38 @@ def transact_write_items(self, transact_items):
 
 
 DynamoDBBackend.transact_write_items = transact_write_items
+
+TOKEN_LIFETIME_SECONDS = 600
+_applied_tokens = {}  # ClientRequestToken -> (request fingerprint, expiry)
+_original_transact_handler = DynamoHandler.transact_write_items
+
+
+def transact_with_token(self):
+    """Answer a repeated token with the first call's success, as DynamoDB does."""
+    token = self.body.get("ClientRequestToken")
+    if token is None:
+        return _original_transact_handler(self)
+    now = time.time()
+    for expired in [t for t, (_, until) in _applied_tokens.items() if until < now]:
+        del _applied_tokens[expired]
+    fingerprint = json.dumps(self.body.get("TransactItems"), sort_keys=True)
+    if token in _applied_tokens:
+        if _applied_tokens[token][0] != fingerprint:
+            raise JsonRESTError(
+                "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
+                "The request uses the same client token as a previous, but non-identical request.",
+            )
+        return _success()
+    result = _original_transact_handler(self)
+    _applied_tokens[token] = (fingerprint, now + TOKEN_LIFETIME_SECONDS)
+    return result
+
+
+def _success():
+    return ActionResult({"ConsumedCapacity": [], "ItemCollectionMetrics": {}})
+
+
+DynamoHandler.transact_write_items = transact_with_token
 
 
 def main():

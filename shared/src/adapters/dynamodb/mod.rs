@@ -229,26 +229,25 @@ impl SessionStore for DynamoStore {
             TransactResult::Applied => return Ok(Claim::Created),
             TransactResult::Cancelled(reasons) => reasons,
         };
-        if failed_condition(reasons.get(1)) {
-            return Err(StoreError::Rejected(format!(
-                "session id {} already exists",
-                session.id
-            )));
-        }
-        if !failed_condition(reasons.first()) {
-            return Err(StoreError::Unavailable(format!(
-                "join cancelled: {}",
-                codes(&reasons)
-            )));
-        }
         let holder = old_item(&reasons, 0)
             .and_then(|item| item.get("sessionId"))
             .and_then(|v| v.as_s().ok())
             .and_then(|id| SessionId::parse(id).ok());
-        Ok(match holder {
-            Some(holder) => Claim::HeldBy(holder),
-            None => Claim::Vacant,
-        })
+        match holder {
+            // Our own write, applied once already: its answer was lost and
+            // the SDK retried (an emulator without idempotency tokens).
+            Some(holder) if holder == session.id => Ok(Claim::Created),
+            _ if failed_condition(reasons.get(1)) => Err(StoreError::Rejected(format!(
+                "session id {} already exists",
+                session.id
+            ))),
+            _ if !failed_condition(reasons.first()) => Err(StoreError::Unavailable(format!(
+                "join cancelled: {}",
+                codes(&reasons)
+            ))),
+            Some(holder) => Ok(Claim::HeldBy(holder)),
+            None => Ok(Claim::Vacant),
+        }
     }
 
     async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {

@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""The local stack behind `make run` and `make test`.
+
+    devstack.py run       emulator + table/queues + granter poller + API on :8080
+    devstack.py test      emulator + unit/integration tests + the README's curl session
+    devstack.py emulator  only the emulator, in the foreground
+
+The emulator is whatever already answers on 127.0.0.1:4566 (a LocalStack from
+localstack/ counts); otherwise moto, started here through scripts/emulator.py
+and stopped again on the way out. Only the standard library and boto3 (which
+moto brings) are used.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+STATE = ROOT / ".local"
+TARGET = ROOT / "target" / "debug"
+EMULATOR_PORT = 4566
+EMULATOR = f"http://127.0.0.1:{EMULATOR_PORT}"
+API_PORT = 8080
+
+
+def log(message):
+    print(f"[devstack] {message}", file=sys.stderr, flush=True)
+
+
+def answers(url):
+    """True if anything speaks HTTP at `url`, whatever the status."""
+    try:
+        urllib.request.urlopen(url, timeout=1)
+        return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def stop(process, timeout=10):
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def running(name, args, env, quiet=False):
+    """A child process for the duration of the block; its output goes to
+    .local/<name>.log when quiet, to the terminal otherwise."""
+    STATE.mkdir(exist_ok=True)
+    with open(STATE / f"{name}.log", "w") as log_file:
+        output = log_file if quiet else None
+        process = subprocess.Popen(
+            [str(a) for a in args], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT if quiet else None
+        )
+        try:
+            yield process
+        finally:
+            stop(process)
+
+
+@contextmanager
+def emulator():
+    if answers(EMULATOR):
+        log(f"using the emulator already answering at {EMULATOR}")
+        yield EMULATOR
+        return
+    args = [VENV_BIN / "python", ROOT / "scripts" / "emulator.py", "--port", EMULATOR_PORT]
+    with running("emulator", args, os.environ.copy(), quiet=True) as process:
+        deadline = time.time() + 60
+        while not answers(EMULATOR):
+            if process.poll() is not None:
+                sys.exit(f"the emulator exited; see {STATE / 'emulator.log'}")
+            if time.time() > deadline:
+                sys.exit("the emulator did not answer within 60 s")
+            time.sleep(0.2)
+        log(f"started the emulator (moto, DynamoDB requests serialised) on {EMULATOR}")
+        yield EMULATOR
+
+
+def aws_env(endpoint, **settings):
+    """Environment for anything that talks to the emulator: fake credentials,
+    a fixed region, the venv's tools (cargo-lambda) on PATH."""
+    env = dict(os.environ)
+    env.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_REGION="us-east-1",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",
+        AWS_EC2_METADATA_DISABLED="true",
+        PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+    )
+    env.update({k: str(v) for k, v in settings.items()})
+    return env
+
+
+def cargo(*args, env=None):
+    subprocess.run(["cargo", *args], cwd=ROOT, env=env, check=True)
+
+
+def provision(env, name):
+    output = subprocess.run(
+        [TARGET / "waiting-room-admin", "--table", name, "provision", "--queue-prefix", name],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    resources = json.loads(output)
+    return {
+        "TABLE_NAME": resources["tableName"],
+        "JOIN_QUEUE_URL": resources["joinQueueUrl"],
+        "JOIN_DLQ_URL": resources["joinDeadLetterQueueUrl"],
+    }
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def waiting_room(env, port, quiet):
+    """The granter as a local poller and the HTTP functions behind
+    `cargo lambda watch`, as in AWS behind API Gateway."""
+    if answers(f"http://127.0.0.1:{port}/"):
+        sys.exit(f"something already answers on port {port}; stop it first")
+    watch = ["cargo", "lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port", port]
+    with ExitStack() as stack:
+        stack.enter_context(running("granter", [TARGET / "granter", "poll"], env, quiet))
+        api = stack.enter_context(running("api", watch, env, quiet))
+        deadline = time.time() + 180
+        while not answers(f"http://127.0.0.1:{port}/"):
+            if api.poll() is not None:
+                sys.exit(f"cargo lambda watch exited; see {STATE / 'api.log'}")
+            if time.time() > deadline:
+                sys.exit("the API did not answer within 180 s")
+            time.sleep(0.5)
+        yield api
+
+
+def cmd_emulator(_args):
+    with emulator():
+        log("Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+def cmd_run(args):
+    cargo("build", "--workspace")
+    with emulator() as endpoint:
+        env = aws_env(endpoint)
+        env = aws_env(endpoint, **provision(env, "waiting-room"))
+        with waiting_room(env, args.port, quiet=False) as api:
+            log(f"the waiting room answers on http://localhost:{args.port}/api/waiting-room/sessions")
+            log(
+                f"try: curl -s -XPOST localhost:{args.port}/api/waiting-room/sessions "
+                "-H 'content-type: application/json' -d '{\"eventId\":\"E1\",\"userId\":\"U1\"}'"
+            )
+            log("Ctrl-C stops the API, the granter and the emulator")
+            try:
+                api.wait()
+            except KeyboardInterrupt:
+                pass
+
+
+def cmd_test(_args):
+    cargo("build", "--workspace", "--all-targets", "--locked")
+    with emulator() as endpoint:
+        env = aws_env(endpoint)
+        if shutil.which("cargo-nextest"):
+            cargo("nextest", "run", "--workspace", "--locked", "--no-fail-fast", env=env)
+        else:
+            log("cargo-nextest not found; running cargo test")
+            cargo("test", "--workspace", "--locked", "--no-fail-fast", env=env)
+        smoke_test(env)
+    log("all tests passed")
+
+
+# --- The README's curl session, against the real binaries ---------------------
+
+
+def curl(*args):
+    """Runs curl as the README does; returns (status, parsed JSON or None)."""
+    result = subprocess.run(
+        ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", *args], check=True, capture_output=True, text=True
+    )
+    body, _, status = result.stdout.rpartition("\n")
+    return int(status), (json.loads(body) if body.strip() else None)
+
+
+def expect(condition, message):
+    if not condition:
+        sys.exit(f"smoke test failed: {message}")
+    log(f"ok: {message}")
+
+
+def poll_until(base, session_id, wanted, limit=30):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        status, body = curl(f"{base}/api/waiting-room/sessions/{session_id}")
+        if status == 200 and wanted(body):
+            return body
+        time.sleep(0.3)
+    sys.exit(f"smoke test failed: {session_id} never reached the expected state (last: {body})")
+
+
+def smoke_test(env):
+    """Join, poll, get in, leave, next one in: through cargo lambda watch and
+    the granter binary, with curl, exactly as the README shows it."""
+    name = f"smoke-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    base = f"localhost:{port}"
+    env = aws_env(env["AWS_ENDPOINT_URL"], DEFAULT_CAPACITY=1, **provision(env, name))
+    try:
+        with waiting_room(env, port, quiet=True):
+            join = [f"-XPOST", f"{base}/api/waiting-room/sessions", "-H", "content-type: application/json", "-d"]
+            status, first = curl(*join, '{"eventId":"E1","userId":"U1"}')
+            expect(status == 202 and first["status"] == "WAITING", "POST /sessions answers 202 WAITING")
+            poll_until(base, first["sessionId"], lambda b: b["status"] == "ACTIVE")
+            expect(True, "the first user is admitted")
+            status, second = curl(*join, '{"eventId":"E1","userId":"U2"}')
+            expect(status == 202, "a second user joins")
+            waiting = poll_until(base, second["sessionId"], lambda b: b.get("position") == 1)
+            expect(waiting["status"] == "WAITING", "the second user waits, first in line")
+            status, _ = curl("-XPOST", f"{base}/api/waiting-room/sessions/{first['sessionId']}:leave")
+            expect(status == 204, ":leave answers 204")
+            poll_until(base, second["sessionId"], lambda b: b["status"] == "ACTIVE")
+            expect(True, "the next user is admitted when the first leaves")
+            status, _ = curl("-XPOST", f"{base}/api/waiting-room/sessions/{first['sessionId']}:leave")
+            expect(status == 204, "leaving again answers 204")
+            status, error = curl(*join, '{"eventId":"","userId":"U3"}')
+            expect(status == 400 and error["field"] == "eventId", "an empty eventId gets a 400 JSON error")
+            status, error = curl(f"{base}/nowhere")
+            expect(status == 404 and error["error"] == "not_found", "an unknown route gets a 404 JSON error")
+            status, error = curl("-XDELETE", f"{base}/api/waiting-room/sessions/{first['sessionId']}")
+            expect(status == 405 and error["error"] == "method_not_allowed", "a wrong method gets 405 JSON")
+    finally:
+        remove_resources(env)
+
+
+def remove_resources(env):
+    import boto3  # noqa: PLC0415 - from the venv, only needed here
+
+    session = boto3.session.Session(
+        aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+    )
+    endpoint = env["AWS_ENDPOINT_URL"]
+    session.client("dynamodb", endpoint_url=endpoint).delete_table(TableName=env["TABLE_NAME"])
+    sqs = session.client("sqs", endpoint_url=endpoint)
+    for url in (env["JOIN_QUEUE_URL"], env["JOIN_DLQ_URL"]):
+        sqs.delete_queue(QueueUrl=url)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="the whole waiting room on localhost")
+    run.add_argument("--port", type=int, default=API_PORT)
+    run.set_defaults(handler=cmd_run)
+    commands.add_parser("test", help="every test").set_defaults(handler=cmd_test)
+    commands.add_parser("emulator", help="only the emulator").set_defaults(handler=cmd_emulator)
+    args = parser.parse_args()
+    try:
+        args.handler(args)
+    except subprocess.CalledProcessError as failure:
+        sys.exit(f"{' '.join(map(str, failure.cmd))} failed with exit code {failure.returncode}")
+
+
+if __name__ == "__main__":
+    main()

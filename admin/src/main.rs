@@ -4,13 +4,14 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use waiting_room::adapters::aws::{dynamodb_client, sdk_config_for, sqs_client};
+use waiting_room::adapters::aws::{dynamodb_client, kinesis_client, sdk_config_for, sqs_client};
 use waiting_room::adapters::dynamodb::DynamoStore;
 use waiting_room::config::{self, LifecycleSettings, LineSettings};
 use waiting_room::domain::EventId;
 use waiting_room::ports::SessionStore;
-use waiting_room::provision::{ResourceNames, provision};
+use waiting_room::provision::{Clients, ResourceNames, provision};
 use waiting_room::service::admin::event_report;
+use waiting_room::token::AdmissionSigner;
 
 #[derive(Parser)]
 #[command(version, about = "Operate a waiting room deployment")]
@@ -46,6 +47,15 @@ enum Command {
         #[arg(long)]
         event: String,
     },
+    /// Make a new Ed25519 key for admission tokens. Prints the secret setting
+    /// (ADMISSION_SIGNING_KEY, for status and the publisher) and the public
+    /// one (ADMISSION_PUBLIC_KEYS, for the authorizer and the JWKS). Keep the
+    /// previous public key in ADMISSION_PUBLIC_KEYS until its tokens expire.
+    NewSigningKey {
+        /// The key id tokens name in their header.
+        #[arg(long)]
+        kid: String,
+    },
 }
 
 #[tokio::main]
@@ -64,6 +74,16 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<String, String> {
+    if let Command::NewSigningKey { kid } = &cli.command {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| e.to_string())?;
+        let signer = AdmissionSigner::generate(kid, seed).map_err(|e| e.to_string())?;
+        return Ok(serde_json::json!({
+            "ADMISSION_SIGNING_KEY": signer.secret_setting(),
+            "ADMISSION_PUBLIC_KEYS": signer.public_key().setting(),
+        })
+        .to_string());
+    }
     let sdk = sdk_config_for(cli.endpoint_url.as_deref()).await;
     let dynamodb = dynamodb_client(&sdk);
     match cli.command {
@@ -72,13 +92,22 @@ async fn run(cli: Cli) -> Result<String, String> {
                 table: cli.table,
                 queue_prefix,
             };
-            let provisioned = provision(&dynamodb, &sqs_client(&sdk), &names)
+            let (sqs, kinesis) = (sqs_client(&sdk), kinesis_client(&sdk));
+            let clients = Clients {
+                dynamodb: &dynamodb,
+                sqs: &sqs,
+                kinesis: &kinesis,
+            };
+            let provisioned = provision(&clients, &names)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(serde_json::json!({
-                "tableName": provisioned.table,
-                "joinQueueUrl": provisioned.join_queue_url,
-                "joinDeadLetterQueueUrl": provisioned.join_dead_letter_queue_url,
+                "TABLE_NAME": provisioned.table,
+                "JOIN_QUEUE_URL": provisioned.join_queue_url,
+                "JOIN_DLQ_URL": provisioned.join_dead_letter_queue_url,
+                "CHECKOUT_QUEUE_URL": provisioned.checkout_queue_url,
+                "CHECKOUT_DLQ_URL": provisioned.checkout_dead_letter_queue_url,
+                "EVENTS_STREAM_NAME": provisioned.events_stream,
             })
             .to_string())
         }
@@ -91,6 +120,7 @@ async fn run(cli: Cli) -> Result<String, String> {
                 .map_err(|e| e.to_string())?;
             Ok(serde_json::json!({"eventId": event.as_str(), "capacity": capacity}).to_string())
         }
+        Command::NewSigningKey { .. } => Err("handled above".into()),
         Command::Show { event } => {
             let event = EventId::parse(&event).map_err(|e| e.to_string())?;
             let env = config::process_env();

@@ -6,15 +6,24 @@
 
 use std::time::Duration;
 
+use crate::domain::StayPolicy;
+use crate::token::{AdmissionSigner, PublicKey};
+
 pub const TABLE_NAME: &str = "TABLE_NAME";
 pub const JOIN_QUEUE_URL: &str = "JOIN_QUEUE_URL";
 pub const JOIN_DLQ_URL: &str = "JOIN_DLQ_URL";
 pub const DEFAULT_CAPACITY: &str = "DEFAULT_CAPACITY";
 pub const LINE_SHARDS: &str = "LINE_SHARDS";
 pub const ACTIVE_STAY_SECONDS: &str = "ACTIVE_STAY_SECONDS";
+pub const ACTIVE_MAX_STAY_SECONDS: &str = "ACTIVE_MAX_STAY_SECONDS";
 pub const WAITING_ABANDON_SECONDS: &str = "WAITING_ABANDON_SECONDS";
 pub const ENDED_RETENTION_SECONDS: &str = "ENDED_RETENTION_SECONDS";
 pub const LINE_CACHE_MILLIS: &str = "LINE_CACHE_MILLIS";
+pub const ADMISSION_SIGNING_KEY: &str = "ADMISSION_SIGNING_KEY";
+pub const ADMISSION_PUBLIC_KEYS: &str = "ADMISSION_PUBLIC_KEYS";
+pub const SESSION_CHECK_CACHE_SECONDS: &str = "SESSION_CHECK_CACHE_SECONDS";
+pub const EVENTS_STREAM_NAME: &str = "EVENTS_STREAM_NAME";
+pub const CHECKOUT_QUEUE_URL: &str = "CHECKOUT_QUEUE_URL";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -75,6 +84,32 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 }
 
+/// The key that signs admission tokens: `<kid>:<base64url seed>`.
+pub fn admission_signer<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<AdmissionSigner, ConfigError> {
+    let value = env.required(ADMISSION_SIGNING_KEY)?;
+    AdmissionSigner::parse(&value).map_err(|e| ConfigError::Invalid {
+        name: ADMISSION_SIGNING_KEY,
+        problem: e.to_string(),
+    })
+}
+
+/// The keys tokens are verified with (current and not yet retired ones).
+pub fn admission_public_keys<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<Vec<PublicKey>, ConfigError> {
+    let value = env.required(ADMISSION_PUBLIC_KEYS)?;
+    let keys = PublicKey::parse_list(&value).map_err(|e| ConfigError::Invalid {
+        name: ADMISSION_PUBLIC_KEYS,
+        problem: e.to_string(),
+    })?;
+    if keys.is_empty() {
+        return Err(ConfigError::Missing(ADMISSION_PUBLIC_KEYS));
+    }
+    Ok(keys)
+}
+
 /// Settings shared by everything that shapes the line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineSettings {
@@ -98,7 +133,11 @@ impl LineSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LifecycleSettings {
     pub default_capacity: u32,
+    /// An admitted user's stay (the checkout window), from admission or the
+    /// latest heartbeat.
     pub active_stay: Duration,
+    /// The longest stay heartbeats can extend to, from admission.
+    pub active_max_stay: Duration,
     pub abandon_after: Option<Duration>,
     pub ended_retention: Duration,
 }
@@ -107,18 +146,37 @@ impl LifecycleSettings {
     pub const ENV: &'static [&'static str] = &[
         DEFAULT_CAPACITY,
         ACTIVE_STAY_SECONDS,
+        ACTIVE_MAX_STAY_SECONDS,
         WAITING_ABANDON_SECONDS,
         ENDED_RETENTION_SECONDS,
     ];
 
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
-        let abandon = env.number(WAITING_ABANDON_SECONDS, 0u64, 0..=86_400)?;
+        let abandon = env.number(WAITING_ABANDON_SECONDS, 300u64, 0..=86_400)?;
+        let active_stay = env.seconds(ACTIVE_STAY_SECONDS, 900, 10..=86_400)?;
+        let active_max_stay = env.seconds(ACTIVE_MAX_STAY_SECONDS, 1800, 10..=86_400)?;
+        if active_max_stay < active_stay {
+            return Err(ConfigError::Invalid {
+                name: ACTIVE_MAX_STAY_SECONDS,
+                problem: format!("must be at least {ACTIVE_STAY_SECONDS}"),
+            });
+        }
         Ok(Self {
             default_capacity: env.number(DEFAULT_CAPACITY, 100, 0..=10_000_000)?,
-            active_stay: env.seconds(ACTIVE_STAY_SECONDS, 900, 10..=86_400)?,
+            active_stay,
+            active_max_stay,
             abandon_after: (abandon > 0).then(|| Duration::from_secs(abandon)),
             ended_retention: env.seconds(ENDED_RETENTION_SECONDS, 86_400, 60..=30 * 86_400)?,
         })
+    }
+}
+
+impl LifecycleSettings {
+    pub fn stay_policy(&self) -> StayPolicy {
+        StayPolicy {
+            stay: self.active_stay,
+            max_stay: self.active_max_stay,
+        }
     }
 }
 
@@ -127,7 +185,8 @@ impl Default for LifecycleSettings {
         Self {
             default_capacity: 100,
             active_stay: Duration::from_secs(900),
-            abandon_after: None,
+            active_max_stay: Duration::from_secs(1800),
+            abandon_after: Some(Duration::from_secs(300)),
             ended_retention: Duration::from_secs(86_400),
         }
     }
@@ -169,5 +228,17 @@ mod tests {
     fn abandonment_is_off_at_zero() {
         let on = LifecycleSettings::from_env(&env(&[(WAITING_ABANDON_SECONDS, "120")])).unwrap();
         assert_eq!(on.abandon_after, Some(Duration::from_secs(120)));
+        let off = LifecycleSettings::from_env(&env(&[(WAITING_ABANDON_SECONDS, "0")])).unwrap();
+        assert_eq!(off.abandon_after, None);
+    }
+
+    #[test]
+    fn the_longest_stay_cannot_be_shorter_than_a_stay() {
+        let err = LifecycleSettings::from_env(&env(&[
+            (ACTIVE_STAY_SECONDS, "900"),
+            (ACTIVE_MAX_STAY_SECONDS, "600"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains(ACTIVE_MAX_STAY_SECONDS), "{err}");
     }
 }

@@ -31,6 +31,18 @@ impl ResourceNames {
     pub fn join_dead_letter_queue(&self) -> String {
         format!("{}-join-dlq.fifo", self.queue_prefix)
     }
+
+    pub fn checkout_queue(&self) -> String {
+        format!("{}-checkout-outcomes", self.queue_prefix)
+    }
+
+    pub fn checkout_dead_letter_queue(&self) -> String {
+        format!("{}-checkout-outcomes-dlq", self.queue_prefix)
+    }
+
+    pub fn events_stream(&self) -> String {
+        format!("{}-events", self.queue_prefix)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +50,9 @@ pub struct Provisioned {
     pub table: String,
     pub join_queue_url: String,
     pub join_dead_letter_queue_url: String,
+    pub checkout_queue_url: String,
+    pub checkout_dead_letter_queue_url: String,
+    pub events_stream: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +77,11 @@ pub const JOIN_MAX_RECEIVE_COUNT: u32 = 100;
 pub const JOIN_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(60);
 /// SQS's maximum: a line may take long, and no one may drop out of it.
 pub const RETENTION: Duration = Duration::from_secs(14 * 86_400);
+
+/// A checkout outcome that cannot be applied is retried this often, then
+/// kept in the dead-letter queue for a human.
+pub const CHECKOUT_MAX_RECEIVE_COUNT: u32 = 5;
+pub const CHECKOUT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The join queue's attributes besides its redrive policy. High-throughput
 /// FIFO (deduplication and throughput per message group) is what lets one
@@ -92,38 +112,114 @@ pub fn join_queue_attributes() -> Vec<(QueueAttributeName, String)> {
     ]
 }
 
+/// The AWS clients provisioning needs.
+pub struct Clients<'a> {
+    pub dynamodb: &'a aws_sdk_dynamodb::Client,
+    pub sqs: &'a aws_sdk_sqs::Client,
+    pub kinesis: &'a aws_sdk_kinesis::Client,
+}
+
 pub async fn provision(
-    dynamodb: &aws_sdk_dynamodb::Client,
-    sqs: &aws_sdk_sqs::Client,
+    clients: &Clients<'_>,
     names: &ResourceNames,
 ) -> Result<Provisioned, ProvisionError> {
-    create_table(dynamodb, &names.table).await?;
-    let dead_letter = create_queue(
-        sqs,
-        &names.join_dead_letter_queue(),
-        vec![
-            (QueueAttributeName::FifoQueue, "true".into()),
-            (
-                QueueAttributeName::MessageRetentionPeriod,
-                RETENTION.as_secs().to_string(),
-            ),
-        ],
+    create_table(clients.dynamodb, &names.table).await?;
+    let fifo = vec![(QueueAttributeName::FifoQueue, "true".to_owned())];
+    let (join, join_dead_letter) = create_queue_pair(
+        clients.sqs,
+        (&names.join_queue(), join_queue_attributes()),
+        (&names.join_dead_letter_queue(), fifo),
+        JOIN_MAX_RECEIVE_COUNT,
     )
     .await?;
-    let dead_letter_arn = queue_arn(sqs, &dead_letter).await?;
-    let redrive = serde_json::json!({
-        "deadLetterTargetArn": dead_letter_arn,
-        "maxReceiveCount": JOIN_MAX_RECEIVE_COUNT,
-    })
-    .to_string();
-    let mut attributes = join_queue_attributes();
-    attributes.push((QueueAttributeName::RedrivePolicy, redrive));
-    let join = create_queue(sqs, &names.join_queue(), attributes).await?;
+    let checkout_attributes = vec![
+        (
+            QueueAttributeName::VisibilityTimeout,
+            CHECKOUT_VISIBILITY_TIMEOUT.as_secs().to_string(),
+        ),
+        (
+            QueueAttributeName::MessageRetentionPeriod,
+            RETENTION.as_secs().to_string(),
+        ),
+    ];
+    let (checkout, checkout_dead_letter) = create_queue_pair(
+        clients.sqs,
+        (&names.checkout_queue(), checkout_attributes),
+        (&names.checkout_dead_letter_queue(), vec![]),
+        CHECKOUT_MAX_RECEIVE_COUNT,
+    )
+    .await?;
+    create_events_stream(clients.kinesis, &names.events_stream()).await?;
     Ok(Provisioned {
         table: names.table.clone(),
         join_queue_url: join,
-        join_dead_letter_queue_url: dead_letter,
+        join_dead_letter_queue_url: join_dead_letter,
+        checkout_queue_url: checkout,
+        checkout_dead_letter_queue_url: checkout_dead_letter,
+        events_stream: names.events_stream(),
     })
+}
+
+/// A queue and its dead-letter queue, linked by a redrive policy.
+async fn create_queue_pair(
+    sqs: &aws_sdk_sqs::Client,
+    (name, mut attributes): (&str, Vec<(QueueAttributeName, String)>),
+    (dead_letter_name, mut dead_letter_attributes): (&str, Vec<(QueueAttributeName, String)>),
+    max_receive_count: u32,
+) -> Result<(String, String), ProvisionError> {
+    dead_letter_attributes.push((
+        QueueAttributeName::MessageRetentionPeriod,
+        RETENTION.as_secs().to_string(),
+    ));
+    let dead_letter = create_queue(sqs, dead_letter_name, dead_letter_attributes).await?;
+    let redrive = serde_json::json!({
+        "deadLetterTargetArn": queue_arn(sqs, &dead_letter).await?,
+        "maxReceiveCount": max_receive_count,
+    })
+    .to_string();
+    attributes.push((QueueAttributeName::RedrivePolicy, redrive));
+    Ok((create_queue(sqs, name, attributes).await?, dead_letter))
+}
+
+/// The domain events stream. One shard takes 1,000 records/s; an on-sale
+/// with more events per second needs more (a template parameter in AWS).
+async fn create_events_stream(
+    kinesis: &aws_sdk_kinesis::Client,
+    name: &str,
+) -> Result<(), ProvisionError> {
+    let created = kinesis
+        .create_stream()
+        .stream_name(name)
+        .shard_count(1)
+        .send()
+        .await;
+    if let Err(err) = created {
+        let exists = err
+            .as_service_error()
+            .is_some_and(|e| e.is_resource_in_use_exception());
+        if !exists {
+            return Err(failed(
+                name,
+                aws_sdk_kinesis::error::DisplayErrorContext(err),
+            ));
+        }
+    }
+    for _ in 0..120 {
+        let described = kinesis
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+            .map_err(|e| failed(name, aws_sdk_kinesis::error::DisplayErrorContext(e)))?;
+        let status = described
+            .stream_description_summary()
+            .map(|d| d.stream_status());
+        if status == Some(&aws_sdk_kinesis::types::StreamStatus::Active) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(failed(name, "did not become ACTIVE within a minute"))
 }
 
 fn key(name: &str, key_type: KeyType) -> Result<KeySchemaElement, ProvisionError> {
@@ -165,6 +261,23 @@ pub async fn create_table(
         )
         .build()
         .map_err(|e| failed(layout::LINE_INDEX, e))?;
+    let expiry_index = GlobalSecondaryIndex::builder()
+        .index_name(layout::EXPIRY_INDEX)
+        .key_schema(key(layout::EXPIRY_INDEX_PARTITION, KeyType::Hash)?)
+        .key_schema(key(layout::EXPIRY_INDEX_SORT, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .set_non_key_attributes(Some(
+                    layout::EXPIRY_INDEX_PROJECTION
+                        .iter()
+                        .map(|s| (*s).to_owned())
+                        .collect(),
+                ))
+                .build(),
+        )
+        .build()
+        .map_err(|e| failed(layout::EXPIRY_INDEX, e))?;
     let result = client
         .create_table()
         .table_name(table)
@@ -176,7 +289,16 @@ pub async fn create_table(
             ScalarAttributeType::S,
         )?)
         .attribute_definitions(attribute(layout::LINE_INDEX_SORT, ScalarAttributeType::N)?)
+        .attribute_definitions(attribute(
+            layout::EXPIRY_INDEX_PARTITION,
+            ScalarAttributeType::S,
+        )?)
+        .attribute_definitions(attribute(
+            layout::EXPIRY_INDEX_SORT,
+            ScalarAttributeType::N,
+        )?)
         .global_secondary_indexes(line_index)
+        .global_secondary_indexes(expiry_index)
         .stream_specification(
             StreamSpecification::builder()
                 .stream_enabled(true)
@@ -273,21 +395,28 @@ async fn queue_arn(client: &aws_sdk_sqs::Client, url: &str) -> Result<String, Pr
         .ok_or_else(|| failed(url, "no queue ARN returned"))
 }
 
-/// Deletes what `provision` created (tests clean up after themselves).
-pub async fn tear_down(
-    dynamodb: &aws_sdk_dynamodb::Client,
-    sqs: &aws_sdk_sqs::Client,
-    provisioned: &Provisioned,
-) {
-    let _ = dynamodb
+/// Deletes what `provision` created (tests clean up after themselves);
+/// best effort, as a resource may be gone already.
+pub async fn tear_down(clients: &Clients<'_>, provisioned: &Provisioned) {
+    let _ = clients
+        .dynamodb
         .delete_table()
         .table_name(&provisioned.table)
         .send()
         .await;
-    for url in [
+    let queues = [
         &provisioned.join_queue_url,
         &provisioned.join_dead_letter_queue_url,
-    ] {
-        let _ = sqs.delete_queue().queue_url(url).send().await;
+        &provisioned.checkout_queue_url,
+        &provisioned.checkout_dead_letter_queue_url,
+    ];
+    for url in queues {
+        let _ = clients.sqs.delete_queue().queue_url(url).send().await;
     }
+    let _ = clients
+        .kinesis
+        .delete_stream()
+        .stream_name(&provisioned.events_stream)
+        .send()
+        .await;
 }

@@ -36,7 +36,7 @@ pub fn session_path(id: &str) -> String {
 }
 
 use waiting_room::adapters::dynamodb::DynamoStore;
-use waiting_room::adapters::sqs::SqsJoinQueue;
+use waiting_room::adapters::sqs::SqsQueue;
 use waiting_room::api;
 use waiting_room::service::join::JoinService;
 use waiting_room::service::session_command::SessionCommands;
@@ -46,7 +46,7 @@ use waiting_room::service::status::StatusService;
 /// function exactly as API Gateway (infra/) and `cargo lambda watch`
 /// (Cargo.toml metadata) do: whole path segments only.
 pub struct Api {
-    pub join: JoinService<DynamoStore, SqsJoinQueue>,
+    pub join: JoinService<DynamoStore, SqsQueue>,
     pub status: StatusService<DynamoStore>,
     pub commands: SessionCommands<DynamoStore>,
 }

@@ -16,17 +16,18 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use waiting_room::adapters::dynamodb::DynamoStore;
 use waiting_room::adapters::dynamodb::items::decode_session;
-use waiting_room::adapters::sqs::{SqsJoinQueue, SqsQuarantine};
+use waiting_room::adapters::sqs::{SqsQuarantine, SqsQueue};
 use waiting_room::adapters::streams::TableStreamReader;
 use waiting_room::config::LifecycleSettings;
 use waiting_room::domain::{Session, SessionStatus, SystemClock};
 use waiting_room::ports::OsRandom;
-use waiting_room::provision::{Provisioned, ResourceNames, provision, tear_down};
+use waiting_room::provision::{Clients, Provisioned, ResourceNames, provision, tear_down};
 use waiting_room::runtime::granter::{poll_join_queue, poll_table_stream};
 use waiting_room::service::granter::Granter;
 use waiting_room::service::join::JoinService;
 use waiting_room::service::session_command::SessionCommands;
-use waiting_room::service::status::{LineCache, StatusService};
+use waiting_room::service::status::StatusService;
+use waiting_room::token::{AdmissionSigner, TokenVerifier};
 use waiting_room::wiring::admission_policy;
 
 /// The emulator the tests talk to: `AWS_ENDPOINT_URL`, as `make test` sets it.
@@ -61,13 +62,16 @@ pub fn random_suffix() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// One test's own table and queues, and clients for them.
+/// One test's own table, queues and events stream, clients for them, and
+/// its own admission signing key.
 #[derive(Clone)]
 pub struct Stack {
     pub sdk: aws_config::SdkConfig,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub kinesis: aws_sdk_kinesis::Client,
     pub resources: Provisioned,
+    pub signer: AdmissionSigner,
 }
 
 impl Stack {
@@ -79,16 +83,26 @@ impl Stack {
         let sdk = sdk_config_for(endpoint).await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let kinesis = aws_sdk_kinesis::Client::new(&sdk);
         let name = format!("wr-{tag}-{}", random_suffix());
         let names = ResourceNames {
             table: name.clone(),
             queue_prefix: name,
         };
-        let resources = provision(&dynamodb, &sqs, &names).await.unwrap();
+        let clients = Clients {
+            dynamodb: &dynamodb,
+            sqs: &sqs,
+            kinesis: &kinesis,
+        };
+        let resources = provision(&clients, &names).await.unwrap();
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).unwrap();
         Self {
+            signer: AdmissionSigner::generate("test-key", seed).unwrap(),
             sdk,
             dynamodb,
             sqs,
+            kinesis,
             resources,
         }
     }
@@ -99,24 +113,31 @@ impl Stack {
         Self {
             dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
             sqs: aws_sdk_sqs::Client::new(&sdk),
+            kinesis: aws_sdk_kinesis::Client::new(&sdk),
             sdk,
             resources: self.resources.clone(),
+            signer: self.signer.clone(),
         }
     }
 
     pub async fn tear_down(self) {
-        tear_down(&self.dynamodb, &self.sqs, &self.resources).await;
+        let clients = Clients {
+            dynamodb: &self.dynamodb,
+            sqs: &self.sqs,
+            kinesis: &self.kinesis,
+        };
+        tear_down(&clients, &self.resources).await;
     }
 
     pub fn store(&self) -> DynamoStore {
         DynamoStore::new(self.dynamodb.clone(), &self.resources.table)
     }
 
-    pub fn queue(&self) -> SqsJoinQueue {
-        SqsJoinQueue::new(self.sqs.clone(), &self.resources.join_queue_url)
+    pub fn queue(&self) -> SqsQueue {
+        SqsQueue::new(self.sqs.clone(), &self.resources.join_queue_url)
     }
 
-    pub fn join_service(&self, line_shards: u16) -> JoinService<DynamoStore, SqsJoinQueue> {
+    pub fn join_service(&self, line_shards: u16) -> JoinService<DynamoStore, SqsQueue> {
         JoinService {
             store: self.store(),
             queue: self.queue(),
@@ -127,12 +148,15 @@ impl Stack {
     }
 
     pub fn status_service(&self, line_shards: u16) -> StatusService<DynamoStore> {
-        StatusService {
-            store: self.store(),
-            clock: Arc::new(SystemClock),
+        let abandon_after = LifecycleSettings::default().abandon_after;
+        StatusService::new(
+            self.store(),
+            Arc::new(SystemClock),
             line_shards,
-            line_cache: LineCache::new(Duration::ZERO),
-        }
+            self.signer.clone(),
+            abandon_after,
+            Duration::ZERO,
+        )
     }
 
     pub fn commands(&self) -> SessionCommands<DynamoStore> {
@@ -140,7 +164,12 @@ impl Stack {
             store: self.store(),
             clock: Arc::new(SystemClock),
             ended_retention: Duration::from_secs(3600),
+            stay: LifecycleSettings::default().stay_policy(),
         }
+    }
+
+    pub fn verifier(&self) -> TokenVerifier {
+        TokenVerifier::new(vec![self.signer.public_key()])
     }
 
     pub fn granter(&self, lifecycle: &LifecycleSettings, line_shards: u16) -> Granter<DynamoStore> {

@@ -239,10 +239,9 @@ async fn duplicates_and_redeliveries_admit_exactly_once() {
     // handled comes back after the visibility timeout.
     let crashing = stack.granter(&lifecycle(1_000), 1);
     let consumer = stack.queue();
-    let first =
-        waiting_room::ports::JoinQueueConsumer::receive(&consumer, 10, Duration::from_secs(1))
-            .await
-            .unwrap();
+    let first = waiting_room::ports::QueueConsumer::receive(&consumer, 10, Duration::from_secs(1))
+        .await
+        .unwrap();
     assert!(!first.is_empty());
     crashing.handle_deliveries(&first).await;
 
@@ -387,7 +386,7 @@ async fn a_join_whose_message_cannot_be_sent_leaves_nothing_behind() {
     let dead_sqs =
         aws_sdk_sqs::Client::new(&integration_tests::sdk_config_for("http://127.0.0.1:9").await);
     broken.queue =
-        waiting_room::adapters::sqs::SqsJoinQueue::new(dead_sqs, &stack.resources.join_queue_url);
+        waiting_room::adapters::sqs::SqsQueue::new(dead_sqs, &stack.resources.join_queue_url);
 
     let failed = broken.join(e.clone(), user(1)).await;
     assert!(

@@ -44,3 +44,7 @@ pub fn long_poll_timeouts(wait: Duration) -> TimeoutConfig {
         .operation_timeout(wait + Duration::from_secs(10))
         .build()
 }
+
+pub fn kinesis_client(config: &aws_config::SdkConfig) -> aws_sdk_kinesis::Client {
+    aws_sdk_kinesis::Client::new(config)
+}

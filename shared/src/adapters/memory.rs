@@ -8,13 +8,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::domain::admission::{LineAdvance, SessionChangeKind};
+use crate::domain::session::expiry_bucket;
 use crate::domain::{
     Admission, EndReason, Ending, EventCounters, EventId, LineEntry, LineShard, LineState, Session,
     SessionId, SessionStatus, Timestamp, UserId,
 };
+use crate::events::DomainEvent;
 use crate::ports::{
-    AdvanceOutcome, Claim, Delivery, Discard, EndFrom, EndOutcome, JoinQueue, JoinQueueConsumer,
-    JoinTicket, Quarantine, QueueError, SessionStore, StoreError, Touch,
+    AdvanceOutcome, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSink, JoinQueue,
+    JoinTicket, Quarantine, QueueConsumer, QueueError, SessionStore, StoreError, Touch,
 };
 
 #[derive(Debug, Clone)]
@@ -90,12 +92,9 @@ fn claim_key(session: &Session) -> (EventId, UserId) {
     (session.event_id.clone(), session.user_id.clone())
 }
 
-fn end(session: &mut Session, reason: EndReason, now: Timestamp) {
-    session.status = reason.final_status();
-    session.ending = Some(Ending {
-        ended_at: now,
-        reason,
-    });
+fn end(session: &mut Session, ending: &Ending) {
+    session.status = ending.reason.final_status();
+    session.ending = Some(ending.clone());
 }
 
 fn line_shard(tables: &Tables, event: &EventId, shard: u16) -> LineShard {
@@ -190,8 +189,7 @@ impl SessionStore for MemoryStore {
         &self,
         id: &SessionId,
         from: EndFrom,
-        reason: EndReason,
-        now: Timestamp,
+        ending: &Ending,
         _retain_until: Timestamp,
     ) -> Result<EndOutcome, StoreError> {
         self.check_fault()?;
@@ -199,16 +197,22 @@ impl SessionStore for MemoryStore {
             let Some(stored) = t.sessions.get_mut(id) else {
                 return EndOutcome::NotAsExpected(None);
             };
-            if EndFrom::of(&stored.session) != Some(from) {
-                return EndOutcome::NotAsExpected(Some(stored.session.clone()));
+            let expected = match from {
+                EndFrom::ActiveOverdue { at } => {
+                    stored.session.expires_at().is_some_and(|end| end <= at)
+                }
+                other => EndFrom::of(&stored.session) == Some(other),
+            };
+            if !expected {
+                return EndOutcome::NotAsExpected(Some(Box::new(stored.session.clone())));
             }
             let event = stored.session.event_id.clone();
-            end(&mut stored.session, reason, now);
+            end(&mut stored.session, ending);
             match from {
-                EndFrom::Active => {
+                EndFrom::Active | EndFrom::ActiveOverdue { .. } => {
                     let counters = t.events.entry(event).or_default();
                     counters.active = counters.active.saturating_sub(1);
-                    bump_end_counter(counters, reason);
+                    bump_end_counter(counters, ending.reason);
                 }
                 EndFrom::WaitingFiled { shard, .. } => {
                     let line = t
@@ -216,7 +220,7 @@ impl SessionStore for MemoryStore {
                         .entry((event, shard))
                         .or_insert_with(|| LineShard::empty(shard));
                     line.ended_in_line += 1;
-                    if reason == EndReason::Timeout {
+                    if ending.reason == EndReason::Timeout {
                         line.abandoned += 1;
                     } else {
                         line.left_waiting += 1;
@@ -225,6 +229,51 @@ impl SessionStore for MemoryStore {
                 EndFrom::WaitingUnfiled => {}
             }
             EndOutcome::Ended
+        }))
+    }
+
+    async fn extend_stay(
+        &self,
+        id: &SessionId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.check_fault()?;
+        Ok(self.with(|t| {
+            let Some(stored) = t.sessions.get_mut(id) else {
+                return false;
+            };
+            if stored.session.expires_at() != Some(from) {
+                return false;
+            }
+            if let Some(admission) = stored.session.admission.as_mut() {
+                admission.expires_at = to;
+            }
+            true
+        }))
+    }
+
+    async fn overdue_sessions(
+        &self,
+        bucket: u16,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        self.check_fault()?;
+        Ok(self.with(|t| {
+            let mut overdue: Vec<(Timestamp, SessionId)> = t
+                .sessions
+                .values()
+                .filter(|s| expiry_bucket(&s.session.id) == bucket)
+                .filter_map(|s| {
+                    Some((
+                        s.session.expires_at().filter(|&end| end <= now)?,
+                        s.session.id.clone(),
+                    ))
+                })
+                .collect();
+            overdue.sort_by_key(|(end, _)| *end);
+            overdue.into_iter().take(limit).map(|(_, id)| id).collect()
         }))
     }
 
@@ -368,6 +417,7 @@ fn apply_advance(t: &mut Tables, plan: &LineAdvance) {
         let counters = t.events.entry(plan.event_id.clone()).or_default();
         counters.active += plan.admitted;
         counters.admitted += plan.admitted;
+        counters.rate = plan.rate;
     }
     for change in &plan.sessions {
         let Some(stored) = t.sessions.get_mut(&change.session_id) else {
@@ -375,6 +425,9 @@ fn apply_advance(t: &mut Tables, plan: &LineAdvance) {
         };
         stored.session.ticket = Some(change.ticket);
         stored.session.shard = change.shard;
+        if change.ahead_at_filing.is_some() {
+            stored.session.ahead_at_filing = change.ahead_at_filing;
+        }
         stored.in_line_index = true;
         match change.kind {
             SessionChangeKind::File => {}
@@ -391,9 +444,10 @@ fn apply_advance(t: &mut Tables, plan: &LineAdvance) {
                 });
                 stored.in_line_index = false;
             }
-            SessionChangeKind::Abandon { .. } => {
-                end(&mut stored.session, EndReason::Timeout, plan.now)
-            }
+            SessionChangeKind::Abandon { .. } => end(
+                &mut stored.session,
+                &Ending::new(EndReason::Timeout, plan.now),
+            ),
         }
     }
 }
@@ -497,7 +551,7 @@ impl JoinQueue for MemoryQueue {
     }
 }
 
-impl JoinQueueConsumer for MemoryQueue {
+impl QueueConsumer for MemoryQueue {
     async fn receive(
         &self,
         max_messages: i32,
@@ -559,6 +613,39 @@ impl Quarantine for MemoryQuarantine {
     async fn quarantine(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
         if let Ok(mut held) = self.held.lock() {
             held.push((delivery.clone(), reason.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// Collects published events; `fail_next` makes publishing fail.
+#[derive(Debug, Default)]
+pub struct MemoryEventSink {
+    published: Mutex<Vec<DomainEvent>>,
+    failures_left: AtomicUsize,
+}
+
+impl MemoryEventSink {
+    pub fn published(&self) -> Vec<DomainEvent> {
+        self.published.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    pub fn fail_next(&self, calls: usize) {
+        self.failures_left.store(calls, Ordering::SeqCst);
+    }
+}
+
+impl EventSink for MemoryEventSink {
+    async fn publish(&self, events: &[DomainEvent]) -> Result<(), QueueError> {
+        let failing = self
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(QueueError::Unavailable("injected fault".into()));
+        }
+        if let Ok(mut published) = self.published.lock() {
+            published.extend_from_slice(events);
         }
         Ok(())
     }

@@ -15,18 +15,18 @@ use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 
 use crate::domain::EventId;
 use crate::domain::line::message_group_id;
-use crate::ports::{Delivery, JoinQueue, JoinQueueConsumer, JoinTicket, Quarantine, QueueError};
+use crate::ports::{Delivery, JoinQueue, JoinTicket, Quarantine, QueueConsumer, QueueError};
 
 /// SQS caps a receive (and a delete batch) at ten messages.
 pub const SQS_BATCH_LIMIT: usize = 10;
 
 #[derive(Debug, Clone)]
-pub struct SqsJoinQueue {
+pub struct SqsQueue {
     client: Client,
     queue_url: String,
 }
 
-impl SqsJoinQueue {
+impl SqsQueue {
     pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
         Self {
             client,
@@ -66,7 +66,7 @@ where
     }
 }
 
-impl JoinQueue for SqsJoinQueue {
+impl JoinQueue for SqsQueue {
     async fn send(&self, ticket: &JoinTicket) -> Result<(), QueueError> {
         let event =
             EventId::parse(&ticket.event_id).map_err(|e| QueueError::Rejected(e.to_string()))?;
@@ -85,7 +85,7 @@ impl JoinQueue for SqsJoinQueue {
     }
 }
 
-impl JoinQueueConsumer for SqsJoinQueue {
+impl QueueConsumer for SqsQueue {
     async fn receive(
         &self,
         max_messages: i32,

@@ -1,7 +1,8 @@
-//! The table's DynamoDB stream, reduced to what the granter reacts to: an
-//! event's counters changed (a slot was freed, capacity was raised). In AWS a
-//! Lambda event source mapping reads the stream; locally the poller does,
-//! through `TableStreamReader`. Both end in `CountersChange`.
+//! The table's DynamoDB stream: every write of every item, once, in order per
+//! item. In AWS Lambda event source mappings read it; locally the pollers do,
+//! through `TableStreamReader`. Both yield `ItemChange`s, from which the
+//! granter takes counter changes (a slot was freed, capacity was raised) and
+//! the events publisher takes session changes (the outbox).
 
 use std::collections::HashMap;
 
@@ -11,11 +12,51 @@ use aws_sdk_dynamodbstreams::types::{AttributeValue as StreamValue, ShardIterato
 pub use aws_sdk_dynamodbstreams::Client as StreamsClient;
 use serde_json::Value;
 
-use super::dynamodb::items::{Item, decode_counters};
-use crate::domain::{EventCounters, EventId};
+use super::dynamodb::items::{Item, decode_counters, decode_session};
+use crate::domain::{EventCounters, EventId, Session};
 use crate::ports::StoreError;
 
 const EVENT_PREFIX: &str = "EVENT#";
+const SESSION_PREFIX: &str = "SESSION#";
+
+/// One write to one item: its key and its images before and after.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemChange {
+    pub pk: String,
+    pub old: Option<Item>,
+    pub new: Option<Item>,
+}
+
+impl ItemChange {
+    pub fn counters(&self) -> Option<CountersChange> {
+        let event = self.pk.strip_prefix(EVENT_PREFIX)?;
+        Some(CountersChange {
+            event_id: EventId::parse(event).ok()?,
+            before: decode_counters(self.old.as_ref()).ok()?,
+            after: decode_counters(self.new.as_ref()).ok()?,
+        })
+    }
+
+    /// A session's change, if this is a session item. Unreadable images
+    /// are an error: the outbox must not skip a change silently.
+    pub fn session(&self) -> Option<Result<SessionUpdate, StoreError>> {
+        self.pk.strip_prefix(SESSION_PREFIX)?;
+        let decode = |image: &Option<Item>| image.as_ref().map(decode_session).transpose();
+        Some(decode(&self.old).and_then(|old| {
+            Ok(SessionUpdate {
+                old,
+                new: decode(&self.new)?,
+            })
+        }))
+    }
+}
+
+/// A session before and after one write (`None`: did not exist / deleted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionUpdate {
+    pub old: Option<Session>,
+    pub new: Option<Session>,
+}
 
 /// An event's counters before and after one write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,17 +74,7 @@ impl CountersChange {
     }
 }
 
-fn change_of(pk: Option<&str>, old: Option<&Item>, new: Option<&Item>) -> Option<CountersChange> {
-    let event = pk?.strip_prefix(EVENT_PREFIX)?;
-    let event_id = EventId::parse(event).ok()?;
-    Some(CountersChange {
-        event_id,
-        before: decode_counters(old).ok()?,
-        after: decode_counters(new).ok()?,
-    })
-}
-
-/// Only strings and numbers matter for counters; other types are dropped.
+/// Our items hold only strings and numbers; other types are dropped.
 fn from_lambda_json(image: &Value) -> Option<Item> {
     let fields = image.as_object()?;
     if fields.is_empty() {
@@ -63,8 +94,8 @@ fn from_lambda_json(image: &Value) -> Option<Item> {
     Some(item)
 }
 
-/// Counter changes in a DynamoDB stream event as Lambda delivers it.
-pub fn changes_in_lambda_event(event: &Value) -> Vec<CountersChange> {
+/// The item changes in a DynamoDB stream event as Lambda delivers it.
+pub fn changes_in_lambda_event(event: &Value) -> Vec<ItemChange> {
     let records = event
         .get("Records")
         .and_then(Value::as_array)
@@ -75,13 +106,11 @@ pub fn changes_in_lambda_event(event: &Value) -> Vec<CountersChange> {
         .filter_map(|record| {
             let change = record.get("dynamodb")?;
             let keys = from_lambda_json(change.get("Keys")?)?;
-            let pk = keys
-                .get("pk")
-                .and_then(|v| v.as_s().ok())
-                .map(String::as_str);
-            let old = change.get("OldImage").and_then(from_lambda_json);
-            let new = change.get("NewImage").and_then(from_lambda_json);
-            change_of(pk, old.as_ref(), new.as_ref())
+            Some(ItemChange {
+                pk: keys.get("pk").and_then(|v| v.as_s().ok())?.clone(),
+                old: change.get("OldImage").and_then(from_lambda_json),
+                new: change.get("NewImage").and_then(from_lambda_json),
+            })
         })
         .collect()
 }
@@ -138,8 +167,8 @@ impl TableStreamReader {
         })
     }
 
-    /// Counter changes written since the last call.
-    pub async fn next_changes(&mut self) -> Result<Vec<CountersChange>, StoreError> {
+    /// Item changes written since the last call.
+    pub async fn next_changes(&mut self) -> Result<Vec<ItemChange>, StoreError> {
         self.discover_shards().await?;
         let mut changes = Vec::new();
         for (shard, iterator) in &mut self.iterators {
@@ -161,13 +190,14 @@ impl TableStreamReader {
                     .keys()
                     .and_then(|k| k.get("pk"))
                     .and_then(|v| v.as_s().ok());
-                let old = from_stream_image(change.old_image());
-                let new = from_stream_image(change.new_image());
-                changes.extend(change_of(
-                    pk.map(String::as_str),
-                    old.as_ref(),
-                    new.as_ref(),
-                ));
+                let Some(pk) = pk else {
+                    continue;
+                };
+                changes.push(ItemChange {
+                    pk: pk.clone(),
+                    old: from_stream_image(change.old_image()),
+                    new: from_stream_image(change.new_image()),
+                });
             }
             tracing::trace!(shard, records = output.records().len(), "read stream shard");
             *iterator = output.next_shard_iterator().map(str::to_owned);
@@ -226,7 +256,10 @@ mod tests {
                 "Keys": {"pk": {"S": "EVENT#E2"}},
                 "NewImage": {"pk": {"S": "EVENT#E2"}, "active": {"N": "1"}, "admitted": {"N": "1"}}}}
         ]});
-        let changes = changes_in_lambda_event(&event);
+        let changes: Vec<CountersChange> = changes_in_lambda_event(&event)
+            .iter()
+            .filter_map(ItemChange::counters)
+            .collect();
         assert_eq!(changes.len(), 2);
         assert_eq!(changes[0].event_id.as_str(), "E1");
         assert!(changes[0].may_free_a_slot(), "a leave frees a slot");

@@ -12,6 +12,7 @@ use crate::ports::{JoinQueue, SessionStore};
 use crate::service::join::JoinService;
 use crate::service::session_command::SessionCommands;
 use crate::service::status::StatusService;
+use crate::token::{self, PublicKey};
 
 /// Join bodies are two short identifiers; anything bigger is a mistake.
 pub const MAX_JOIN_BODY_BYTES: usize = 1024;
@@ -52,6 +53,23 @@ pub async fn join<S: SessionStore, Q: JoinQueue>(
             response
         }
         Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+/// `GET /.well-known/jwks.json`. Public keys change only on rotation, so
+/// verifiers may cache the answer for a few minutes.
+pub fn jwks(keys: &[PublicKey], request: &Request) -> Response<Body> {
+    match route(request.method(), request.uri().path()) {
+        Ok(Route::Jwks) => {
+            let mut response = json_response(StatusCode::OK, &token::jwks(keys));
+            response.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            );
+            response
+        }
+        Ok(_) => not_served(request),
+        Err(err) => err.into_response(),
     }
 }
 

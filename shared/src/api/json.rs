@@ -176,6 +176,15 @@ impl From<ServiceError> for ApiError {
         match err {
             ServiceError::SessionNotFound => Self::session_not_found(),
             ServiceError::SessionEnded(session) => Self::session_ended(&session),
+            ServiceError::NotActive(session) => {
+                let mut err = Self::new(
+                    StatusCode::CONFLICT,
+                    "session_not_active",
+                    format!("the session is {}, not ACTIVE", session.status.as_str()),
+                );
+                err.session_status = Some(session.status);
+                err
+            }
             ServiceError::Unavailable(detail) => {
                 tracing::warn!(%detail, "dependency unavailable");
                 Self::unavailable()
@@ -232,12 +241,18 @@ pub struct SessionBody {
     pub position: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub people_ahead: Option<u64>,
+    /// At the recently measured admission rate; absent when unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_wait_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub poll_after_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admitted_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// For an active session: the signed token the protected flow checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admission_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -254,7 +269,9 @@ impl SessionBody {
             joined_at: session.joined_at.to_rfc3339(),
             position: None,
             people_ahead: None,
+            estimated_wait_seconds: None,
             poll_after_seconds: None,
+            admission_token: None,
             admitted_at: session
                 .admission
                 .as_ref()
@@ -273,7 +290,9 @@ impl SessionBody {
         Self {
             position: report.position(),
             people_ahead: report.people_ahead,
+            estimated_wait_seconds: report.estimated_wait.map(|d| d.as_secs()),
             poll_after_seconds: report.poll_after.map(|d| d.as_secs()),
+            admission_token: report.admission_token.clone(),
             ..Self::of(&report.session)
         }
     }

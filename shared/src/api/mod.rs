@@ -7,7 +7,7 @@ mod json;
 mod routes;
 
 pub use json::{ApiError, SessionBody};
-pub use routes::{Route, route};
+pub use routes::{JWKS_PATH, Route, route};
 
 use lambda_http::{Body, Request, Response};
 

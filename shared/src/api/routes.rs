@@ -12,6 +12,8 @@ use super::json::ApiError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
+    /// `GET /.well-known/jwks.json`: the keys admission tokens are signed with.
+    Jwks,
     Join,
     /// The raw id as it appeared in the path; validated by the handler.
     Status(String),
@@ -19,8 +21,16 @@ pub enum Route {
     Leave(String),
 }
 
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
 pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
     let path = path.strip_suffix('/').unwrap_or(path);
+    if path == JWKS_PATH {
+        return match *method {
+            Method::GET => Ok(Route::Jwks),
+            _ => Err(ApiError::method_not_allowed("GET")),
+        };
+    }
     if path == BASE_PATH {
         return match *method {
             Method::POST => Ok(Route::Join),
@@ -70,6 +80,10 @@ mod tests {
 
     #[test]
     fn public_routes_resolve() {
+        assert_eq!(
+            route(&Method::GET, "/.well-known/jwks.json"),
+            Ok(Route::Jwks)
+        );
         let base = "/api/waiting-room/sessions";
         assert_eq!(route(&Method::POST, base), Ok(Route::Join));
         assert_eq!(route(&Method::POST, &format!("{base}/")), Ok(Route::Join));

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use super::estimate::AdmissionRate;
 use super::ids::{EventId, SessionId};
 use super::line::{LineEntry, LineState};
 use super::session::SessionStatus;
@@ -80,6 +81,8 @@ pub struct SessionChange {
     pub shard: u16,
     pub ticket: u64,
     pub kind: SessionChangeKind,
+    /// For sessions filed by this write: people ahead once it applies.
+    pub ahead_at_filing: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +92,8 @@ pub struct LineAdvance {
     /// Present when the write admits anyone (it takes slots).
     pub counters: Option<CounterExpectation>,
     pub admitted: u64,
+    /// The event's admission rate including this write's admissions.
+    pub rate: AdmissionRate,
     pub shards: Vec<ShardAdvance>,
     pub sessions: Vec<SessionChange>,
     /// The walk stopped with slots free and people waiting: it hit the
@@ -192,6 +197,7 @@ pub fn plan_line_advance(
                     kind: SessionChangeKind::Abandon {
                         silent_since: entry.last_seen_at,
                     },
+                    ahead_at_filing: None,
                 });
             }
             _ => {
@@ -217,6 +223,7 @@ pub fn plan_line_advance(
                         admission_no: state.counters.admitted + admitted,
                         expires_at: now.plus(policy.active_stay),
                     },
+                    ahead_at_filing: filed_now.then_some(0),
                 });
             }
         }
@@ -224,7 +231,7 @@ pub fn plan_line_advance(
         cursor.position += 1;
     }
 
-    file_remaining_arrivals(state, arrivals, &mut changes);
+    file_remaining_arrivals(state, arrivals, &heads, &mut changes);
     let shards = shard_advances(state, arrivals, &heads, &passed_ended, &abandoned);
     let counters = (admitted > 0).then(|| CounterExpectation {
         capacity_seen: state.counters.capacity,
@@ -237,6 +244,11 @@ pub fn plan_line_advance(
         now,
         counters,
         admitted,
+        rate: if admitted > 0 {
+            state.counters.rate.after(admitted, now)
+        } else {
+            state.counters.rate
+        },
         shards,
         sessions: changes,
         unfinished,
@@ -309,12 +321,16 @@ fn change_budget(state: &LineState, arrivals: &[Arrival], policy: &AdmissionPoli
         .min(policy.max_changes_per_write)
 }
 
+/// Arrivals not admitted are filed; each learns how many are ahead of it
+/// once this write applies (scaled by the shard count, see `people_ahead`).
 fn file_remaining_arrivals(
     state: &LineState,
     arrivals: &[Arrival],
+    heads: &[u64],
     changes: &mut Vec<SessionChange>,
 ) {
-    for shard in &state.shards {
+    let shard_count = u64::try_from(state.shards.len()).unwrap_or(1).max(1);
+    for (index, shard) in state.shards.iter().enumerate() {
         let mine = arrivals.iter().filter(|a| a.shard == shard.shard);
         for (arrival, ticket) in mine.zip(shard.next_ticket..) {
             let already = changes.iter().any(|c| c.session_id == arrival.session_id);
@@ -324,6 +340,7 @@ fn file_remaining_arrivals(
                     shard: shard.shard,
                     ticket,
                     kind: SessionChangeKind::File,
+                    ahead_at_filing: Some(ticket.saturating_sub(heads[index]) * shard_count),
                 });
             }
         }

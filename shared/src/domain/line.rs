@@ -6,6 +6,7 @@
 //! out consecutive tickets in queue order; `head` is the first ticket the
 //! granter has not passed yet, `next` the ticket the next arrival gets.
 
+use super::estimate::AdmissionRate;
 use super::ids::{EventId, SessionId};
 use super::session::SessionStatus;
 use super::time::Timestamp;
@@ -81,6 +82,7 @@ pub struct EventCounters {
     pub expired: u64,
     pub completed: u64,
     pub failed: u64,
+    pub rate: AdmissionRate,
 }
 
 impl EventCounters {

@@ -2,6 +2,7 @@
 //! planning. Nothing here knows about AWS.
 
 pub mod admission;
+pub mod estimate;
 pub mod ids;
 pub mod line;
 pub mod session;
@@ -10,5 +11,5 @@ pub mod time;
 pub use admission::{AdmissionPolicy, Arrival, LineAdvance, SessionChange, SessionChangeKind};
 pub use ids::{EventId, InvalidId, SessionId, UserId};
 pub use line::{EventCounters, LineEntry, LineShard, LineState};
-pub use session::{Admission, EndReason, Ending, LinePlace, Session, SessionStatus};
+pub use session::{Admission, EndReason, Ending, LinePlace, Session, SessionStatus, StayPolicy};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

@@ -11,6 +11,8 @@
 //! Ended statuses are final. Every transition out of `ACTIVE` gives the slot
 //! back, in the same DynamoDB transaction as the status change.
 
+use std::time::Duration;
+
 use super::ids::{EventId, SessionId, UserId};
 use super::time::Timestamp;
 
@@ -104,6 +106,16 @@ impl EndReason {
     }
 }
 
+/// Active sessions are spread over this many partitions of the expiry
+/// index, so the index takes admissions and exits of any rate.
+pub const EXPIRY_BUCKETS: u16 = 16;
+
+/// The expiry index partition of a session.
+pub fn expiry_bucket(id: &SessionId) -> u16 {
+    // Other bits than the line shard uses, so the two spreads are independent.
+    u16::try_from((id.stable_hash() >> 32) % u64::from(EXPIRY_BUCKETS)).unwrap_or(0)
+}
+
 /// Where a session stands in its event's line once the granter has filed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinePlace {
@@ -124,6 +136,21 @@ pub struct Admission {
 pub struct Ending {
     pub ended_at: Timestamp,
     pub reason: EndReason,
+    /// The order a checkout outcome reported, if any.
+    pub order_id: Option<String>,
+    /// Free text from a failed checkout (its `reason`), if any.
+    pub detail: Option<String>,
+}
+
+impl Ending {
+    pub fn new(reason: EndReason, at: Timestamp) -> Self {
+        Self {
+            ended_at: at,
+            reason,
+            order_id: None,
+            detail: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +165,8 @@ pub struct Session {
     pub last_seen_at: Timestamp,
     /// Set by the granter when it files the join message; `None` until then.
     pub ticket: Option<u64>,
+    /// People ahead when the session was filed (what `QUEUE_JOINED` reports).
+    pub ahead_at_filing: Option<u64>,
     pub admission: Option<Admission>,
     pub ending: Option<Ending>,
 }
@@ -153,6 +182,7 @@ impl Session {
             joined_at: now,
             last_seen_at: now,
             ticket: None,
+            ahead_at_filing: None,
             admission: None,
             ending: None,
         }
@@ -168,11 +198,76 @@ impl Session {
     pub fn is_live(&self) -> bool {
         !self.status.is_ended()
     }
+
+    /// When an active session's stay ends.
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        self.admission
+            .as_ref()
+            .filter(|_| self.status == SessionStatus::Active)
+            .map(|a| a.expires_at)
+    }
+}
+
+/// How long an admitted user may stay: `stay` from admission, extended by
+/// heartbeats to `stay` from the latest one, never past `max_stay` in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StayPolicy {
+    pub stay: Duration,
+    pub max_stay: Duration,
+}
+
+impl StayPolicy {
+    /// The later end a heartbeat at `now` earns, if any.
+    pub fn extended_expiry(&self, session: &Session, now: Timestamp) -> Option<Timestamp> {
+        let current = session.expires_at()?;
+        let admitted_at = session.admission.as_ref()?.admitted_at;
+        let target = now.plus(self.stay).min(admitted_at.plus(self.max_stay));
+        (target > current).then_some(target)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heartbeats_extend_a_stay_up_to_the_maximum_only() {
+        let policy = StayPolicy {
+            stay: Duration::from_secs(900),
+            max_stay: Duration::from_secs(1800),
+        };
+        let event = EventId::parse("E").unwrap();
+        let mut session = Session::new_waiting(
+            SessionId::new(&event, [1; 16]),
+            UserId::parse("u").unwrap(),
+            0,
+            Timestamp::from_millis(0),
+        );
+        assert_eq!(
+            policy.extended_expiry(&session, Timestamp::from_millis(1)),
+            None,
+            "waiting: nothing to extend"
+        );
+        session.status = SessionStatus::Active;
+        session.admission = Some(Admission {
+            admitted_at: Timestamp::from_millis(0),
+            admission_no: 1,
+            expires_at: Timestamp::from_millis(900_000),
+        });
+        let at = |s: u64| Timestamp::from_millis(s * 1000);
+        assert_eq!(policy.extended_expiry(&session, at(600)), Some(at(1500)));
+        assert_eq!(
+            policy.extended_expiry(&session, at(1200)),
+            Some(at(1800)),
+            "capped"
+        );
+        session.admission.as_mut().unwrap().expires_at = at(1800);
+        assert_eq!(
+            policy.extended_expiry(&session, at(1500)),
+            None,
+            "already at the cap"
+        );
+    }
 
     #[test]
     fn statuses_and_reasons_round_trip_through_their_wire_names() {

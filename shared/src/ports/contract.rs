@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use crate::domain::admission::{AdmissionPolicy, Arrival, KnownEntries, plan_line_advance};
-use crate::domain::{EndReason, EventId, Session, SessionId, SessionStatus, Timestamp, UserId};
+use crate::domain::{
+    EndReason, Ending, EventId, Session, SessionId, SessionStatus, Timestamp, UserId,
+};
 use crate::ports::{AdvanceOutcome, Claim, Discard, EndFrom, EndOutcome, SessionStore, Touch};
 
 const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
@@ -180,8 +182,7 @@ pub async fn touch_records_presence_of_live_sessions_only<S: SessionStore>(store
         .end_session(
             &s.id,
             EndFrom::WaitingUnfiled,
-            EndReason::UserLeft,
-            later(600),
+            &Ending::new(EndReason::UserLeft, later(600)),
             later(9_999),
         )
         .await
@@ -247,8 +248,7 @@ pub async fn the_line_files_admits_and_counts_exactly<S: SessionStore>(store: &S
         .end_session(
             &fans[0].id,
             EndFrom::Active,
-            EndReason::UserLeft,
-            later(300),
+            &Ending::new(EndReason::UserLeft, later(300)),
             later(9_999),
         )
         .await
@@ -258,8 +258,7 @@ pub async fn the_line_files_admits_and_counts_exactly<S: SessionStore>(store: &S
         .end_session(
             &fans[0].id,
             EndFrom::Active,
-            EndReason::UserLeft,
-            later(301),
+            &Ending::new(EndReason::UserLeft, later(301)),
             later(9_999),
         )
         .await
@@ -281,8 +280,7 @@ pub async fn the_line_files_admits_and_counts_exactly<S: SessionStore>(store: &S
                 shard: 0,
                 ticket: 3,
             },
-            EndReason::UserLeft,
-            later(500),
+            &Ending::new(EndReason::UserLeft, later(500)),
             later(9_999),
         )
         .await
@@ -297,8 +295,7 @@ pub async fn the_line_files_admits_and_counts_exactly<S: SessionStore>(store: &S
         .end_session(
             &fans[1].id,
             EndFrom::Active,
-            EndReason::UserLeft,
-            later(550),
+            &Ending::new(EndReason::UserLeft, later(550)),
             later(9_999),
         )
         .await
@@ -428,6 +425,93 @@ pub async fn abandoned_sessions_expire_only_if_still_silent<S: SessionStore>(sto
     assert_eq!((state.shards[0].abandoned, state.counters.active), (1, 1));
 }
 
+pub async fn expiry_is_found_by_index_and_happens_once<S: SessionStore>(store: &S) {
+    use crate::domain::session::expiry_bucket;
+    let event = fresh_event("expiry");
+    let fans: Vec<Session> = (1..=3)
+        .map(|n| session(&event, n, &format!("x{n}")))
+        .collect();
+    for fan in &fans {
+        created(store, fan).await;
+    }
+    let refs: Vec<&Session> = fans.iter().collect();
+    assert_eq!(
+        advance(store, &event, &refs, 3, later(100)).await,
+        AdvanceOutcome::Applied
+    );
+    let ends_at = later(100).plus(Duration::from_secs(900));
+    let overdue_at = ends_at.plus(Duration::from_millis(1));
+    let in_bucket = |id: &SessionId| expiry_bucket(id);
+
+    // Not yet overdue a moment before the end.
+    for fan in &fans {
+        let early = store
+            .overdue_sessions(in_bucket(&fan.id), later(200), 10)
+            .await
+            .unwrap();
+        assert!(!early.contains(&fan.id));
+        let due = store
+            .overdue_sessions(in_bucket(&fan.id), overdue_at, 10)
+            .await
+            .unwrap();
+        assert!(
+            due.contains(&fan.id),
+            "an overdue active session is in its bucket"
+        );
+    }
+
+    // A heartbeat's extension wins over an expiry based on the old end.
+    let extended = ends_at.plus(Duration::from_secs(600));
+    assert!(
+        store
+            .extend_stay(&fans[0].id, ends_at, extended)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .extend_stay(&fans[0].id, ends_at, extended)
+            .await
+            .unwrap(),
+        "stale end: refused"
+    );
+    let ending = Ending::new(EndReason::Expired, overdue_at);
+    let overdue = EndFrom::ActiveOverdue { at: overdue_at };
+    let kept = store
+        .end_session(&fans[0].id, overdue, &ending, later(9_999_999))
+        .await
+        .unwrap();
+    assert!(
+        matches!(kept, EndOutcome::NotAsExpected(Some(s)) if s.status == SessionStatus::Active)
+    );
+
+    // The others expire exactly once.
+    for fan in &fans[1..] {
+        let first = store
+            .end_session(&fan.id, overdue, &ending, later(9_999_999))
+            .await
+            .unwrap();
+        assert_eq!(first, EndOutcome::Ended);
+        let again = store
+            .end_session(&fan.id, overdue, &ending, later(9_999_999))
+            .await
+            .unwrap();
+        assert!(
+            matches!(again, EndOutcome::NotAsExpected(Some(s)) if s.status == SessionStatus::Expired)
+        );
+        let due = store
+            .overdue_sessions(in_bucket(&fan.id), overdue_at, 10)
+            .await
+            .unwrap();
+        assert!(
+            !due.contains(&fan.id),
+            "an ended session leaves the expiry index"
+        );
+    }
+    let counters = store.event_counters(&event).await.unwrap();
+    assert_eq!((counters.active, counters.expired), (1, 2));
+}
+
 /// Every check above, in order.
 pub async fn run_all<S: SessionStore>(store: &S) {
     claims_make_join_idempotent(store).await;
@@ -437,6 +521,7 @@ pub async fn run_all<S: SessionStore>(store: &S) {
     a_stale_plan_writes_nothing(store).await;
     capacity_is_checked_in_the_write(store).await;
     abandoned_sessions_expire_only_if_still_silent(store).await;
+    expiry_is_found_by_index_and_happens_once(store).await;
 }
 
 #[cfg(test)]

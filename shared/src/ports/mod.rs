@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::admission::LineAdvance;
 use crate::domain::{
-    EndReason, EventCounters, EventId, LineEntry, LineShard, LineState, Session, SessionId,
-    Timestamp,
+    Ending, EventCounters, EventId, LineEntry, LineShard, LineState, Session, SessionId, Timestamp,
 };
+use crate::events::DomainEvent;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -68,6 +68,11 @@ pub enum Touch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndFrom {
     Active,
+    /// Active and past its stay at this time: a heartbeat that extended the
+    /// stay meanwhile wins over the sweeper.
+    ActiveOverdue {
+        at: Timestamp,
+    },
     /// Waiting with a ticket: the line shard counts it as ended in line.
     WaitingFiled {
         shard: u16,
@@ -96,7 +101,7 @@ impl EndFrom {
 pub enum EndOutcome {
     Ended,
     /// The session was not in the expected state; here is how it is now.
-    NotAsExpected(Option<Session>),
+    NotAsExpected(Option<Box<Session>>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,10 +149,27 @@ pub trait SessionStore: Send + Sync {
         &self,
         id: &SessionId,
         from: EndFrom,
-        reason: EndReason,
-        now: Timestamp,
+        ending: &Ending,
         retain_until: Timestamp,
     ) -> impl Future<Output = Result<EndOutcome, StoreError>> + Send;
+
+    /// Move an active session's end from `from` to `to`; false if it is no
+    /// longer active or its end moved meanwhile.
+    fn extend_stay(
+        &self,
+        id: &SessionId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Active sessions of one expiry bucket whose stay ended by `now`,
+    /// soonest first, from the sparse expiry index (no table scan).
+    fn overdue_sessions(
+        &self,
+        bucket: u16,
+        now: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<SessionId>, StoreError>> + Send;
 
     /// One shard of the line, read cheaply (may be a moment old).
     fn line_shard(
@@ -226,7 +248,7 @@ pub trait JoinQueue: Send + Sync {
 }
 
 /// The receiving side, used by the local poller (Lambda receives for us).
-pub trait JoinQueueConsumer: Send + Sync {
+pub trait QueueConsumer: Send + Sync {
     fn receive(
         &self,
         max_messages: i32,
@@ -236,6 +258,15 @@ pub trait JoinQueueConsumer: Send + Sync {
     fn delete(
         &self,
         deliveries: &[Delivery],
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// Where domain events are published (a Kinesis stream in AWS): partitioned
+/// by `event_id`, in the order given.
+pub trait EventSink: Send + Sync {
+    fn publish(
+        &self,
+        events: &[DomainEvent],
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
@@ -299,11 +330,26 @@ impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
         &self,
         id: &SessionId,
         from: EndFrom,
-        reason: EndReason,
-        now: Timestamp,
+        ending: &Ending,
         retain_until: Timestamp,
     ) -> impl Future<Output = Result<EndOutcome, StoreError>> + Send {
-        (**self).end_session(id, from, reason, now, retain_until)
+        (**self).end_session(id, from, ending, retain_until)
+    }
+    fn extend_stay(
+        &self,
+        id: &SessionId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).extend_stay(id, from, to)
+    }
+    fn overdue_sessions(
+        &self,
+        bucket: u16,
+        now: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<SessionId>, StoreError>> + Send {
+        (**self).overdue_sessions(bucket, now, limit)
     }
     fn line_shard(
         &self,

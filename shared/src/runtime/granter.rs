@@ -12,18 +12,18 @@ use std::time::Duration;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use serde_json::Value;
 
-use crate::adapters::streams::{CountersChange, TableStreamReader, changes_in_lambda_event};
+use crate::adapters::streams::{
+    CountersChange, ItemChange, TableStreamReader, changes_in_lambda_event,
+};
 use crate::domain::EventId;
-use crate::ports::{Delivery, JoinQueueConsumer, Quarantine, SessionStore};
+use crate::ports::{Delivery, Quarantine, QueueConsumer, SessionStore};
 use crate::service::ServiceError;
 use crate::service::granter::{BatchReport, Granter};
 
+use super::{Backoff, STREAM_POLL};
+
 /// Long-poll wait of the local receive loop.
 const RECEIVE_WAIT: Duration = Duration::from_secs(5);
-/// How often the local poller reads the table stream. A freed slot is
-/// handed on within this (plus the admission write).
-const STREAM_POLL: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Finish a batch: admit or file what can be, quarantine what cannot be read.
 /// Returns the ids of messages to delete and of those to leave for redelivery.
@@ -94,32 +94,17 @@ pub async fn handle_lambda_event<S: SessionStore, Q: Quarantine>(
             serde_json::to_value(response).map_err(|e| ServiceError::Internal(e.to_string()))
         }
         "aws:dynamodb" => {
-            handle_counter_changes(granter, &changes_in_lambda_event(&event)).await?;
+            let changes: Vec<CountersChange> = changes_in_lambda_event(&event)
+                .iter()
+                .filter_map(ItemChange::counters)
+                .collect();
+            handle_counter_changes(granter, &changes).await?;
             Ok(Value::Object(serde_json::Map::new()))
         }
         "" => Ok(Value::Object(serde_json::Map::new())),
         other => Err(ServiceError::Internal(format!(
             "unexpected event source {other}"
         ))),
-    }
-}
-
-/// Doubles a pause after each failure, back to nothing after a success, so a
-/// poller facing an outage stops receiving messages it cannot finish.
-#[derive(Debug, Default)]
-struct Backoff(Option<Duration>);
-
-impl Backoff {
-    fn failed(&mut self) -> Duration {
-        let next = self
-            .0
-            .map_or(Duration::from_millis(250), |d| (d * 2).min(MAX_BACKOFF));
-        self.0 = Some(next);
-        next
-    }
-
-    fn succeeded(&mut self) {
-        self.0 = None;
     }
 }
 
@@ -131,7 +116,7 @@ pub async fn poll_join_queue<S, C, Q>(
     shutdown: impl Future<Output = ()>,
 ) where
     S: SessionStore,
-    C: JoinQueueConsumer,
+    C: QueueConsumer,
     Q: Quarantine,
 {
     let work = async {
@@ -189,7 +174,7 @@ pub async fn poll_table_stream<S: SessionStore>(
                     backoff.failed()
                 }
                 Ok(changes) => {
-                    pending.extend(changes);
+                    pending.extend(changes.iter().filter_map(ItemChange::counters));
                     match handle_counter_changes(granter, &pending).await {
                         Ok(()) => {
                             pending.clear();
@@ -209,23 +194,5 @@ pub async fn poll_table_stream<S: SessionStore>(
     tokio::select! {
         () = work => {}
         () = shutdown => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_a_cap_and_resets() {
-        let mut backoff = Backoff::default();
-        assert_eq!(backoff.failed(), Duration::from_millis(250));
-        assert_eq!(backoff.failed(), Duration::from_millis(500));
-        for _ in 0..20 {
-            backoff.failed();
-        }
-        assert_eq!(backoff.failed(), MAX_BACKOFF);
-        backoff.succeeded();
-        assert_eq!(backoff.failed(), Duration::from_millis(250));
     }
 }

@@ -1,7 +1,13 @@
 //! How the long-running parts run: as Lambda handlers in AWS, and as
 //! pollers on a laptop, with the same service code underneath.
 
+pub mod authorizer;
+pub mod checkout;
 pub mod granter;
+pub mod publisher;
+pub mod sweeper;
+
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -46,5 +52,47 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// How often local pollers read the table stream: a freed slot or a new
+/// event is handled within this (plus the write it causes).
+pub(crate) const STREAM_POLL: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Doubles a pause after each failure, back to nothing after a success, so a
+/// poller facing an outage stops taking work it cannot finish.
+#[derive(Debug, Default)]
+pub(crate) struct Backoff(Option<Duration>);
+
+impl Backoff {
+    pub(crate) fn failed(&mut self) -> Duration {
+        let next = self
+            .0
+            .map_or(Duration::from_millis(250), |d| (d * 2).min(MAX_BACKOFF));
+        self.0 = Some(next);
+        next
+    }
+
+    pub(crate) fn succeeded(&mut self) {
+        self.0 = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_a_cap_and_resets() {
+        let mut backoff = Backoff::default();
+        assert_eq!(backoff.failed(), Duration::from_millis(250));
+        assert_eq!(backoff.failed(), Duration::from_millis(500));
+        for _ in 0..20 {
+            backoff.failed();
+        }
+        assert_eq!(backoff.failed(), MAX_BACKOFF);
+        backoff.succeeded();
+        assert_eq!(backoff.failed(), Duration::from_millis(250));
     }
 }

@@ -2,10 +2,15 @@
 //! real adapters into one of these; tests wire the in-memory ones.
 
 pub mod admin;
+pub mod admission_check;
+pub mod cache;
+pub mod checkout;
 pub mod granter;
 pub mod join;
+pub mod publisher;
 pub mod session_command;
 pub mod status;
+pub mod sweeper;
 
 use crate::domain::Session;
 use crate::ports::{QueueError, StoreError};
@@ -16,6 +21,9 @@ pub enum ServiceError {
     SessionNotFound,
     #[error("session has ended")]
     SessionEnded(Box<Session>),
+    /// The operation needs an admitted session and this one is not.
+    #[error("session is not active")]
+    NotActive(Box<Session>),
     /// A dependency is down or throttling; the caller may retry.
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),

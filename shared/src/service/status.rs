@@ -1,22 +1,28 @@
-//! Status: where a session stands, and when to ask again.
+//! Status: where a session stands, how long it may take, when to ask again,
+//! and for an admitted user the token that opens the protected flow.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use crate::domain::estimate::{estimated_wait, poll_interval};
 use crate::domain::line::people_ahead;
-use crate::domain::{Clock, EventId, LineShard, Session, SessionId, SessionStatus};
-use crate::ports::SessionStore;
+use crate::domain::{Clock, EventCounters, EventId, LineShard, Session, SessionId, SessionStatus};
+use crate::ports::{SessionStore, Touch};
+use crate::token::AdmissionSigner;
 
 use super::ServiceError;
+use super::cache::TtlCache;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusReport {
     pub session: Session,
     /// For a waiting session the granter has filed.
     pub people_ahead: Option<u64>,
+    pub estimated_wait: Option<Duration>,
     /// When the client should poll next; `None` once there is nothing to wait for.
     pub poll_after: Option<Duration>,
+    /// For an active session: what the protected origin checks.
+    pub admission_token: Option<String>,
 }
 
 impl StatusReport {
@@ -25,87 +31,104 @@ impl StatusReport {
     }
 }
 
-/// Poll often near the front, rarely far back: the cost of a waiting room is
-/// mostly status polls, and someone 50,000 places back gains nothing from
-/// asking every two seconds.
-pub fn poll_interval(session: &Session, people_ahead: Option<u64>) -> Option<Duration> {
-    if session.status != SessionStatus::Waiting {
-        return None;
-    }
-    let seconds = match people_ahead {
-        None => 1,
-        Some(0..=20) => 2,
-        Some(21..=200) => 5,
-        Some(201..=2_000) => 15,
-        Some(_) => 30,
-    };
-    Some(Duration::from_secs(seconds))
-}
-
-/// Line shard items are read by every poll of every waiting user: a short
-/// per-process cache turns thousands of reads per second of one hot item into
-/// one read per second per function instance.
-#[derive(Debug, Default)]
-pub struct LineCache {
-    ttl: Duration,
-    entries: Mutex<HashMap<(EventId, u16), (LineShard, Instant)>>,
-}
-
-impl LineCache {
-    pub fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn get(&self, event: &EventId, shard: u16) -> Option<LineShard> {
-        let entries = self.entries.lock().ok()?;
-        let (line, at) = entries.get(&(event.clone(), shard))?;
-        (at.elapsed() < self.ttl).then(|| line.clone())
-    }
-
-    fn put(&self, event: &EventId, line: &LineShard) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.insert((event.clone(), line.shard), (line.clone(), Instant::now()));
-        }
-    }
-}
-
 pub struct StatusService<S> {
     pub store: S,
     pub clock: Arc<dyn Clock>,
     pub line_shards: u16,
-    pub line_cache: LineCache,
+    pub signer: AdmissionSigner,
+    /// Abandonment limit for waiting users; polls keep them present.
+    pub abandon_after: Option<Duration>,
+    /// Line shards and event counters are read by every poll of every
+    /// waiting user: one read per item per `cache` per instance instead.
+    pub lines: TtlCache<(EventId, u16), LineShard>,
+    pub counters: TtlCache<EventId, EventCounters>,
 }
 
 impl<S: SessionStore> StatusService<S> {
+    pub fn new(
+        store: S,
+        clock: Arc<dyn Clock>,
+        line_shards: u16,
+        signer: AdmissionSigner,
+        abandon_after: Option<Duration>,
+        cache: Duration,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            line_shards,
+            signer,
+            abandon_after,
+            lines: TtlCache::new(cache),
+            counters: TtlCache::new(cache),
+        }
+    }
+
     pub async fn status(&self, id: &SessionId) -> Result<StatusReport, ServiceError> {
-        let session = self
+        let now = self.clock.now();
+        let mut session = self
             .store
             .get_session(id)
             .await?
             .ok_or(ServiceError::SessionNotFound)?;
-        let people_ahead = match (session.status, session.place()) {
+        let stale = self
+            .presence_refresh()
+            .is_some_and(|refresh| now.since(session.last_seen_at) >= refresh);
+        if session.status == SessionStatus::Waiting && stale {
+            // Polling is how a waiting user shows they are still there.
+            match self.store.touch(id, now).await? {
+                Touch::Touched(touched) | Touch::Ended(touched) => session = touched,
+                Touch::NotFound => return Err(ServiceError::SessionNotFound),
+            }
+        }
+        let (ahead, wait) = match (session.status, session.place()) {
             (SessionStatus::Waiting, Some(place)) => {
                 let line = self.line_shard(&session.event_id, place.shard).await?;
-                Some(people_ahead(place.ticket, &line, self.line_shards))
+                let ahead = people_ahead(place.ticket, &line, self.line_shards);
+                let rate = self
+                    .event_counters(&session.event_id)
+                    .await?
+                    .rate
+                    .current_per_hour(now);
+                (Some(ahead), estimated_wait(ahead, rate))
             }
-            _ => None,
+            _ => (None, None),
         };
+        let poll_after = (session.status == SessionStatus::Waiting)
+            .then(|| poll_interval(ahead, wait, self.abandon_after));
         Ok(StatusReport {
-            poll_after: poll_interval(&session, people_ahead),
+            admission_token: self.signer.token_for(&session),
             session,
-            people_ahead,
+            people_ahead: ahead,
+            estimated_wait: wait,
+            poll_after,
         })
     }
 
+    /// Polls come at most a third of the abandonment limit apart
+    /// (`poll_interval`), so writing presence once half of it has passed
+    /// keeps every polling user at least a third of the limit from being
+    /// taken for gone, while most polls write nothing.
+    fn presence_refresh(&self) -> Option<Duration> {
+        self.abandon_after.map(|limit| limit / 2)
+    }
+
     async fn line_shard(&self, event: &EventId, shard: u16) -> Result<LineShard, ServiceError> {
-        if let Some(line) = self.line_cache.get(event, shard) {
+        let key = (event.clone(), shard);
+        if let Some(line) = self.lines.get(&key) {
             return Ok(line);
         }
         let line = self.store.line_shard(event, shard).await?;
-        self.line_cache.put(event, &line);
+        self.lines.put(key, line.clone());
         Ok(line)
+    }
+
+    async fn event_counters(&self, event: &EventId) -> Result<EventCounters, ServiceError> {
+        if let Some(counters) = self.counters.get(event) {
+            return Ok(counters);
+        }
+        let counters = self.store.event_counters(event).await?;
+        self.counters.put(event.clone(), counters.clone());
+        Ok(counters)
     }
 }

@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use crate::adapters::memory::{MemoryQueue, MemoryStore};
 use crate::domain::admission::AdmissionPolicy;
-use crate::domain::{Clock, EventId, ManualClock, SessionStatus, Timestamp, UserId};
-use crate::ports::{Delivery, JoinQueueConsumer, OsRandom, SessionStore};
+use crate::domain::{Clock, EventId, ManualClock, SessionStatus, StayPolicy, Timestamp, UserId};
+use crate::ports::{Delivery, OsRandom, QueueConsumer, SessionStore};
+use crate::token::AdmissionSigner;
 
 use super::ServiceError;
 use super::granter::Granter;
 use super::join::{JoinOutcome, JoinService};
 use super::session_command::{LeaveOutcome, SessionCommands};
-use super::status::{LineCache, StatusService};
+use super::status::StatusService;
 
 struct World {
     store: Arc<MemoryStore>,
@@ -59,16 +60,22 @@ impl World {
             store: self.store.clone(),
             clock: Arc::new(self.clock.clone()),
             ended_retention: Duration::from_secs(3600),
+            stay: StayPolicy {
+                stay: Duration::from_secs(900),
+                max_stay: Duration::from_secs(1800),
+            },
         }
     }
 
     fn status(&self, shards: u16) -> StatusService<Arc<MemoryStore>> {
-        StatusService {
-            store: self.store.clone(),
-            clock: Arc::new(self.clock.clone()),
-            line_shards: shards,
-            line_cache: LineCache::new(Duration::ZERO),
-        }
+        StatusService::new(
+            self.store.clone(),
+            Arc::new(self.clock.clone()),
+            shards,
+            signer(),
+            Some(Duration::from_secs(300)),
+            Duration::ZERO,
+        )
     }
 
     /// Receives and handles everything in the queue, deleting what is done.
@@ -86,6 +93,10 @@ impl World {
             self.queue.delete(&done).await.unwrap();
         }
     }
+}
+
+fn signer() -> AdmissionSigner {
+    AdmissionSigner::generate("unit", [5; 32]).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn event() -> EventId {
@@ -322,4 +333,364 @@ async fn heartbeat_and_leave_answer_for_unknown_and_ended_sessions() {
         commands.heartbeat(&unknown).await,
         Err(ServiceError::SessionNotFound)
     );
+}
+
+mod lifecycle {
+    use super::*;
+    use crate::adapters::dynamodb::items::session_item;
+    use crate::adapters::memory::MemoryEventSink;
+    use crate::adapters::streams::ItemChange;
+    use crate::service::admission_check::{AdmissionCheck, Refusal};
+    use crate::service::cache::TtlCache;
+    use crate::service::checkout::{CheckoutOutcomes, OutcomeResult};
+    use crate::service::publisher::Publisher;
+    use crate::service::sweeper::Sweeper;
+    use crate::token::TokenVerifier;
+
+    async fn admitted(world: &World, n: usize, capacity: u32) -> Vec<crate::domain::SessionId> {
+        let join = world.join(1);
+        let mut ids = Vec::new();
+        for i in 0..n {
+            ids.push(
+                join.join(event(), user(i))
+                    .await
+                    .unwrap()
+                    .session()
+                    .id
+                    .clone(),
+            );
+        }
+        world.drain_queue(&world.granter(capacity, 1)).await;
+        ids
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_extends_an_active_stay_up_to_the_maximum() {
+        let world = World::new();
+        let id = admitted(&world, 1, 1).await.remove(0);
+        let start = world.clock.now();
+        world.clock.advance(Duration::from_secs(600));
+        let session = world.commands().heartbeat(&id).await.unwrap();
+        assert_eq!(
+            session.expires_at(),
+            Some(world.clock.now().plus(Duration::from_secs(900)))
+        );
+        world.clock.advance(Duration::from_secs(1000));
+        let session = world.commands().heartbeat(&id).await.unwrap();
+        assert_eq!(
+            session.expires_at(),
+            Some(start.plus(Duration::from_secs(1800))),
+            "capped at the maximum"
+        );
+        assert_eq!(
+            world
+                .store
+                .get_session(&id)
+                .await
+                .unwrap()
+                .unwrap()
+                .expires_at(),
+            session.expires_at()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_expires_overdue_sessions_once_and_frees_their_slots() {
+        let world = World::new();
+        let ids = admitted(&world, 3, 2).await;
+        let sweeper = Sweeper {
+            commands: world.commands(),
+            page: 1,
+        };
+        assert_eq!(
+            sweeper.sweep().await.unwrap().expired,
+            0,
+            "nobody is overdue yet"
+        );
+        world.clock.advance(Duration::from_secs(901));
+        let report = sweeper.sweep().await.unwrap();
+        assert_eq!(
+            report.expired, 2,
+            "paging through the index finds all of them"
+        );
+        assert_eq!(sweeper.sweep().await.unwrap().expired, 0, "and only once");
+        let counters = world.store.event_counters(&event()).await.unwrap();
+        assert_eq!((counters.active, counters.expired), (0, 2));
+        world
+            .granter(2, 1)
+            .advance(&event(), Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            world
+                .store
+                .get_session(&ids[2])
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            SessionStatus::Active
+        );
+    }
+
+    #[tokio::test]
+    async fn status_tells_the_wait_keeps_pollers_present_and_hands_out_the_token() {
+        let world = World::new();
+        let ids = admitted(&world, 3, 1).await;
+        let status = world.status(1);
+        let active = status.status(&ids[0]).await.unwrap();
+        let token = active.admission_token.clone().unwrap();
+        let claims = TokenVerifier::new(vec![signer().public_key()])
+            .verify(&token, world.clock.now())
+            .unwrap();
+        assert_eq!(claims.sid, ids[0].to_string());
+
+        let waiting = status.status(&ids[2]).await.unwrap();
+        assert_eq!(
+            (waiting.people_ahead, waiting.position()),
+            (Some(1), Some(2))
+        );
+        assert_eq!(
+            waiting.estimated_wait, None,
+            "no admission rate measured yet"
+        );
+        assert!(waiting.admission_token.is_none());
+
+        // Presence is written only once half the abandonment limit passed.
+        let seen = world
+            .store
+            .get_session(&ids[2])
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen_at;
+        world.clock.advance(Duration::from_secs(100));
+        status.status(&ids[2]).await.unwrap();
+        assert_eq!(
+            world
+                .store
+                .get_session(&ids[2])
+                .await
+                .unwrap()
+                .unwrap()
+                .last_seen_at,
+            seen
+        );
+        world.clock.advance(Duration::from_secs(60));
+        status.status(&ids[2]).await.unwrap();
+        assert_eq!(
+            world
+                .store
+                .get_session(&ids[2])
+                .await
+                .unwrap()
+                .unwrap()
+                .last_seen_at,
+            world.clock.now()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_wait_estimate_follows_the_measured_admission_rate() {
+        let world = World::new();
+        let join = world.join(1);
+        let mut ids = Vec::new();
+        for i in 0..16 {
+            ids.push(
+                join.join(event(), user(i))
+                    .await
+                    .unwrap()
+                    .session()
+                    .id
+                    .clone(),
+            );
+        }
+        let granter = world.granter(2, 1);
+        world.drain_queue(&granter).await;
+        let commands = world.commands();
+        // One admission every 30 s for five minutes: 120 an hour, which the
+        // smoothed rate approaches from the first burst of two.
+        for id in &ids[..10] {
+            world.clock.advance(Duration::from_secs(30));
+            commands.leave(id).await.unwrap();
+            granter.advance(&event(), Vec::new()).await.unwrap();
+        }
+        let report = world.status(1).status(&ids[15]).await.unwrap();
+        let ahead = report.people_ahead.unwrap();
+        assert_eq!(ahead, 3);
+        let wait = report.estimated_wait.unwrap().as_secs();
+        assert!((100..=130).contains(&wait), "about 4 × 30 s, got {wait} s");
+    }
+
+    #[tokio::test]
+    async fn checkout_outcomes_apply_once_whatever_the_order() {
+        let world = World::new();
+        let ids = admitted(&world, 3, 2).await;
+        let outcomes = CheckoutOutcomes {
+            commands: world.commands(),
+        };
+        let message = |kind: &str, id: &crate::domain::SessionId, extra: &str| {
+            format!(
+                r#"{{"type":"{kind}","session_id":"{id}","event_id":"E","user_id":"u0","order_id":"o-1"{extra}}}"#
+            )
+        };
+        assert_eq!(
+            outcomes
+                .apply(&message("CHECKOUT_COMPLETED", &ids[0], ""))
+                .await,
+            OutcomeResult::Applied
+        );
+        assert_eq!(
+            outcomes
+                .apply(&message("CHECKOUT_COMPLETED", &ids[0], ""))
+                .await,
+            OutcomeResult::AlreadyEnded
+        );
+        assert_eq!(
+            outcomes
+                .apply(&message("CHECKOUT_FAILED", &ids[0], ""))
+                .await,
+            OutcomeResult::AlreadyEnded,
+            "a later outcome changes nothing"
+        );
+        let completed = world.store.get_session(&ids[0]).await.unwrap().unwrap();
+        assert_eq!(completed.status, SessionStatus::Completed);
+        assert_eq!(completed.ending.unwrap().order_id.as_deref(), Some("o-1"));
+
+        assert_eq!(
+            outcomes
+                .apply(&message(
+                    "CHECKOUT_FAILED",
+                    &ids[1],
+                    r#","reason":"card declined""#
+                ))
+                .await,
+            OutcomeResult::Applied
+        );
+        let failed = world.store.get_session(&ids[1]).await.unwrap().unwrap();
+        assert_eq!(
+            failed.ending.unwrap().detail.as_deref(),
+            Some("card declined")
+        );
+
+        assert!(
+            matches!(
+                outcomes
+                    .apply(&message("CHECKOUT_EXPIRED", &ids[2], ""))
+                    .await,
+                OutcomeResult::Rejected(_)
+            ),
+            "not admitted"
+        );
+        for garbage in [
+            "{",
+            "{}",
+            r#"{"type":"CHECKOUT_WON","session_id":"x","event_id":"E","user_id":"u"}"#,
+        ] {
+            assert!(
+                matches!(outcomes.apply(garbage).await, OutcomeResult::Rejected(_)),
+                "{garbage}"
+            );
+        }
+        let elsewhere = message("CHECKOUT_COMPLETED", &ids[2], "")
+            .replace(r#""event_id":"E""#, r#""event_id":"F""#);
+        assert!(
+            matches!(outcomes.apply(&elsewhere).await, OutcomeResult::Rejected(_)),
+            "event must match the session"
+        );
+        world.store.fail_next(1);
+        assert!(matches!(
+            outcomes
+                .apply(&message("CHECKOUT_COMPLETED", &ids[2], ""))
+                .await,
+            OutcomeResult::Retry(_)
+        ));
+
+        let counters = world.store.event_counters(&event()).await.unwrap();
+        assert_eq!(
+            (counters.completed, counters.failed, counters.active),
+            (1, 1, 0),
+            "both slots given back once"
+        );
+    }
+
+    fn change_of(
+        old: Option<&crate::domain::Session>,
+        new: Option<&crate::domain::Session>,
+    ) -> ItemChange {
+        let id = old.or(new).map(|s| s.id.clone()).unwrap();
+        ItemChange {
+            pk: format!("SESSION#{id}"),
+            old: old.map(session_item),
+            new: new.map(session_item),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_publisher_turns_session_changes_into_events_and_fails_whole() {
+        let world = World::new();
+        let ids = admitted(&world, 2, 1).await;
+        let first = world.store.get_session(&ids[0]).await.unwrap().unwrap();
+        let mut joined = first.clone();
+        joined.status = SessionStatus::Waiting;
+        joined.admission = None;
+        joined.ticket = None;
+        let sink = MemoryEventSink::default();
+        let publisher = Publisher {
+            sink,
+            signer: signer(),
+        };
+        let changes = vec![
+            change_of(Some(&joined), Some(&first)),
+            ItemChange {
+                pk: "EVENT#E".into(),
+                old: None,
+                new: None,
+            },
+        ];
+        publisher.sink.fail_next(1);
+        assert!(publisher.publish(&changes).await.is_err());
+        assert!(publisher.sink.published().is_empty());
+        let events = publisher.publish(&changes).await.unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, vec!["QUEUE_JOINED", "QUEUE_READY"]);
+        assert_eq!(publisher.sink.published(), events);
+        let mut broken = change_of(Some(&first), Some(&first));
+        if let Some(image) = broken.new.as_mut() {
+            image.remove("status");
+        }
+        assert!(
+            publisher.publish(&[broken]).await.is_err(),
+            "an unreadable change is not skipped"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_admission_check_wants_a_valid_token_of_an_active_session() {
+        let world = World::new();
+        let ids = admitted(&world, 1, 1).await;
+        let check = AdmissionCheck {
+            verifier: TokenVerifier::new(vec![signer().public_key()]),
+            store: world.store.clone(),
+            clock: Arc::new(world.clock.clone()),
+            sessions: TtlCache::new(Duration::ZERO),
+        };
+        let token = world
+            .status(1)
+            .status(&ids[0])
+            .await
+            .unwrap()
+            .admission_token
+            .unwrap();
+        assert_eq!(check.check(&token).await.unwrap().sid, ids[0].to_string());
+        world.commands().leave(&ids[0]).await.unwrap();
+        assert_eq!(
+            check.check(&token).await,
+            Err(Refusal::SessionNotActive("LEFT"))
+        );
+        assert!(matches!(
+            check.check("nonsense").await,
+            Err(Refusal::Token(_))
+        ));
+    }
 }

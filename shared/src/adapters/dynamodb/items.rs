@@ -6,6 +6,7 @@ use std::str::FromStr;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::layout::{self, PARTITION_KEY, TTL_ATTRIBUTE};
+use crate::domain::estimate::AdmissionRate;
 use crate::domain::{
     Admission, EndReason, Ending, EventCounters, LineEntry, LineShard, Session, SessionId,
     SessionStatus, Timestamp, UserId,
@@ -40,6 +41,9 @@ pub fn session_item(session: &Session) -> Item {
     if let Some(ticket) = session.ticket {
         item.insert("ticket".into(), n(ticket));
     }
+    if let Some(ahead) = session.ahead_at_filing {
+        item.insert("aheadAtFiling".into(), n(ahead));
+    }
     if let Some(admission) = &session.admission {
         item.insert("admittedAt".into(), n(admission.admitted_at.as_millis()));
         item.insert("admissionNo".into(), n(admission.admission_no));
@@ -48,6 +52,12 @@ pub fn session_item(session: &Session) -> Item {
     if let Some(ending) = &session.ending {
         item.insert("endedAt".into(), n(ending.ended_at.as_millis()));
         item.insert("endReason".into(), s(ending.reason.as_str()));
+        if let Some(order) = &ending.order_id {
+            item.insert("orderId".into(), s(order));
+        }
+        if let Some(detail) = &ending.detail {
+            item.insert("endDetail".into(), s(detail));
+        }
     }
     item
 }
@@ -66,6 +76,10 @@ pub fn get_str<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
         .and_then(|v| v.as_s().ok())
         .map(String::as_str)
         .ok_or_else(|| corrupt(&format!("missing string {name}"), item))
+}
+
+pub fn opt_str(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
 }
 
 pub fn opt_num<T: FromStr>(item: &Item, name: &str) -> Result<Option<T>, StoreError> {
@@ -123,7 +137,12 @@ pub fn decode_session(item: &Item) -> Result<Session, StoreError> {
                 .ok()
                 .and_then(|r| EndReason::parse(r))
                 .ok_or_else(|| corrupt("bad endReason", item))?;
-            Some(Ending { ended_at, reason })
+            Some(Ending {
+                ended_at,
+                reason,
+                order_id: opt_str(item, "orderId"),
+                detail: opt_str(item, "endDetail"),
+            })
         }
         _ => None,
     };
@@ -136,6 +155,7 @@ pub fn decode_session(item: &Item) -> Result<Session, StoreError> {
         joined_at: Timestamp::from_millis(num(item, "joinedAt")?),
         last_seen_at: Timestamp::from_millis(num(item, "lastSeenAt")?),
         ticket: opt_num(item, "ticket")?,
+        ahead_at_filing: opt_num(item, "aheadAtFiling")?,
         admission,
         ending,
     })
@@ -153,6 +173,11 @@ pub fn decode_counters(item: Option<&Item>) -> Result<EventCounters, StoreError>
         expired: counter(item, "expired")?,
         completed: counter(item, "completed")?,
         failed: counter(item, "failed")?,
+        rate: AdmissionRate {
+            per_hour: opt_num(item, "admitRatePerHour")?,
+            window_start: millis(item, "rateWindowStart")?,
+            window_admitted: counter(item, "rateWindowAdmitted")?,
+        },
     })
 }
 
@@ -226,9 +251,12 @@ mod tests {
             admission_no: 4,
             expires_at: Timestamp::from_millis(7),
         });
+        session.ahead_at_filing = Some(3);
         session.ending = Some(Ending {
             ended_at: Timestamp::from_millis(8),
-            reason: EndReason::UserLeft,
+            reason: EndReason::CheckoutFailed,
+            order_id: Some("order-9".into()),
+            detail: Some("card declined".into()),
         });
         assert_eq!(decode_session(&session_item(&session)).unwrap(), session);
     }

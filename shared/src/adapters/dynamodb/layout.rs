@@ -7,6 +7,9 @@
 //! | event counters  | `EVENT#<eventId>`              | granter, leave, admin |
 //! | line shard      | `LINE#<eventId>#<shard>`       | granter, leave        |
 //!
+//! Active sessions carry `expiryBucket`/`expiresAt`, which puts them in the
+//! sparse `expiry-index` the sweeper reads.
+//!
 //! Every hot item has its own partition key: an event's counters and each of
 //! its line shards are separate partitions, so sharding the line spreads the
 //! writes. Filed, not-yet-admitted sessions carry `lineKey`/`ticket`, which
@@ -20,6 +23,11 @@ pub const LINE_INDEX_PARTITION: &str = "lineKey";
 pub const LINE_INDEX_SORT: &str = "ticket";
 /// Attributes the line index carries besides its keys (and the table key).
 pub const LINE_INDEX_PROJECTION: &[&str] = &["sessionId", "status", "joinedAt", "lastSeenAt"];
+pub const EXPIRY_INDEX: &str = "expiry-index";
+pub const EXPIRY_INDEX_PARTITION: &str = "expiryBucket";
+pub const EXPIRY_INDEX_SORT: &str = "expiresAt";
+/// The sweeper needs only the key to end a session.
+pub const EXPIRY_INDEX_PROJECTION: &[&str] = &["sessionId"];
 /// Epoch seconds after which DynamoDB may delete an ended session or a claim.
 pub const TTL_ATTRIBUTE: &str = "ttl";
 

@@ -22,8 +22,9 @@ use self::items::{
 };
 use self::layout::PARTITION_KEY;
 use crate::domain::admission::{LineAdvance, SessionChange, SessionChangeKind, ShardAdvance};
+use crate::domain::session::expiry_bucket;
 use crate::domain::{
-    EndReason, EventCounters, EventId, LineEntry, LineShard, LineState, Session, SessionId,
+    EndReason, Ending, EventCounters, EventId, LineEntry, LineShard, LineState, Session, SessionId,
     SessionStatus, Timestamp,
 };
 use crate::ports::{
@@ -341,25 +342,45 @@ impl SessionStore for DynamoStore {
         &self,
         id: &SessionId,
         from: EndFrom,
-        reason: EndReason,
-        now: Timestamp,
+        ending: &Ending,
         retain_until: Timestamp,
     ) -> Result<EndOutcome, StoreError> {
         let event = id.event_id();
-        let end = Write::new(
-            layout::session_key(id),
+        let reason = ending.reason;
+        let mut update = String::from(
             "SET #status = :final, #endedAt = :now, #endReason = :reason, #ttl = :ttl",
-        )
-        .value(":final", s(reason.final_status().as_str()))
-        .value(":now", n(now.as_millis()))
-        .value(":reason", s(reason.as_str()))
-        .value(":ttl", ttl_value(retain_until))
-        .old_on_failure();
+        );
+        let mut end = Write::new(layout::session_key(id), "")
+            .value(":final", s(reason.final_status().as_str()))
+            .value(":now", n(ending.ended_at.as_millis()))
+            .value(":reason", s(reason.as_str()))
+            .value(":ttl", ttl_value(retain_until))
+            .old_on_failure();
+        if let Some(order) = &ending.order_id {
+            update.push_str(", #orderId = :order");
+            end = end.value(":order", s(order));
+        }
+        if let Some(detail) = &ending.detail {
+            update.push_str(", #endDetail = :detail");
+            end = end.value(":detail", s(detail));
+        }
         let (end, give_back) = match from {
-            EndFrom::Active => (
-                end.when("#status = :active").value(":active", s(ACTIVE)),
-                Some(self.release_slot(&event, reason)),
-            ),
+            EndFrom::Active => {
+                update.push_str(" REMOVE #expiryBucket");
+                (
+                    end.when("#status = :active").value(":active", s(ACTIVE)),
+                    Some(self.release_slot(&event, reason)),
+                )
+            }
+            EndFrom::ActiveOverdue { at } => {
+                update.push_str(" REMOVE #expiryBucket");
+                (
+                    end.when("#status = :active AND #expiresAt <= :overdueAt")
+                        .value(":active", s(ACTIVE))
+                        .value(":overdueAt", n(at.as_millis())),
+                    Some(self.release_slot(&event, reason)),
+                )
+            }
             EndFrom::WaitingFiled { shard, ticket } => (
                 end.when("#status = :waiting AND #ticket = :ticket")
                     .value(":waiting", s(WAITING))
@@ -372,20 +393,91 @@ impl SessionStore for DynamoStore {
                 None,
             ),
         };
+        let end = Write { update, ..end };
         let mut writes = vec![self.transact_update(end)?];
         if let Some(give_back) = give_back {
             writes.push(self.transact_update(give_back)?);
         }
         match self.transact(writes).await? {
             TransactResult::Applied => Ok(EndOutcome::Ended),
-            TransactResult::Cancelled(reasons) if failed_condition(reasons.first()) => Ok(
-                EndOutcome::NotAsExpected(old_item(&reasons, 0).map(decode_session).transpose()?),
-            ),
+            TransactResult::Cancelled(reasons) if failed_condition(reasons.first()) => {
+                Ok(EndOutcome::NotAsExpected(
+                    old_item(&reasons, 0)
+                        .map(decode_session)
+                        .transpose()?
+                        .map(Box::new),
+                ))
+            }
             TransactResult::Cancelled(reasons) => Err(StoreError::Unavailable(format!(
                 "end cancelled: {}",
                 codes(&reasons)
             ))),
         }
+    }
+
+    async fn extend_stay(
+        &self,
+        id: &SessionId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let update = "SET #expiresAt = :to";
+        let condition = "#status = :active AND #expiresAt = :from";
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(layout::session_key(id))))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names_in(&[update, condition])))
+            .expression_attribute_values(":to", n(to.as_millis()))
+            .expression_attribute_values(":from", n(from.as_millis()))
+            .expression_attribute_values(":active", s(ACTIVE))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(classify(&err)),
+        }
+    }
+
+    async fn overdue_sessions(
+        &self,
+        bucket: u16,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let condition = "#expiryBucket = :bucket AND #expiresAt <= :now";
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(layout::EXPIRY_INDEX)
+            .key_condition_expression(condition)
+            .set_expression_attribute_names(Some(names_in(&[condition])))
+            .expression_attribute_values(":bucket", s(bucket.to_string()))
+            .expression_attribute_values(":now", n(now.as_millis()))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        output
+            .items()
+            .iter()
+            .map(|item| {
+                let raw = items::get_str(item, "sessionId")?;
+                SessionId::parse(raw)
+                    .map_err(|_| StoreError::Corrupt(format!("bad sessionId {raw}")))
+            })
+            .collect()
     }
 
     async fn line_shard(&self, event: &EventId, shard: u16) -> Result<LineShard, StoreError> {
@@ -620,29 +712,34 @@ fn session_change(plan: &LineAdvance, change: &SessionChange, retain_until: Time
     const FILED: &str = "#status = :waiting AND #ticket = :ticket";
     let key = layout::session_key(&change.session_id);
     let write = match &change.kind {
-        SessionChangeKind::File => {
-            Write::new(key, "SET #ticket = :ticket, #shard = :shard, #lineKey = :line")
-                .when(FILING)
-                .value(":shard", n(change.shard))
-                .value(
-                    ":line",
-                    s(layout::line_index_key(&plan.event_id, change.shard)),
-                )
-        }
+        SessionChangeKind::File => Write::new(
+            key,
+            "SET #ticket = :ticket, #shard = :shard, #lineKey = :line, #aheadAtFiling = :ahead",
+        )
+        .when(FILING)
+        .value(":shard", n(change.shard))
+        .value(":line", s(layout::line_index_key(&plan.event_id, change.shard)))
+        .value(":ahead", n(change.ahead_at_filing.unwrap_or(0))),
         SessionChangeKind::Admit {
             filed_now,
             admission_no,
             expires_at,
         } => {
-            let admit = "#status = :active, #admittedAt = :now, #admissionNo = :no, #expiresAt = :expires";
+            // Active sessions join the expiry index the sweeper reads.
+            let admit = "#status = :active, #admittedAt = :now, #admissionNo = :no, #expiresAt = :expires, #expiryBucket = :bucket";
             let write = if *filed_now {
-                Write::new(key, format!("SET #ticket = :ticket, #shard = :shard, {admit}"))
-                    .when(FILING)
-                    .value(":shard", n(change.shard))
+                Write::new(
+                    key,
+                    format!("SET #ticket = :ticket, #shard = :shard, #aheadAtFiling = :ahead, {admit}"),
+                )
+                .when(FILING)
+                .value(":shard", n(change.shard))
+                .value(":ahead", n(change.ahead_at_filing.unwrap_or(0)))
             } else {
                 Write::new(key, format!("SET {admit} REMOVE #lineKey")).when(FILED)
             };
             write
+                .value(":bucket", s(expiry_bucket(&change.session_id).to_string()))
                 .value(":active", s(ACTIVE))
                 .value(":now", n(plan.now.as_millis()))
                 .value(":no", n(*admission_no))
@@ -716,15 +813,24 @@ fn take_slots(plan: &LineAdvance) -> Option<Write> {
             "attribute_not_exists(#capacity) AND (attribute_not_exists(#active) OR #active <= :activeAtMost) AND #admitted = :admittedSeen"
         }
     };
-    let mut write = Write::new(
-        layout::event_key(&plan.event_id),
-        "SET #eventId = :event ADD #active :admitted, #admitted :admitted",
-    )
-    .when(condition)
-    .value(":event", s(plan.event_id.as_str()))
-    .value(":admitted", n(plan.admitted))
-    .value(":activeAtMost", n(expect.active_at_most))
-    .value(":admittedSeen", n(expect.admitted_seen));
+    let mut update = String::from("SET #eventId = :event, #rateWindowAdmitted = :windowAdmitted");
+    let mut write = Write::new(layout::event_key(&plan.event_id), "")
+        .when(condition)
+        .value(":event", s(plan.event_id.as_str()))
+        .value(":windowAdmitted", n(plan.rate.window_admitted));
+    if let Some(start) = plan.rate.window_start {
+        update.push_str(", #rateWindowStart = :windowStart");
+        write = write.value(":windowStart", n(start.as_millis()));
+    }
+    if let Some(per_hour) = plan.rate.per_hour {
+        update.push_str(", #admitRatePerHour = :rate");
+        write = write.value(":rate", n(per_hour));
+    }
+    update.push_str(" ADD #active :admitted, #admitted :admitted");
+    let mut write = Write { update, ..write }
+        .value(":admitted", n(plan.admitted))
+        .value(":activeAtMost", n(expect.active_at_most))
+        .value(":admittedSeen", n(expect.admitted_seen));
     if let Some(capacity) = expect.capacity_seen {
         write = write.value(":capacity", n(capacity));
     }

@@ -1,0 +1,278 @@
+//! Domain events: one per state change of a session, derived from the table's
+//! stream (the outbox) so that a crash between a change and its publication
+//! can neither lose nor invent an event. See docs/decisions/0010-domain-events.md.
+//!
+//! | change                                   | event                 |
+//! |------------------------------------------|-----------------------|
+//! | filed in the line (ticket given)         | `QUEUE_JOINED`        |
+//! | admitted                                 | `QUEUE_READY`         |
+//! | left, abandoned, stay over               | `QUEUE_LEFT`          |
+//! | checkout outcome applied                 | `CHECKOUT_COMPLETED` / `_FAILED` / `_EXPIRED` |
+//!
+//! A session reaches each of these at most once, so `<sessionId>/<type>` is
+//! a unique, deterministic event id: a republished event keeps its id and
+//! consumers deduplicate on it.
+
+use serde::Serialize;
+
+use crate::adapters::streams::SessionUpdate;
+use crate::domain::{EndReason, Session, SessionStatus, Timestamp};
+use crate::token::AdmissionSigner;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DomainEvent {
+    /// Unique per change; consumers deduplicate on it.
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The on-sale; also the partition key, so one event's changes stay in order.
+    pub event_id: String,
+    pub session_id: String,
+    pub user_id: String,
+    pub occurred_at: String,
+    /// `QUEUE_JOINED`: 1 for the front of the line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
+    /// `QUEUE_READY`: the token the protected origin accepts, and its end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admission_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// `QUEUE_LEFT`: `user_left`, `timeout` or `expired`; `CHECKOUT_FAILED`:
+    /// the checkout's own reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+}
+
+impl DomainEvent {
+    fn new(kind: &'static str, session: &Session, at: Timestamp) -> Self {
+        Self {
+            id: format!("{}/{kind}", session.id),
+            kind,
+            event_id: session.event_id.to_string(),
+            session_id: session.id.to_string(),
+            user_id: session.user_id.to_string(),
+            occurred_at: at.to_rfc3339(),
+            position: None,
+            admission_token: None,
+            expires_at: None,
+            reason: None,
+            order_id: None,
+        }
+    }
+}
+
+/// The events one write to one session produced, in the order they happened.
+pub fn events_for(update: &SessionUpdate, signer: &AdmissionSigner) -> Vec<DomainEvent> {
+    let Some(new) = &update.new else {
+        return Vec::new(); // deleted by TTL or an undone join: not a change of state
+    };
+    let old = update.old.as_ref();
+    let mut events = Vec::new();
+    let was_filed = old.is_some_and(|o| o.ticket.is_some());
+    if new.ticket.is_some()
+        && !was_filed
+        && matches!(new.status, SessionStatus::Waiting | SessionStatus::Active)
+    {
+        let mut joined = DomainEvent::new("QUEUE_JOINED", new, new.joined_at);
+        joined.position = new.ahead_at_filing.map(|ahead| ahead + 1);
+        events.push(joined);
+    }
+    let status_changed = old.is_none_or(|o| o.status != new.status);
+    if !status_changed {
+        return events;
+    }
+    match (new.status, &new.admission, &new.ending) {
+        (SessionStatus::Active, Some(admission), _) => {
+            let mut ready = DomainEvent::new("QUEUE_READY", new, admission.admitted_at);
+            ready.admission_token = signer.token_for(new);
+            ready.expires_at = Some(admission.expires_at.to_rfc3339());
+            events.push(ready);
+        }
+        (status, _, Some(ending)) if status.is_ended() => {
+            let kind = match ending.reason {
+                EndReason::CheckoutCompleted => "CHECKOUT_COMPLETED",
+                EndReason::CheckoutFailed => "CHECKOUT_FAILED",
+                EndReason::CheckoutExpired => "CHECKOUT_EXPIRED",
+                EndReason::UserLeft | EndReason::Timeout | EndReason::Expired => "QUEUE_LEFT",
+            };
+            let mut ended = DomainEvent::new(kind, new, ending.ended_at);
+            ended.reason = match ending.reason {
+                EndReason::UserLeft | EndReason::Timeout | EndReason::Expired => {
+                    Some(ending.reason.as_str().to_owned())
+                }
+                _ => ending.detail.clone(),
+            };
+            ended.order_id = ending.order_id.clone();
+            events.push(ended);
+        }
+        _ => {}
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Admission, Ending, EventId, SessionId, UserId};
+
+    fn waiting() -> Session {
+        let event = EventId::parse("E1").unwrap();
+        Session::new_waiting(
+            SessionId::new(&event, [2; 16]),
+            UserId::parse("u1").unwrap(),
+            0,
+            Timestamp::from_millis(1_000),
+        )
+    }
+
+    fn filed(ahead: u64) -> Session {
+        let mut s = waiting();
+        s.ticket = Some(7);
+        s.ahead_at_filing = Some(ahead);
+        s
+    }
+
+    fn active(from: Session) -> Session {
+        let mut s = from;
+        s.status = SessionStatus::Active;
+        s.admission = Some(Admission {
+            admitted_at: Timestamp::from_millis(5_000),
+            admission_no: 1,
+            expires_at: Timestamp::from_millis(905_000),
+        });
+        s
+    }
+
+    fn ended(from: Session, ending: Ending) -> Session {
+        let mut s = from;
+        s.status = ending.reason.final_status();
+        s.ending = Some(ending);
+        s
+    }
+
+    fn signer() -> AdmissionSigner {
+        AdmissionSigner::generate("k1", [3; 32]).unwrap()
+    }
+
+    fn kinds(update: SessionUpdate) -> Vec<&'static str> {
+        events_for(&update, &signer())
+            .iter()
+            .map(|e| e.kind)
+            .collect()
+    }
+
+    #[test]
+    fn each_change_maps_to_its_event() {
+        assert!(
+            kinds(SessionUpdate {
+                old: None,
+                new: Some(waiting())
+            })
+            .is_empty(),
+            "not in line yet"
+        );
+        let joined = events_for(
+            &SessionUpdate {
+                old: Some(waiting()),
+                new: Some(filed(4)),
+            },
+            &signer(),
+        );
+        assert_eq!(
+            (joined[0].kind, joined[0].position),
+            ("QUEUE_JOINED", Some(5))
+        );
+        assert_eq!(
+            kinds(SessionUpdate {
+                old: Some(filed(4)),
+                new: Some(active(filed(4)))
+            }),
+            vec!["QUEUE_READY"]
+        );
+        assert_eq!(
+            kinds(SessionUpdate {
+                old: Some(waiting()),
+                new: Some(active(filed(0)))
+            }),
+            vec!["QUEUE_JOINED", "QUEUE_READY"],
+            "filed and admitted in one write"
+        );
+        let mut touched = filed(4);
+        touched.last_seen_at = Timestamp::from_millis(9_999);
+        assert!(
+            kinds(SessionUpdate {
+                old: Some(filed(4)),
+                new: Some(touched)
+            })
+            .is_empty(),
+            "a heartbeat is no event"
+        );
+        assert!(
+            kinds(SessionUpdate {
+                old: Some(filed(4)),
+                new: None
+            })
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn ready_carries_a_token_and_endings_their_reason() {
+        let ready = &events_for(
+            &SessionUpdate {
+                old: Some(filed(0)),
+                new: Some(active(filed(0))),
+            },
+            &signer(),
+        )[0];
+        assert!(
+            ready
+                .admission_token
+                .as_deref()
+                .is_some_and(|t| t.split('.').count() == 3)
+        );
+        assert_eq!(ready.id, format!("{}/QUEUE_READY", waiting().id));
+
+        let left = ended(
+            filed(2),
+            Ending::new(EndReason::Timeout, Timestamp::from_millis(7_000)),
+        );
+        let event = &events_for(
+            &SessionUpdate {
+                old: Some(filed(2)),
+                new: Some(left),
+            },
+            &signer(),
+        )[0];
+        assert_eq!(
+            (event.kind, event.reason.as_deref()),
+            ("QUEUE_LEFT", Some("timeout"))
+        );
+
+        let failed = Ending {
+            ended_at: Timestamp::from_millis(8_000),
+            reason: EndReason::CheckoutFailed,
+            order_id: Some("o-1".into()),
+            detail: Some("card declined".into()),
+        };
+        let outcome = ended(active(filed(0)), failed);
+        let event = &events_for(
+            &SessionUpdate {
+                old: Some(active(filed(0))),
+                new: Some(outcome),
+            },
+            &signer(),
+        )[0];
+        assert_eq!(event.kind, "CHECKOUT_FAILED");
+        assert_eq!(
+            (event.reason.as_deref(), event.order_id.as_deref()),
+            (Some("card declined"), Some("o-1"))
+        );
+        let json = serde_json::to_value(event).unwrap();
+        assert_eq!(json["type"], "CHECKOUT_FAILED");
+        assert!(json.get("admission_token").is_none());
+    }
+}

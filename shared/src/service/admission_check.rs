@@ -1,0 +1,65 @@
+//! The check the protected origin relies on: a valid token of a session that
+//! is still active. The authorizer function runs it; other Rust services can
+//! call it directly.
+
+use std::sync::Arc;
+
+use crate::domain::{Clock, Session, SessionId, SessionStatus};
+use crate::ports::SessionStore;
+use crate::token::{AdmissionClaims, TokenError, TokenVerifier};
+
+use super::cache::TtlCache;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("invalid token: {0}")]
+    Token(#[from] TokenError),
+    #[error("the session no longer exists")]
+    SessionGone,
+    #[error("the session is {0}, not ACTIVE")]
+    SessionNotActive(&'static str),
+    #[error("the token does not match its session")]
+    Mismatch,
+    #[error("session state unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub struct AdmissionCheck<S> {
+    pub verifier: TokenVerifier,
+    pub store: S,
+    pub clock: Arc<dyn Clock>,
+    /// Session states, briefly: a session that left is refused within this
+    /// time, and the origin does not wait on DynamoDB for every request.
+    pub sessions: TtlCache<SessionId, Option<Session>>,
+}
+
+impl<S: SessionStore> AdmissionCheck<S> {
+    pub async fn check(&self, token: &str) -> Result<AdmissionClaims, Refusal> {
+        let now = self.clock.now();
+        let claims = self.verifier.verify(token, now)?;
+        let id = SessionId::parse(&claims.sid).map_err(|_| Refusal::Mismatch)?;
+        let session = match self.sessions.get(&id) {
+            Some(cached) => cached,
+            None => {
+                let fetched = self
+                    .store
+                    .get_session(&id)
+                    .await
+                    .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+                self.sessions.put(id.clone(), fetched.clone());
+                fetched
+            }
+        };
+        let session = session.ok_or(Refusal::SessionGone)?;
+        if session.user_id.as_str() != claims.sub {
+            return Err(Refusal::Mismatch);
+        }
+        match session.expires_at() {
+            Some(end) if session.status == SessionStatus::Active && end > now => Ok(claims),
+            _ if session.status == SessionStatus::Active => {
+                Err(Refusal::SessionNotActive("past its stay"))
+            }
+            _ => Err(Refusal::SessionNotActive(session.status.as_str())),
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Checkout outcomes from the protected flow: each ends an admitted session
+//! as `COMPLETED`, `FAILED` or `EXPIRED` and gives its slot back. Duplicates
+//! and outcomes arriving after another one are acknowledged without effect.
+
+use serde::Deserialize;
+
+use crate::domain::{EndReason, Ending, EventId, SessionId, UserId};
+use crate::ports::{Delivery, SessionStore};
+
+use super::ServiceError;
+use super::session_command::{EndsWhen, LeaveOutcome, SessionCommands};
+
+const MAX_ORDER_ID: usize = 128;
+const MAX_REASON: usize = 1024;
+
+/// The message the checkout service sends.
+#[derive(Debug, Deserialize)]
+struct OutcomeMessage {
+    #[serde(rename = "type")]
+    kind: String,
+    session_id: String,
+    event_id: String,
+    user_id: String,
+    #[serde(default)]
+    order_id: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutcomeResult {
+    Applied,
+    /// The session had ended already (a duplicate, or a later outcome).
+    AlreadyEnded,
+    /// Can never apply (malformed, unknown session, not admitted): it goes
+    /// to the dead-letter queue after the queue's retries.
+    Rejected(String),
+    /// A dependency failed: try again.
+    Retry(ServiceError),
+}
+
+fn reason_of(kind: &str) -> Option<EndReason> {
+    match kind {
+        "CHECKOUT_COMPLETED" => Some(EndReason::CheckoutCompleted),
+        "CHECKOUT_FAILED" => Some(EndReason::CheckoutFailed),
+        "CHECKOUT_EXPIRED" => Some(EndReason::CheckoutExpired),
+        _ => None,
+    }
+}
+
+fn parse(body: &str) -> Result<(SessionId, EndReason, Option<String>, Option<String>), String> {
+    let message: OutcomeMessage =
+        serde_json::from_str(body).map_err(|e| format!("not an outcome message: {e}"))?;
+    let reason =
+        reason_of(&message.kind).ok_or_else(|| format!("unknown type {:?}", message.kind))?;
+    let session = SessionId::parse(&message.session_id).map_err(|e| e.to_string())?;
+    let event = EventId::parse(&message.event_id).map_err(|e| e.to_string())?;
+    if session.event_id() != event {
+        return Err("event_id does not match the session".into());
+    }
+    UserId::parse(&message.user_id).map_err(|e| e.to_string())?;
+    let printable =
+        |text: &String, max: usize| text.len() <= max && !text.chars().any(char::is_control);
+    if message
+        .order_id
+        .as_ref()
+        .is_some_and(|o| !printable(o, MAX_ORDER_ID))
+    {
+        return Err("order_id is too long or not printable".into());
+    }
+    if message
+        .reason
+        .as_ref()
+        .is_some_and(|r| !printable(r, MAX_REASON))
+    {
+        return Err("reason is too long or not printable".into());
+    }
+    Ok((session, reason, message.order_id, message.reason))
+}
+
+pub struct CheckoutOutcomes<S> {
+    pub commands: SessionCommands<S>,
+}
+
+impl<S: SessionStore> CheckoutOutcomes<S> {
+    pub async fn apply(&self, body: &str) -> OutcomeResult {
+        let (session, reason, order_id, detail) = match parse(body) {
+            Ok(parsed) => parsed,
+            Err(problem) => return OutcomeResult::Rejected(problem),
+        };
+        let ending = Ending {
+            ended_at: self.commands.clock.now(),
+            reason,
+            order_id,
+            detail,
+        };
+        match self.commands.end(&session, &ending, EndsWhen::Active).await {
+            Ok(LeaveOutcome::Left) => OutcomeResult::Applied,
+            Ok(LeaveOutcome::AlreadyEnded(_)) => OutcomeResult::AlreadyEnded,
+            Err(ServiceError::SessionNotFound) => {
+                OutcomeResult::Rejected(format!("no session {session}"))
+            }
+            Err(ServiceError::NotActive(current)) => OutcomeResult::Rejected(format!(
+                "session {session} is {}, not admitted",
+                current.status.as_str()
+            )),
+            Err(err) => OutcomeResult::Retry(err),
+        }
+    }
+
+    /// Apply a batch; returns the ids of messages to hand back to the queue.
+    pub async fn handle_batch(&self, deliveries: &[Delivery]) -> Vec<String> {
+        let mut failed = Vec::new();
+        for delivery in deliveries {
+            match self.apply(&delivery.body).await {
+                OutcomeResult::Applied | OutcomeResult::AlreadyEnded => {}
+                OutcomeResult::Rejected(problem) => {
+                    tracing::error!(message_id = %delivery.message_id, %problem, "checkout outcome refused; it will reach the dead-letter queue");
+                    failed.push(delivery.message_id.clone());
+                }
+                OutcomeResult::Retry(err) => {
+                    tracing::warn!(message_id = %delivery.message_id, error = %err, "checkout outcome not applied yet");
+                    failed.push(delivery.message_id.clone());
+                }
+            }
+        }
+        failed
+    }
+}

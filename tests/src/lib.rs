@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use waiting_room::adapters::dynamodb::DynamoStore;
 use waiting_room::adapters::dynamodb::items::decode_session;
+use waiting_room::adapters::kinesis::KinesisEventSink;
 use waiting_room::adapters::sqs::{SqsQuarantine, SqsQueue};
 use waiting_room::adapters::streams::TableStreamReader;
 use waiting_room::config::LifecycleSettings;
@@ -23,10 +24,15 @@ use waiting_room::domain::{Session, SessionStatus, SystemClock};
 use waiting_room::ports::OsRandom;
 use waiting_room::provision::{Clients, Provisioned, ResourceNames, provision, tear_down};
 use waiting_room::runtime::granter::{poll_join_queue, poll_table_stream};
+use waiting_room::service::admission_check::AdmissionCheck;
+use waiting_room::service::cache::TtlCache;
+use waiting_room::service::checkout::CheckoutOutcomes;
 use waiting_room::service::granter::Granter;
 use waiting_room::service::join::JoinService;
+use waiting_room::service::publisher::Publisher;
 use waiting_room::service::session_command::SessionCommands;
 use waiting_room::service::status::StatusService;
+use waiting_room::service::sweeper::Sweeper;
 use waiting_room::token::{AdmissionSigner, TokenVerifier};
 use waiting_room::wiring::admission_policy;
 
@@ -56,6 +62,17 @@ pub async fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// Logs of the code under test, shown for failing tests; `RUST_LOG` picks
+/// the level (warnings by default).
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
 pub fn random_suffix() -> String {
     let mut bytes = [0u8; 6];
     getrandom::fill(&mut bytes).unwrap();
@@ -80,6 +97,7 @@ impl Stack {
     }
 
     pub async fn at(endpoint: &str, tag: &str) -> Self {
+        init_logs();
         let sdk = sdk_config_for(endpoint).await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
@@ -170,6 +188,107 @@ impl Stack {
 
     pub fn verifier(&self) -> TokenVerifier {
         TokenVerifier::new(vec![self.signer.public_key()])
+    }
+
+    pub fn commands_with(&self, lifecycle: &LifecycleSettings) -> SessionCommands<DynamoStore> {
+        SessionCommands {
+            stay: lifecycle.stay_policy(),
+            ..self.commands()
+        }
+    }
+
+    pub fn status_with(&self, lifecycle: &LifecycleSettings) -> StatusService<DynamoStore> {
+        StatusService::new(
+            self.store(),
+            Arc::new(SystemClock),
+            1,
+            self.signer.clone(),
+            lifecycle.abandon_after,
+            Duration::ZERO,
+        )
+    }
+
+    pub fn sweeper(&self, lifecycle: &LifecycleSettings) -> Sweeper<DynamoStore> {
+        Sweeper {
+            commands: self.commands_with(lifecycle),
+            page: 5,
+        }
+    }
+
+    pub fn checkout_outcomes(&self) -> CheckoutOutcomes<DynamoStore> {
+        CheckoutOutcomes {
+            commands: self.commands(),
+        }
+    }
+
+    pub fn publisher(&self) -> Publisher<KinesisEventSink> {
+        Publisher {
+            sink: KinesisEventSink::new(self.kinesis.clone(), &self.resources.events_stream),
+            signer: self.signer.clone(),
+        }
+    }
+
+    pub fn admission_check(&self) -> AdmissionCheck<DynamoStore> {
+        AdmissionCheck {
+            verifier: self.verifier(),
+            store: self.store(),
+            clock: Arc::new(SystemClock),
+            sessions: TtlCache::new(Duration::ZERO),
+        }
+    }
+
+    pub async fn stream_reader(&self) -> TableStreamReader {
+        TableStreamReader::open(
+            &self.dynamodb,
+            aws_sdk_dynamodbstreams_client(&self.sdk),
+            &self.resources.table,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Every record of the events stream, oldest first, as JSON: what a new
+    /// consumer (or a replay) reads.
+    pub async fn published_events(&self) -> Vec<serde_json::Value> {
+        let stream = &self.resources.events_stream;
+        let shards = self
+            .kinesis
+            .list_shards()
+            .stream_name(stream)
+            .send()
+            .await
+            .unwrap();
+        let mut events = Vec::new();
+        for shard in shards.shards() {
+            let mut iterator = self
+                .kinesis
+                .get_shard_iterator()
+                .stream_name(stream)
+                .shard_id(shard.shard_id())
+                .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .unwrap()
+                .shard_iterator()
+                .map(str::to_owned);
+            while let Some(current) = iterator {
+                let page = self
+                    .kinesis
+                    .get_records()
+                    .shard_iterator(current)
+                    .send()
+                    .await
+                    .unwrap();
+                if page.records().is_empty() {
+                    break;
+                }
+                for record in page.records() {
+                    events.push(serde_json::from_slice(record.data().as_ref()).unwrap());
+                }
+                iterator = page.next_shard_iterator().map(str::to_owned);
+            }
+        }
+        events
     }
 
     pub fn granter(&self, lifecycle: &LifecycleSettings, line_shards: u16) -> Granter<DynamoStore> {

@@ -154,6 +154,7 @@ pub fn plan_line_advance(
     policy: &AdmissionPolicy,
     now: Timestamp,
 ) -> LineAdvance {
+    let arrivals = &new_arrivals(arrivals, known);
     let mut cursors = build_cursors(state, arrivals, known);
     let capacity = state.counters.effective_capacity(policy.default_capacity);
     let free = state.counters.free_slots(policy.default_capacity);
@@ -253,6 +254,26 @@ pub fn plan_line_advance(
         sessions: changes,
         unfinished,
     }
+}
+
+/// Arrivals that are not filed already. A redelivered message of a session
+/// the index shows in line must not get a second ticket: the session keeps
+/// its place, and the ticket would be a hole nobody fills. (Filed sessions
+/// beyond the front the index showed are caught by the write's condition.)
+fn new_arrivals(arrivals: &[Arrival], known: &KnownEntries) -> Vec<Arrival> {
+    let mut fresh: Vec<Arrival> = Vec::with_capacity(arrivals.len());
+    for arrival in arrivals {
+        let filed = known
+            .by_shard
+            .iter()
+            .flatten()
+            .any(|e| e.session_id == arrival.session_id);
+        let repeated = fresh.iter().any(|a| a.session_id == arrival.session_id);
+        if !filed && !repeated {
+            fresh.push(arrival.clone());
+        }
+    }
+    fresh
 }
 
 fn build_cursors<'a>(
@@ -621,6 +642,40 @@ mod tests {
         assert_eq!(plan.admitted, 4);
         assert_eq!(plan.sessions.len(), 10, "the rest are still filed");
         assert!(plan.unfinished);
+    }
+
+    #[test]
+    fn a_redelivered_arrival_already_in_line_keeps_its_place_and_leaves_no_hole() {
+        let state = state(vec![shard(0, 4, 6)], 0);
+        let known = vec![vec![
+            entry(4, 4, 10, SessionStatus::Waiting),
+            entry(5, 5, 11, SessionStatus::Waiting),
+        ]];
+        let redelivered = arrival(4, 0, 10);
+        let plan = plan(
+            &state,
+            &[redelivered.clone(), arrival(6, 0, 12), redelivered],
+            known,
+            1,
+        );
+        assert_eq!(admitted_ids(&plan), vec![sid(4)]);
+        assert_eq!(
+            plan.shards[0].next, 7,
+            "one new ticket, for the one new arrival"
+        );
+        let filed: Vec<_> = plan
+            .sessions
+            .iter()
+            .filter(|c| c.kind == SessionChangeKind::File)
+            .map(|c| (c.session_id.clone(), c.ticket))
+            .collect();
+        assert_eq!(filed, vec![(sid(6), 6)]);
+        let ids: Vec<_> = plan.sessions.iter().map(|c| &c.session_id).collect();
+        assert_eq!(
+            ids.len(),
+            ids.iter().collect::<std::collections::HashSet<_>>().len(),
+            "one change per session"
+        );
     }
 
     #[test]

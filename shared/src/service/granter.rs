@@ -141,6 +141,7 @@ impl<S: SessionStore> Granter<S> {
                     }
                 }
                 AdvanceOutcome::Conflict { rejected } => {
+                    tracing::debug!(event = %event, ?rejected, shards = ?plan.shards, admitted = plan.admitted, sessions = plan.sessions.len(), "line advance conflicted; planning again");
                     // Rejected arrivals were filed before (a redelivery), have
                     // ended, or are gone: their messages are finished as is.
                     arrivals.retain(|a| !rejected.contains(&a.session_id));

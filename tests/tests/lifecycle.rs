@@ -1,0 +1,494 @@
+//! The session lifecycle against the emulator: expiry, abandonment, tokens,
+//! checkout outcomes and domain events.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use integration_tests::{Stack, eventually, lifecycle};
+use serde_json::{Value, json};
+use waiting_room::adapters::sqs::SqsQueue;
+use waiting_room::config::LifecycleSettings;
+use waiting_room::domain::{EndReason, EventId, Session, SessionId, SessionStatus, UserId};
+use waiting_room::ports::SessionStore;
+use waiting_room::runtime::authorizer::authorize;
+use waiting_room::runtime::checkout::poll_queue;
+use waiting_room::runtime::publisher::poll_table_stream;
+use waiting_room::token::{AdmissionClaims, AdmissionSigner};
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn event(name: &str) -> EventId {
+    EventId::parse(name).unwrap()
+}
+
+async fn join(stack: &Stack, event: &EventId, users: std::ops::Range<usize>) -> Vec<SessionId> {
+    let service = stack.join_service(1);
+    let mut ids = Vec::new();
+    for n in users {
+        let user = UserId::parse(&format!("fan-{n}")).unwrap();
+        ids.push(
+            service
+                .join(event.clone(), user)
+                .await
+                .unwrap()
+                .session()
+                .id
+                .clone(),
+        );
+    }
+    ids
+}
+
+async fn session(stack: &Stack, id: &SessionId) -> Session {
+    stack.store().get_session(id).await.unwrap().unwrap()
+}
+
+fn short_stays() -> LifecycleSettings {
+    LifecycleSettings {
+        active_stay: Duration::from_secs(1),
+        active_max_stay: Duration::from_secs(2),
+        ..lifecycle(100)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 6)]
+async fn expiry_returns_each_slot_once_under_concurrent_sweepers_and_leaves() {
+    let stack = Stack::new("expiry").await;
+    let e = event("E-expiry");
+    let settings = short_stays();
+    let granters = stack.start_granters(2, &settings, 1).await;
+    let ids = join(&stack, &e, 0..12).await;
+    eventually(PATIENCE, "all admitted", || async {
+        stack.store().event_counters(&e).await.unwrap().active == 12
+    })
+    .await;
+    granters.stop().await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    // Three sweepers race each other and six users leaving, twice each.
+    let sweepers = (0..3).map(|_| {
+        let sweeper = stack.sweeper(&settings);
+        tokio::spawn(async move {
+            for _ in 0..3 {
+                sweeper.sweep().await.unwrap();
+            }
+        })
+    });
+    let commands = Arc::new(stack.commands_with(&settings));
+    let leaves = ids
+        .iter()
+        .take(6)
+        .flat_map(|id| [id.clone(), id.clone()])
+        .map(|id| {
+            let commands = commands.clone();
+            tokio::spawn(async move {
+                commands.leave(&id).await.unwrap();
+            })
+        });
+    let tasks: Vec<_> = sweepers.chain(leaves).collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    let sessions: Vec<Session> =
+        futures::future::join_all(ids.iter().map(|id| session(&stack, id))).await;
+    let expired = sessions
+        .iter()
+        .filter(|s| s.status == SessionStatus::Expired)
+        .count() as u64;
+    let left = sessions
+        .iter()
+        .filter(|s| s.status == SessionStatus::Left)
+        .count() as u64;
+    assert_eq!(expired + left, 12, "every overdue session ended");
+    assert!(expired >= 6, "the six who never left expired");
+    let counters = stack.store().event_counters(&e).await.unwrap();
+    assert_eq!(
+        (counters.active, counters.expired, counters.left),
+        (0, expired, left),
+        "each slot given back once"
+    );
+    for s in sessions
+        .iter()
+        .filter(|s| s.status == SessionStatus::Expired)
+    {
+        assert_eq!(
+            s.ending.as_ref().map(|e| e.reason),
+            Some(EndReason::Expired)
+        );
+    }
+    stack.tear_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 6)]
+async fn an_abandoned_waiting_user_is_skipped_and_the_next_admitted() {
+    let stack = Stack::new("abandon").await;
+    let e = event("E-abandon");
+    stack.store().set_capacity(&e, 1).await.unwrap();
+    let settings = LifecycleSettings {
+        abandon_after: Some(Duration::from_secs(2)),
+        ..lifecycle(1)
+    };
+    let granters = stack.start_granters(1, &settings, 1).await;
+    let ids = join(&stack, &e, 0..3).await;
+    let (first, silent, polling) = (&ids[0], &ids[1], &ids[2]);
+    eventually(PATIENCE, "the first admitted, two filed", || async {
+        let report = waiting_room::service::admin::event_report(&stack.store(), &e, 1, 1)
+            .await
+            .unwrap();
+        report.active == 1 && report.waiting == 2
+    })
+    .await;
+
+    // The third user keeps polling; the second went quiet.
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (status, id, stop) = (stack.status_with(&settings), polling.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                status.status(&id).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stack.commands().leave(first).await.unwrap();
+    eventually(PATIENCE, "the polling user admitted", || async {
+        session(&stack, polling).await.status == SessionStatus::Active
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    poller.await.unwrap();
+    granters.stop().await;
+
+    let skipped = session(&stack, silent).await;
+    assert_eq!(skipped.status, SessionStatus::Expired);
+    assert_eq!(skipped.ending.map(|e| e.reason), Some(EndReason::Timeout));
+    let report = waiting_room::service::admin::event_report(&stack.store(), &e, 1, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            report.active,
+            report.abandoned_while_waiting,
+            report.waiting
+        ),
+        (1, 1, 0)
+    );
+    stack.tear_down().await;
+}
+
+fn authorizer_request(token: Option<&str>) -> Value {
+    json!({
+        "version": "2.0",
+        "type": "REQUEST",
+        "routeArn": "arn:aws:execute-api:us-east-1:123456789012:api/$default/GET/checkout",
+        "identitySource": token.map(|t| vec![format!("Bearer {t}")]),
+        "routeKey": "GET /checkout",
+        "rawPath": "/checkout",
+        "rawQueryString": "",
+        "headers": {},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api",
+            "domainName": "example.com",
+            "domainPrefix": "example",
+            "http": {"method": "GET", "path": "/checkout", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
+            "requestId": "r1",
+            "routeKey": "GET /checkout",
+            "stage": "$default",
+            "time": "23/Nov/2026:20:00:00 +0000",
+            "timeEpoch": 1_795_000_000_000u64
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_authorizer_admits_valid_tokens_of_active_sessions_only() {
+    let stack = Stack::new("tokens").await;
+    let e = event("E-tokens");
+    let granters = stack.start_granters(1, &lifecycle(5), 1).await;
+    let ids = join(&stack, &e, 0..1).await;
+    eventually(PATIENCE, "admitted", || async {
+        session(&stack, &ids[0]).await.status == SessionStatus::Active
+    })
+    .await;
+    granters.stop().await;
+    let token = stack
+        .status_service(1)
+        .status(&ids[0])
+        .await
+        .unwrap()
+        .admission_token
+        .unwrap();
+    let check = stack.admission_check();
+    let allowed = |answer: &Value| answer["isAuthorized"] == json!(true);
+
+    let answer = authorize(&check, authorizer_request(Some(&token))).await;
+    assert!(allowed(&answer), "{answer}");
+    assert_eq!(answer["context"]["session_id"], json!(ids[0].to_string()));
+    assert_eq!(answer["context"]["user_id"], json!("fan-0"));
+
+    let claims: AdmissionClaims = stack
+        .verifier()
+        .verify(&token, waiting_room::domain::Timestamp::from_millis(0))
+        .unwrap();
+    let mut tampered: Vec<char> = token.chars().collect();
+    let middle = token.find('.').unwrap() + 5;
+    tampered[middle] = if tampered[middle] == 'A' { 'B' } else { 'A' };
+    let tampered: String = tampered.into_iter().collect();
+    let expired = stack.signer.sign(&AdmissionClaims {
+        exp: 1,
+        ..claims.clone()
+    });
+    let foreign = AdmissionSigner::generate("test-key", [7; 32])
+        .unwrap()
+        .sign(&claims);
+    let unknown_key = AdmissionSigner::generate("other-key", [7; 32])
+        .unwrap()
+        .sign(&claims);
+    for (what, bad) in [
+        ("tampered", Some(tampered.as_str())),
+        ("expired", Some(&expired)),
+        ("wrong key", Some(&foreign)),
+        ("unknown key", Some(&unknown_key)),
+        ("missing", None),
+    ] {
+        assert!(
+            !allowed(&authorize(&check, authorizer_request(bad)).await),
+            "{what} token let in"
+        );
+    }
+
+    stack.commands().leave(&ids[0]).await.unwrap();
+    assert!(
+        !allowed(&authorize(&check, authorizer_request(Some(&token))).await),
+        "a session that left is refused"
+    );
+    stack.tear_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn checkout_outcomes_apply_once_duplicated_and_out_of_order() {
+    let stack = Stack::new("checkout").await;
+    stack
+        .sqs
+        .set_queue_attributes()
+        .queue_url(&stack.resources.checkout_queue_url)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "1",
+        )
+        .send()
+        .await
+        .unwrap();
+    let e = event("E-checkout");
+    let granters = stack.start_granters(1, &lifecycle(3), 1).await;
+    let ids = join(&stack, &e, 0..3).await;
+    eventually(PATIENCE, "three admitted", || async {
+        stack.store().event_counters(&e).await.unwrap().active == 3
+    })
+    .await;
+
+    let outcome = |kind: &str, n: usize, extra: Value| {
+        let mut body = json!({"type": kind, "session_id": ids[n].to_string(), "event_id": "E-checkout", "user_id": format!("fan-{n}"), "order_id": format!("order-{n}"), "timestamp": "2026-11-23T20:00:00Z"});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        body.to_string()
+    };
+    let unknown = json!({"type": "CHECKOUT_COMPLETED", "session_id": format!("E-checkout.{}", "a".repeat(26)), "event_id": "E-checkout", "user_id": "nobody"}).to_string();
+    let messages = [
+        outcome("CHECKOUT_COMPLETED", 0, json!({})),
+        outcome("CHECKOUT_COMPLETED", 0, json!({})),
+        outcome("CHECKOUT_FAILED", 1, json!({"reason": "card declined"})),
+        outcome("CHECKOUT_COMPLETED", 1, json!({})),
+        outcome("CHECKOUT_EXPIRED", 2, json!({})),
+        "not json at all".to_owned(),
+        unknown,
+    ];
+    for body in messages {
+        stack
+            .sqs
+            .send_message()
+            .queue_url(&stack.resources.checkout_queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let consumer = SqsQueue::new(stack.sqs.clone(), &stack.resources.checkout_queue_url);
+    let outcomes = stack.checkout_outcomes();
+    let worker = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            poll_queue(&outcomes, &consumer, async move {
+                while !stop.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+            .await;
+        })
+    };
+    eventually(
+        PATIENCE,
+        "the two poison messages in the dead-letter queue",
+        || async {
+            stack
+                .messages_in(&stack.resources.checkout_dead_letter_queue_url)
+                .await
+                == 2
+        },
+    )
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    worker.await.unwrap();
+    granters.stop().await;
+
+    let statuses: Vec<SessionStatus> =
+        futures::future::join_all(ids.iter().map(|id| session(&stack, id)))
+            .await
+            .iter()
+            .map(|s| s.status)
+            .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            SessionStatus::Completed,
+            SessionStatus::Failed,
+            SessionStatus::Expired
+        ]
+    );
+    let failed = session(&stack, &ids[1]).await.ending.unwrap();
+    assert_eq!(
+        (failed.order_id.as_deref(), failed.detail.as_deref()),
+        (Some("order-1"), Some("card declined"))
+    );
+    let counters = stack.store().event_counters(&e).await.unwrap();
+    assert_eq!(
+        (
+            counters.completed,
+            counters.failed,
+            counters.expired,
+            counters.active
+        ),
+        (1, 1, 1, 0)
+    );
+    assert_eq!(
+        stack.messages_in(&stack.resources.checkout_queue_url).await,
+        0
+    );
+    stack.tear_down().await;
+}
+
+/// The events every session's final state implies, one per change.
+fn expected_events(sessions: &[Session]) -> HashSet<String> {
+    let mut expected = HashSet::new();
+    for s in sessions {
+        if s.ticket.is_some() {
+            expected.insert(format!("{}/QUEUE_JOINED", s.id));
+        }
+        if s.admission.is_some() {
+            expected.insert(format!("{}/QUEUE_READY", s.id));
+        }
+        if let Some(ending) = &s.ending {
+            let kind = match ending.reason {
+                EndReason::CheckoutCompleted => "CHECKOUT_COMPLETED",
+                EndReason::CheckoutFailed => "CHECKOUT_FAILED",
+                EndReason::CheckoutExpired => "CHECKOUT_EXPIRED",
+                _ => "QUEUE_LEFT",
+            };
+            expected.insert(format!("{}/{kind}", s.id));
+        }
+    }
+    expected
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 6)]
+async fn events_are_published_once_per_change_across_a_publisher_crash() {
+    let stack = Stack::new("events").await;
+    let e = event("E-events");
+    stack.store().set_capacity(&e, 2).await.unwrap();
+    let granters = stack.start_granters(2, &lifecycle(2), 1).await;
+    let spawn_publisher = || {
+        let (publisher, stack) = (stack.publisher(), stack.clone());
+        tokio::spawn(async move {
+            let mut reader = stack.stream_reader().await;
+            poll_table_stream(&publisher, &mut reader, std::future::pending()).await;
+        })
+    };
+    let crashing = spawn_publisher();
+    let ids = join(&stack, &e, 0..10).await;
+    let commands = stack.commands();
+    let outcomes = stack.checkout_outcomes();
+    for (n, id) in ids.iter().enumerate() {
+        eventually(PATIENCE, "admitted in turn", || async {
+            session(&stack, id).await.status == SessionStatus::Active
+        })
+        .await;
+        if n == 4 {
+            // The publisher dies mid-work; a new one starts over from the stream.
+            crashing.abort();
+            spawn_publisher();
+        }
+        if n % 3 == 0 {
+            let body = json!({"type": "CHECKOUT_COMPLETED", "session_id": id.to_string(), "event_id": "E-events", "user_id": format!("fan-{n}"), "order_id": "o"}).to_string();
+            outcomes.apply(&body).await;
+        } else {
+            commands.leave(id).await.unwrap();
+        }
+    }
+    granters.stop().await;
+    let sessions: Vec<Session> =
+        futures::future::join_all(ids.iter().map(|id| session(&stack, id))).await;
+    let expected = expected_events(&sessions);
+    assert_eq!(expected.len(), 30, "ten sessions: joined, ready, ended");
+
+    eventually(PATIENCE, "every change published", || async {
+        let published: HashSet<String> = stack
+            .published_events()
+            .await
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect();
+        published == expected
+    })
+    .await;
+    let records = stack.published_events().await;
+    let mut copies: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for record in &records {
+        copies
+            .entry(record["id"].as_str().unwrap())
+            .or_default()
+            .push(record);
+    }
+    for (id, same) in &copies {
+        assert!(
+            same.windows(2).all(|w| w[0] == w[1]),
+            "republished {id} differs from the first copy"
+        );
+    }
+    let ready = copies
+        .iter()
+        .find(|(id, _)| id.ends_with("/QUEUE_READY"))
+        .map(|(_, v)| v[0])
+        .unwrap();
+    assert!(
+        stack
+            .verifier()
+            .verify(
+                ready["admission_token"].as_str().unwrap(),
+                waiting_room::domain::Timestamp::from_millis(0)
+            )
+            .is_ok()
+    );
+    assert_eq!(
+        stack.published_events().await,
+        records,
+        "a second consumer reads (replays) the same events"
+    );
+    stack.tear_down().await;
+}

@@ -115,20 +115,20 @@ def cargo(*args, env=None):
     subprocess.run(["cargo", *args], cwd=ROOT, env=env, check=True)
 
 
-def provision(env, name):
+def admin(env, *args):
+    """Runs the admin CLI; its JSON output holds settings by variable name."""
     output = subprocess.run(
-        [TARGET / "waiting-room-admin", "--table", name, "provision", "--queue-prefix", name],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
+        [TARGET / "waiting-room-admin", *args], env=env, check=True, capture_output=True, text=True
     ).stdout
-    resources = json.loads(output)
-    return {
-        "TABLE_NAME": resources["tableName"],
-        "JOIN_QUEUE_URL": resources["joinQueueUrl"],
-        "JOIN_DLQ_URL": resources["joinDeadLetterQueueUrl"],
-    }
+    return json.loads(output)
+
+
+def provision(env, name):
+    """Table, queues and events stream named after `name`, and a fresh
+    admission signing key: everything the functions' settings need."""
+    settings = admin(env, "--table", name, "provision", "--queue-prefix", name)
+    settings.update(admin(env, "new-signing-key", "--kid", f"local-{uuid.uuid4().hex[:6]}"))
+    return settings
 
 
 def free_port():
@@ -137,15 +137,26 @@ def free_port():
         return probe.getsockname()[1]
 
 
+# The functions that AWS invokes from queues, streams and schedules, run
+# locally as pollers of the same handlers.
+WORKERS = {
+    "granter": ["granter", "poll"],
+    "sweeper": ["sweeper", "every", "5"],
+    "checkout-outcomes": ["checkout-outcomes", "poll"],
+    "publisher": ["publisher", "poll"],
+}
+
+
 @contextmanager
 def waiting_room(env, port, quiet):
-    """The granter as a local poller and the HTTP functions behind
+    """The workers as local pollers and the HTTP functions behind
     `cargo lambda watch`, as in AWS behind API Gateway."""
     if answers(f"http://127.0.0.1:{port}/"):
         sys.exit(f"something already answers on port {port}; stop it first")
     watch = ["cargo", "lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port", port]
     with ExitStack() as stack:
-        stack.enter_context(running("granter", [TARGET / "granter", "poll"], env, quiet))
+        for name, (binary, *args) in WORKERS.items():
+            stack.enter_context(running(name, [TARGET / binary, *args], env, quiet))
         api = stack.enter_context(running("api", watch, env, quiet))
         deadline = time.time() + 180
         while not answers(f"http://127.0.0.1:{port}/"):
@@ -178,7 +189,7 @@ def cmd_run(args):
                 f"try: curl -s -XPOST localhost:{args.port}/api/waiting-room/sessions "
                 "-H 'content-type: application/json' -d '{\"eventId\":\"E1\",\"userId\":\"U1\"}'"
             )
-            log("Ctrl-C stops the API, the granter and the emulator")
+            log("Ctrl-C stops the API, the workers and the emulator")
             try:
                 api.wait()
             except KeyboardInterrupt:
@@ -238,8 +249,10 @@ def smoke_test(env):
             join = [f"-XPOST", f"{base}/api/waiting-room/sessions", "-H", "content-type: application/json", "-d"]
             status, first = curl(*join, '{"eventId":"E1","userId":"U1"}')
             expect(status == 202 and first["status"] == "WAITING", "POST /sessions answers 202 WAITING")
-            poll_until(base, first["sessionId"], lambda b: b["status"] == "ACTIVE")
-            expect(True, "the first user is admitted")
+            admitted = poll_until(base, first["sessionId"], lambda b: b["status"] == "ACTIVE")
+            expect(admitted.get("admissionToken", "").count(".") == 2, "the first user is admitted, with a token")
+            status, jwks = curl(f"{base}/.well-known/jwks.json")
+            expect(status == 200 and jwks["keys"][0]["crv"] == "Ed25519", "the JWKS serves the public key")
             status, second = curl(*join, '{"eventId":"E1","userId":"U2"}')
             expect(status == 202, "a second user joins")
             waiting = poll_until(base, second["sessionId"], lambda b: b.get("position") == 1)
@@ -269,8 +282,9 @@ def remove_resources(env):
     endpoint = env["AWS_ENDPOINT_URL"]
     session.client("dynamodb", endpoint_url=endpoint).delete_table(TableName=env["TABLE_NAME"])
     sqs = session.client("sqs", endpoint_url=endpoint)
-    for url in (env["JOIN_QUEUE_URL"], env["JOIN_DLQ_URL"]):
-        sqs.delete_queue(QueueUrl=url)
+    for name in ("JOIN_QUEUE_URL", "JOIN_DLQ_URL", "CHECKOUT_QUEUE_URL", "CHECKOUT_DLQ_URL"):
+        sqs.delete_queue(QueueUrl=env[name])
+    session.client("kinesis", endpoint_url=endpoint).delete_stream(StreamName=env["EVENTS_STREAM_NAME"])
 
 
 def main():

@@ -1,9 +1,10 @@
 //! Configuration from environment variables, read once at start-up.
 //!
-//! Every variable a function reads is named here, and each function's
-//! settings list theirs in `ENV`, so the deployment template and the local
-//! run can be checked against the code (see the infra consistency test).
+//! Every variable a function reads is named here. `Env` records what it is
+//! asked for, which is how the infra test checks the deployment template
+//! against the code (`wiring::variables_read`).
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use crate::domain::StayPolicy;
@@ -33,17 +34,52 @@ pub enum ConfigError {
     Invalid { name: &'static str, problem: String },
 }
 
-/// Reads variables through a lookup function so tests need not touch the
-/// process environment.
-pub struct Env<F: Fn(&str) -> Option<String>>(pub F);
-
-pub fn process_env() -> Env<impl Fn(&str) -> Option<String>> {
-    Env(|name: &str| std::env::var(name).ok())
+/// One variable a function asked for, and whether it must be set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Read {
+    pub name: &'static str,
+    pub required: bool,
 }
 
-impl<F: Fn(&str) -> Option<String>> Env<F> {
+/// Looks a variable up by name.
+type Lookup = Box<dyn Fn(&str) -> Option<String>>;
+
+/// Reads variables through a lookup function (so tests need not touch the
+/// process environment) and remembers which were asked for.
+pub struct Env {
+    lookup: Lookup,
+    reads: RefCell<Vec<Read>>,
+}
+
+pub fn process_env() -> Env {
+    Env::new(|name: &str| std::env::var(name).ok())
+}
+
+impl Env {
+    pub fn new(lookup: impl Fn(&str) -> Option<String> + 'static) -> Self {
+        Self {
+            lookup: Box::new(lookup),
+            reads: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Every variable asked for so far.
+    pub fn reads(&self) -> Vec<Read> {
+        self.reads.borrow().clone()
+    }
+
+    fn get(&self, name: &'static str, required: bool) -> Option<String> {
+        self.reads.borrow_mut().push(Read { name, required });
+        (self.lookup)(name)
+    }
+
+    /// A variable only some modes of a function use.
+    pub fn optional(&self, name: &'static str) -> Option<String> {
+        self.get(name, false).filter(|v| !v.trim().is_empty())
+    }
+
     pub fn required(&self, name: &'static str) -> Result<String, ConfigError> {
-        match (self.0)(name) {
+        match self.get(name, true) {
             Some(value) if !value.trim().is_empty() => Ok(value),
             _ => Err(ConfigError::Missing(name)),
         }
@@ -58,7 +94,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     where
         T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
     {
-        let Some(raw) = (self.0)(name).filter(|v| !v.trim().is_empty()) else {
+        let Some(raw) = self.get(name, false).filter(|v| !v.trim().is_empty()) else {
             return Ok(default);
         };
         let value: T = raw.trim().parse().map_err(|_| ConfigError::Invalid {
@@ -85,9 +121,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 }
 
 /// The key that signs admission tokens: `<kid>:<base64url seed>`.
-pub fn admission_signer<F: Fn(&str) -> Option<String>>(
-    env: &Env<F>,
-) -> Result<AdmissionSigner, ConfigError> {
+pub fn admission_signer(env: &Env) -> Result<AdmissionSigner, ConfigError> {
     let value = env.required(ADMISSION_SIGNING_KEY)?;
     AdmissionSigner::parse(&value).map_err(|e| ConfigError::Invalid {
         name: ADMISSION_SIGNING_KEY,
@@ -96,9 +130,7 @@ pub fn admission_signer<F: Fn(&str) -> Option<String>>(
 }
 
 /// The keys tokens are verified with (current and not yet retired ones).
-pub fn admission_public_keys<F: Fn(&str) -> Option<String>>(
-    env: &Env<F>,
-) -> Result<Vec<PublicKey>, ConfigError> {
+pub fn admission_public_keys(env: &Env) -> Result<Vec<PublicKey>, ConfigError> {
     let value = env.required(ADMISSION_PUBLIC_KEYS)?;
     let keys = PublicKey::parse_list(&value).map_err(|e| ConfigError::Invalid {
         name: ADMISSION_PUBLIC_KEYS,
@@ -122,7 +154,7 @@ pub struct LineSettings {
 impl LineSettings {
     pub const ENV: &'static [&'static str] = &[LINE_SHARDS];
 
-    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             line_shards: env.number(LINE_SHARDS, 1, 1..=64)?,
         })
@@ -151,7 +183,7 @@ impl LifecycleSettings {
         ENDED_RETENTION_SECONDS,
     ];
 
-    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let abandon = env.number(WAITING_ABANDON_SECONDS, 300u64, 0..=86_400)?;
         let active_stay = env.seconds(ACTIVE_STAY_SECONDS, 900, 10..=86_400)?;
         let active_max_stay = env.seconds(ACTIVE_MAX_STAY_SECONDS, 1800, 10..=86_400)?;
@@ -196,8 +228,8 @@ impl Default for LifecycleSettings {
 mod tests {
     use super::*;
 
-    fn env(pairs: &'static [(&'static str, &'static str)]) -> Env<impl Fn(&str) -> Option<String>> {
-        Env(move |name: &str| {
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> Env {
+        Env::new(move |name: &str| {
             pairs
                 .iter()
                 .find(|(k, _)| *k == name)

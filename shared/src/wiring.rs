@@ -1,20 +1,21 @@
-//! Builds each function's service from the environment. `main.rs` files stay
-//! a few lines long, and `ENV` lists what every function reads so the
-//! deployment template can be checked against it.
+//! Builds each function's service from the environment, in two steps: a
+//! pure `*Settings::from_env` that reads every variable the function uses,
+//! then the clients. `main.rs` files stay a few lines long, and
+//! `variables_read` lets the infra test check the deployment template
+//! against exactly what each function reads.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::adapters::aws::{dynamodb_client, sdk_config, sqs_client};
+use crate::adapters::aws::{dynamodb_client, kinesis_client, sdk_config, sqs_client};
 use crate::adapters::dynamodb::DynamoStore;
 use crate::adapters::kinesis::KinesisEventSink;
 use crate::adapters::sqs::{SqsQuarantine, SqsQueue};
 use crate::adapters::streams::TableStreamReader;
-use crate::config::{self, ConfigError, Env, LifecycleSettings, LineSettings};
+use crate::config::{self, ConfigError, Env, LifecycleSettings, LineSettings, Read};
 use crate::domain::SystemClock;
 use crate::domain::admission::AdmissionPolicy;
-use crate::ports::OsRandom;
-use crate::ports::StoreError;
+use crate::ports::{OsRandom, StoreError};
 use crate::service::admission_check::AdmissionCheck;
 use crate::service::cache::TtlCache;
 use crate::service::checkout::CheckoutOutcomes;
@@ -24,109 +25,225 @@ use crate::service::publisher::Publisher;
 use crate::service::session_command::SessionCommands;
 use crate::service::status::StatusService;
 use crate::service::sweeper::Sweeper;
-use crate::token::{PublicKey, TokenVerifier};
+use crate::token::{AdmissionSigner, PublicKey, TokenVerifier};
 
 /// Admissions per DynamoDB transaction (at most 100 items, minus the event
 /// and line items). Smaller writes conflict less under concurrency.
 pub const ADMISSIONS_PER_WRITE: usize = 50;
+/// Sessions the sweeper expires per query page.
+pub const SWEEP_PAGE: usize = 100;
 
-pub const JOIN_ENV: &[&str] = &[
-    config::TABLE_NAME,
-    config::JOIN_QUEUE_URL,
-    config::LINE_SHARDS,
-];
-pub const STATUS_ENV: &[&str] = &[
-    config::TABLE_NAME,
-    config::LINE_SHARDS,
-    config::LINE_CACHE_MILLIS,
-];
-pub const SESSION_COMMAND_ENV: &[&str] = &[
-    config::TABLE_NAME,
-    config::ENDED_RETENTION_SECONDS,
-    config::ACTIVE_STAY_SECONDS,
-    config::ACTIVE_MAX_STAY_SECONDS,
-];
-pub const SWEEPER_ENV: &[&str] = &[config::TABLE_NAME, config::ENDED_RETENTION_SECONDS];
-pub const CHECKOUT_ENV: &[&str] = &[
-    config::TABLE_NAME,
-    config::CHECKOUT_QUEUE_URL,
-    config::ENDED_RETENTION_SECONDS,
-];
-pub const PUBLISHER_ENV: &[&str] = &[config::EVENTS_STREAM_NAME, config::ADMISSION_SIGNING_KEY];
-pub const AUTHORIZER_ENV: &[&str] = &[
-    config::TABLE_NAME,
-    config::ADMISSION_PUBLIC_KEYS,
-    config::SESSION_CHECK_CACHE_SECONDS,
-];
-pub const JWKS_ENV: &[&str] = &[config::ADMISSION_PUBLIC_KEYS];
-pub const GRANTER_ENV: &[&str] = &[
-    config::TABLE_NAME,
-    config::JOIN_QUEUE_URL,
-    config::JOIN_DLQ_URL,
-    config::LINE_SHARDS,
-    config::DEFAULT_CAPACITY,
-    config::ACTIVE_STAY_SECONDS,
-    config::WAITING_ABANDON_SECONDS,
-    config::ENDED_RETENTION_SECONDS,
+/// Every function of the deployment, by its binary (and crate) name.
+pub const FUNCTIONS: &[&str] = &[
+    "join",
+    "status",
+    "session-command",
+    "not-found",
+    "granter",
+    "sweeper",
+    "checkout-outcomes",
+    "publisher",
+    "authorizer",
+    "jwks",
 ];
 
-fn process_env() -> Env<impl Fn(&str) -> Option<String>> {
-    config::process_env()
+pub struct JoinSettings {
+    pub table: String,
+    pub join_queue_url: String,
+    pub line: LineSettings,
 }
 
-async fn store(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<DynamoStore, ConfigError> {
-    let table = env.required(config::TABLE_NAME)?;
-    Ok(DynamoStore::new(
-        dynamodb_client(&sdk_config().await),
-        table,
-    ))
+impl JoinSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: env.required(config::TABLE_NAME)?,
+            join_queue_url: env.required(config::JOIN_QUEUE_URL)?,
+            line: LineSettings::from_env(env)?,
+        })
+    }
+}
+
+pub struct StatusSettings {
+    pub table: String,
+    pub line: LineSettings,
+    pub lifecycle: LifecycleSettings,
+    pub signer: AdmissionSigner,
+    pub cache: Duration,
+}
+
+impl StatusSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: env.required(config::TABLE_NAME)?,
+            line: LineSettings::from_env(env)?,
+            lifecycle: LifecycleSettings::from_env(env)?,
+            signer: config::admission_signer(env)?,
+            cache: Duration::from_millis(env.number(
+                config::LINE_CACHE_MILLIS,
+                1000u64,
+                0..=60_000,
+            )?),
+        })
+    }
+}
+
+/// Functions that end sessions: session-command, sweeper, checkout-outcomes.
+pub struct CommandSettings {
+    pub table: String,
+    pub lifecycle: LifecycleSettings,
+}
+
+impl CommandSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: env.required(config::TABLE_NAME)?,
+            lifecycle: LifecycleSettings::from_env(env)?,
+        })
+    }
+}
+
+pub struct GranterSettings {
+    pub table: String,
+    pub line: LineSettings,
+    pub lifecycle: LifecycleSettings,
+    /// Where unreadable join messages are put aside.
+    pub join_dlq_url: String,
+    /// Only the local poller receives itself; Lambda is fed by its mapping.
+    pub join_queue_url: Option<String>,
+}
+
+impl GranterSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: env.required(config::TABLE_NAME)?,
+            line: LineSettings::from_env(env)?,
+            lifecycle: LifecycleSettings::from_env(env)?,
+            join_dlq_url: env.required(config::JOIN_DLQ_URL)?,
+            join_queue_url: env.optional(config::JOIN_QUEUE_URL),
+        })
+    }
+}
+
+pub struct CheckoutSettings {
+    pub commands: CommandSettings,
+    /// Local poller only.
+    pub checkout_queue_url: Option<String>,
+}
+
+impl CheckoutSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            commands: CommandSettings::from_env(env)?,
+            checkout_queue_url: env.optional(config::CHECKOUT_QUEUE_URL),
+        })
+    }
+}
+
+pub struct PublisherSettings {
+    pub events_stream: String,
+    pub signer: AdmissionSigner,
+    /// Local poller only: the table whose stream it reads.
+    pub table: Option<String>,
+}
+
+impl PublisherSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            events_stream: env.required(config::EVENTS_STREAM_NAME)?,
+            signer: config::admission_signer(env)?,
+            table: env.optional(config::TABLE_NAME),
+        })
+    }
+}
+
+pub struct AuthorizerSettings {
+    pub table: String,
+    pub keys: Vec<PublicKey>,
+    pub session_cache: Duration,
+}
+
+impl AuthorizerSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: env.required(config::TABLE_NAME)?,
+            keys: config::admission_public_keys(env)?,
+            session_cache: env.seconds(config::SESSION_CHECK_CACHE_SECONDS, 5, 0..=300)?,
+        })
+    }
+}
+
+/// The variables `function` reads, as its settings ask for them with every
+/// variable set to a valid value. `None` for an unknown function.
+pub fn variables_read(function: &str) -> Option<Vec<Read>> {
+    let env = Env::new(sample_value);
+    let built = match function {
+        "join" => JoinSettings::from_env(&env).map(drop),
+        "status" => StatusSettings::from_env(&env).map(drop),
+        "session-command" | "sweeper" => CommandSettings::from_env(&env).map(drop),
+        "granter" => GranterSettings::from_env(&env).map(drop),
+        "checkout-outcomes" => CheckoutSettings::from_env(&env).map(drop),
+        "publisher" => PublisherSettings::from_env(&env).map(drop),
+        "authorizer" => AuthorizerSettings::from_env(&env).map(drop),
+        "jwks" => config::admission_public_keys(&env).map(drop),
+        "not-found" => Ok(()),
+        _ => return None,
+    };
+    built.ok().map(|()| env.reads())
+}
+
+/// A valid value for every variable, for `variables_read`.
+fn sample_value(name: &str) -> Option<String> {
+    let signer = AdmissionSigner::generate("sample", [1; 32]).ok()?;
+    let value = match name {
+        config::ADMISSION_SIGNING_KEY => signer.secret_setting(),
+        config::ADMISSION_PUBLIC_KEYS => signer.public_key().setting(),
+        config::ACTIVE_MAX_STAY_SECONDS => "1800".to_owned(),
+        config::TABLE_NAME | config::EVENTS_STREAM_NAME => "sample".to_owned(),
+        url if url.ends_with("_URL") => "http://127.0.0.1/queue".to_owned(),
+        _ => return None,
+    };
+    Some(value)
+}
+
+async fn store(table: String) -> DynamoStore {
+    DynamoStore::new(dynamodb_client(&sdk_config().await), table)
 }
 
 pub async fn join_service() -> Result<JoinService<DynamoStore, SqsQueue>, ConfigError> {
-    let env = process_env();
-    let queue_url = env.required(config::JOIN_QUEUE_URL)?;
-    let line = LineSettings::from_env(&env)?;
-    let store = store(&env).await?;
-    let queue = SqsQueue::new(sqs_client(&sdk_config().await), queue_url);
+    let settings = JoinSettings::from_env(&config::process_env())?;
+    let sqs = sqs_client(&sdk_config().await);
     Ok(JoinService {
-        store,
-        queue,
+        store: store(settings.table).await,
+        queue: SqsQueue::new(sqs, settings.join_queue_url),
         clock: Arc::new(SystemClock),
         ids: Arc::new(OsRandom),
-        line_shards: line.line_shards,
+        line_shards: settings.line.line_shards,
     })
 }
 
 pub async fn status_service() -> Result<StatusService<DynamoStore>, ConfigError> {
-    let env = process_env();
-    let line = LineSettings::from_env(&env)?;
-    let lifecycle = LifecycleSettings::from_env(&env)?;
-    let cache_millis = env.number(config::LINE_CACHE_MILLIS, 1000u64, 0..=60_000)?;
+    let settings = StatusSettings::from_env(&config::process_env())?;
     Ok(StatusService::new(
-        store(&env).await?,
+        store(settings.table).await,
         Arc::new(SystemClock),
-        line.line_shards,
-        config::admission_signer(&env)?,
-        lifecycle.abandon_after,
-        Duration::from_millis(cache_millis),
+        settings.line.line_shards,
+        settings.signer,
+        settings.lifecycle.abandon_after,
+        settings.cache,
     ))
 }
 
-pub async fn session_commands() -> Result<SessionCommands<DynamoStore>, ConfigError> {
-    let env = process_env();
-    commands_from(&env).await
+async fn commands(settings: CommandSettings) -> SessionCommands<DynamoStore> {
+    SessionCommands {
+        store: store(settings.table).await,
+        clock: Arc::new(SystemClock),
+        ended_retention: settings.lifecycle.ended_retention,
+        stay: settings.lifecycle.stay_policy(),
+    }
 }
 
-async fn commands_from(
-    env: &Env<impl Fn(&str) -> Option<String>>,
-) -> Result<SessionCommands<DynamoStore>, ConfigError> {
-    let lifecycle = LifecycleSettings::from_env(env)?;
-    Ok(SessionCommands {
-        store: store(env).await?,
-        clock: Arc::new(SystemClock),
-        ended_retention: lifecycle.ended_retention,
-        stay: lifecycle.stay_policy(),
-    })
+pub async fn session_commands() -> Result<SessionCommands<DynamoStore>, ConfigError> {
+    Ok(commands(CommandSettings::from_env(&config::process_env())?).await)
 }
 
 pub fn admission_policy(lifecycle: &LifecycleSettings) -> AdmissionPolicy {
@@ -138,88 +255,106 @@ pub fn admission_policy(lifecycle: &LifecycleSettings) -> AdmissionPolicy {
     }
 }
 
-pub async fn granter() -> Result<Granter<DynamoStore>, ConfigError> {
-    let env = process_env();
-    let lifecycle = LifecycleSettings::from_env(&env)?;
-    let line = LineSettings::from_env(&env)?;
-    Ok(Granter {
-        store: store(&env).await?,
-        clock: Arc::new(SystemClock),
-        policy: admission_policy(&lifecycle),
-        line_shards: line.line_shards,
-        ended_retention: lifecycle.ended_retention,
+/// The granter's service, where it quarantines unreadable messages, and
+/// (for the local poller) the join queue it receives from.
+pub struct GranterParts {
+    pub granter: Granter<DynamoStore>,
+    pub quarantine: SqsQuarantine,
+    pub join_queue: Option<SqsQueue>,
+}
+
+pub async fn granter() -> Result<GranterParts, ConfigError> {
+    let settings = GranterSettings::from_env(&config::process_env())?;
+    let sqs = sqs_client(&sdk_config().await);
+    Ok(GranterParts {
+        granter: Granter {
+            store: store(settings.table).await,
+            clock: Arc::new(SystemClock),
+            policy: admission_policy(&settings.lifecycle),
+            line_shards: settings.line.line_shards,
+            ended_retention: settings.lifecycle.ended_retention,
+        },
+        quarantine: SqsQuarantine::new(sqs.clone(), settings.join_dlq_url),
+        join_queue: settings.join_queue_url.map(|url| SqsQueue::new(sqs, url)),
     })
 }
 
-/// The join queue for the granter's local poller (Lambda receives for it).
-pub async fn join_queue_consumer() -> Result<SqsQueue, ConfigError> {
-    let env = process_env();
-    let queue_url = env.required(config::JOIN_QUEUE_URL)?;
-    Ok(SqsQueue::new(sqs_client(&sdk_config().await), queue_url))
-}
-
-/// Where the granter puts join messages it cannot read.
-pub async fn quarantine() -> Result<SqsQuarantine, ConfigError> {
-    let env = process_env();
-    let url = env.required(config::JOIN_DLQ_URL)?;
-    Ok(SqsQuarantine::new(sqs_client(&sdk_config().await), url))
-}
-
-/// The table's stream, for the granter's local poller.
-pub async fn table_stream() -> Result<TableStreamReader, Box<dyn std::error::Error + Send + Sync>> {
-    let env = process_env();
-    let table = env.required(config::TABLE_NAME)?;
-    let sdk = sdk_config().await;
-    let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
-    let reader: Result<TableStreamReader, StoreError> =
-        TableStreamReader::open(&dynamodb_client(&sdk), streams, &table).await;
-    Ok(reader?)
-}
-
-/// Sessions the sweeper expires per query page.
-pub const SWEEP_PAGE: usize = 100;
-
 pub async fn sweeper() -> Result<Sweeper<DynamoStore>, ConfigError> {
+    let settings = CommandSettings::from_env(&config::process_env())?;
     Ok(Sweeper {
-        commands: commands_from(&process_env()).await?,
+        commands: commands(settings).await,
         page: SWEEP_PAGE,
     })
 }
 
-pub async fn checkout_outcomes() -> Result<CheckoutOutcomes<DynamoStore>, ConfigError> {
-    Ok(CheckoutOutcomes {
-        commands: commands_from(&process_env()).await?,
-    })
+/// Checkout outcomes, and (for the local poller) their queue.
+pub async fn checkout_outcomes()
+-> Result<(CheckoutOutcomes<DynamoStore>, Option<SqsQueue>), ConfigError> {
+    let settings = CheckoutSettings::from_env(&config::process_env())?;
+    let sqs = sqs_client(&sdk_config().await);
+    let queue = settings
+        .checkout_queue_url
+        .map(|url| SqsQueue::new(sqs, url));
+    let outcomes = CheckoutOutcomes {
+        commands: commands(settings.commands).await,
+    };
+    Ok((outcomes, queue))
 }
 
-/// The checkout outcomes queue, for the local poller.
-pub async fn checkout_queue_consumer() -> Result<SqsQueue, ConfigError> {
-    let env = process_env();
-    let queue_url = env.required(config::CHECKOUT_QUEUE_URL)?;
-    Ok(SqsQueue::new(sqs_client(&sdk_config().await), queue_url))
-}
-
-pub async fn publisher() -> Result<Publisher<KinesisEventSink>, ConfigError> {
-    let env = process_env();
-    let stream = env.required(config::EVENTS_STREAM_NAME)?;
-    let kinesis = aws_sdk_kinesis::Client::new(&sdk_config().await);
-    Ok(Publisher {
-        sink: KinesisEventSink::new(kinesis, stream),
-        signer: config::admission_signer(&env)?,
-    })
+/// The events publisher, and (for the local poller) the table it follows.
+pub async fn publisher() -> Result<(Publisher<KinesisEventSink>, Option<String>), ConfigError> {
+    let settings = PublisherSettings::from_env(&config::process_env())?;
+    let kinesis = kinesis_client(&sdk_config().await);
+    let publisher = Publisher {
+        sink: KinesisEventSink::new(kinesis, settings.events_stream),
+        signer: settings.signer,
+    };
+    Ok((publisher, settings.table))
 }
 
 pub async fn admission_check() -> Result<AdmissionCheck<DynamoStore>, ConfigError> {
-    let env = process_env();
-    let cache = env.seconds(config::SESSION_CHECK_CACHE_SECONDS, 5, 0..=300)?;
+    let settings = AuthorizerSettings::from_env(&config::process_env())?;
     Ok(AdmissionCheck {
-        verifier: TokenVerifier::new(config::admission_public_keys(&env)?),
-        store: store(&env).await?,
+        verifier: TokenVerifier::new(settings.keys),
+        store: store(settings.table).await,
         clock: Arc::new(SystemClock),
-        sessions: TtlCache::new(cache),
+        sessions: TtlCache::new(settings.session_cache),
     })
 }
 
 pub fn jwks_keys() -> Result<Vec<PublicKey>, ConfigError> {
-    config::admission_public_keys(&process_env())
+    config::admission_public_keys(&config::process_env())
+}
+
+/// The table's stream, for the local pollers.
+pub async fn table_stream(table: &str) -> Result<TableStreamReader, StoreError> {
+    let sdk = sdk_config().await;
+    let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
+    TableStreamReader::open(&dynamodb_client(&sdk), streams, table).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_function_reads_a_known_set_of_variables() {
+        for function in FUNCTIONS {
+            let reads = variables_read(function).unwrap_or_else(|| panic!("{function}"));
+            assert!(
+                reads
+                    .iter()
+                    .all(|r| r.name.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+            );
+        }
+        let join: Vec<&str> = variables_read("join")
+            .unwrap()
+            .iter()
+            .filter(|r| r.required)
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(join, vec![config::TABLE_NAME, config::JOIN_QUEUE_URL]);
+        assert!(variables_read("not-found").unwrap().is_empty());
+        assert!(variables_read("nonsense").is_none());
+    }
 }

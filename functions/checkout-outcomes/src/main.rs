@@ -14,7 +14,7 @@ use waiting_room::{telemetry, wiring};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
-    let outcomes = wiring::checkout_outcomes().await?;
+    let (outcomes, queue) = wiring::checkout_outcomes().await?;
     match std::env::args().nth(1).as_deref() {
         None => {
             let outcomes = &outcomes;
@@ -26,7 +26,7 @@ async fn main() -> Result<(), Error> {
             .await
         }
         Some("poll") => {
-            let consumer = wiring::checkout_queue_consumer().await?;
+            let consumer = queue.ok_or("the local poller needs CHECKOUT_QUEUE_URL")?;
             tracing::info!("applying checkout outcomes from the queue");
             poll_queue(&outcomes, &consumer, Shutdown::on_signals().wait()).await;
             Ok(())

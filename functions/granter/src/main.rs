@@ -11,8 +11,11 @@ use waiting_room::{telemetry, wiring};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
-    let granter = wiring::granter().await?;
-    let quarantine = wiring::quarantine().await?;
+    let wiring::GranterParts {
+        granter,
+        quarantine,
+        join_queue,
+    } = wiring::granter().await?;
     match std::env::args().nth(1).as_deref() {
         None => {
             let (granter, quarantine) = (&granter, &quarantine);
@@ -24,8 +27,8 @@ async fn main() -> Result<(), Error> {
             .await
         }
         Some("poll") => {
-            let consumer = wiring::join_queue_consumer().await?;
-            let mut stream = wiring::table_stream().await?;
+            let consumer = join_queue.ok_or("the local poller needs JOIN_QUEUE_URL")?;
+            let mut stream = wiring::table_stream(granter.store.table()).await?;
             let shutdown = Shutdown::on_signals();
             tracing::info!("granter polling the join queue and the table stream");
             tokio::join!(

@@ -10,7 +10,7 @@ use waiting_room::{telemetry, wiring};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
-    let publisher = wiring::publisher().await?;
+    let (publisher, table) = wiring::publisher().await?;
     match std::env::args().nth(1).as_deref() {
         None => {
             let publisher = &publisher;
@@ -22,7 +22,8 @@ async fn main() -> Result<(), Error> {
             .await
         }
         Some("poll") => {
-            let mut stream = wiring::table_stream().await?;
+            let table = table.ok_or("the local poller needs TABLE_NAME")?;
+            let mut stream = wiring::table_stream(&table).await?;
             tracing::info!("publishing domain events from the table stream");
             poll_table_stream(&publisher, &mut stream, Shutdown::on_signals().wait()).await;
             Ok(())

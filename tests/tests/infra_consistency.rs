@@ -1,0 +1,316 @@
+//! The deployment template (infra/template.yaml) and the code agree: the
+//! table, indexes and queues `provision` creates locally are the ones AWS
+//! gets, every function is given exactly the variables it reads, and API
+//! Gateway routes the public API as `cargo lambda watch` does. No emulator.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use waiting_room::adapters::dynamodb::layout;
+use waiting_room::provision::{self, ResourceNames};
+use waiting_room::wiring::{FUNCTIONS, variables_read};
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+fn template() -> Yaml {
+    let text = std::fs::read_to_string(root().join("infra/template.yaml")).unwrap();
+    YamlLoader::load_from_str(&text).unwrap().remove(0)
+}
+
+fn resource<'a>(template: &'a Yaml, id: &str) -> &'a Yaml {
+    let found = &template["Resources"][id];
+    assert!(!found.is_badvalue(), "the template has no resource {id}");
+    &found["Properties"]
+}
+
+fn strings(list: &Yaml) -> BTreeSet<String> {
+    list.as_vec()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A scalar as text, whatever YAML typed it as.
+fn text(value: &Yaml) -> String {
+    match value {
+        Yaml::String(s) | Yaml::Real(s) => s.clone(),
+        Yaml::Integer(i) => i.to_string(),
+        Yaml::Boolean(b) => b.to_string(),
+        other => panic!("not a scalar: {other:?}"),
+    }
+}
+
+fn key_schema(schema: &Yaml) -> Vec<(String, String)> {
+    schema
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|k| (text(&k["AttributeName"]), text(&k["KeyType"])))
+        .collect()
+}
+
+/// `join` → `JoinFunction`, `session-command` → `SessionCommandFunction`.
+fn logical_id(function: &str) -> String {
+    let mut id: String = function
+        .split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    id.push_str("Function");
+    id
+}
+
+#[test]
+fn the_table_and_its_indexes_match_the_code() {
+    let template = template();
+    let table = resource(&template, "Table");
+    assert_eq!(
+        key_schema(&table["KeySchema"]),
+        vec![(layout::PARTITION_KEY.to_owned(), "HASH".to_owned())]
+    );
+    assert_eq!(text(&table["BillingMode"]), "PAY_PER_REQUEST");
+    assert_eq!(
+        text(&table["StreamSpecification"]["StreamViewType"]),
+        "NEW_AND_OLD_IMAGES"
+    );
+    assert_eq!(
+        text(&table["TimeToLiveSpecification"]["AttributeName"]),
+        layout::TTL_ATTRIBUTE
+    );
+    assert_eq!(
+        text(&table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"]),
+        "true"
+    );
+    let indexes = table["GlobalSecondaryIndexes"].as_vec().unwrap();
+    let expected = [
+        (
+            layout::LINE_INDEX,
+            layout::LINE_INDEX_PARTITION,
+            layout::LINE_INDEX_SORT,
+            layout::LINE_INDEX_PROJECTION,
+        ),
+        (
+            layout::EXPIRY_INDEX,
+            layout::EXPIRY_INDEX_PARTITION,
+            layout::EXPIRY_INDEX_SORT,
+            layout::EXPIRY_INDEX_PROJECTION,
+        ),
+    ];
+    assert_eq!(
+        indexes.len(),
+        expected.len(),
+        "an index the code does not use"
+    );
+    for (name, partition, sort, projection) in expected {
+        let index = indexes
+            .iter()
+            .find(|i| text(&i["IndexName"]) == name)
+            .unwrap_or_else(|| panic!("no index {name}"));
+        assert_eq!(
+            key_schema(&index["KeySchema"]),
+            vec![
+                (partition.to_owned(), "HASH".to_owned()),
+                (sort.to_owned(), "RANGE".to_owned())
+            ]
+        );
+        assert_eq!(text(&index["Projection"]["ProjectionType"]), "INCLUDE");
+        let projected: BTreeSet<String> = projection.iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(
+            strings(&index["Projection"]["NonKeyAttributes"]),
+            projected,
+            "{name} projection"
+        );
+    }
+}
+
+#[test]
+fn the_queues_match_what_provision_creates() {
+    let template = template();
+    let names = ResourceNames {
+        table: "unused".into(),
+        queue_prefix: "${AWS::StackName}".into(),
+    };
+    let join = resource(&template, "JoinQueue");
+    assert_eq!(text(&join["QueueName"]), names.join_queue());
+    for (attribute, value) in provision::join_queue_attributes() {
+        assert_eq!(
+            text(&join[attribute.as_str()]),
+            value,
+            "JoinQueue {}",
+            attribute.as_str()
+        );
+    }
+    assert_eq!(
+        text(&join["RedrivePolicy"]["maxReceiveCount"]),
+        provision::JOIN_MAX_RECEIVE_COUNT.to_string()
+    );
+    let join_dlq = resource(&template, "JoinDeadLetterQueue");
+    assert_eq!(text(&join_dlq["QueueName"]), names.join_dead_letter_queue());
+    assert_eq!(text(&join_dlq["FifoQueue"]), "true");
+
+    let checkout = resource(&template, "CheckoutQueue");
+    assert_eq!(text(&checkout["QueueName"]), names.checkout_queue());
+    assert_eq!(
+        text(&checkout["VisibilityTimeout"]),
+        provision::CHECKOUT_VISIBILITY_TIMEOUT.as_secs().to_string()
+    );
+    assert_eq!(
+        text(&checkout["RedrivePolicy"]["maxReceiveCount"]),
+        provision::CHECKOUT_MAX_RECEIVE_COUNT.to_string()
+    );
+    assert_eq!(
+        text(&resource(&template, "CheckoutDeadLetterQueue")["QueueName"]),
+        names.checkout_dead_letter_queue()
+    );
+    for id in [
+        "JoinQueue",
+        "JoinDeadLetterQueue",
+        "CheckoutQueue",
+        "CheckoutDeadLetterQueue",
+    ] {
+        assert_eq!(
+            text(&resource(&template, id)["MessageRetentionPeriod"]),
+            provision::RETENTION.as_secs().to_string(),
+            "{id}"
+        );
+    }
+    assert_eq!(
+        text(&resource(&template, "EventsStream")["Name"]),
+        names.events_stream()
+    );
+}
+
+#[test]
+fn every_function_gets_exactly_the_variables_it_reads() {
+    let template = template();
+    for function in FUNCTIONS {
+        let properties = resource(&template, &logical_id(function));
+        let reads = variables_read(function).unwrap();
+        let read: BTreeSet<&str> = reads.iter().map(|r| r.name).collect();
+        let required: BTreeSet<&str> = reads
+            .iter()
+            .filter(|r| r.required)
+            .map(|r| r.name)
+            .collect();
+        let given: BTreeSet<String> = match properties["Environment"]["Variables"].as_hash() {
+            Some(variables) => variables.keys().map(text).collect(),
+            None => BTreeSet::new(),
+        };
+        let given: BTreeSet<&str> = given.iter().map(String::as_str).collect();
+        let missing: Vec<_> = required.difference(&given).collect();
+        let unused: Vec<_> = given.difference(&read).collect();
+        assert!(
+            missing.is_empty(),
+            "{function} needs {missing:?} but the template does not set it"
+        );
+        assert!(
+            unused.is_empty(),
+            "{function} is given {unused:?} but never reads it"
+        );
+        assert_eq!(
+            text(&properties["CodeUri"]),
+            format!("../target/lambda/{function}/bootstrap.zip"),
+            "{function}"
+        );
+    }
+}
+
+#[test]
+fn every_function_crate_is_deployed() {
+    let crates: BTreeSet<String> = std::fs::read_dir(root().join("functions"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let known: BTreeSet<String> = FUNCTIONS.iter().map(|f| (*f).to_owned()).collect();
+    assert_eq!(crates, known);
+    let template = template();
+    let deployed = template["Resources"]
+        .as_hash()
+        .unwrap()
+        .values()
+        .filter(|r| text(&r["Type"]) == "AWS::Serverless::Function")
+        .count();
+    assert_eq!(deployed, FUNCTIONS.len());
+}
+
+/// (path, method, function) of every public route.
+fn template_routes(template: &Yaml) -> BTreeSet<(String, String, String)> {
+    let mut routes = BTreeSet::new();
+    for function in FUNCTIONS {
+        let events = &resource(template, &logical_id(function))["Events"];
+        for event in events.as_hash().into_iter().flat_map(|h| h.values()) {
+            if text(&event["Type"]) == "HttpApi" {
+                let properties = &event["Properties"];
+                routes.insert((
+                    text(&properties["Path"]),
+                    text(&properties["Method"]),
+                    (*function).to_owned(),
+                ));
+            }
+        }
+    }
+    routes
+}
+
+fn local_routes() -> BTreeSet<(String, String, String)> {
+    let manifest: toml::Table = std::fs::read_to_string(root().join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"]
+        .as_table()
+        .unwrap();
+    let mut routes = BTreeSet::new();
+    for (path, targets) in router {
+        match targets {
+            toml::Value::String(function) => {
+                routes.insert((path.clone(), "ANY".to_owned(), function.clone()));
+            }
+            toml::Value::Array(list) => {
+                for target in list {
+                    let method = target["method"].as_str().unwrap().to_owned();
+                    routes.insert((
+                        path.clone(),
+                        method,
+                        target["function"].as_str().unwrap().to_owned(),
+                    ));
+                }
+            }
+            other => panic!("unexpected route {other}"),
+        }
+    }
+    routes
+}
+
+#[test]
+fn api_gateway_and_cargo_lambda_watch_route_alike() {
+    let served =
+        |routes: BTreeSet<(String, String, String)>| -> BTreeSet<(String, String, String)> {
+            routes
+                .into_iter()
+                .filter(|(_, _, function)| function != "not-found")
+                .collect()
+        };
+    let template = template();
+    assert_eq!(served(template_routes(&template)), served(local_routes()));
+    // Everything else falls through to not-found on both sides.
+    assert!(template_routes(&template).contains(&(
+        "$default".to_owned(),
+        "ANY".to_owned(),
+        "not-found".to_owned()
+    )));
+    assert!(local_routes().contains(&(
+        "/{*path}".to_owned(),
+        "ANY".to_owned(),
+        "not-found".to_owned()
+    )));
+}

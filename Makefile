@@ -7,20 +7,43 @@ PYTHON    := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed-$(shell cat requirements/dev.txt requirements/constraints.txt | cksum | cut -d' ' -f1)
 DEVSTACK  := $(PYTHON) scripts/devstack.py
 
-.PHONY: run test lint unit venv emulator clean
+.PHONY: run test lint lint-infra unit venv emulator package deploy clean
 
 ## make run: the whole waiting room on localhost:8080 (Ctrl-C stops it all)
 run: $(STAMP)
 	$(DEVSTACK) run
 
 ## make test: lint, unit and emulator tests, then the README's curl session
-test: $(STAMP) lint
+test: $(STAMP) lint lint-infra
 	$(DEVSTACK) test
 
 ## make lint: formatting and clippy (unwrap/expect/panic are denied)
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+## make lint-infra: cfn-lint on the SAM template (the consistency test is in make test)
+lint-infra: $(STAMP)
+	$(VENV)/bin/cfn-lint infra/template.yaml
+
+## make package: a release zip per function in target/lambda/, offline; arm64
+## if that Rust target is installed, else x86_64; fails if a binary needs a
+## newer glibc than provided.al2023 has
+package: $(STAMP)
+	$(DEVSTACK) package
+
+## make deploy: package, then SAM deploys infra/template.yaml (needs the sam
+## CLI and AWS credentials; ADMISSION_SIGNING_KEY / ADMISSION_PUBLIC_KEYS from
+## `waiting-room-admin new-signing-key`)
+STACK ?= waiting-room
+deploy: package
+	@command -v sam >/dev/null || { echo "make deploy needs the AWS SAM CLI (pip install aws-sam-cli)"; exit 1; }
+	@test -n "$$ADMISSION_SIGNING_KEY" && test -n "$$ADMISSION_PUBLIC_KEYS" || { echo "set ADMISSION_SIGNING_KEY and ADMISSION_PUBLIC_KEYS (waiting-room-admin new-signing-key --kid <id>)"; exit 1; }
+	sam deploy --template-file infra/template.yaml --stack-name $(STACK) \
+	  --capabilities CAPABILITY_IAM --resolve-s3 --no-fail-on-empty-changeset \
+	  --parameter-overrides Architecture=$$(cat target/lambda/ARCHITECTURE) \
+	    AdmissionSigningKey=$$ADMISSION_SIGNING_KEY AdmissionPublicKeys=$$ADMISSION_PUBLIC_KEYS \
+	    $(DEPLOY_PARAMETERS)
 
 ## make unit: the tests that need no emulator
 unit:

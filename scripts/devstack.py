@@ -4,6 +4,7 @@
     devstack.py run       emulator + table/queues + granter poller + API on :8080
     devstack.py test      emulator + unit/integration tests + the README's curl session
     devstack.py emulator  only the emulator, in the foreground
+    devstack.py package   release zips of every function for provided.al2023
 
 The emulator is whatever already answers on 127.0.0.1:4566 (a LocalStack from
 localstack/ counts); otherwise moto, started here through scripts/emulator.py
@@ -13,6 +14,7 @@ moto brings) are used.
 
 import argparse
 import json
+import re
 import os
 import shutil
 import socket
@@ -287,6 +289,58 @@ def remove_resources(env):
     session.client("kinesis", endpoint_url=endpoint).delete_stream(StreamName=env["EVENTS_STREAM_NAME"])
 
 
+# --- Release packages for AWS Lambda (provided.al2023) ------------------------
+
+# Amazon Linux 2023's glibc: a binary needing a newer symbol would not start.
+AL2023_GLIBC = (2, 34)
+
+
+def lambda_architecture():
+    """arm64 where its Rust target is installed (Graviton is cheaper per
+    millisecond); x86_64 otherwise. No target is downloaded."""
+    installed = subprocess.run(
+        ["rustup", "target", "list", "--installed"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    if "aarch64-unknown-linux-gnu" in installed:
+        return "arm64", "--arm64", "aarch64-unknown-linux-gnu"
+    return "x86_64", "--x86-64", "x86_64-unknown-linux-gnu"
+
+
+def newest_glibc_symbol(binary):
+    symbols = subprocess.run(["objdump", "-T", binary], capture_output=True, text=True, check=True).stdout
+    versions = {
+        tuple(int(part) for part in version.split("."))
+        for version in re.findall(r"GLIBC_(\d+\.\d+(?:\.\d+)?)", symbols)
+    }
+    return max(versions, default=(0, 0))
+
+
+def cmd_package(_args):
+    functions = sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "Cargo.toml").exists())
+    architecture, flag, triple = lambda_architecture()
+    env = aws_env("http://unused")
+    packages = [arg for name in functions for arg in ("-p", name)]
+    # cargo-lambda links with zig (from PyPI, in .venv) against an old glibc.
+    subprocess.run(
+        ["cargo", "lambda", "build", "--release", flag, "--output-format", "zip", *packages],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    too_new = []
+    for name in functions:
+        binary = ROOT / "target" / triple / "release" / name
+        glibc = newest_glibc_symbol(binary)
+        zip_size = (ROOT / "target" / "lambda" / name / "bootstrap.zip").stat().st_size
+        log(f"{name}: {zip_size / 1e6:.1f} MB zip, needs glibc {'.'.join(map(str, glibc))}")
+        if glibc > AL2023_GLIBC:
+            too_new.append(name)
+    if too_new:
+        sys.exit(f"these binaries need a glibc newer than AL2023's 2.34: {', '.join(too_new)}")
+    (ROOT / "target" / "lambda" / "ARCHITECTURE").write_text(architecture + "\n")
+    log(f"packaged {len(functions)} functions for {architecture} in target/lambda/; deploy with Architecture={architecture}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -295,6 +349,7 @@ def main():
     run.set_defaults(handler=cmd_run)
     commands.add_parser("test", help="every test").set_defaults(handler=cmd_test)
     commands.add_parser("emulator", help="only the emulator").set_defaults(handler=cmd_emulator)
+    commands.add_parser("package", help="release zips for Lambda").set_defaults(handler=cmd_package)
     args = parser.parse_args()
     try:
         args.handler(args)

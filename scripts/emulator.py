@@ -198,11 +198,22 @@ def _success():
 DynamoHandler.transact_write_items = transact_with_token
 
 
+def _exit_when_orphaned(parent):
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4566)
+    parser.add_argument(
+        "--exit-with-parent", action="store_true", help="stop when the process that started it ends (tests)"
+    )
     args = parser.parse_args()
+    if args.exit_with_parent:
+        threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
     os.environ.setdefault("MOTO_PORT", str(args.port))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)

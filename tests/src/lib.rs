@@ -2,6 +2,7 @@
 //! test provisions its own table and queues, so tests run in parallel, and
 //! removes them afterwards.
 
+pub mod emulator;
 pub mod http;
 pub mod proxy;
 
@@ -36,13 +37,9 @@ use waiting_room::service::sweeper::Sweeper;
 use waiting_room::token::{AdmissionSigner, TokenVerifier};
 use waiting_room::wiring::admission_policy;
 
-/// The emulator the tests talk to: `AWS_ENDPOINT_URL`, as `make test` sets it.
-pub fn emulator_endpoint() -> String {
-    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
-        panic!(
-            "AWS_ENDPOINT_URL is not set: run the tests with `make test`, which starts the emulator"
-        )
-    })
+/// The emulator the tests talk to (see `emulator` for how it is chosen).
+pub async fn emulator_endpoint() -> String {
+    emulator::endpoint().await
 }
 
 /// SDK configuration for the emulator, with fixed test credentials.
@@ -93,7 +90,7 @@ pub struct Stack {
 
 impl Stack {
     pub async fn new(tag: &str) -> Self {
-        Self::at(&emulator_endpoint(), tag).await
+        Self::at(&emulator_endpoint().await, tag).await
     }
 
     pub async fn at(endpoint: &str, tag: &str) -> Self {

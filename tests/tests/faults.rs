@@ -29,7 +29,7 @@ async fn outage_after(proxy: &FaultProxy, target: &str) {
 async fn an_outage_mid_batch_loses_no_user_and_leaks_no_slot() {
     let direct = Stack::new("faults").await;
     direct.set_visibility_timeout(2).await;
-    let proxy = FaultProxy::start(&emulator_endpoint()).await;
+    let proxy = FaultProxy::start(&emulator_endpoint().await).await;
     let through_proxy = direct.via(&proxy.endpoint).await;
     let e = EventId::parse("E-faults").unwrap();
     direct.store().set_capacity(&e, 4).await.unwrap();

@@ -314,3 +314,118 @@ fn api_gateway_and_cargo_lambda_watch_route_alike() {
         "not-found".to_owned()
     )));
 }
+
+fn localstack_file(name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(root().join("localstack/init/ready.d").join(name)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn the_localstack_init_hook_creates_the_same_resources() {
+    let table = localstack_file("table.json");
+    let template = template();
+    let declared = resource(&template, "Table");
+    let pairs = |list: &serde_json::Value, a: &str, b: &str| -> BTreeSet<(String, String)> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v[a].as_str().unwrap().to_owned(),
+                    v[b].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let declared_attributes: BTreeSet<(String, String)> = declared["AttributeDefinitions"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|d| (text(&d["AttributeName"]), text(&d["AttributeType"])))
+        .collect();
+    assert_eq!(
+        pairs(
+            &table["AttributeDefinitions"],
+            "AttributeName",
+            "AttributeType"
+        ),
+        declared_attributes
+    );
+    assert_eq!(
+        table["StreamSpecification"]["StreamViewType"],
+        "NEW_AND_OLD_IMAGES"
+    );
+    for index in table["GlobalSecondaryIndexes"].as_array().unwrap() {
+        let name = index["IndexName"].as_str().unwrap();
+        let twin = declared["GlobalSecondaryIndexes"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|i| text(&i["IndexName"]) == name)
+            .unwrap_or_else(|| panic!("the template has no {name}"));
+        let keys: Vec<(String, String)> = index["KeySchema"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                (
+                    k["AttributeName"].as_str().unwrap().to_owned(),
+                    k["KeyType"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(keys, key_schema(&twin["KeySchema"]), "{name}");
+        let projected: BTreeSet<String> = index["Projection"]["NonKeyAttributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            projected,
+            strings(&twin["Projection"]["NonKeyAttributes"]),
+            "{name}"
+        );
+    }
+
+    let queues = localstack_file("queues.json");
+    let names = ResourceNames {
+        table: "waiting-room".into(),
+        queue_prefix: "waiting-room".into(),
+    };
+    assert_eq!(table["TableName"], names.table.as_str());
+    assert_eq!(queues["join"]["name"], names.join_queue().as_str());
+    assert_eq!(
+        queues["join"]["deadLetter"],
+        names.join_dead_letter_queue().as_str()
+    );
+    assert_eq!(
+        queues["join"]["maxReceiveCount"],
+        provision::JOIN_MAX_RECEIVE_COUNT
+    );
+    for (attribute, value) in provision::join_queue_attributes() {
+        assert_eq!(
+            queues["join"]["attributes"][attribute.as_str()],
+            value.as_str(),
+            "{}",
+            attribute.as_str()
+        );
+    }
+    assert_eq!(queues["checkout"]["name"], names.checkout_queue().as_str());
+    assert_eq!(
+        queues["checkout"]["deadLetter"],
+        names.checkout_dead_letter_queue().as_str()
+    );
+    assert_eq!(
+        queues["checkout"]["maxReceiveCount"],
+        provision::CHECKOUT_MAX_RECEIVE_COUNT
+    );
+    assert_eq!(
+        queues["checkout"]["attributes"]["VisibilityTimeout"],
+        provision::CHECKOUT_VISIBILITY_TIMEOUT
+            .as_secs()
+            .to_string()
+            .as_str()
+    );
+    assert_eq!(queues["eventsStream"], names.events_stream().as_str());
+}

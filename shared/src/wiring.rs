@@ -273,6 +273,7 @@ pub async fn granter() -> Result<GranterParts, ConfigError> {
             policy: admission_policy(&settings.lifecycle),
             line_shards: settings.line.line_shards,
             ended_retention: settings.lifecycle.ended_retention,
+            cache: Default::default(),
         },
         quarantine: SqsQuarantine::new(sqs.clone(), settings.join_dlq_url),
         join_queue: settings.join_queue_url.map(|url| SqsQueue::new(sqs, url)),

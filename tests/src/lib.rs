@@ -295,6 +295,7 @@ impl Stack {
             policy: admission_policy(lifecycle),
             line_shards,
             ended_retention: lifecycle.ended_retention,
+            cache: Default::default(),
         }
     }
 

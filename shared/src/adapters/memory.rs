@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::domain::admission::{LineAdvance, SessionChangeKind};
+use crate::domain::admission::{BacklogHint, LineAdvance, SessionChangeKind};
 use crate::domain::session::expiry_bucket;
 use crate::domain::{
     Admission, EndReason, Ending, EventCounters, EventId, LineEntry, LineShard, LineState, Session,
@@ -392,13 +392,31 @@ fn line_and_counters_match(t: &Tables, plan: &LineAdvance) -> bool {
             }
         }
     });
+    let counters_now = t.events.get(&plan.event_id).cloned().unwrap_or_default();
+    let unchanged_match = match &plan.backlog {
+        BacklogHint::Set {
+            active_seen,
+            capacity_seen,
+        } => counters_now.active >= *active_seen && counters_now.capacity == *capacity_seen,
+        BacklogHint::Clear { unchanged_shards } => unchanged_shards.iter().all(|seen| {
+            match t.lines.get(&(plan.event_id.clone(), seen.shard)) {
+                None => !seen.stored,
+                Some(line) => {
+                    seen.stored
+                        && line.next_ticket == seen.next_seen
+                        && line.head_ticket == seen.head_seen
+                }
+            }
+        }),
+        _ => true,
+    };
     let counters_match = plan.counters.as_ref().is_none_or(|expect| {
         let counters = t.events.get(&plan.event_id).cloned().unwrap_or_default();
         counters.capacity == expect.capacity_seen
             && counters.active <= expect.active_at_most
             && counters.admitted == expect.admitted_seen
     });
-    shards_match && counters_match
+    shards_match && counters_match && unchanged_match
 }
 
 fn apply_advance(t: &mut Tables, plan: &LineAdvance) {
@@ -413,12 +431,13 @@ fn apply_advance(t: &mut Tables, plan: &LineAdvance) {
         line.ended_in_line = line.ended_in_line.saturating_sub(advance.passed_ended);
         line.abandoned += advance.abandoned;
     }
+    let counters = t.events.entry(plan.event_id.clone()).or_default();
     if plan.admitted > 0 {
-        let counters = t.events.entry(plan.event_id.clone()).or_default();
         counters.active += plan.admitted;
         counters.admitted += plan.admitted;
         counters.rate = plan.rate;
     }
+    counters.backlog = plan.backlog_after(counters.backlog);
     for change in &plan.sessions {
         let Some(stored) = t.sessions.get_mut(&change.session_id) else {
             continue;

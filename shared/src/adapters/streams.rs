@@ -67,10 +67,13 @@ pub struct CountersChange {
 }
 
 impl CountersChange {
-    /// A slot may have become free: fewer active sessions, or a new capacity.
-    /// Admissions (more active) are not worth waking the granter for.
+    /// A slot may have become free (fewer active sessions, or a new
+    /// capacity) while someone waits. Admissions, and exits with nobody in
+    /// line, are not worth waking the granter for.
     pub fn may_free_a_slot(&self) -> bool {
-        self.after.active < self.before.active || self.after.capacity != self.before.capacity
+        let freed =
+            self.after.active < self.before.active || self.after.capacity != self.before.capacity;
+        freed && self.after.backlog
     }
 }
 
@@ -247,8 +250,8 @@ mod tests {
         let event = serde_json::json!({"Records": [
             {"eventName": "MODIFY", "dynamodb": {
                 "Keys": {"pk": {"S": "EVENT#E1"}},
-                "OldImage": {"pk": {"S": "EVENT#E1"}, "active": {"N": "3"}, "capacity": {"N": "3"}},
-                "NewImage": {"pk": {"S": "EVENT#E1"}, "active": {"N": "2"}, "capacity": {"N": "3"}}}},
+                "OldImage": {"pk": {"S": "EVENT#E1"}, "active": {"N": "3"}, "capacity": {"N": "3"}, "lineBacklog": {"N": "1"}},
+                "NewImage": {"pk": {"S": "EVENT#E1"}, "active": {"N": "2"}, "capacity": {"N": "3"}, "lineBacklog": {"N": "1"}}}},
             {"eventName": "MODIFY", "dynamodb": {
                 "Keys": {"pk": {"S": "SESSION#E1.x"}},
                 "NewImage": {"pk": {"S": "SESSION#E1.x"}, "status": {"S": "LEFT"}}}},
@@ -273,9 +276,21 @@ mod tests {
             before: EventCounters::default(),
             after: EventCounters {
                 capacity: Some(10),
+                backlog: true,
                 ..EventCounters::default()
             },
         };
         assert!(change.may_free_a_slot());
+        let nobody_waits = CountersChange {
+            after: EventCounters {
+                backlog: false,
+                ..change.after.clone()
+            },
+            ..change
+        };
+        assert!(
+            !nobody_waits.may_free_a_slot(),
+            "no line: no need to wake the granter"
+        );
     }
 }

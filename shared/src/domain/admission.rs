@@ -96,14 +96,56 @@ pub struct LineAdvance {
     pub rate: AdmissionRate,
     pub shards: Vec<ShardAdvance>,
     pub sessions: Vec<SessionChange>,
+    /// Whether anyone waits in the line once this write applies, and
+    /// whether the event item's hint (`EventCounters::backlog`) must change.
+    pub backlog: BacklogHint,
     /// The walk stopped with slots free and people waiting: it hit the
     /// per-write limit or a front it could not see. Plan again after this.
     pub unfinished: bool,
 }
 
+/// The event item's "someone is waiting" hint, which decides whether a freed
+/// slot wakes the granter at all (docs/decisions/0014-fewer-calls.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BacklogHint {
+    Unchanged,
+    /// Set it: this write leaves people waiting. Before, nobody woke the
+    /// granter on a freed slot, so the write must prove it missed none:
+    /// `active` did not drop and capacity did not change since the snapshot.
+    Set {
+        active_seen: u64,
+        capacity_seen: Option<u32>,
+    },
+    /// Clear it: the line is empty. Only valid if no shard moved since the
+    /// snapshot, so the write re-checks every shard it does not advance.
+    Clear {
+        unchanged_shards: Vec<ShardSeen>,
+    },
+}
+
+/// A shard as the snapshot saw it, for a condition-only check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardSeen {
+    pub shard: u16,
+    pub stored: bool,
+    pub next_seen: u64,
+    pub head_seen: u64,
+}
+
 impl LineAdvance {
     pub fn is_empty(&self) -> bool {
-        self.sessions.is_empty() && self.shards.iter().all(|s| s.head == s.head_seen)
+        self.sessions.is_empty()
+            && self.shards.iter().all(|s| s.head == s.head_seen)
+            && self.backlog == BacklogHint::Unchanged
+    }
+
+    /// The hint's value once this write applies.
+    pub fn backlog_after(&self, before: bool) -> bool {
+        match self.backlog {
+            BacklogHint::Unchanged => before,
+            BacklogHint::Set { .. } => true,
+            BacklogHint::Clear { .. } => false,
+        }
     }
 
     pub fn admitted_sessions(&self) -> impl Iterator<Item = &SessionChange> {
@@ -234,6 +276,7 @@ pub fn plan_line_advance(
 
     file_remaining_arrivals(state, arrivals, &heads, &mut changes);
     let shards = shard_advances(state, arrivals, &heads, &passed_ended, &abandoned);
+    let backlog = backlog_hint(state, &shards);
     let counters = (admitted > 0).then(|| CounterExpectation {
         capacity_seen: state.counters.capacity,
         capacity,
@@ -252,7 +295,38 @@ pub fn plan_line_advance(
         },
         shards,
         sessions: changes,
+        backlog,
         unfinished,
+    }
+}
+
+fn backlog_hint(state: &LineState, advances: &[ShardAdvance]) -> BacklogHint {
+    let waiting_after =
+        state.shards.iter().any(
+            |shard| match advances.iter().find(|a| a.shard == shard.shard) {
+                Some(advance) => advance.head < advance.next,
+                None => shard.has_backlog(),
+            },
+        );
+    match (state.counters.backlog, waiting_after) {
+        (false, true) => BacklogHint::Set {
+            active_seen: state.counters.active,
+            capacity_seen: state.counters.capacity,
+        },
+        (true, false) => BacklogHint::Clear {
+            unchanged_shards: state
+                .shards
+                .iter()
+                .filter(|shard| advances.iter().all(|a| a.shard != shard.shard))
+                .map(|shard| ShardSeen {
+                    shard: shard.shard,
+                    stored: shard.stored,
+                    next_seen: shard.next_ticket,
+                    head_seen: shard.head_ticket,
+                })
+                .collect(),
+        },
+        _ => BacklogHint::Unchanged,
     }
 }
 
@@ -421,12 +495,14 @@ mod tests {
         }
     }
 
+    /// A consistent snapshot: the backlog hint is set when a shard has a line.
     fn state(shards: Vec<LineShard>, active: u64) -> LineState {
         LineState {
             event_id: event(),
             counters: EventCounters {
                 active,
                 admitted: active,
+                backlog: shards.iter().any(LineShard::has_backlog),
                 ..EventCounters::default()
             },
             shards,
@@ -676,6 +752,48 @@ mod tests {
             ids.iter().collect::<std::collections::HashSet<_>>().len(),
             "one change per session"
         );
+    }
+
+    #[test]
+    fn the_backlog_hint_follows_the_line() {
+        let full = state(vec![shard(0, 0, 0), shard(1, 2, 2)], 5);
+        let filing = plan(&full, &[arrival(1, 0, 1)], vec![vec![], vec![]], 5);
+        let proof = BacklogHint::Set {
+            active_seen: 5,
+            capacity_seen: None,
+        };
+        assert_eq!(
+            filing.backlog, proof,
+            "someone now waits behind a full event"
+        );
+
+        let waiting = state(vec![shard(0, 0, 1), shard(1, 2, 2)], 0);
+        let known = vec![vec![entry(1, 0, 1, SessionStatus::Waiting)], vec![]];
+        let emptying = plan(&waiting, &[], known, 5);
+        let expected = BacklogHint::Clear {
+            unchanged_shards: vec![ShardSeen {
+                shard: 1,
+                stored: true,
+                next_seen: 2,
+                head_seen: 2,
+            }],
+        };
+        assert_eq!(
+            emptying.backlog, expected,
+            "emptied: clear it, checking the shard not written"
+        );
+        assert!(!emptying.backlog_after(true));
+
+        let quiet = plan_line_advance(
+            &state(vec![shard(0, 3, 3)], 0),
+            &[],
+            &KnownEntries {
+                by_shard: vec![vec![]],
+            },
+            &policy(3),
+            Timestamp::from_millis(NOW),
+        );
+        assert!(quiet.is_empty());
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub struct EventCounters {
     pub completed: u64,
     pub failed: u64,
     pub rate: AdmissionRate,
+    /// A hint kept by the granter: someone waits in the line. Leaves and
+    /// expiries wake the granter only when it is set.
+    pub backlog: bool,
 }
 
 impl EventCounters {

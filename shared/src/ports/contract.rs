@@ -512,6 +512,86 @@ pub async fn expiry_is_found_by_index_and_happens_once<S: SessionStore>(store: &
     assert_eq!((counters.active, counters.expired), (1, 2));
 }
 
+pub async fn the_backlog_hint_never_hides_a_freed_slot<S: SessionStore>(store: &S) {
+    let event = fresh_event("backlog");
+    let fans: Vec<Session> = (1..=3)
+        .map(|n| session(&event, n, &format!("b{n}")))
+        .collect();
+    for fan in &fans {
+        created(store, fan).await;
+    }
+    store.set_capacity(&event, 1).await.unwrap();
+    assert_eq!(
+        advance(store, &event, &[&fans[0]], 1, later(10)).await,
+        AdvanceOutcome::Applied
+    );
+    assert!(
+        !store.event_counters(&event).await.unwrap().backlog,
+        "nobody waits yet"
+    );
+
+    // Plan to file the second behind a full event; the first leaves before
+    // the write. The write must not land: its "nobody can be admitted" is stale.
+    let state = store.line_state(&event, 1).await.unwrap();
+    let arrival = Arrival {
+        session_id: fans[1].id.clone(),
+        shard: 0,
+        joined_at: fans[1].joined_at,
+    };
+    let stale = plan_line_advance(
+        &state,
+        std::slice::from_ref(&arrival),
+        &KnownEntries {
+            by_shard: vec![vec![]],
+        },
+        &policy(1),
+        later(20),
+    );
+    assert!(matches!(
+        stale.backlog,
+        crate::domain::admission::BacklogHint::Set { .. }
+    ));
+    let left = store
+        .end_session(
+            &fans[0].id,
+            EndFrom::Active,
+            &Ending::new(EndReason::UserLeft, later(15)),
+            later(9_999),
+        )
+        .await
+        .unwrap();
+    assert_eq!(left, EndOutcome::Ended);
+    assert_eq!(
+        store.advance_line(&stale, later(99)).await.unwrap(),
+        AdvanceOutcome::Conflict { rejected: vec![] }
+    );
+
+    // Planned again, the second is admitted; the third waits and the hint is set.
+    assert_eq!(
+        advance(store, &event, &[&fans[1], &fans[2]], 1, later(30)).await,
+        AdvanceOutcome::Applied
+    );
+    let counters = store.event_counters(&event).await.unwrap();
+    assert_eq!((counters.active, counters.backlog), (1, true));
+
+    // Once the line is empty again the hint is cleared.
+    store
+        .end_session(
+            &fans[1].id,
+            EndFrom::Active,
+            &Ending::new(EndReason::UserLeft, later(40)),
+            later(9_999),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        advance(store, &event, &[], 1, later(50)).await,
+        AdvanceOutcome::Applied
+    );
+    let counters = store.event_counters(&event).await.unwrap();
+    assert_eq!((counters.active, counters.backlog), (1, false));
+}
+
 /// Every check above, in order.
 pub async fn run_all<S: SessionStore>(store: &S) {
     claims_make_join_idempotent(store).await;
@@ -522,6 +602,7 @@ pub async fn run_all<S: SessionStore>(store: &S) {
     capacity_is_checked_in_the_write(store).await;
     abandoned_sessions_expire_only_if_still_silent(store).await;
     expiry_is_found_by_index_and_happens_once(store).await;
+    the_backlog_hint_never_hides_a_freed_slot(store).await;
 }
 
 #[cfg(test)]

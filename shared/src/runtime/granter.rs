@@ -5,7 +5,7 @@
 //! | join queue (SQS FIFO)      | event source mapping, batches   | `receive` loop         |
 //! | table stream (slot freed)  | event source mapping on stream  | `TableStreamReader`    |
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -45,18 +45,20 @@ pub async fn handle_batch<S: SessionStore, Q: Quarantine>(
     report
 }
 
-/// Advance the line of every event whose counters show a freed slot.
+/// Advance the line of every event whose counters show a freed slot, from
+/// the newest counters seen for it.
 pub async fn handle_counter_changes<S: SessionStore>(
     granter: &Granter<S>,
     changes: &[CountersChange],
 ) -> Result<(), ServiceError> {
-    let events: BTreeSet<&EventId> = changes
-        .iter()
-        .filter(|c| c.may_free_a_slot())
-        .map(|c| &c.event_id)
-        .collect();
-    for event in events {
-        granter.advance(event, Vec::new()).await?;
+    let mut newest: BTreeMap<&EventId, &CountersChange> = BTreeMap::new();
+    for change in changes.iter().filter(|c| c.may_free_a_slot()) {
+        newest.insert(&change.event_id, change);
+    }
+    for (event, change) in newest {
+        granter
+            .advance_with(event, Vec::new(), Some(change.after.clone()))
+            .await?;
     }
     Ok(())
 }

@@ -8,14 +8,16 @@
 //! and block the event's message group. The line itself lives in DynamoDB;
 //! see docs/decisions/0004-line-and-shards.md.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::domain::admission::{
-    AdmissionPolicy, Arrival, KnownEntries, LineAdvance, plan_line_advance,
+    AdmissionPolicy, Arrival, KnownEntries, LineAdvance, SessionChangeKind, plan_line_advance,
 };
-use crate::domain::{Clock, EventId, LineState, SessionId, Timestamp};
+use crate::domain::{
+    Clock, EventCounters, EventId, LineEntry, LineState, SessionId, SessionStatus, Timestamp,
+};
 use crate::ports::{AdvanceOutcome, Delivery, JoinTicket, SessionStore};
 
 use super::{MAX_ATTEMPTS, ServiceError};
@@ -30,6 +32,8 @@ pub struct Granter<S> {
     pub policy: AdmissionPolicy,
     pub line_shards: u16,
     pub ended_retention: Duration,
+    /// What this instance last wrote of each line, to skip re-reading it.
+    pub cache: LineCache,
 }
 
 /// What became of one batch of join messages.
@@ -116,15 +120,50 @@ impl<S: SessionStore> Granter<S> {
     pub async fn advance(
         &self,
         event: &EventId,
+        arrivals: Vec<Arrival>,
+    ) -> Result<AdvanceReport, ServiceError> {
+        self.advance_with(event, arrivals, None).await
+    }
+
+    /// As `advance`, starting from counters the caller has just seen (the
+    /// new image of a stream record), fresher than the cached ones.
+    pub async fn advance_with(
+        &self,
+        event: &EventId,
         mut arrivals: Vec<Arrival>,
+        fresh_counters: Option<EventCounters>,
     ) -> Result<AdvanceReport, ServiceError> {
         let mut report = AdvanceReport::default();
+        let mut cached = self.cache.take(event);
+        let mut fresh_counters = fresh_counters;
         for _ in 0..MAX_ATTEMPTS {
-            let state = self.store.line_state(event, self.line_shards).await?;
-            let known = self.read_fronts(&state).await?;
+            // Counters must be fresh (a stale `active` would leave free slots
+            // unused); shards and fronts may come from the cache, as every
+            // write is conditioned on them.
+            let (state, fronts) = match (fresh_counters.take(), cached.take()) {
+                (Some(counters), Some(line)) => (
+                    LineState {
+                        counters,
+                        ..line.state
+                    },
+                    line.fronts,
+                ),
+                (_, line) => {
+                    let state = self.store.line_state(event, self.line_shards).await?;
+                    (state, line.map(|l| l.fronts).unwrap_or_default())
+                }
+            };
+            let known = self.read_fronts(&state, fronts).await?;
             let now = self.clock.now();
             let plan = plan_line_advance(&state, &arrivals, &known, &self.policy, now);
             if plan.is_empty() && !plan.unfinished {
+                self.cache.put(
+                    event,
+                    CachedLine {
+                        state,
+                        fronts: known.by_shard,
+                    },
+                );
                 return Ok(report);
             }
             if plan.is_empty() {
@@ -135,13 +174,17 @@ impl<S: SessionStore> Granter<S> {
             match self.store.advance_line(&plan, retain_until).await? {
                 AdvanceOutcome::Applied => {
                     record(&mut report, &plan, arrivals.len());
+                    let after = CachedLine::after(state, &plan, known, &arrivals);
                     arrivals.clear();
                     if !plan.unfinished {
+                        self.cache.put(event, after);
                         return Ok(report);
                     }
+                    fresh_counters = Some(after.state.counters.clone());
+                    cached = Some(after);
                 }
                 AdvanceOutcome::Conflict { rejected } => {
-                    tracing::debug!(event = %event, ?rejected, shards = ?plan.shards, admitted = plan.admitted, sessions = plan.sessions.len(), "line advance conflicted; planning again");
+                    tracing::debug!(event = %event, ?rejected, "line advance conflicted; reading the line again");
                     // Rejected arrivals were filed before (a redelivery), have
                     // ended, or are gone: their messages are finished as is.
                     arrivals.retain(|a| !rejected.contains(&a.session_id));
@@ -153,30 +196,122 @@ impl<S: SessionStore> Granter<S> {
     }
 
     /// The front of each shard that has people waiting, enough of it to fill
-    /// the free slots (and skip those who left). Nothing is read when the
-    /// event is full.
-    async fn read_fronts(&self, state: &LineState) -> Result<KnownEntries, ServiceError> {
+    /// the free slots (and skip those who left), from the cache when it
+    /// starts at the head and is long enough. Nothing is read when the event
+    /// is full.
+    async fn read_fronts(
+        &self,
+        state: &LineState,
+        cached: Vec<Vec<LineEntry>>,
+    ) -> Result<KnownEntries, ServiceError> {
         let free = state.counters.free_slots(self.policy.default_capacity);
         let mut known = KnownEntries {
             by_shard: vec![Vec::new(); state.shards.len()],
         };
-        if free == 0 {
-            return Ok(known);
-        }
         for (index, shard) in state.shards.iter().enumerate() {
-            if !shard.has_backlog() {
-                continue;
-            }
+            let front = cached.get(index).cloned().unwrap_or_default();
+            let starts_at_head = front.first().is_some_and(|e| e.ticket == shard.head_ticket);
             let wanted = free.saturating_add(shard.ended_in_line).saturating_add(1);
-            let limit = usize::try_from(wanted)
-                .unwrap_or(usize::MAX)
-                .min(self.policy.max_changes_per_write.max(1) * 2);
-            known.by_shard[index] = self
-                .store
-                .line_entries(&state.event_id, shard.shard, shard.head_ticket, limit)
-                .await?;
+            let reaches_end = front
+                .last()
+                .is_some_and(|e| e.ticket + 1 >= shard.next_ticket);
+            let enough = starts_at_head && (front.len() as u64 >= wanted || reaches_end);
+            known.by_shard[index] = if free == 0 || !shard.has_backlog() || enough {
+                front
+            } else {
+                // Read ahead: the next freed slots are served from the cache.
+                self.store
+                    .line_entries(&state.event_id, shard.shard, shard.head_ticket, FRONT_READ)
+                    .await?
+            };
         }
         Ok(known)
+    }
+}
+
+/// Line entries read per query: a page serves many freed slots.
+const FRONT_READ: usize = 100;
+
+/// What a granter instance last knew of an event's line. Only a hint: every
+/// write is conditioned on it, and a conflict drops it.
+#[derive(Debug, Clone)]
+struct CachedLine {
+    state: LineState,
+    /// Per shard, the known entries from the head on.
+    fronts: Vec<Vec<LineEntry>>,
+}
+
+impl CachedLine {
+    /// The line as `plan` left it, had nothing else changed.
+    fn after(
+        mut state: LineState,
+        plan: &LineAdvance,
+        known: KnownEntries,
+        arrivals: &[Arrival],
+    ) -> Self {
+        let mut fronts = known.by_shard;
+        for advance in &plan.shards {
+            let Some(index) = state.shards.iter().position(|s| s.shard == advance.shard) else {
+                continue;
+            };
+            let shard = &mut state.shards[index];
+            let complete_before = fronts[index]
+                .last()
+                .map_or(shard.head_ticket, |e| e.ticket + 1)
+                >= shard.next_ticket;
+            shard.stored = true;
+            shard.next_ticket = advance.next;
+            shard.head_ticket = advance.head;
+            shard.ended_in_line = shard.ended_in_line.saturating_sub(advance.passed_ended);
+            shard.abandoned += advance.abandoned;
+            let front = &mut fronts[index];
+            front.retain(|e| e.ticket >= advance.head);
+            if complete_before {
+                front.extend(filed_entries(plan, arrivals, advance.shard));
+            }
+        }
+        let counters = &mut state.counters;
+        counters.active += plan.admitted;
+        counters.admitted += plan.admitted;
+        counters.rate = plan.rate;
+        counters.backlog = plan.backlog_after(counters.backlog);
+        Self { state, fronts }
+    }
+}
+
+/// The arrivals this write filed in `shard`, as the line index will show them.
+fn filed_entries(plan: &LineAdvance, arrivals: &[Arrival], shard: u16) -> Vec<LineEntry> {
+    plan.sessions
+        .iter()
+        .filter(|c| c.shard == shard && c.kind == SessionChangeKind::File)
+        .filter_map(|c| {
+            let arrival = arrivals.iter().find(|a| a.session_id == c.session_id)?;
+            Some(LineEntry {
+                session_id: c.session_id.clone(),
+                ticket: c.ticket,
+                status: SessionStatus::Waiting,
+                joined_at: arrival.joined_at,
+                // Unknown here; an abandonment based on it is re-checked by
+                // the write's condition on the stored value.
+                last_seen_at: arrival.joined_at,
+            })
+        })
+        .collect()
+}
+
+/// Per-instance cache of lines, by event.
+#[derive(Debug, Default)]
+pub struct LineCache(Mutex<HashMap<EventId, CachedLine>>);
+
+impl LineCache {
+    fn take(&self, event: &EventId) -> Option<CachedLine> {
+        self.0.lock().ok()?.remove(event)
+    }
+
+    fn put(&self, event: &EventId, line: CachedLine) {
+        if let Ok(mut lines) = self.0.lock() {
+            lines.insert(event.clone(), line);
+        }
     }
 }
 

@@ -52,6 +52,7 @@ impl World {
             },
             line_shards: shards,
             ended_retention: Duration::from_secs(3600),
+            cache: Default::default(),
         }
     }
 

@@ -178,6 +178,7 @@ pub fn decode_counters(item: Option<&Item>) -> Result<EventCounters, StoreError>
             window_start: millis(item, "rateWindowStart")?,
             window_admitted: counter(item, "rateWindowAdmitted")?,
         },
+        backlog: counter(item, "lineBacklog")? > 0,
     })
 }
 

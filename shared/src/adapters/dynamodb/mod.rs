@@ -12,8 +12,9 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, Delete, KeysAndAttributes, Put, ReturnValue,
-    ReturnValuesOnConditionCheckFailure as OnConditionFailure, TransactWriteItem, Update,
+    AttributeValue, CancellationReason, ConditionCheck, Delete, KeysAndAttributes, Put,
+    ReturnValue, ReturnValuesOnConditionCheckFailure as OnConditionFailure, TransactWriteItem,
+    Update,
 };
 
 use self::items::{
@@ -21,7 +22,9 @@ use self::items::{
     session_item, ttl_value,
 };
 use self::layout::PARTITION_KEY;
-use crate::domain::admission::{LineAdvance, SessionChange, SessionChangeKind, ShardAdvance};
+use crate::domain::admission::{
+    BacklogHint, LineAdvance, SessionChange, SessionChangeKind, ShardAdvance, ShardSeen,
+};
 use crate::domain::session::expiry_bucket;
 use crate::domain::{
     EndReason, Ending, EventCounters, EventId, LineEntry, LineShard, LineState, Session, SessionId,
@@ -55,7 +58,7 @@ pub struct DynamoStore {
 struct Write {
     pk: String,
     update: String,
-    condition: Option<&'static str>,
+    condition: Option<String>,
     values: Vec<(&'static str, AttributeValue)>,
     /// Ask DynamoDB for the item as it was when the condition failed.
     old_on_failure: bool,
@@ -72,8 +75,8 @@ impl Write {
         }
     }
 
-    fn when(mut self, condition: &'static str) -> Self {
-        self.condition = Some(condition);
+    fn when(mut self, condition: &str) -> Self {
+        self.condition = Some(condition.to_owned());
         self
     }
 
@@ -89,7 +92,7 @@ impl Write {
 
     fn names(&self) -> HashMap<String, String> {
         let mut expressions = vec![self.update.as_str()];
-        expressions.extend(self.condition);
+        expressions.extend(self.condition.as_deref());
         names_in(&expressions)
     }
 
@@ -134,7 +137,7 @@ impl DynamoStore {
             .table_name(&self.table)
             .set_key(Some(self.key(write.pk.clone())))
             .update_expression(&write.update)
-            .set_condition_expression(write.condition.map(str::to_owned))
+            .set_condition_expression(write.condition.clone())
             .set_expression_attribute_values(write.values());
         if !names.is_empty() {
             update = update.set_expression_attribute_names(Some(names));
@@ -546,8 +549,13 @@ impl SessionStore for DynamoStore {
         for advance in &plan.shards {
             writes.push(self.transact_update(shard_advance(&plan.event_id, advance))?);
         }
-        if let Some(take) = take_slots(plan) {
-            writes.push(self.transact_update(take)?);
+        if let Some(event) = event_write(plan) {
+            writes.push(self.transact_update(event)?);
+        }
+        if let BacklogHint::Clear { unchanged_shards } = &plan.backlog {
+            for seen in unchanged_shards {
+                writes.push(self.shard_unchanged(&plan.event_id, seen)?);
+            }
         }
         if writes.is_empty() {
             return Ok(AdvanceOutcome::Applied);
@@ -674,6 +682,36 @@ impl DynamoStore {
         ))
     }
 
+    /// A condition-only item: the shard is as the snapshot saw it.
+    fn shard_unchanged(
+        &self,
+        event: &EventId,
+        seen: &ShardSeen,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let (condition, values) = if seen.stored {
+            (
+                "#nextTicket = :nextSeen AND #headTicket = :headSeen",
+                vec![
+                    (":nextSeen", n(seen.next_seen)),
+                    (":headSeen", n(seen.head_seen)),
+                ],
+            )
+        } else {
+            ("attribute_not_exists(#pk)", vec![])
+        };
+        let mut check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(self.key(layout::line_key(event, seen.shard))))
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names_in(&[condition])));
+        for (placeholder, value) in values {
+            check = check.expression_attribute_values(placeholder, value);
+        }
+        Ok(TransactWriteItem::builder()
+            .condition_check(built(check.build())?)
+            .build())
+    }
+
     fn release_slot(&self, event: &EventId, reason: EndReason) -> Write {
         Write::new(
             layout::event_key(event),
@@ -797,8 +835,49 @@ fn shard_advance(event: &EventId, advance: &ShardAdvance) -> Write {
     }
 }
 
-fn take_slots(plan: &LineAdvance) -> Option<Write> {
-    let expect = plan.counters.as_ref()?;
+/// The event item's part of a line advance: slots taken (conditioned on
+/// capacity and on no other admission since the snapshot) and/or the
+/// backlog hint. `None` when the write leaves the event item alone.
+fn event_write(plan: &LineAdvance) -> Option<Write> {
+    let hint = match plan.backlog {
+        BacklogHint::Unchanged => None,
+        BacklogHint::Set { .. } => Some(1),
+        BacklogHint::Clear { .. } => Some(0),
+    };
+    let mut update = String::from("SET #eventId = :event");
+    let mut write = Write::new(layout::event_key(&plan.event_id), "")
+        .value(":event", s(plan.event_id.as_str()));
+    if let Some(flag) = hint {
+        update.push_str(", #lineBacklog = :backlog");
+        write = write.value(":backlog", n(flag));
+    }
+    // Setting the hint proves no slot was freed unseen (see `BacklogHint`).
+    let proof = match plan.backlog {
+        BacklogHint::Set {
+            active_seen,
+            capacity_seen,
+        } => {
+            write = write.value(":activeSeen", n(active_seen));
+            let capacity = match capacity_seen {
+                Some(capacity) => {
+                    write = write.value(":capacitySeen", n(capacity));
+                    "#capacity = :capacitySeen"
+                }
+                None => "attribute_not_exists(#capacity)",
+            };
+            Some(format!(
+                "(attribute_not_exists(#active) OR #active >= :activeSeen) AND {capacity}"
+            ))
+        }
+        _ => None,
+    };
+    let Some(expect) = plan.counters.as_ref() else {
+        return hint.map(|_| Write {
+            update,
+            condition: proof,
+            ..write
+        });
+    };
     let condition = match (expect.capacity_seen.is_some(), expect.admitted_seen == 0) {
         (true, true) => {
             "#capacity = :capacity AND (attribute_not_exists(#active) OR #active <= :activeAtMost) AND (attribute_not_exists(#admitted) OR #admitted = :admittedSeen)"
@@ -813,11 +892,16 @@ fn take_slots(plan: &LineAdvance) -> Option<Write> {
             "attribute_not_exists(#capacity) AND (attribute_not_exists(#active) OR #active <= :activeAtMost) AND #admitted = :admittedSeen"
         }
     };
-    let mut update = String::from("SET #eventId = :event, #rateWindowAdmitted = :windowAdmitted");
-    let mut write = Write::new(layout::event_key(&plan.event_id), "")
-        .when(condition)
-        .value(":event", s(plan.event_id.as_str()))
-        .value(":windowAdmitted", n(plan.rate.window_admitted));
+    update.push_str(", #rateWindowAdmitted = :windowAdmitted");
+    let condition = match proof {
+        Some(proof) => format!("{condition} AND {proof}"),
+        None => condition.to_owned(),
+    };
+    write = Write {
+        condition: Some(condition),
+        ..write
+    }
+    .value(":windowAdmitted", n(plan.rate.window_admitted));
     if let Some(start) = plan.rate.window_start {
         update.push_str(", #rateWindowStart = :windowStart");
         write = write.value(":windowStart", n(start.as_millis()));

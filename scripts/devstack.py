@@ -286,7 +286,7 @@ def remove_resources(env):
     sqs = session.client("sqs", endpoint_url=endpoint)
     for name in ("JOIN_QUEUE_URL", "JOIN_DLQ_URL", "CHECKOUT_QUEUE_URL", "CHECKOUT_DLQ_URL"):
         sqs.delete_queue(QueueUrl=env[name])
-    session.client("kinesis", endpoint_url=endpoint).delete_stream(StreamName=env["EVENTS_STREAM_NAME"])
+    session.client("sns", endpoint_url=endpoint).delete_topic(TopicArn=env["EVENTS_TOPIC_ARN"])
 
 
 # --- Release packages for AWS Lambda (provided.al2023) ------------------------

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use waiting_room::adapters::aws::{dynamodb_client, kinesis_client, sdk_config_for, sqs_client};
+use waiting_room::adapters::aws::{dynamodb_client, sdk_config_for, sns_client, sqs_client};
 use waiting_room::adapters::dynamodb::DynamoStore;
 use waiting_room::config::{self, LifecycleSettings, LineSettings};
 use waiting_room::domain::EventId;
@@ -92,11 +92,11 @@ async fn run(cli: Cli) -> Result<String, String> {
                 table: cli.table,
                 queue_prefix,
             };
-            let (sqs, kinesis) = (sqs_client(&sdk), kinesis_client(&sdk));
+            let (sqs, sns) = (sqs_client(&sdk), sns_client(&sdk));
             let clients = Clients {
                 dynamodb: &dynamodb,
                 sqs: &sqs,
-                kinesis: &kinesis,
+                sns: &sns,
             };
             let provisioned = provision(&clients, &names)
                 .await
@@ -107,7 +107,7 @@ async fn run(cli: Cli) -> Result<String, String> {
                 "JOIN_DLQ_URL": provisioned.join_dead_letter_queue_url,
                 "CHECKOUT_QUEUE_URL": provisioned.checkout_queue_url,
                 "CHECKOUT_DLQ_URL": provisioned.checkout_dead_letter_queue_url,
-                "EVENTS_STREAM_NAME": provisioned.events_stream,
+                "EVENTS_TOPIC_ARN": provisioned.events_topic_arn,
             })
             .to_string())
         }

@@ -23,7 +23,7 @@ pub const LINE_CACHE_MILLIS: &str = "LINE_CACHE_MILLIS";
 pub const ADMISSION_SIGNING_KEY: &str = "ADMISSION_SIGNING_KEY";
 pub const ADMISSION_PUBLIC_KEYS: &str = "ADMISSION_PUBLIC_KEYS";
 pub const SESSION_CHECK_CACHE_SECONDS: &str = "SESSION_CHECK_CACHE_SECONDS";
-pub const EVENTS_STREAM_NAME: &str = "EVENTS_STREAM_NAME";
+pub const EVENTS_TOPIC_ARN: &str = "EVENTS_TOPIC_ARN";
 pub const CHECKOUT_QUEUE_URL: &str = "CHECKOUT_QUEUE_URL";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

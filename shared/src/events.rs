@@ -11,7 +11,8 @@
 //!
 //! A session reaches each of these at most once, so `<sessionId>/<type>` is
 //! a unique, deterministic event id: a republished event keeps its id and
-//! consumers deduplicate on it.
+//! consumers deduplicate on it. Events are ordered per `partition`
+//! (`<eventId>#<line shard>`).
 
 use serde::Serialize;
 
@@ -25,8 +26,13 @@ pub struct DomainEvent {
     pub id: String,
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// The on-sale; also the partition key, so one event's changes stay in order.
+    /// The on-sale.
     pub event_id: String,
+    /// Where order is kept: `<event_id>#<line shard>`, the same partition as
+    /// the join queue's message group, so a sharded on-sale publishes in
+    /// parallel. Transport metadata, not part of the JSON.
+    #[serde(skip)]
+    pub partition: String,
     pub session_id: String,
     pub user_id: String,
     pub occurred_at: String,
@@ -52,6 +58,7 @@ impl DomainEvent {
             id: format!("{}/{kind}", session.id),
             kind,
             event_id: session.event_id.to_string(),
+            partition: crate::domain::line::message_group_id(&session.event_id, session.shard),
             session_id: session.id.to_string(),
             user_id: session.user_id.to_string(),
             occurred_at: at.to_rfc3339(),

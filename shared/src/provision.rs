@@ -40,8 +40,8 @@ impl ResourceNames {
         format!("{}-checkout-outcomes-dlq", self.queue_prefix)
     }
 
-    pub fn events_stream(&self) -> String {
-        format!("{}-events", self.queue_prefix)
+    pub fn events_topic(&self) -> String {
+        format!("{}-events.fifo", self.queue_prefix)
     }
 }
 
@@ -52,7 +52,7 @@ pub struct Provisioned {
     pub join_dead_letter_queue_url: String,
     pub checkout_queue_url: String,
     pub checkout_dead_letter_queue_url: String,
-    pub events_stream: String,
+    pub events_topic_arn: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +116,7 @@ pub fn join_queue_attributes() -> Vec<(QueueAttributeName, String)> {
 pub struct Clients<'a> {
     pub dynamodb: &'a aws_sdk_dynamodb::Client,
     pub sqs: &'a aws_sdk_sqs::Client,
-    pub kinesis: &'a aws_sdk_kinesis::Client,
+    pub sns: &'a aws_sdk_sns::Client,
 }
 
 pub async fn provision(
@@ -149,14 +149,14 @@ pub async fn provision(
         CHECKOUT_MAX_RECEIVE_COUNT,
     )
     .await?;
-    create_events_stream(clients.kinesis, &names.events_stream()).await?;
+    let events_topic_arn = create_events_topic(clients.sns, &names.events_topic()).await?;
     Ok(Provisioned {
         table: names.table.clone(),
         join_queue_url: join,
         join_dead_letter_queue_url: join_dead_letter,
         checkout_queue_url: checkout,
         checkout_dead_letter_queue_url: checkout_dead_letter,
-        events_stream: names.events_stream(),
+        events_topic_arn,
     })
 }
 
@@ -181,45 +181,31 @@ async fn create_queue_pair(
     Ok((create_queue(sqs, name, attributes).await?, dead_letter))
 }
 
-/// The domain events stream. One shard takes 1,000 records/s; an on-sale
-/// with more events per second needs more (a template parameter in AWS).
-async fn create_events_stream(
-    kinesis: &aws_sdk_kinesis::Client,
+/// Days the events topic keeps messages for replays.
+pub const EVENTS_ARCHIVE_DAYS: u32 = 7;
+
+/// The domain events topic: FIFO, deduplicated by event id, throughput per
+/// message group, archived for replays. Creating it again returns its ARN.
+async fn create_events_topic(
+    sns: &aws_sdk_sns::Client,
     name: &str,
-) -> Result<(), ProvisionError> {
-    let created = kinesis
-        .create_stream()
-        .stream_name(name)
-        .shard_count(1)
+) -> Result<String, ProvisionError> {
+    let archive =
+        serde_json::json!({"MessageRetentionPeriod": EVENTS_ARCHIVE_DAYS.to_string()}).to_string();
+    let output = sns
+        .create_topic()
+        .name(name)
+        .attributes("FifoTopic", "true")
+        .attributes("ContentBasedDeduplication", "false")
+        .attributes("FifoThroughputScope", "MessageGroup")
+        .attributes("ArchivePolicy", archive)
         .send()
-        .await;
-    if let Err(err) = created {
-        let exists = err
-            .as_service_error()
-            .is_some_and(|e| e.is_resource_in_use_exception());
-        if !exists {
-            return Err(failed(
-                name,
-                aws_sdk_kinesis::error::DisplayErrorContext(err),
-            ));
-        }
-    }
-    for _ in 0..120 {
-        let described = kinesis
-            .describe_stream_summary()
-            .stream_name(name)
-            .send()
-            .await
-            .map_err(|e| failed(name, aws_sdk_kinesis::error::DisplayErrorContext(e)))?;
-        let status = described
-            .stream_description_summary()
-            .map(|d| d.stream_status());
-        if status == Some(&aws_sdk_kinesis::types::StreamStatus::Active) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    Err(failed(name, "did not become ACTIVE within a minute"))
+        .await
+        .map_err(|e| failed(name, aws_sdk_sns::error::DisplayErrorContext(e)))?;
+    output
+        .topic_arn()
+        .map(str::to_owned)
+        .ok_or_else(|| failed(name, "no topic ARN returned"))
 }
 
 fn key(name: &str, key_type: KeyType) -> Result<KeySchemaElement, ProvisionError> {
@@ -414,9 +400,9 @@ pub async fn tear_down(clients: &Clients<'_>, provisioned: &Provisioned) {
         let _ = clients.sqs.delete_queue().queue_url(url).send().await;
     }
     let _ = clients
-        .kinesis
-        .delete_stream()
-        .stream_name(&provisioned.events_stream)
+        .sns
+        .delete_topic()
+        .topic_arn(&provisioned.events_topic_arn)
         .send()
         .await;
 }

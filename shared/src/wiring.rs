@@ -7,9 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::adapters::aws::{dynamodb_client, kinesis_client, sdk_config, sqs_client};
+use crate::adapters::aws::{dynamodb_client, sdk_config, sns_client, sqs_client};
 use crate::adapters::dynamodb::DynamoStore;
-use crate::adapters::kinesis::KinesisEventSink;
+use crate::adapters::sns::SnsEventSink;
 use crate::adapters::sqs::{SqsQuarantine, SqsQueue};
 use crate::adapters::streams::TableStreamReader;
 use crate::config::{self, ConfigError, Env, LifecycleSettings, LineSettings, Read};
@@ -140,7 +140,7 @@ impl CheckoutSettings {
 }
 
 pub struct PublisherSettings {
-    pub events_stream: String,
+    pub events_topic_arn: String,
     pub signer: AdmissionSigner,
     /// Local poller only: the table whose stream it reads.
     pub table: Option<String>,
@@ -149,7 +149,7 @@ pub struct PublisherSettings {
 impl PublisherSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
-            events_stream: env.required(config::EVENTS_STREAM_NAME)?,
+            events_topic_arn: env.required(config::EVENTS_TOPIC_ARN)?,
             signer: config::admission_signer(env)?,
             table: env.optional(config::TABLE_NAME),
         })
@@ -198,7 +198,10 @@ fn sample_value(name: &str) -> Option<String> {
         config::ADMISSION_SIGNING_KEY => signer.secret_setting(),
         config::ADMISSION_PUBLIC_KEYS => signer.public_key().setting(),
         config::ACTIVE_MAX_STAY_SECONDS => "1800".to_owned(),
-        config::TABLE_NAME | config::EVENTS_STREAM_NAME => "sample".to_owned(),
+        config::TABLE_NAME => "sample".to_owned(),
+        config::EVENTS_TOPIC_ARN => {
+            "arn:aws:sns:us-east-1:123456789012:sample-events.fifo".to_owned()
+        }
         url if url.ends_with("_URL") => "http://127.0.0.1/queue".to_owned(),
         _ => return None,
     };
@@ -303,11 +306,11 @@ pub async fn checkout_outcomes()
 }
 
 /// The events publisher, and (for the local poller) the table it follows.
-pub async fn publisher() -> Result<(Publisher<KinesisEventSink>, Option<String>), ConfigError> {
+pub async fn publisher() -> Result<(Publisher<SnsEventSink>, Option<String>), ConfigError> {
     let settings = PublisherSettings::from_env(&config::process_env())?;
-    let kinesis = kinesis_client(&sdk_config().await);
+    let sns = sns_client(&sdk_config().await);
     let publisher = Publisher {
-        sink: KinesisEventSink::new(kinesis, settings.events_stream),
+        sink: SnsEventSink::new(sns, settings.events_topic_arn),
         signer: settings.signer,
     };
     Ok((publisher, settings.table))

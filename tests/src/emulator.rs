@@ -48,7 +48,7 @@ async fn start() -> (String, Started) {
     }
     if docker_answers() {
         let container = LocalStack::default()
-            .with_env_var("SERVICES", "dynamodb,dynamodbstreams,sqs,kinesis")
+            .with_env_var("SERVICES", "dynamodb,dynamodbstreams,sqs,sns")
             .start()
             .await
             .expect("starting a LocalStack container");

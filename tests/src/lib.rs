@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use waiting_room::adapters::dynamodb::DynamoStore;
 use waiting_room::adapters::dynamodb::items::decode_session;
-use waiting_room::adapters::kinesis::KinesisEventSink;
+use waiting_room::adapters::sns::SnsEventSink;
 use waiting_room::adapters::sqs::{SqsQuarantine, SqsQueue};
 use waiting_room::adapters::streams::TableStreamReader;
 use waiting_room::config::LifecycleSettings;
@@ -83,7 +83,7 @@ pub struct Stack {
     pub sdk: aws_config::SdkConfig,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
-    pub kinesis: aws_sdk_kinesis::Client,
+    pub sns: aws_sdk_sns::Client,
     pub resources: Provisioned,
     pub signer: AdmissionSigner,
 }
@@ -98,7 +98,7 @@ impl Stack {
         let sdk = sdk_config_for(endpoint).await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let kinesis = aws_sdk_kinesis::Client::new(&sdk);
+        let sns = aws_sdk_sns::Client::new(&sdk);
         let name = format!("wr-{tag}-{}", random_suffix());
         let names = ResourceNames {
             table: name.clone(),
@@ -107,7 +107,7 @@ impl Stack {
         let clients = Clients {
             dynamodb: &dynamodb,
             sqs: &sqs,
-            kinesis: &kinesis,
+            sns: &sns,
         };
         let resources = provision(&clients, &names).await.unwrap();
         let mut seed = [0u8; 32];
@@ -117,7 +117,7 @@ impl Stack {
             sdk,
             dynamodb,
             sqs,
-            kinesis,
+            sns,
             resources,
         }
     }
@@ -128,7 +128,7 @@ impl Stack {
         Self {
             dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
             sqs: aws_sdk_sqs::Client::new(&sdk),
-            kinesis: aws_sdk_kinesis::Client::new(&sdk),
+            sns: aws_sdk_sns::Client::new(&sdk),
             sdk,
             resources: self.resources.clone(),
             signer: self.signer.clone(),
@@ -139,7 +139,7 @@ impl Stack {
         let clients = Clients {
             dynamodb: &self.dynamodb,
             sqs: &self.sqs,
-            kinesis: &self.kinesis,
+            sns: &self.sns,
         };
         tear_down(&clients, &self.resources).await;
     }
@@ -218,9 +218,9 @@ impl Stack {
         }
     }
 
-    pub fn publisher(&self) -> Publisher<KinesisEventSink> {
+    pub fn publisher(&self) -> Publisher<SnsEventSink> {
         Publisher {
-            sink: KinesisEventSink::new(self.kinesis.clone(), &self.resources.events_stream),
+            sink: SnsEventSink::new(self.sns.clone(), &self.resources.events_topic_arn),
             signer: self.signer.clone(),
         }
     }
@@ -244,48 +244,83 @@ impl Stack {
         .unwrap()
     }
 
-    /// Every record of the events stream, oldest first, as JSON: what a new
-    /// consumer (or a replay) reads.
-    pub async fn published_events(&self) -> Vec<serde_json::Value> {
-        let stream = &self.resources.events_stream;
-        let shards = self
-            .kinesis
-            .list_shards()
-            .stream_name(stream)
+    /// A new consumer of the domain events: its own SQS FIFO queue,
+    /// subscribed to the topic. Returns the queue's URL.
+    pub async fn subscribe_consumer(&self, name: &str) -> String {
+        let queue = self
+            .sqs
+            .create_queue()
+            .queue_name(format!("{}-{name}.fifo", self.resources.table))
+            .attributes(QueueAttributeName::FifoQueue, "true")
             .send()
             .await
             .unwrap();
+        let url = queue.queue_url().unwrap().to_owned();
+        let arn = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .cloned()
+            .unwrap();
+        self.sns
+            .subscribe()
+            .topic_arn(&self.resources.events_topic_arn)
+            .protocol("sqs")
+            .endpoint(arn)
+            .attributes("RawMessageDelivery", "true")
+            .send()
+            .await
+            .unwrap();
+        url
+    }
+
+    /// Every event a consumer has received so far, in arrival order, as JSON
+    /// with its message group (`_partition`).
+    pub async fn consume(&self, queue_url: &str) -> Vec<serde_json::Value> {
         let mut events = Vec::new();
-        for shard in shards.shards() {
-            let mut iterator = self
-                .kinesis
-                .get_shard_iterator()
-                .stream_name(stream)
-                .shard_id(shard.shard_id())
-                .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+        loop {
+            let batch = self
+                .sqs
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .message_system_attribute_names(
+                    aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
+                )
                 .send()
                 .await
-                .unwrap()
-                .shard_iterator()
-                .map(str::to_owned);
-            while let Some(current) = iterator {
-                let page = self
-                    .kinesis
-                    .get_records()
-                    .shard_iterator(current)
+                .unwrap();
+            let messages = batch.messages();
+            if messages.is_empty() {
+                return events;
+            }
+            for message in messages {
+                let mut event: serde_json::Value =
+                    serde_json::from_str(message.body().unwrap()).unwrap();
+                let group = message
+                    .attributes()
+                    .and_then(|a| {
+                        a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
+                    })
+                    .cloned()
+                    .unwrap_or_default();
+                event["_partition"] = serde_json::Value::String(group);
+                events.push(event);
+                self.sqs
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(message.receipt_handle().unwrap())
                     .send()
                     .await
                     .unwrap();
-                if page.records().is_empty() {
-                    break;
-                }
-                for record in page.records() {
-                    events.push(serde_json::from_slice(record.data().as_ref()).unwrap());
-                }
-                iterator = page.next_shard_iterator().map(str::to_owned);
             }
         }
-        events
     }
 
     pub fn granter(&self, lifecycle: &LifecycleSettings, line_shards: u16) -> Granter<DynamoStore> {

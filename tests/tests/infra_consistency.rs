@@ -183,9 +183,19 @@ fn the_queues_match_what_provision_creates() {
             "{id}"
         );
     }
+    let topic = resource(&template, "EventsTopic");
+    assert_eq!(text(&topic["TopicName"]), names.events_topic());
     assert_eq!(
-        text(&resource(&template, "EventsStream")["Name"]),
-        names.events_stream()
+        (
+            text(&topic["FifoTopic"]),
+            text(&topic["ContentBasedDeduplication"])
+        ),
+        ("true".to_owned(), "false".to_owned())
+    );
+    assert_eq!(text(&topic["FifoThroughputScope"]), "MessageGroup");
+    assert_eq!(
+        text(&topic["ArchivePolicy"]["MessageRetentionPeriod"]),
+        provision::EVENTS_ARCHIVE_DAYS.to_string()
     );
 }
 
@@ -427,5 +437,5 @@ fn the_localstack_init_hook_creates_the_same_resources() {
             .to_string()
             .as_str()
     );
-    assert_eq!(queues["eventsStream"], names.events_stream().as_str());
+    assert_eq!(queues["eventsTopic"], names.events_topic().as_str());
 }

@@ -29,5 +29,6 @@ PY
 queue_pair join
 queue_pair checkout
 
-awslocal kinesis create-stream --stream-name waiting-room-events --shard-count 1
+awslocal sns create-topic --name waiting-room-events.fifo \
+  --attributes '{"FifoTopic":"true","ContentBasedDeduplication":"false","FifoThroughputScope":"MessageGroup","ArchivePolicy":"{\"MessageRetentionPeriod\":\"7\"}"}' >/dev/null
 echo "waiting room resources ready"

@@ -45,6 +45,6 @@ pub fn long_poll_timeouts(wait: Duration) -> TimeoutConfig {
         .build()
 }
 
-pub fn kinesis_client(config: &aws_config::SdkConfig) -> aws_sdk_kinesis::Client {
-    aws_sdk_kinesis::Client::new(config)
+pub fn sns_client(config: &aws_config::SdkConfig) -> aws_sdk_sns::Client {
+    aws_sdk_sns::Client::new(config)
 }

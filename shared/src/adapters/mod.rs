@@ -2,7 +2,7 @@
 
 pub mod aws;
 pub mod dynamodb;
-pub mod kinesis;
 pub mod memory;
+pub mod sns;
 pub mod sqs;
 pub mod streams;

@@ -261,8 +261,8 @@ pub trait QueueConsumer: Send + Sync {
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
-/// Where domain events are published (a Kinesis stream in AWS): partitioned
-/// by `event_id`, in the order given.
+/// Where domain events are published (an SNS FIFO topic in AWS), in the
+/// order given within each `DomainEvent::partition`.
 pub trait EventSink: Send + Sync {
     fn publish(
         &self,

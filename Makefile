@@ -7,7 +7,7 @@ PYTHON    := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed-$(shell cat requirements/dev.txt requirements/constraints.txt | cksum | cut -d' ' -f1)
 DEVSTACK  := $(PYTHON) scripts/devstack.py
 
-.PHONY: run test lint lint-infra unit venv emulator package deploy clean
+.PHONY: run test lint lint-infra unit venv emulator package deploy bench clean
 
 ## make run: the whole waiting room on localhost:8080 (Ctrl-C stops it all)
 run: $(STAMP)
@@ -44,6 +44,12 @@ deploy: package
 	  --parameter-overrides Architecture=$$(cat target/lambda/ARCHITECTURE) \
 	    AdmissionSigningKey=$$ADMISSION_SIGNING_KEY AdmissionPublicKeys=$$ADMISSION_PUBLIC_KEYS \
 	    $(DEPLOY_PARAMETERS)
+
+## make bench: cold start, memory, handler CPU, AWS calls, cost, admission
+## latency and the 10,000 joins/s simulation, written to bench/RESULTS.md
+## (BENCH_ARGS="--sim-users 100000" for a shorter run)
+bench: $(STAMP)
+	$(DEVSTACK) bench -- $(BENCH_ARGS)
 
 ## make unit: the tests that need no emulator
 unit:

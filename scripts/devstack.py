@@ -5,6 +5,7 @@
     devstack.py test      emulator + unit/integration tests + the README's curl session
     devstack.py emulator  only the emulator, in the foreground
     devstack.py package   release zips of every function for provided.al2023
+    devstack.py bench     every benchmark; writes bench/RESULTS.md
 
 The emulator is whatever already answers on 127.0.0.1:4566 (a LocalStack from
 localstack/ counts); otherwise moto, started here through scripts/emulator.py
@@ -341,6 +342,18 @@ def cmd_package(_args):
     log(f"packaged {len(functions)} functions for {architecture} in target/lambda/; deploy with Architecture={architecture}")
 
 
+def cmd_bench(args):
+    """Release builds, criterion, then `bench report` against a freshly
+    provisioned table and queues on the emulator."""
+    cargo("build", "--release", "--workspace", "--locked")
+    cargo("bench", "-p", "bench", "--bench", "handlers", "--locked")
+    with emulator() as endpoint:
+        env = aws_env(endpoint)
+        env = aws_env(endpoint, **provision(env, f"bench-{uuid.uuid4().hex[:6]}"))
+        report = [ROOT / "target" / "release" / "bench", "report", "--python", VENV_BIN / "python", *[a for a in args.bench_args if a != "--"]]
+        subprocess.run([str(a) for a in report], cwd=ROOT, env=env, check=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -350,6 +363,9 @@ def main():
     commands.add_parser("test", help="every test").set_defaults(handler=cmd_test)
     commands.add_parser("emulator", help="only the emulator").set_defaults(handler=cmd_emulator)
     commands.add_parser("package", help="release zips for Lambda").set_defaults(handler=cmd_package)
+    bench = commands.add_parser("bench", help="every benchmark, into bench/RESULTS.md")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed to `bench report`")
+    bench.set_defaults(handler=cmd_bench)
     args = parser.parse_args()
     try:
         args.handler(args)

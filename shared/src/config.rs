@@ -184,7 +184,7 @@ impl LifecycleSettings {
     ];
 
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let abandon = env.number(WAITING_ABANDON_SECONDS, 300u64, 0..=86_400)?;
+        let abandon = env.number(WAITING_ABANDON_SECONDS, 450u64, 0..=86_400)?;
         let active_stay = env.seconds(ACTIVE_STAY_SECONDS, 900, 10..=86_400)?;
         let active_max_stay = env.seconds(ACTIVE_MAX_STAY_SECONDS, 1800, 10..=86_400)?;
         if active_max_stay < active_stay {
@@ -218,7 +218,7 @@ impl Default for LifecycleSettings {
             default_capacity: 100,
             active_stay: Duration::from_secs(900),
             active_max_stay: Duration::from_secs(1800),
-            abandon_after: Some(Duration::from_secs(300)),
+            abandon_after: Some(Duration::from_secs(450)),
             ended_retention: Duration::from_secs(86_400),
         }
     }

@@ -2,7 +2,7 @@
 //! operation is atomic and checks the same conditions. For unit tests and the
 //! simulator; the emulator tests prove the real adapters.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -22,8 +22,6 @@ use crate::ports::{
 #[derive(Debug, Clone)]
 struct StoredSession {
     session: Session,
-    /// Mirrors the sparse line index: set when filed, cleared when admitted.
-    in_line_index: bool,
 }
 
 #[derive(Debug, Default)]
@@ -32,6 +30,9 @@ struct Tables {
     claims: HashMap<(EventId, UserId), SessionId>,
     events: HashMap<EventId, EventCounters>,
     lines: HashMap<(EventId, u16), LineShard>,
+    /// Mirrors the sparse line index, ordered by ticket so the front of a
+    /// shard is found without a scan: an entry when filed, none once admitted.
+    line_index: BTreeMap<(EventId, u16, u64), SessionId>,
 }
 
 /// A `SessionStore` in a mutex. `fail_next` makes calls fail as if the
@@ -141,7 +142,6 @@ impl SessionStore for MemoryStore {
                 session.id.clone(),
                 StoredSession {
                     session: session.clone(),
-                    in_line_index: false,
                 },
             );
             Ok(Claim::Created)
@@ -300,26 +300,22 @@ impl SessionStore for MemoryStore {
     ) -> Result<Vec<LineEntry>, StoreError> {
         self.check_fault()?;
         Ok(self.with(|t| {
-            let mut entries: Vec<LineEntry> = t
-                .sessions
-                .values()
-                .filter(|s| s.in_line_index)
-                .map(|s| &s.session)
-                .filter(|s| &s.event_id == event && s.shard == shard)
-                .filter_map(|s| {
-                    let ticket = s.ticket.filter(|&ticket| ticket >= from_ticket)?;
+            let from = (event.clone(), shard, from_ticket);
+            let to = (event.clone(), shard, u64::MAX);
+            t.line_index
+                .range(from..=to)
+                .filter_map(|((_, _, ticket), id)| {
+                    let s = &t.sessions.get(id)?.session;
                     Some(LineEntry {
                         session_id: s.id.clone(),
-                        ticket,
+                        ticket: *ticket,
                         status: s.status,
                         joined_at: s.joined_at,
                         last_seen_at: s.last_seen_at,
                     })
                 })
-                .collect();
-            entries.sort_by_key(|e| e.ticket);
-            entries.truncate(limit);
-            entries
+                .take(limit)
+                .collect()
         }))
     }
 
@@ -382,41 +378,40 @@ fn rejected_sessions(t: &Tables, plan: &LineAdvance) -> Vec<SessionId> {
 }
 
 fn line_and_counters_match(t: &Tables, plan: &LineAdvance) -> bool {
-    let shards_match = plan.shards.iter().all(|advance| {
-        match t.lines.get(&(plan.event_id.clone(), advance.shard)) {
-            None => !advance.stored,
-            Some(line) => {
-                advance.stored
-                    && line.next_ticket == advance.next_seen
-                    && line.head_ticket == advance.head_seen
-            }
+    // The head is checked only by writes that move it (as in DynamoDB).
+    let shard_is = |shard: u16, stored: bool, next_seen: u64, head_seen: Option<u64>| match t
+        .lines
+        .get(&(plan.event_id.clone(), shard))
+    {
+        None => !stored,
+        Some(line) => {
+            stored
+                && line.next_ticket == next_seen
+                && head_seen.is_none_or(|head| line.head_ticket == head)
         }
+    };
+    let shards_match = plan.shards.iter().all(|a| {
+        let head_seen = (a.head != a.head_seen).then_some(a.head_seen);
+        shard_is(a.shard, a.stored, a.next_seen, head_seen)
     });
+    let others_unchanged = plan
+        .unchanged_shards
+        .iter()
+        .all(|seen| shard_is(seen.shard, seen.stored, seen.next_seen, None));
     let counters_now = t.events.get(&plan.event_id).cloned().unwrap_or_default();
-    let unchanged_match = match &plan.backlog {
+    let hint_proof = match &plan.backlog {
         BacklogHint::Set {
             active_seen,
             capacity_seen,
         } => counters_now.active >= *active_seen && counters_now.capacity == *capacity_seen,
-        BacklogHint::Clear { unchanged_shards } => unchanged_shards.iter().all(|seen| {
-            match t.lines.get(&(plan.event_id.clone(), seen.shard)) {
-                None => !seen.stored,
-                Some(line) => {
-                    seen.stored
-                        && line.next_ticket == seen.next_seen
-                        && line.head_ticket == seen.head_seen
-                }
-            }
-        }),
         _ => true,
     };
     let counters_match = plan.counters.as_ref().is_none_or(|expect| {
-        let counters = t.events.get(&plan.event_id).cloned().unwrap_or_default();
-        counters.capacity == expect.capacity_seen
-            && counters.active <= expect.active_at_most
-            && counters.admitted == expect.admitted_seen
+        counters_now.capacity == expect.capacity_seen
+            && counters_now.active <= expect.active_at_most
+            && counters_now.admitted == expect.admitted_seen
     });
-    shards_match && counters_match && unchanged_match
+    shards_match && counters_match && hint_proof && others_unchanged
 }
 
 fn apply_advance(t: &mut Tables, plan: &LineAdvance) {
@@ -427,7 +422,10 @@ fn apply_advance(t: &mut Tables, plan: &LineAdvance) {
             .or_insert_with(|| LineShard::empty(advance.shard));
         line.stored = true;
         line.next_ticket = advance.next;
-        line.head_ticket = advance.head;
+        if advance.head != advance.head_seen {
+            line.head_ticket = advance.head;
+        }
+        line.filed_through = advance.filed_through;
         line.ended_in_line = line.ended_in_line.saturating_sub(advance.passed_ended);
         line.abandoned += advance.abandoned;
     }
@@ -447,7 +445,9 @@ fn apply_advance(t: &mut Tables, plan: &LineAdvance) {
         if change.ahead_at_filing.is_some() {
             stored.session.ahead_at_filing = change.ahead_at_filing;
         }
-        stored.in_line_index = true;
+        let index_key = (plan.event_id.clone(), change.shard, change.ticket);
+        t.line_index
+            .insert(index_key.clone(), change.session_id.clone());
         match change.kind {
             SessionChangeKind::File => {}
             SessionChangeKind::Admit {
@@ -461,7 +461,7 @@ fn apply_advance(t: &mut Tables, plan: &LineAdvance) {
                     admission_no,
                     expires_at,
                 });
-                stored.in_line_index = false;
+                t.line_index.remove(&index_key);
             }
             SessionChangeKind::Abandon { .. } => end(
                 &mut stored.session,

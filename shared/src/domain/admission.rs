@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::estimate::AdmissionRate;
 use super::ids::{EventId, SessionId};
-use super::line::{LineEntry, LineState};
+use super::line::{LineEntry, LineShard, LineState};
 use super::session::SessionStatus;
 use super::time::Timestamp;
 
@@ -59,6 +59,8 @@ pub struct ShardAdvance {
     pub passed_ended: u64,
     /// Waiting sessions expired for not polling (counted on the shard).
     pub abandoned: u64,
+    /// The shard's `filed_through` once this write applies.
+    pub filed_through: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +101,11 @@ pub struct LineAdvance {
     /// Whether anyone waits in the line once this write applies, and
     /// whether the event item's hint (`EventCounters::backlog`) must change.
     pub backlog: BacklogHint,
+    /// Shards this write does not advance but whose state the plan relied
+    /// on: when it admits (someone filed meanwhile in another shard may have
+    /// joined before those admitted) or clears the backlog hint. The write
+    /// checks they did not move.
+    pub unchanged_shards: Vec<ShardSeen>,
     /// The walk stopped with slots free and people waiting: it hit the
     /// per-write limit or a front it could not see. Plan again after this.
     pub unfinished: bool,
@@ -117,10 +124,8 @@ pub enum BacklogHint {
         capacity_seen: Option<u32>,
     },
     /// Clear it: the line is empty. Only valid if no shard moved since the
-    /// snapshot, so the write re-checks every shard it does not advance.
-    Clear {
-        unchanged_shards: Vec<ShardSeen>,
-    },
+    /// snapshot (see `LineAdvance::unchanged_shards`).
+    Clear,
 }
 
 /// A shard as the snapshot saw it, for a condition-only check.
@@ -128,8 +133,8 @@ pub enum BacklogHint {
 pub struct ShardSeen {
     pub shard: u16,
     pub stored: bool,
+    /// Nobody was filed there since: `next` is still this.
     pub next_seen: u64,
-    pub head_seen: u64,
 }
 
 impl LineAdvance {
@@ -144,7 +149,7 @@ impl LineAdvance {
         match self.backlog {
             BacklogHint::Unchanged => before,
             BacklogHint::Set { .. } => true,
-            BacklogHint::Clear { .. } => false,
+            BacklogHint::Clear => false,
         }
     }
 
@@ -208,6 +213,7 @@ pub fn plan_line_advance(
     let mut abandoned = vec![0u64; state.shards.len()];
     let mut changes: Vec<SessionChange> = Vec::new();
     let mut admitted = 0u64;
+    let mut latest_admitted: Option<Timestamp> = None;
     let mut front_changes = 0usize;
     let mut unfinished = false;
 
@@ -253,6 +259,7 @@ pub fn plan_line_advance(
                 }
                 front_changes += 1;
                 admitted += 1;
+                latest_admitted = latest_admitted.max(Some(candidate.key().0));
                 let (session_id, filed_now) = match candidate {
                     Candidate::Filed(e) => (e.session_id.clone(), false),
                     Candidate::Arriving(a, _) => (a.session_id.clone(), true),
@@ -277,6 +284,11 @@ pub fn plan_line_advance(
     file_remaining_arrivals(state, arrivals, &heads, &mut changes);
     let shards = shard_advances(state, arrivals, &heads, &passed_ended, &abandoned);
     let backlog = backlog_hint(state, &shards);
+    let unchanged_shards = match (&backlog, latest_admitted) {
+        (BacklogHint::Clear, _) => unchanged_shards(state, &shards, None),
+        (_, Some(latest)) => unchanged_shards(state, &shards, Some(latest)),
+        (_, None) => Vec::new(),
+    };
     let counters = (admitted > 0).then(|| CounterExpectation {
         capacity_seen: state.counters.capacity,
         capacity,
@@ -296,6 +308,7 @@ pub fn plan_line_advance(
         shards,
         sessions: changes,
         backlog,
+        unchanged_shards,
         unfinished,
     }
 }
@@ -313,21 +326,42 @@ fn backlog_hint(state: &LineState, advances: &[ShardAdvance]) -> BacklogHint {
             active_seen: state.counters.active,
             capacity_seen: state.counters.capacity,
         },
-        (true, false) => BacklogHint::Clear {
-            unchanged_shards: state
-                .shards
-                .iter()
-                .filter(|shard| advances.iter().all(|a| a.shard != shard.shard))
-                .map(|shard| ShardSeen {
-                    shard: shard.shard,
-                    stored: shard.stored,
-                    next_seen: shard.next_ticket,
-                    head_seen: shard.head_ticket,
-                })
-                .collect(),
-        },
+        (true, false) => BacklogHint::Clear,
         _ => BacklogHint::Unchanged,
     }
+}
+
+/// How far out of join order messages may reach one shard: two joins race
+/// between stamping `joined_at` and sending, by the join's latency at most
+/// (seconds, with the SDK's retries).
+pub const FILING_SKEW: Duration = Duration::from_secs(5);
+
+/// The other shards the plan relied on: those where someone who joined
+/// before `latest_admitted` could still be filed. A shard already filed
+/// through a later join (by more than `FILING_SKEW`) cannot get anyone
+/// earlier, so admitting does not depend on it; during a rush that is every
+/// shard, which keeps admissions from colliding with the filing of others.
+/// `None`: every shard counts (clearing the hint relies on all).
+fn unchanged_shards(
+    state: &LineState,
+    advances: &[ShardAdvance],
+    latest_admitted: Option<Timestamp>,
+) -> Vec<ShardSeen> {
+    let settled = |shard: &LineShard| match (latest_admitted, shard.filed_through) {
+        (Some(latest), Some(through)) => through.minus(FILING_SKEW) > latest,
+        _ => false,
+    };
+    state
+        .shards
+        .iter()
+        .filter(|shard| advances.iter().all(|a| a.shard != shard.shard))
+        .filter(|shard| !settled(shard))
+        .map(|shard| ShardSeen {
+            shard: shard.shard,
+            stored: shard.stored,
+            next_seen: shard.next_ticket,
+        })
+        .collect()
 }
 
 /// Arrivals that are not filed already. A redelivered message of a session
@@ -363,8 +397,10 @@ fn build_cursors<'a>(
             let listed = known.by_shard.get(index).map(Vec::as_slice).unwrap_or(&[]);
             // Only an unbroken run from the head counts: a gap means the index
             // has not caught up yet, and skipping it would let someone overtake.
+            // Entries behind the head were read before the head moved past them.
             let mut entries: Vec<Candidate<'a>> = listed
                 .iter()
+                .skip_while(|entry| entry.ticket < shard.head_ticket)
                 .zip(shard.head_ticket..)
                 .take_while(|(entry, expected)| entry.ticket == *expected)
                 .map(|(entry, _)| Candidate::Filed(entry))
@@ -410,6 +446,7 @@ fn next_in_join_order(cursors: &[Cursor<'_>]) -> Option<usize> {
 
 fn change_budget(state: &LineState, arrivals: &[Arrival], policy: &AdmissionPolicy) -> usize {
     const TRANSACTION_ITEM_LIMIT: usize = 100;
+    // The event item, every shard (advanced or checked) and the arrivals.
     let fixed = 1 + state.shards.len() + arrivals.len();
     TRANSACTION_ITEM_LIMIT
         .saturating_sub(fixed)
@@ -459,6 +496,12 @@ fn shard_advances(
             if arriving == 0 && head == shard.head_ticket {
                 return None;
             }
+            let filed_through = arrivals
+                .iter()
+                .filter(|a| a.shard == shard.shard)
+                .map(|a| a.joined_at)
+                .max()
+                .max(shard.filed_through);
             Some(ShardAdvance {
                 shard: shard.shard,
                 stored: shard.stored,
@@ -468,6 +511,7 @@ fn shard_advances(
                 head,
                 passed_ended: passed_ended[index],
                 abandoned: abandoned[index],
+                filed_through,
             })
         })
         .collect()
@@ -770,17 +814,15 @@ mod tests {
         let waiting = state(vec![shard(0, 0, 1), shard(1, 2, 2)], 0);
         let known = vec![vec![entry(1, 0, 1, SessionStatus::Waiting)], vec![]];
         let emptying = plan(&waiting, &[], known, 5);
-        let expected = BacklogHint::Clear {
-            unchanged_shards: vec![ShardSeen {
-                shard: 1,
-                stored: true,
-                next_seen: 2,
-                head_seen: 2,
-            }],
-        };
+        assert_eq!(emptying.backlog, BacklogHint::Clear, "emptied: clear it");
+        let checked = vec![ShardSeen {
+            shard: 1,
+            stored: true,
+            next_seen: 2,
+        }];
         assert_eq!(
-            emptying.backlog, expected,
-            "emptied: clear it, checking the shard not written"
+            emptying.unchanged_shards, checked,
+            "checking the shard it does not write"
         );
         assert!(!emptying.backlog_after(true));
 
@@ -803,5 +845,58 @@ mod tests {
         assert!(plan.is_empty());
         assert!(plan.counters.is_none());
         assert!(!plan.unfinished);
+    }
+
+    #[test]
+    fn admitting_relies_only_on_shards_that_could_still_file_someone_earlier() {
+        let skew = FILING_SKEW.as_millis() as u64;
+        let filed_through = |mut shard: LineShard, at: u64| {
+            shard.filed_through = Some(Timestamp::from_millis(at));
+            shard
+        };
+        // Shard 0's front joined at 100 (one slot free, someone behind, so
+        // the line stays). Shard 1 was filed through a join
+        // well after it; shard 2 only just after (within the skew); shard 3
+        // never filed anyone.
+        let line = state(
+            vec![
+                filed_through(shard(0, 0, 2), 200),
+                filed_through(shard(1, 5, 5), 100 + skew + 1),
+                filed_through(shard(2, 5, 5), 100 + skew),
+                shard(3, 0, 0),
+            ],
+            0,
+        );
+        let known = vec![
+            vec![
+                entry(1, 0, 100, SessionStatus::Waiting),
+                entry(2, 1, 200, SessionStatus::Waiting),
+            ],
+            vec![],
+            vec![],
+            vec![],
+        ];
+        let admit = plan(&line, &[], known, 1);
+        assert_eq!(admitted_ids(&admit), vec![sid(1)]);
+        let checked: Vec<u16> = admit.unchanged_shards.iter().map(|s| s.shard).collect();
+        assert_eq!(
+            checked,
+            vec![2, 3],
+            "shard 1 cannot file anyone who joined before 100"
+        );
+    }
+
+    #[test]
+    fn entries_read_before_the_head_moved_are_passed_over() {
+        // The index was read, then another granter admitted ticket 3 and
+        // the head was read again: the stale entry is not a candidate.
+        let line = state(vec![shard(0, 4, 6)], 0);
+        let known = vec![vec![
+            entry(1, 3, 10, SessionStatus::Waiting),
+            entry(2, 4, 20, SessionStatus::Waiting),
+            entry(3, 5, 30, SessionStatus::Waiting),
+        ]];
+        let admit = plan(&line, &[], known, 5);
+        assert_eq!(admitted_ids(&admit), vec![sid(2), sid(3)]);
     }
 }

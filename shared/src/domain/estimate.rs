@@ -87,18 +87,21 @@ pub fn estimated_wait(people_ahead: u64, rate_per_hour: Option<u64>) -> Option<D
 
 /// When a waiting user should poll again: every two seconds near the front,
 /// rarely far back (polls are most of a waiting room's cost), and always
-/// often enough that a polling user is never taken for gone.
+/// often enough that a polling user is never taken for gone. Three
+/// quarters of the estimated wait: each poll refines the estimate, so the
+/// number of polls grows with the log of the wait (about 9 for 10 minutes),
+/// and an estimate that turns out long costs the user a quarter of it at most.
 pub fn poll_interval(
     people_ahead: Option<u64>,
     wait: Option<Duration>,
     abandon_after: Option<Duration>,
 ) -> Duration {
     const NEAR: Duration = Duration::from_secs(2);
-    const FAR: Duration = Duration::from_secs(60);
+    const FAR: Duration = Duration::from_secs(180);
     let interval = match (people_ahead, wait) {
         (None, _) => Duration::from_secs(1),
         (Some(ahead), _) if ahead < 10 => NEAR,
-        (Some(_), Some(wait)) => (wait / 4).clamp(NEAR, FAR),
+        (Some(_), Some(wait)) => (wait * 3 / 4).clamp(NEAR, FAR),
         (Some(ahead), None) => match ahead {
             0..=200 => Duration::from_secs(5),
             201..=2_000 => Duration::from_secs(15),
@@ -163,7 +166,7 @@ mod tests {
         let near = poll_interval(Some(3), Some(Duration::from_secs(4)), None);
         assert_eq!(
             (near, far),
-            (Duration::from_secs(2), Duration::from_secs(60))
+            (Duration::from_secs(2), Duration::from_secs(180))
         );
         assert_eq!(
             poll_interval(None, None, None),

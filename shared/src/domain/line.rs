@@ -38,6 +38,10 @@ pub struct LineShard {
     pub left_waiting: u64,
     /// All-time count of waiting sessions expired for not polling.
     pub abandoned: u64,
+    /// The latest `joined_at` filed in this shard. Messages reach a shard in
+    /// join order (one FIFO message group), give or take `FILING_SKEW`, so
+    /// nobody who joined well before this can still be filed here.
+    pub filed_through: Option<Timestamp>,
 }
 
 impl LineShard {

@@ -592,6 +592,67 @@ pub async fn the_backlog_hint_never_hides_a_freed_slot<S: SessionStore>(store: &
     assert_eq!((counters.active, counters.backlog), (1, false));
 }
 
+pub async fn filing_does_not_collide_with_admitting<S: SessionStore>(store: &S) {
+    let event = fresh_event("file-admit");
+    let fans: Vec<Session> = (1..=3)
+        .map(|n| session(&event, n, &format!("f{n}")))
+        .collect();
+    for fan in &fans {
+        created(store, fan).await;
+    }
+    store.set_capacity(&event, 1).await.unwrap();
+    // Full with the first; the second waits.
+    assert_eq!(
+        advance(store, &event, &[&fans[0], &fans[1]], 1, later(10)).await,
+        AdvanceOutcome::Applied
+    );
+    // A granter plans to file the third (only) from this snapshot...
+    let state = store.line_state(&event, 1).await.unwrap();
+    let filing = plan_line_advance(
+        &state,
+        &[Arrival {
+            session_id: fans[2].id.clone(),
+            shard: 0,
+            joined_at: fans[2].joined_at,
+        }],
+        &KnownEntries {
+            by_shard: vec![vec![]],
+        },
+        &policy(1),
+        later(20),
+    );
+    assert_eq!(filing.admitted, 0);
+    // ...while a slot frees and another granter admits the second.
+    store
+        .end_session(
+            &fans[0].id,
+            EndFrom::Active,
+            &Ending::new(EndReason::UserLeft, later(15)),
+            later(9_999),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        advance(store, &event, &[], 1, later(16)).await,
+        AdvanceOutcome::Applied
+    );
+    // Filing does not depend on the head, so it still lands, behind.
+    assert_eq!(
+        store.advance_line(&filing, later(99)).await.unwrap(),
+        AdvanceOutcome::Applied
+    );
+    let shard = store.line_shard(&event, 0).await.unwrap();
+    assert_eq!((shard.head_ticket, shard.next_ticket), (2, 3));
+    assert_eq!(shard.filed_through, Some(fans[2].joined_at));
+    let second = store.get_session(&fans[1].id).await.unwrap().unwrap();
+    assert_eq!(second.status, SessionStatus::Active);
+    let third = store.get_session(&fans[2].id).await.unwrap().unwrap();
+    assert_eq!(
+        (third.status, third.ticket),
+        (SessionStatus::Waiting, Some(2))
+    );
+}
+
 /// Every check above, in order.
 pub async fn run_all<S: SessionStore>(store: &S) {
     claims_make_join_idempotent(store).await;
@@ -599,6 +660,7 @@ pub async fn run_all<S: SessionStore>(store: &S) {
     touch_records_presence_of_live_sessions_only(store).await;
     the_line_files_admits_and_counts_exactly(store).await;
     a_stale_plan_writes_nothing(store).await;
+    filing_does_not_collide_with_admitting(store).await;
     capacity_is_checked_in_the_write(store).await;
     abandoned_sessions_expire_only_if_still_silent(store).await;
     expiry_is_found_by_index_and_happens_once(store).await;

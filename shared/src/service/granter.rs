@@ -20,7 +20,7 @@ use crate::domain::{
 };
 use crate::ports::{AdvanceOutcome, Delivery, JoinTicket, SessionStore};
 
-use super::{MAX_ATTEMPTS, ServiceError};
+use super::ServiceError;
 
 /// How long to wait for the line index to show freshly filed sessions
 /// before looking again (it is eventually consistent).
@@ -136,26 +136,47 @@ impl<S: SessionStore> Granter<S> {
         let mut report = AdvanceReport::default();
         let mut cached = self.cache.take(event);
         let mut fresh_counters = fresh_counters;
-        for _ in 0..MAX_ATTEMPTS {
+        // Only setbacks (a lost write, a lagging index) count against the
+        // budget: a write that applied is progress, and the granter that
+        // wrote last must go on until the line is settled (see below).
+        let mut setbacks = 0;
+        let mut lost_last_write = false;
+        while setbacks < SETBACKS_ALLOWED {
             // Counters must be fresh (a stale `active` would leave free slots
             // unused); shards and fronts may come from the cache, as every
             // write is conditioned on them.
-            let (state, fronts) = match (fresh_counters.take(), cached.take()) {
+            let (state, fronts, from_cache) = match (fresh_counters.take(), cached.take()) {
                 (Some(counters), Some(line)) => (
                     LineState {
                         counters,
                         ..line.state
                     },
                     line.fronts,
+                    true,
                 ),
                 (_, line) => {
                     let state = self.store.line_state(event, self.line_shards).await?;
-                    (state, line.map(|l| l.fronts).unwrap_or_default())
+                    let from_cache = line.is_some();
+                    (
+                        state,
+                        line.map(|l| l.fronts).unwrap_or_default(),
+                        from_cache,
+                    )
                 }
             };
-            let known = self.read_fronts(&state, fronts).await?;
+            let mut state = state;
+            let (known, moved_under_us) = self.read_fronts(&mut state, fronts).await?;
             let now = self.clock.now();
-            let plan = plan_line_advance(&state, &arrivals, &known, &self.policy, now);
+            // Losing to other granters again and again means they are
+            // admitting (progress); file the arrivals without admitting, so
+            // their messages are finished instead of waiting for redelivery.
+            let file_only = setbacks >= FILE_ONLY_AFTER && !arrivals.is_empty();
+            let policy = if file_only {
+                &self.filing_policy()
+            } else {
+                &self.policy
+            };
+            let plan = plan_line_advance(&state, &arrivals, &known, policy, now);
             if plan.is_empty() && !plan.unfinished {
                 self.cache.put(
                     event,
@@ -166,13 +187,28 @@ impl<S: SessionStore> Granter<S> {
                 );
                 return Ok(report);
             }
+            if plan.is_empty() && from_cache {
+                // Other granters moved the line since it was cached: read
+                // it all again before suspecting the index.
+                continue;
+            }
+            if plan.is_empty() && moved_under_us {
+                // Other granters are admitting from this line right now, and
+                // the one that writes last carries on. Any arrivals are in
+                // line already (a plan files every arrival it does not see
+                // there), so nothing is left for us.
+                return Ok(report);
+            }
             if plan.is_empty() {
+                setbacks += 1;
+                lost_last_write = false;
                 tokio::time::sleep(INDEX_CATCH_UP).await;
                 continue;
             }
             let retain_until = now.plus(self.ended_retention);
             match self.store.advance_line(&plan, retain_until).await? {
                 AdvanceOutcome::Applied => {
+                    lost_last_write = false;
                     record(&mut report, &plan, arrivals.len());
                     let after = CachedLine::after(state, &plan, known, &arrivals);
                     arrivals.clear();
@@ -185,6 +221,18 @@ impl<S: SessionStore> Granter<S> {
                 }
                 AdvanceOutcome::Conflict { rejected } => {
                     tracing::debug!(event = %event, ?rejected, "line advance conflicted; reading the line again");
+                    setbacks += 1;
+                    lost_last_write = true;
+                    if rejected.is_empty() {
+                        // Another granter wrote the same line or counters:
+                        // step aside a little, differently each time, so
+                        // concurrent granters do not collide again.
+                        let salt = arrivals.first().map_or_else(
+                            || event.as_str().len() as u64,
+                            |a| a.session_id.stable_hash(),
+                        );
+                        tokio::time::sleep(contention_pause(setbacks, salt)).await;
+                    }
                     // Rejected arrivals were filed before (a redelivery), have
                     // ended, or are gone: their messages are finished as is.
                     arrivals.retain(|a| !rejected.contains(&a.session_id));
@@ -192,7 +240,23 @@ impl<S: SessionStore> Granter<S> {
                 }
             }
         }
+        if arrivals.is_empty() && lost_last_write {
+            // Everyone is filed and another granter's write beat ours. The
+            // granter that writes last never stops on a lost write, so it
+            // goes on admitting until the line is settled: nothing is left
+            // for us to do, and our messages are finished.
+            tracing::info!(event = %event, "line contended; filed, admissions left to the granter that won");
+            return Ok(report);
+        }
         Err(ServiceError::Contention)
+    }
+
+    /// The policy of a write that only files: no admissions, no expiries.
+    fn filing_policy(&self) -> AdmissionPolicy {
+        AdmissionPolicy {
+            max_changes_per_write: 0,
+            ..self.policy.clone()
+        }
     }
 
     /// The front of each shard that has people waiting, enough of it to fill
@@ -201,14 +265,16 @@ impl<S: SessionStore> Granter<S> {
     /// is full.
     async fn read_fronts(
         &self,
-        state: &LineState,
+        state: &mut LineState,
         cached: Vec<Vec<LineEntry>>,
-    ) -> Result<KnownEntries, ServiceError> {
+    ) -> Result<(KnownEntries, bool), ServiceError> {
         let free = state.counters.free_slots(self.policy.default_capacity);
         let mut known = KnownEntries {
             by_shard: vec![Vec::new(); state.shards.len()],
         };
-        for (index, shard) in state.shards.iter().enumerate() {
+        let mut moved_under_us = false;
+        for index in 0..state.shards.len() {
+            let shard = &state.shards[index];
             let front = cached.get(index).cloned().unwrap_or_default();
             let starts_at_head = front.first().is_some_and(|e| e.ticket == shard.head_ticket);
             let wanted = free.saturating_add(shard.ended_in_line).saturating_add(1);
@@ -220,13 +286,65 @@ impl<S: SessionStore> Granter<S> {
                 front
             } else {
                 // Read ahead: the next freed slots are served from the cache.
-                self.store
+                let entries = self
+                    .store
                     .line_entries(&state.event_id, shard.shard, shard.head_ticket, FRONT_READ)
-                    .await?
+                    .await?;
+                moved_under_us |= self.catch_up_with_head(state, index, &entries).await?;
+                entries
             };
         }
-        Ok(known)
+        Ok((known, moved_under_us))
     }
+
+    /// The front read from the index starts past the head read just before:
+    /// either the index lags, or other granters admitted from this shard in
+    /// between (admitted sessions leave the index). Reading the shard again
+    /// tells which; with its newer head the front is whole again, and the
+    /// write is conditioned on the newer state. True when the head moved.
+    async fn catch_up_with_head(
+        &self,
+        state: &mut LineState,
+        index: usize,
+        entries: &[LineEntry],
+    ) -> Result<bool, ServiceError> {
+        let shard = &state.shards[index];
+        let Some(first) = entries.first() else {
+            return Ok(false);
+        };
+        if first.ticket <= shard.head_ticket {
+            return Ok(false);
+        }
+        let newer = self.store.line_shard(&state.event_id, shard.shard).await?;
+        let moved = newer.head_ticket > shard.head_ticket;
+        if moved {
+            state.shards[index] = newer;
+        }
+        Ok(moved)
+    }
+}
+
+/// Setbacks before a granter with arrivals only files them.
+const FILE_ONLY_AFTER: usize = 3;
+
+/// Setbacks before a batch is given back to the queue. Generous: a batch
+/// given back blocks its message groups for the visibility timeout, and
+/// the users behind it would be overtaken; the backoff keeps this to a few
+/// seconds at most.
+const SETBACKS_ALLOWED: usize = 16;
+
+/// Exponential backoff with jitter after the n-th setback: 5 ms, 10 ms,
+/// 20 ms… (from n = 1) times a factor in [0.5, 1.5) from `salt`, which
+/// differs between granters working on different messages.
+fn contention_pause(setbacks: usize, salt: u64) -> Duration {
+    let exponent = setbacks.saturating_sub(1).min(6);
+    let base = Duration::from_millis(5 << exponent);
+    let rotation = u32::try_from(exponent).unwrap_or(0) * 7;
+    let mixed = salt
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(rotation);
+    let jitter = 0.5 + (mixed % 1000) as f64 / 1000.0;
+    base.mul_f64(jitter)
 }
 
 /// Line entries read per query: a page serves many freed slots.
@@ -262,6 +380,7 @@ impl CachedLine {
             shard.stored = true;
             shard.next_ticket = advance.next;
             shard.head_ticket = advance.head;
+            shard.filed_through = advance.filed_through;
             shard.ended_in_line = shard.ended_in_line.saturating_sub(advance.passed_ended);
             shard.abandoned += advance.abandoned;
             let front = &mut fronts[index];

@@ -194,6 +194,10 @@ pub fn decode_line_shard(shard: u16, item: Option<&Item>) -> Result<LineShard, S
         ended_in_line: counter(item, "endedInLine")?,
         left_waiting: counter(item, "leftWaiting")?,
         abandoned: counter(item, "abandoned")?,
+        filed_through: item
+            .get("filedThrough")
+            .map(|_| num(item, "filedThrough").map(Timestamp::from_millis))
+            .transpose()?,
     })
 }
 

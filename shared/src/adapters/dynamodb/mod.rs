@@ -552,10 +552,8 @@ impl SessionStore for DynamoStore {
         if let Some(event) = event_write(plan) {
             writes.push(self.transact_update(event)?);
         }
-        if let BacklogHint::Clear { unchanged_shards } = &plan.backlog {
-            for seen in unchanged_shards {
-                writes.push(self.shard_unchanged(&plan.event_id, seen)?);
-            }
+        for seen in &plan.unchanged_shards {
+            writes.push(self.shard_unchanged(&plan.event_id, seen)?);
         }
         if writes.is_empty() {
             return Ok(AdvanceOutcome::Applied);
@@ -690,11 +688,8 @@ impl DynamoStore {
     ) -> Result<TransactWriteItem, StoreError> {
         let (condition, values) = if seen.stored {
             (
-                "#nextTicket = :nextSeen AND #headTicket = :headSeen",
-                vec![
-                    (":nextSeen", n(seen.next_seen)),
-                    (":headSeen", n(seen.head_seen)),
-                ],
+                "#nextTicket = :nextSeen",
+                vec![(":nextSeen", n(seen.next_seen))],
             )
         } else {
             ("attribute_not_exists(#pk)", vec![])
@@ -800,9 +795,15 @@ fn session_change(plan: &LineAdvance, change: &SessionChange, retain_until: Time
 }
 
 fn shard_advance(event: &EventId, advance: &ShardAdvance) -> Write {
-    let mut update = String::from(
-        "SET #nextTicket = :next, #headTicket = :head, #eventId = :event, #shard = :shard",
-    );
+    // A write that does not move the head neither sets nor checks it: filing
+    // must not collide with other granters admitting from this shard. The
+    // write that creates the item sets it all the same.
+    let moves_head = advance.head != advance.head_seen;
+    let sets_head = moves_head || !advance.stored;
+    let mut update = String::from("SET #nextTicket = :next, #eventId = :event, #shard = :shard");
+    if sets_head {
+        update.push_str(", #headTicket = :head");
+    }
     let mut adds = Vec::new();
     if advance.passed_ended > 0 {
         adds.push("#endedInLine :passed");
@@ -810,28 +811,40 @@ fn shard_advance(event: &EventId, advance: &ShardAdvance) -> Write {
     if advance.abandoned > 0 {
         adds.push("#abandoned :abandoned");
     }
+    if advance.filed_through.is_some() {
+        update.push_str(", #filedThrough = :filedThrough");
+    }
     if !adds.is_empty() {
         update.push_str(" ADD ");
         update.push_str(&adds.join(", "));
     }
     let mut write = Write::new(layout::line_key(event, advance.shard), update)
         .value(":next", n(advance.next))
-        .value(":head", n(advance.head))
         .value(":event", s(event.as_str()))
         .value(":shard", n(advance.shard));
+    if let Some(through) = advance.filed_through {
+        write = write.value(":filedThrough", n(through.as_millis()));
+    }
     if advance.passed_ended > 0 {
         write = write.value(":passed", n(-i128::from(advance.passed_ended)));
     }
     if advance.abandoned > 0 {
         write = write.value(":abandoned", n(advance.abandoned));
     }
-    if advance.stored {
+    if advance.stored && moves_head {
         write
             .when("#nextTicket = :nextSeen AND #headTicket = :headSeen")
             .value(":nextSeen", n(advance.next_seen))
+            .value(":head", n(advance.head))
             .value(":headSeen", n(advance.head_seen))
+    } else if advance.stored {
+        write
+            .when("#nextTicket = :nextSeen")
+            .value(":nextSeen", n(advance.next_seen))
     } else {
-        write.when("attribute_not_exists(#pk)")
+        write
+            .when("attribute_not_exists(#pk)")
+            .value(":head", n(advance.head))
     }
 }
 
@@ -842,7 +855,7 @@ fn event_write(plan: &LineAdvance) -> Option<Write> {
     let hint = match plan.backlog {
         BacklogHint::Unchanged => None,
         BacklogHint::Set { .. } => Some(1),
-        BacklogHint::Clear { .. } => Some(0),
+        BacklogHint::Clear => Some(0),
     };
     let mut update = String::from("SET #eventId = :event");
     let mut write = Write::new(layout::event_key(&plan.event_id), "")

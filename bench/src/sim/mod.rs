@@ -62,6 +62,8 @@ pub struct SimReport {
     pub largest_overtake: u64,
     pub max_active: u64,
     pub capacity_violations: u64,
+    #[serde(default)]
+    pub duplicate_admissions: u64,
     pub dynamodb_throttles: u64,
     pub sqs_throttles: u64,
     pub conflicts: u64,
@@ -358,6 +360,7 @@ fn report(
         largest_overtake: stats::largest_overtake(&ranks),
         max_active: counters.max_active,
         capacity_violations: counters.capacity_violations,
+        duplicate_admissions: counters.duplicate_admissions,
         dynamodb_throttles: counters.dynamodb_throttles,
         sqs_throttles: counters.sqs_throttles,
         conflicts: counters.transactions_conflicted,
@@ -395,6 +398,7 @@ mod tests {
             (3_000, 3_000, 0)
         );
         assert_eq!(report.capacity_violations, 0);
+        assert_eq!(report.duplicate_admissions, 0);
         assert!(
             report.max_active <= 200 && report.max_active >= 150,
             "{}",
@@ -456,6 +460,7 @@ mod tests {
         .unwrap();
         assert_eq!((report.admitted, report.lost), (4_000, 0));
         assert_eq!(report.capacity_violations, 0);
+        assert_eq!(report.duplicate_admissions, 0);
         assert_eq!(report.sqs_throttles, 0, "16 groups take 4,000 sends/s");
         assert_eq!(report.failed_batches, 0, "no batch is given back");
         assert!(

@@ -103,6 +103,13 @@ impl SimStore {
 
     fn after_advance(&self, plan: &LineAdvance) {
         for change in plan.admitted_sessions() {
+            {
+                let mut state = self.world.state();
+                if !state.ever_admitted.insert(change.session_id.clone()) {
+                    state.counters.duplicate_admissions += 1;
+                }
+                state.active_sessions.insert(change.session_id.clone());
+            }
             if let SessionChangeKind::Admit { admission_no, .. } = change.kind {
                 let _ = self.world.admitted.send(Admitted {
                     session: change.session_id.clone(),
@@ -113,12 +120,15 @@ impl SimStore {
         self.check_capacity(&plan.event_id);
     }
 
+    /// Capacity is checked on the sessions themselves (admitted and not
+    /// yet out), not only on the counter the writes maintain.
     fn check_capacity(&self, event: &EventId) {
         let counters =
             futures::executor::block_on(self.inner.event_counters(event)).unwrap_or_default();
         let mut state = self.world.state();
-        state.counters.max_active = state.counters.max_active.max(counters.active);
-        if counters.active > self.world.capacity {
+        let active = state.active_sessions.len() as u64;
+        state.counters.max_active = state.counters.max_active.max(active);
+        if active > self.world.capacity || counters.active > self.world.capacity {
             state.counters.capacity_violations += 1;
         }
     }
@@ -177,6 +187,9 @@ impl SessionStore for SimStore {
             .end_session(id, from, ending, retain_until)
             .await?;
         if outcome == EndOutcome::Ended {
+            if matches!(from, EndFrom::Active | EndFrom::ActiveOverdue { .. }) {
+                self.world.state().active_sessions.remove(id);
+            }
             let counters = self.inner.event_counters(&event).await?;
             if counters.backlog {
                 self.world.state().wake.insert(event);

@@ -1,7 +1,7 @@
 //! What the simulated AWS shares: virtual time, a seeded random source,
 //! quotas, latencies, counters of what happened, and hooks into the run.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -74,6 +74,8 @@ pub struct Counters {
     pub failed_batches: u64,
     pub max_active: u64,
     pub capacity_violations: u64,
+    /// Sessions admitted a second time (must stay 0: exactly once).
+    pub duplicate_admissions: u64,
 }
 
 /// An admission as the store applied it.
@@ -90,6 +92,10 @@ pub struct WorldState {
     /// Events whose slots were freed while people waited: what the table's
     /// stream would hand the granter.
     pub wake: BTreeSet<EventId>,
+    /// Sessions active right now, counted from the admissions and exits
+    /// the store applied, independently of the event's counter.
+    pub active_sessions: HashSet<SessionId>,
+    pub ever_admitted: HashSet<SessionId>,
 }
 
 pub struct World {
@@ -108,6 +114,8 @@ impl World {
                 quotas: Quotas::default(),
                 counters: Counters::default(),
                 wake: BTreeSet::new(),
+                active_sessions: HashSet::new(),
+                ever_admitted: HashSet::new(),
             }),
             epoch: Timestamp::from_millis(1_800_000_000_000),
             started: Instant::now(),

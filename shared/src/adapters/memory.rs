@@ -483,7 +483,7 @@ pub struct MemoryQueue {
 struct QueueState {
     visible: VecDeque<(String, JoinTicket)>,
     in_flight: HashMap<String, (String, JoinTicket)>,
-    sent_ids: Vec<String>,
+    sent_ids: std::collections::HashSet<String>,
     next_id: u64,
 }
 
@@ -561,7 +561,7 @@ impl JoinQueue for MemoryQueue {
             if q.sent_ids.contains(&ticket.session_id) {
                 return;
             }
-            q.sent_ids.push(ticket.session_id.clone());
+            q.sent_ids.insert(ticket.session_id.clone());
             q.next_id += 1;
             let id = format!("{:020}", q.next_id);
             q.visible.push_back((id, ticket.clone()));

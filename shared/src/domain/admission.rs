@@ -368,7 +368,7 @@ fn unchanged_shards(
 /// the index shows in line must not get a second ticket: the session keeps
 /// its place, and the ticket would be a hole nobody fills. (Filed sessions
 /// beyond the front the index showed are caught by the write's condition.)
-fn new_arrivals(arrivals: &[Arrival], known: &KnownEntries) -> Vec<Arrival> {
+pub fn new_arrivals(arrivals: &[Arrival], known: &KnownEntries) -> Vec<Arrival> {
     let mut fresh: Vec<Arrival> = Vec::with_capacity(arrivals.len());
     for arrival in arrivals {
         let filed = known

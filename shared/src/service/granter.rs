@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::domain::admission::{
-    AdmissionPolicy, Arrival, KnownEntries, LineAdvance, SessionChangeKind, plan_line_advance,
+    AdmissionPolicy, Arrival, KnownEntries, LineAdvance, SessionChangeKind, new_arrivals,
+    plan_line_advance,
 };
 use crate::domain::{
     Clock, EventCounters, EventId, LineEntry, LineState, SessionId, SessionStatus, Timestamp,
@@ -141,6 +142,9 @@ impl<S: SessionStore> Granter<S> {
         // wrote last must go on until the line is settled (see below).
         let mut setbacks = 0;
         let mut lost_last_write = false;
+        // A wake-up (no arrivals) must not end quietly with a slot unused: it
+        // fails instead, and the stream (or the local poller) retries it.
+        let woken = arrivals.is_empty();
         while setbacks < SETBACKS_ALLOWED {
             // Counters must be fresh (a stale `active` would leave free slots
             // unused); shards and fronts may come from the cache, as every
@@ -166,6 +170,8 @@ impl<S: SessionStore> Granter<S> {
             };
             let mut state = state;
             let (known, moved_under_us) = self.read_fronts(&mut state, fronts).await?;
+            // Arrivals the line already shows are filed (a redelivery): done.
+            arrivals = new_arrivals(&arrivals, &known);
             let now = self.clock.now();
             // Losing to other granters again and again means they are
             // admitting (progress); file the arrivals without admitting, so
@@ -192,17 +198,18 @@ impl<S: SessionStore> Granter<S> {
                 // it all again before suspecting the index.
                 continue;
             }
-            if plan.is_empty() && moved_under_us {
+            if plan.is_empty() && moved_under_us && !woken {
                 // Other granters are admitting from this line right now, and
-                // the one that writes last carries on. Any arrivals are in
-                // line already (a plan files every arrival it does not see
-                // there), so nothing is left for us.
+                // our arrivals are in line (a plan files every arrival it
+                // does not see there): the batch is done.
                 return Ok(report);
             }
             if plan.is_empty() {
                 setbacks += 1;
-                lost_last_write = false;
-                tokio::time::sleep(INDEX_CATCH_UP).await;
+                lost_last_write = moved_under_us;
+                if !moved_under_us {
+                    tokio::time::sleep(INDEX_CATCH_UP).await;
+                }
                 continue;
             }
             let retain_until = now.plus(self.ended_retention);
@@ -240,7 +247,7 @@ impl<S: SessionStore> Granter<S> {
                 }
             }
         }
-        if arrivals.is_empty() && lost_last_write {
+        if arrivals.is_empty() && lost_last_write && !woken {
             // Everyone is filed and another granter's write beat ours. The
             // granter that writes last never stops on a lost write, so it
             // goes on admitting until the line is settled: nothing is left

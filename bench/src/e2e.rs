@@ -358,25 +358,24 @@ async fn latency_probe(rounds: usize) -> Result<Latency, BoxError> {
     let commands = wiring::session_commands().await?;
     let store = join.store.clone();
     let event = EventId::parse(&format!("bench-probe-{}", std::process::id()))?;
-    store.set_capacity(&event, 1).await?;
+    retried(|| store.set_capacity(&event, 1)).await?;
     let mut line = Vec::with_capacity(rounds + 1);
     for n in 0..=rounds {
         let user = UserId::parse(&format!("probe-{n}"))?;
-        line.push(join.join(event.clone(), user).await?.session().id.clone());
+        let joined = retried(|| join.join(event.clone(), user.clone())).await?;
+        line.push(joined.session().id.clone());
     }
     let mut samples = Vec::with_capacity(rounds);
     for pair in line.windows(2) {
         let (leaving, next) = (&pair[0], &pair[1]);
         let ended = loop {
             // Wait until the current user is in (admitted in line order).
-            let session = store
-                .get_session(leaving)
+            let session = retried(|| store.get_session(leaving))
                 .await?
                 .ok_or("probe session gone")?;
             if session.status == SessionStatus::Active {
-                commands.leave(leaving).await?;
-                let left = store
-                    .get_session(leaving)
+                retried(|| commands.leave(leaving)).await?;
+                let left = retried(|| store.get_session(leaving))
                     .await?
                     .ok_or("probe session gone")?;
                 break left.ending.ok_or("no ending")?.ended_at;
@@ -385,7 +384,9 @@ async fn latency_probe(rounds: usize) -> Result<Latency, BoxError> {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         let admitted = loop {
-            let session = store.get_session(next).await?.ok_or("probe session gone")?;
+            let session = retried(|| store.get_session(next))
+                .await?
+                .ok_or("probe session gone")?;
             if let Some(admission) = session.admission {
                 break admission.admitted_at;
             }

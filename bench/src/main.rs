@@ -47,9 +47,9 @@ enum Command {
         cold_start_runs: usize,
         #[arg(long, default_value_t = 1_000)]
         rss_events: usize,
-        #[arg(long, default_value_t = 200)]
+        #[arg(long, default_value_t = 120)]
         users: usize,
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 12)]
         capacity: u32,
         /// Users in the simulated on-sale (0 skips it).
         #[arg(long, default_value_t = 1_000_000)]
@@ -61,6 +61,14 @@ enum Command {
     },
     /// The on-sale simulator alone; prints its report as JSON.
     Sim(SimArgs),
+    /// Appends the simulator section to a results file, from a saved
+    /// `bench sim` report (the simulator is deterministic).
+    AppendSim {
+        #[arg(long)]
+        sim_report: PathBuf,
+        #[arg(long, default_value = "bench/RESULTS.md")]
+        out: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -99,6 +107,13 @@ fn main() -> Result<(), BoxError> {
         Command::Sim(args) => {
             let report = bench::sim::run(args.config())?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::AppendSim { sim_report, out } => {
+            let report: SimReport = serde_json::from_str(&std::fs::read_to_string(&sim_report)?)?;
+            let mut results = std::fs::read_to_string(&out)?;
+            write_simulation(&mut results, &report);
+            std::fs::write(&out, results)?;
             Ok(())
         }
         Command::Report {
@@ -731,7 +746,7 @@ fn write_simulation(out: &mut String, report: &SimReport) {
         ],
         vec![
             "Kendall tau-b, join order vs admission order".into(),
-            format!("{:.4}", report.kendall_tau_b),
+            format!("{:.5}", report.kendall_tau_b),
         ],
         vec![
             "largest overtake (places)".into(),

@@ -13,11 +13,10 @@ use waiting_room::domain::line::message_group_id;
 use waiting_room::ports::{Delivery, JoinQueue, JoinTicket, QueueConsumer, QueueError};
 
 use super::quota::GROUP_SENDS_PER_SECOND;
-use super::world::{Call, World};
+use super::world::{Call, SDK_ATTEMPTS, World};
 
 const VISIBILITY: Duration = Duration::from_secs(60);
 const DEDUPLICATION: Duration = Duration::from_secs(300);
-const ATTEMPTS: u32 = 3;
 
 #[derive(Debug, Clone)]
 struct Message {
@@ -90,7 +89,7 @@ impl JoinQueue for SimQueue {
             EventId::parse(&ticket.event_id).map_err(|e| QueueError::Rejected(e.to_string()))?;
         let group = message_group_id(&event, ticket.shard);
         let charge = vec![(format!("sqs#{group}"), 1.0, GROUP_SENDS_PER_SECOND)];
-        for attempt in 0..ATTEMPTS {
+        for attempt in 0..SDK_ATTEMPTS {
             self.world.state().counters.sqs_calls += 1;
             if self.world.call(Call::SqsSend, &charge).await {
                 let now = Instant::now();
@@ -112,9 +111,7 @@ impl JoinQueue for SimQueue {
                 return Ok(());
             }
             self.world.state().counters.sqs_throttles += 1;
-            let backoff =
-                Duration::from_millis(25 << attempt).mul_f64(0.5 + self.world.state().rng.unit());
-            tokio::time::sleep(backoff).await;
+            tokio::time::sleep(self.world.throttle_backoff(attempt)).await;
         }
         Err(QueueError::Unavailable("throttled".into()))
     }

@@ -5,7 +5,6 @@
 //! run about admissions and freed slots.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use waiting_room::adapters::memory::MemoryStore;
 use waiting_room::domain::admission::{BacklogHint, LineAdvance, SessionChangeKind};
@@ -17,10 +16,9 @@ use waiting_room::ports::{
 };
 
 use super::quota::{PARTITION_READ_UNITS, PARTITION_WRITE_UNITS};
-use super::world::{Admitted, Call, World};
+use super::world::{Admitted, Call, SDK_ATTEMPTS, World};
 
 /// The SDK's standard retry: three attempts, exponential backoff.
-const ATTEMPTS: u32 = 3;
 /// A transactional write costs two write units per item.
 const TRANSACTION_UNITS: f64 = 2.0;
 
@@ -53,15 +51,13 @@ impl SimStore {
     /// One DynamoDB call: latency, quota, retries; `Unavailable` when all
     /// attempts were throttled.
     async fn charge(&self, call: Call, charges: Vec<(String, f64, f64)>) -> Result<(), StoreError> {
-        for attempt in 0..ATTEMPTS {
+        for attempt in 0..SDK_ATTEMPTS {
             self.world.state().counters.dynamodb_calls += 1;
             if self.world.call(call, &charges).await {
                 return Ok(());
             }
             self.world.state().counters.dynamodb_throttles += 1;
-            let backoff =
-                Duration::from_millis(25 << attempt).mul_f64(0.5 + self.world.state().rng.unit());
-            tokio::time::sleep(backoff).await;
+            tokio::time::sleep(self.world.throttle_backoff(attempt)).await;
         }
         Err(StoreError::Unavailable("throttled".into()))
     }

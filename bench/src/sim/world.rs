@@ -12,6 +12,9 @@ use waiting_room::ports::IdSource;
 
 use super::quota::Quotas;
 
+/// Attempts the SDK makes at a throttled call (its standard retry mode).
+pub const SDK_ATTEMPTS: u32 = 3;
+
 /// A small, seeded, reproducible random source (SplitMix64).
 #[derive(Debug)]
 pub struct Rng(u64);
@@ -122,6 +125,12 @@ impl World {
             capacity,
             admitted,
         })
+    }
+
+    /// The SDK's pause before retrying a throttled call: exponential from
+    /// 25 ms, with jitter.
+    pub fn throttle_backoff(&self, attempt: u32) -> Duration {
+        Duration::from_millis(25 << attempt).mul_f64(0.5 + self.state().rng.unit())
     }
 
     pub fn state(&self) -> MutexGuard<'_, WorldState> {

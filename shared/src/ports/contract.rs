@@ -55,6 +55,19 @@ async fn created<S: SessionStore>(store: &S, s: &Session) {
     );
 }
 
+/// An admitted session leaves at `later(at)`.
+async fn leave_active<S: SessionStore>(store: &S, id: &SessionId, at: u64) -> EndOutcome {
+    store
+        .end_session(
+            id,
+            EndFrom::Active,
+            &Ending::new(EndReason::UserLeft, later(at)),
+            later(9_999),
+        )
+        .await
+        .unwrap()
+}
+
 /// File and admit `arrivals` exactly as the granter would.
 pub async fn advance<S: SessionStore>(
     store: &S,
@@ -244,25 +257,9 @@ pub async fn the_line_files_admits_and_counts_exactly<S: SessionStore>(store: &S
     assert_eq!(store.line_state(&event, 1).await.unwrap(), state);
 
     // Leaving while active frees exactly one slot; the next is admitted.
-    let left = store
-        .end_session(
-            &fans[0].id,
-            EndFrom::Active,
-            &Ending::new(EndReason::UserLeft, later(300)),
-            later(9_999),
-        )
-        .await
-        .unwrap();
+    let left = leave_active(store, &fans[0].id, 300).await;
     assert_eq!(left, EndOutcome::Ended);
-    let twice = store
-        .end_session(
-            &fans[0].id,
-            EndFrom::Active,
-            &Ending::new(EndReason::UserLeft, later(301)),
-            later(9_999),
-        )
-        .await
-        .unwrap();
+    let twice = leave_active(store, &fans[0].id, 301).await;
     assert!(matches!(twice, EndOutcome::NotAsExpected(Some(s)) if s.status == SessionStatus::Left));
     assert_eq!(store.event_counters(&event).await.unwrap().active, 1);
     assert_eq!(
@@ -291,15 +288,7 @@ pub async fn the_line_files_admits_and_counts_exactly<S: SessionStore>(store: &S
         (shard.ended_in_line, shard.left_waiting, shard.waiting()),
         (1, 1, 0)
     );
-    store
-        .end_session(
-            &fans[1].id,
-            EndFrom::Active,
-            &Ending::new(EndReason::UserLeft, later(550)),
-            later(9_999),
-        )
-        .await
-        .unwrap();
+    leave_active(store, &fans[1].id, 550).await;
     assert_eq!(
         advance(store, &event, &[], 2, later(600)).await,
         AdvanceOutcome::Applied
@@ -551,15 +540,7 @@ pub async fn the_backlog_hint_never_hides_a_freed_slot<S: SessionStore>(store: &
         stale.backlog,
         crate::domain::admission::BacklogHint::Set { .. }
     ));
-    let left = store
-        .end_session(
-            &fans[0].id,
-            EndFrom::Active,
-            &Ending::new(EndReason::UserLeft, later(15)),
-            later(9_999),
-        )
-        .await
-        .unwrap();
+    let left = leave_active(store, &fans[0].id, 15).await;
     assert_eq!(left, EndOutcome::Ended);
     assert_eq!(
         store.advance_line(&stale, later(99)).await.unwrap(),
@@ -575,15 +556,7 @@ pub async fn the_backlog_hint_never_hides_a_freed_slot<S: SessionStore>(store: &
     assert_eq!((counters.active, counters.backlog), (1, true));
 
     // Once the line is empty again the hint is cleared.
-    store
-        .end_session(
-            &fans[1].id,
-            EndFrom::Active,
-            &Ending::new(EndReason::UserLeft, later(40)),
-            later(9_999),
-        )
-        .await
-        .unwrap();
+    leave_active(store, &fans[1].id, 40).await;
     assert_eq!(
         advance(store, &event, &[], 1, later(50)).await,
         AdvanceOutcome::Applied
@@ -623,15 +596,7 @@ pub async fn filing_does_not_collide_with_admitting<S: SessionStore>(store: &S) 
     );
     assert_eq!(filing.admitted, 0);
     // ...while a slot frees and another granter admits the second.
-    store
-        .end_session(
-            &fans[0].id,
-            EndFrom::Active,
-            &Ending::new(EndReason::UserLeft, later(15)),
-            later(9_999),
-        )
-        .await
-        .unwrap();
+    leave_active(store, &fans[0].id, 15).await;
     assert_eq!(
         advance(store, &event, &[], 1, later(16)).await,
         AdvanceOutcome::Applied

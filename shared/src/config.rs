@@ -25,6 +25,7 @@ pub const ADMISSION_PUBLIC_KEYS: &str = "ADMISSION_PUBLIC_KEYS";
 pub const SESSION_CHECK_CACHE_SECONDS: &str = "SESSION_CHECK_CACHE_SECONDS";
 pub const EVENTS_TOPIC_ARN: &str = "EVENTS_TOPIC_ARN";
 pub const CHECKOUT_QUEUE_URL: &str = "CHECKOUT_QUEUE_URL";
+pub const STREAM_DLQ_URL: &str = "STREAM_DLQ_URL";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -145,9 +146,9 @@ pub fn admission_public_keys(env: &Env) -> Result<Vec<PublicKey>, ConfigError> {
 /// Settings shared by everything that shapes the line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineSettings {
-    /// Shards per event line (SQS message groups and line items). Changing it
-    /// while a line is non-empty strands the old shards' tickets, so it is a
-    /// deployment-time choice.
+    /// Shards per event line (SQS message groups and line index partitions).
+    /// Changing it while a line is non-empty hides the people in the old
+    /// shards from the granter, so it is a deployment-time choice.
     pub line_shards: u16,
 }
 

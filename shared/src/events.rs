@@ -4,19 +4,20 @@
 //!
 //! | change                                   | event                 |
 //! |------------------------------------------|-----------------------|
-//! | filed in the line (ticket given)         | `QUEUE_JOINED`        |
+//! | numbered (ticket given), or admitted first | `QUEUE_JOINED`      |
 //! | admitted                                 | `QUEUE_READY`         |
 //! | left, abandoned, stay over               | `QUEUE_LEFT`          |
 //! | checkout outcome applied                 | `CHECKOUT_COMPLETED` / `_FAILED` / `_EXPIRED` |
 //!
 //! A session reaches each of these at most once, so `<sessionId>/<type>` is
 //! a unique, deterministic event id: a republished event keeps its id and
-//! consumers deduplicate on it. Events are ordered per `partition`
-//! (`<eventId>#<line shard>`).
+//! consumers deduplicate on it. Events are ordered per session (their
+//! `partition` is the session id), the order a consumer acts on; sessions are
+//! published in parallel, so no on-sale is held to one message group's
+//! 300 messages a second.
 
 use serde::Serialize;
 
-use crate::adapters::streams::SessionUpdate;
 use crate::domain::{EndReason, Session, SessionStatus, Timestamp};
 use crate::token::AdmissionSigner;
 
@@ -28,9 +29,8 @@ pub struct DomainEvent {
     pub kind: &'static str,
     /// The on-sale.
     pub event_id: String,
-    /// Where order is kept: `<event_id>#<line shard>`, the same partition as
-    /// the join queue's message group, so a sharded on-sale publishes in
-    /// parallel. Transport metadata, not part of the JSON.
+    /// Where order is kept: the session. Transport metadata (the SNS FIFO
+    /// message group), not part of the JSON.
     #[serde(skip)]
     pub partition: String,
     pub session_id: String,
@@ -58,7 +58,7 @@ impl DomainEvent {
             id: format!("{}/{kind}", session.id),
             kind,
             event_id: session.event_id.to_string(),
-            partition: crate::domain::line::message_group_id(&session.event_id, session.shard),
+            partition: session.id.to_string(),
             session_id: session.id.to_string(),
             user_id: session.user_id.to_string(),
             occurred_at: at.to_rfc3339(),
@@ -72,19 +72,29 @@ impl DomainEvent {
 }
 
 /// The events one write to one session produced, in the order they happened.
-pub fn events_for(update: &SessionUpdate, signer: &AdmissionSigner) -> Vec<DomainEvent> {
-    let Some(new) = &update.new else {
+pub fn events_for(
+    old: Option<&Session>,
+    new: Option<&Session>,
+    signer: &AdmissionSigner,
+) -> Vec<DomainEvent> {
+    let Some(new) = new else {
         return Vec::new(); // deleted by TTL or an undone join: not a change of state
     };
-    let old = update.old.as_ref();
     let mut events = Vec::new();
-    let was_filed = old.is_some_and(|o| o.ticket.is_some());
-    if new.ticket.is_some()
-        && !was_filed
-        && matches!(new.status, SessionStatus::Waiting | SessionStatus::Active)
-    {
+    let was_numbered = old.is_some_and(|o| o.ticket.is_some());
+    let was_waiting = old.is_some_and(|o| o.status == SessionStatus::Waiting);
+    // `QUEUE_JOINED` comes once, with the first of: numbered while waiting
+    // (it knows the position), admitted before being numbered (first).
+    let numbered_waiting =
+        new.ticket.is_some() && !was_numbered && new.status == SessionStatus::Waiting;
+    let admitted_first = !was_numbered && was_waiting && new.status == SessionStatus::Active;
+    if numbered_waiting || admitted_first {
         let mut joined = DomainEvent::new("QUEUE_JOINED", new, new.joined_at);
-        joined.position = new.ahead_at_filing.map(|ahead| ahead + 1);
+        joined.position = if admitted_first {
+            Some(1)
+        } else {
+            new.ahead_at_filing.map(|ahead| ahead + 1)
+        };
         events.push(joined);
     }
     let status_changed = old.is_none_or(|o| o.status != new.status);
@@ -164,11 +174,17 @@ mod tests {
         AdmissionSigner::generate("k1", [3; 32]).unwrap()
     }
 
+    struct SessionUpdate {
+        old: Option<Session>,
+        new: Option<Session>,
+    }
+
+    fn events(update: &SessionUpdate, signer: &AdmissionSigner) -> Vec<DomainEvent> {
+        events_for(update.old.as_ref(), update.new.as_ref(), signer)
+    }
+
     fn kinds(update: SessionUpdate) -> Vec<&'static str> {
-        events_for(&update, &signer())
-            .iter()
-            .map(|e| e.kind)
-            .collect()
+        events(&update, &signer()).iter().map(|e| e.kind).collect()
     }
 
     #[test]
@@ -181,7 +197,7 @@ mod tests {
             .is_empty(),
             "not in line yet"
         );
-        let joined = events_for(
+        let joined = events(
             &SessionUpdate {
                 old: Some(waiting()),
                 new: Some(filed(4)),
@@ -228,7 +244,7 @@ mod tests {
 
     #[test]
     fn ready_carries_a_token_and_endings_their_reason() {
-        let ready = &events_for(
+        let ready = &events(
             &SessionUpdate {
                 old: Some(filed(0)),
                 new: Some(active(filed(0))),
@@ -247,7 +263,7 @@ mod tests {
             filed(2),
             Ending::new(EndReason::Timeout, Timestamp::from_millis(7_000)),
         );
-        let event = &events_for(
+        let event = &events(
             &SessionUpdate {
                 old: Some(filed(2)),
                 new: Some(left),
@@ -266,7 +282,7 @@ mod tests {
             detail: Some("card declined".into()),
         };
         let outcome = ended(active(filed(0)), failed);
-        let event = &events_for(
+        let event = &events(
             &SessionUpdate {
                 old: Some(active(filed(0))),
                 new: Some(outcome),

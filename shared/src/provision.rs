@@ -43,6 +43,12 @@ impl ResourceNames {
     pub fn events_topic(&self) -> String {
         format!("{}-events.fifo", self.queue_prefix)
     }
+
+    /// Stream records that can never be processed, and what the stream
+    /// mappings give up on.
+    pub fn stream_dead_letter_queue(&self) -> String {
+        format!("{}-stream-dlq", self.queue_prefix)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +59,7 @@ pub struct Provisioned {
     pub checkout_queue_url: String,
     pub checkout_dead_letter_queue_url: String,
     pub events_topic_arn: String,
+    pub stream_dead_letter_queue_url: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,9 +76,11 @@ fn failed(resource: &str, err: impl std::fmt::Display) -> ProvisionError {
     }
 }
 
-/// Join messages are received only when a granter can finish them, so a
-/// receive count this high means the store was down for over an hour: only
-/// then does a message move to the dead-letter queue (and can be redriven).
+/// Join messages are finished in the batch that receives them, so a receive
+/// count this high means the store was down for over an hour: only then does
+/// a message move to the dead-letter queue (and can be redriven). Its user
+/// keeps their place in line meanwhile: the message only wakes the granter
+/// and numbers them.
 pub const JOIN_MAX_RECEIVE_COUNT: u32 = 100;
 /// Longer than a granter batch can take (its Lambda timeout is 10 s).
 pub const JOIN_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -150,6 +159,15 @@ pub async fn provision(
     )
     .await?;
     let events_topic_arn = create_events_topic(clients.sns, &names.events_topic()).await?;
+    let stream_dead_letter = create_queue(
+        clients.sqs,
+        &names.stream_dead_letter_queue(),
+        vec![(
+            QueueAttributeName::MessageRetentionPeriod,
+            RETENTION.as_secs().to_string(),
+        )],
+    )
+    .await?;
     Ok(Provisioned {
         table: names.table.clone(),
         join_queue_url: join,
@@ -157,6 +175,7 @@ pub async fn provision(
         checkout_queue_url: checkout,
         checkout_dead_letter_queue_url: checkout_dead_letter,
         events_topic_arn,
+        stream_dead_letter_queue_url: stream_dead_letter,
     })
 }
 
@@ -247,6 +266,17 @@ pub async fn create_table(
         )
         .build()
         .map_err(|e| failed(layout::LINE_INDEX, e))?;
+    let event_index = GlobalSecondaryIndex::builder()
+        .index_name(layout::EVENT_INDEX)
+        .key_schema(key(layout::EVENT_INDEX_PARTITION, KeyType::Hash)?)
+        .key_schema(key(layout::EVENT_INDEX_SORT, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .map_err(|e| failed(layout::EVENT_INDEX, e))?;
     let expiry_index = GlobalSecondaryIndex::builder()
         .index_name(layout::EXPIRY_INDEX)
         .key_schema(key(layout::EXPIRY_INDEX_PARTITION, KeyType::Hash)?)
@@ -274,7 +304,7 @@ pub async fn create_table(
             layout::LINE_INDEX_PARTITION,
             ScalarAttributeType::S,
         )?)
-        .attribute_definitions(attribute(layout::LINE_INDEX_SORT, ScalarAttributeType::N)?)
+        .attribute_definitions(attribute(layout::LINE_INDEX_SORT, ScalarAttributeType::S)?)
         .attribute_definitions(attribute(
             layout::EXPIRY_INDEX_PARTITION,
             ScalarAttributeType::S,
@@ -283,8 +313,14 @@ pub async fn create_table(
             layout::EXPIRY_INDEX_SORT,
             ScalarAttributeType::N,
         )?)
+        .attribute_definitions(attribute(
+            layout::EVENT_INDEX_PARTITION,
+            ScalarAttributeType::S,
+        )?)
+        .attribute_definitions(attribute(layout::EVENT_INDEX_SORT, ScalarAttributeType::S)?)
         .global_secondary_indexes(line_index)
         .global_secondary_indexes(expiry_index)
+        .global_secondary_indexes(event_index)
         .stream_specification(
             StreamSpecification::builder()
                 .stream_enabled(true)
@@ -395,6 +431,7 @@ pub async fn tear_down(clients: &Clients<'_>, provisioned: &Provisioned) {
         &provisioned.join_dead_letter_queue_url,
         &provisioned.checkout_queue_url,
         &provisioned.checkout_dead_letter_queue_url,
+        &provisioned.stream_dead_letter_queue_url,
     ];
     for url in queues {
         let _ = clients.sqs.delete_queue().queue_url(url).send().await;

@@ -24,7 +24,7 @@ use crate::service::join::JoinService;
 use crate::service::publisher::Publisher;
 use crate::service::session_command::SessionCommands;
 use crate::service::status::StatusService;
-use crate::service::sweeper::Sweeper;
+use crate::service::sweeper::{Reconciler, Sweeper};
 use crate::token::{AdmissionSigner, PublicKey, TokenVerifier};
 
 /// Admissions per DynamoDB transaction (at most 100 items, minus the event
@@ -108,8 +108,8 @@ pub struct GranterSettings {
     pub lifecycle: LifecycleSettings,
     /// Where unreadable join messages are put aside.
     pub join_dlq_url: String,
-    /// Only the local poller receives itself; Lambda is fed by its mapping.
-    pub join_queue_url: Option<String>,
+    /// Where failed wake-ups are retried (and, locally, what is received).
+    pub join_queue_url: String,
 }
 
 impl GranterSettings {
@@ -119,7 +119,23 @@ impl GranterSettings {
             line: LineSettings::from_env(env)?,
             lifecycle: LifecycleSettings::from_env(env)?,
             join_dlq_url: env.required(config::JOIN_DLQ_URL)?,
-            join_queue_url: env.optional(config::JOIN_QUEUE_URL),
+            join_queue_url: env.required(config::JOIN_QUEUE_URL)?,
+        })
+    }
+}
+
+/// The sweeper expires stays and reconciles lines: it needs what the
+/// session commands need and what the granter needs to admit.
+pub struct SweeperSettings {
+    pub commands: CommandSettings,
+    pub line: LineSettings,
+}
+
+impl SweeperSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            commands: CommandSettings::from_env(env)?,
+            line: LineSettings::from_env(env)?,
         })
     }
 }
@@ -142,6 +158,8 @@ impl CheckoutSettings {
 pub struct PublisherSettings {
     pub events_topic_arn: String,
     pub signer: AdmissionSigner,
+    /// Where unreadable stream records are put aside.
+    pub stream_dlq_url: String,
     /// Local poller only: the table whose stream it reads.
     pub table: Option<String>,
 }
@@ -151,6 +169,7 @@ impl PublisherSettings {
         Ok(Self {
             events_topic_arn: env.required(config::EVENTS_TOPIC_ARN)?,
             signer: config::admission_signer(env)?,
+            stream_dlq_url: env.required(config::STREAM_DLQ_URL)?,
             table: env.optional(config::TABLE_NAME),
         })
     }
@@ -179,7 +198,8 @@ pub fn variables_read(function: &str) -> Option<Vec<Read>> {
     let built = match function {
         "join" => JoinSettings::from_env(&env).map(drop),
         "status" => StatusSettings::from_env(&env).map(drop),
-        "session-command" | "sweeper" => CommandSettings::from_env(&env).map(drop),
+        "session-command" => CommandSettings::from_env(&env).map(drop),
+        "sweeper" => SweeperSettings::from_env(&env).map(drop),
         "granter" => GranterSettings::from_env(&env).map(drop),
         "checkout-outcomes" => CheckoutSettings::from_env(&env).map(drop),
         "publisher" => PublisherSettings::from_env(&env).map(drop),
@@ -214,13 +234,14 @@ async fn store(table: String) -> DynamoStore {
 
 pub async fn join_service() -> Result<JoinService<DynamoStore, SqsQueue>, ConfigError> {
     let settings = JoinSettings::from_env(&config::process_env())?;
-    let sqs = sqs_client(&sdk_config().await);
+    let sdk = sdk_config().await;
     Ok(JoinService {
-        store: store(settings.table).await,
-        queue: SqsQueue::new(sqs, settings.join_queue_url),
+        store: DynamoStore::new(dynamodb_client(&sdk), settings.table),
+        queue: SqsQueue::new(sqs_client(&sdk), settings.join_queue_url),
         clock: Arc::new(SystemClock),
         ids: Arc::new(OsRandom),
         line_shards: settings.line.line_shards,
+        listed: Default::default(),
     })
 }
 
@@ -236,13 +257,18 @@ pub async fn status_service() -> Result<StatusService<DynamoStore>, ConfigError>
     ))
 }
 
-async fn commands(settings: CommandSettings) -> SessionCommands<DynamoStore> {
+fn commands_with(settings: &CommandSettings, store: DynamoStore) -> SessionCommands<DynamoStore> {
     SessionCommands {
-        store: store(settings.table).await,
+        store,
         clock: Arc::new(SystemClock),
         ended_retention: settings.lifecycle.ended_retention,
         stay: settings.lifecycle.stay_policy(),
     }
+}
+
+async fn commands(settings: CommandSettings) -> SessionCommands<DynamoStore> {
+    let store = store(settings.table.clone()).await;
+    commands_with(&settings, store)
 }
 
 pub async fn session_commands() -> Result<SessionCommands<DynamoStore>, ConfigError> {
@@ -258,36 +284,55 @@ pub fn admission_policy(lifecycle: &LifecycleSettings) -> AdmissionPolicy {
     }
 }
 
-/// The granter's service, where it quarantines unreadable messages, and
-/// (for the local poller) the join queue it receives from.
+/// The granter's service, where it quarantines unreadable messages, and the
+/// join queue (where it hands failed wake-ups, and which the local poller
+/// receives from).
 pub struct GranterParts {
     pub granter: Granter<DynamoStore>,
     pub quarantine: SqsQuarantine,
-    pub join_queue: Option<SqsQueue>,
+    pub join_queue: SqsQueue,
+}
+
+fn granter_of(store: DynamoStore, line: &LineSettings, lifecycle: &LifecycleSettings) -> Granter<DynamoStore> {
+    Granter {
+        store,
+        clock: Arc::new(SystemClock),
+        policy: admission_policy(lifecycle),
+        line_shards: line.line_shards,
+        ended_retention: lifecycle.ended_retention,
+        fronts: Default::default(),
+    }
 }
 
 pub async fn granter() -> Result<GranterParts, ConfigError> {
     let settings = GranterSettings::from_env(&config::process_env())?;
-    let sqs = sqs_client(&sdk_config().await);
+    let sdk = sdk_config().await;
+    let sqs = sqs_client(&sdk);
+    let store = DynamoStore::new(dynamodb_client(&sdk), settings.table.clone());
     Ok(GranterParts {
-        granter: Granter {
-            store: store(settings.table).await,
-            clock: Arc::new(SystemClock),
-            policy: admission_policy(&settings.lifecycle),
-            line_shards: settings.line.line_shards,
-            ended_retention: settings.lifecycle.ended_retention,
-            cache: Default::default(),
-        },
+        granter: granter_of(store, &settings.line, &settings.lifecycle),
         quarantine: SqsQuarantine::new(sqs.clone(), settings.join_dlq_url),
-        join_queue: settings.join_queue_url.map(|url| SqsQueue::new(sqs, url)),
+        join_queue: SqsQueue::new(sqs, settings.join_queue_url),
     })
 }
 
-pub async fn sweeper() -> Result<Sweeper<DynamoStore>, ConfigError> {
-    let settings = CommandSettings::from_env(&config::process_env())?;
-    Ok(Sweeper {
-        commands: commands(settings).await,
-        page: SWEEP_PAGE,
+/// The sweeper's two jobs: expiry and reconciliation.
+pub struct SweeperParts {
+    pub sweeper: Sweeper<DynamoStore>,
+    pub reconciler: Reconciler<DynamoStore>,
+}
+
+pub async fn sweeper() -> Result<SweeperParts, ConfigError> {
+    let settings = SweeperSettings::from_env(&config::process_env())?;
+    let store = store(settings.commands.table.clone()).await;
+    Ok(SweeperParts {
+        sweeper: Sweeper {
+            commands: commands_with(&settings.commands, store.clone()),
+            page: SWEEP_PAGE,
+        },
+        reconciler: Reconciler {
+            granter: granter_of(store, &settings.line, &settings.commands.lifecycle),
+        },
     })
 }
 
@@ -295,22 +340,24 @@ pub async fn sweeper() -> Result<Sweeper<DynamoStore>, ConfigError> {
 pub async fn checkout_outcomes()
 -> Result<(CheckoutOutcomes<DynamoStore>, Option<SqsQueue>), ConfigError> {
     let settings = CheckoutSettings::from_env(&config::process_env())?;
-    let sqs = sqs_client(&sdk_config().await);
+    let sdk = sdk_config().await;
     let queue = settings
         .checkout_queue_url
-        .map(|url| SqsQueue::new(sqs, url));
+        .map(|url| SqsQueue::new(sqs_client(&sdk), url));
     let outcomes = CheckoutOutcomes {
-        commands: commands(settings.commands).await,
+        commands: commands_with(&settings.commands, DynamoStore::new(dynamodb_client(&sdk), settings.commands.table.clone())),
     };
     Ok((outcomes, queue))
 }
 
 /// The events publisher, and (for the local poller) the table it follows.
-pub async fn publisher() -> Result<(Publisher<SnsEventSink>, Option<String>), ConfigError> {
+pub async fn publisher()
+-> Result<(Publisher<SnsEventSink, SqsQuarantine>, Option<String>), ConfigError> {
     let settings = PublisherSettings::from_env(&config::process_env())?;
-    let sns = sns_client(&sdk_config().await);
+    let sdk = sdk_config().await;
     let publisher = Publisher {
-        sink: SnsEventSink::new(sns, settings.events_topic_arn),
+        sink: SnsEventSink::new(sns_client(&sdk), settings.events_topic_arn),
+        quarantine: SqsQuarantine::new(sqs_client(&sdk), settings.stream_dlq_url),
         signer: settings.signer,
     };
     Ok((publisher, settings.table))
@@ -358,6 +405,15 @@ mod tests {
             .map(|r| r.name)
             .collect();
         assert_eq!(join, vec![config::TABLE_NAME, config::JOIN_QUEUE_URL]);
+        let sweeper: Vec<&str> = variables_read("sweeper")
+            .unwrap()
+            .iter()
+            .map(|r| r.name)
+            .collect();
+        assert!(
+            sweeper.contains(&config::LINE_SHARDS),
+            "the reconciliation reads every shard"
+        );
         assert!(variables_read("not-found").unwrap().is_empty());
         assert!(variables_read("nonsense").is_none());
     }

@@ -5,6 +5,7 @@
 pub mod emulator;
 pub mod http;
 pub mod proxy;
+pub mod recording;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,6 +26,10 @@ use waiting_room::domain::{Session, SessionStatus, SystemClock};
 use waiting_room::ports::OsRandom;
 use waiting_room::provision::{Clients, Provisioned, ResourceNames, provision, tear_down};
 use waiting_room::runtime::granter::{poll_join_queue, poll_table_stream};
+use waiting_room::service::granter::FrontCache;
+use waiting_room::service::sweeper::Reconciler;
+
+use crate::recording::CallLog;
 use waiting_room::service::admission_check::AdmissionCheck;
 use waiting_room::service::cache::TtlCache;
 use waiting_room::service::checkout::CheckoutOutcomes;
@@ -76,8 +81,11 @@ pub fn random_suffix() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// One test's own table, queues and events stream, clients for them, and
-/// its own admission signing key.
+/// One test's own table, queues and events topic, clients for them, and its
+/// own admission signing key. The functions' services get clients of their
+/// own, named after the function, whose every call is recorded (`calls`);
+/// `dynamodb`, `sqs` and `sns` are the test's own, for setting up and
+/// looking.
 #[derive(Clone)]
 pub struct Stack {
     pub sdk: aws_config::SdkConfig,
@@ -86,6 +94,15 @@ pub struct Stack {
     pub sns: aws_sdk_sns::Client,
     pub resources: Provisioned,
     pub signer: AdmissionSigner,
+    pub calls: CallLog,
+}
+
+/// A function's own clients, recorded under its name.
+pub struct FunctionClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub streams: waiting_room::adapters::streams::StreamsClient,
 }
 
 impl Stack {
@@ -119,6 +136,7 @@ impl Stack {
             sqs,
             sns,
             resources,
+            calls: CallLog::new(),
         }
     }
 
@@ -132,7 +150,40 @@ impl Stack {
             sdk,
             resources: self.resources.clone(),
             signer: self.signer.clone(),
+            calls: self.calls.clone(),
         }
+    }
+
+    /// Clients for `function`'s code: each call is recorded under its name.
+    pub fn clients_for(&self, function: &str) -> FunctionClients {
+        let recorder = self.calls.interceptor(function);
+        FunctionClients {
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(&self.sdk)
+                    .interceptor(recorder.clone())
+                    .build(),
+            ),
+            sqs: aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(&self.sdk)
+                    .interceptor(recorder.clone())
+                    .build(),
+            ),
+            sns: aws_sdk_sns::Client::from_conf(
+                aws_sdk_sns::config::Builder::from(&self.sdk)
+                    .interceptor(recorder.clone())
+                    .build(),
+            ),
+            streams: waiting_room::adapters::streams::StreamsClient::from_conf(
+                aws_sdk_dynamodbstreams::config::Builder::from(&self.sdk)
+                    .interceptor(recorder)
+                    .build(),
+            ),
+        }
+    }
+
+    /// `function`'s store.
+    pub fn store_for(&self, function: &str) -> DynamoStore {
+        DynamoStore::new(self.clients_for(function).dynamodb, &self.resources.table)
     }
 
     pub async fn tear_down(self) {
@@ -144,28 +195,37 @@ impl Stack {
         tear_down(&clients, &self.resources).await;
     }
 
+    /// The test's own store, for setting up and looking (not recorded).
     pub fn store(&self) -> DynamoStore {
         DynamoStore::new(self.dynamodb.clone(), &self.resources.table)
     }
 
+    /// The join queue as `function` uses it.
+    pub fn queue_for(&self, function: &str) -> SqsQueue {
+        SqsQueue::new(self.clients_for(function).sqs, &self.resources.join_queue_url)
+    }
+
+    /// The join queue as the test itself uses it (not recorded).
     pub fn queue(&self) -> SqsQueue {
         SqsQueue::new(self.sqs.clone(), &self.resources.join_queue_url)
     }
 
     pub fn join_service(&self, line_shards: u16) -> JoinService<DynamoStore, SqsQueue> {
+        let clients = self.clients_for("join");
         JoinService {
-            store: self.store(),
-            queue: self.queue(),
+            store: DynamoStore::new(clients.dynamodb, &self.resources.table),
+            queue: SqsQueue::new(clients.sqs, &self.resources.join_queue_url),
             clock: Arc::new(SystemClock),
             ids: Arc::new(OsRandom),
             line_shards,
+            listed: Default::default(),
         }
     }
 
     pub fn status_service(&self, line_shards: u16) -> StatusService<DynamoStore> {
         let abandon_after = LifecycleSettings::default().abandon_after;
         StatusService::new(
-            self.store(),
+            self.store_for("status"),
             Arc::new(SystemClock),
             line_shards,
             self.signer.clone(),
@@ -175,8 +235,14 @@ impl Stack {
     }
 
     pub fn commands(&self) -> SessionCommands<DynamoStore> {
+        self.commands_of("session-command")
+    }
+
+    /// The session commands as `function` (session-command, sweeper,
+    /// checkout-outcomes) runs them.
+    pub fn commands_of(&self, function: &str) -> SessionCommands<DynamoStore> {
         SessionCommands {
-            store: self.store(),
+            store: self.store_for(function),
             clock: Arc::new(SystemClock),
             ended_retention: Duration::from_secs(3600),
             stay: LifecycleSettings::default().stay_policy(),
@@ -196,7 +262,7 @@ impl Stack {
 
     pub fn status_with(&self, lifecycle: &LifecycleSettings) -> StatusService<DynamoStore> {
         StatusService::new(
-            self.store(),
+            self.store_for("status"),
             Arc::new(SystemClock),
             1,
             self.signer.clone(),
@@ -207,20 +273,35 @@ impl Stack {
 
     pub fn sweeper(&self, lifecycle: &LifecycleSettings) -> Sweeper<DynamoStore> {
         Sweeper {
-            commands: self.commands_with(lifecycle),
+            commands: SessionCommands {
+                stay: lifecycle.stay_policy(),
+                ..self.commands_of("sweeper")
+            },
             page: 5,
+        }
+    }
+
+    /// The sweeper's reconciliation (the granter's logic, the sweeper's role).
+    pub fn reconciler(&self, lifecycle: &LifecycleSettings, line_shards: u16) -> Reconciler<DynamoStore> {
+        Reconciler {
+            granter: self.granter_as("sweeper", lifecycle, line_shards),
         }
     }
 
     pub fn checkout_outcomes(&self) -> CheckoutOutcomes<DynamoStore> {
         CheckoutOutcomes {
-            commands: self.commands(),
+            commands: self.commands_of("checkout-outcomes"),
         }
     }
 
-    pub fn publisher(&self) -> Publisher<SnsEventSink> {
+    pub fn publisher(&self) -> Publisher<SnsEventSink, SqsQuarantine> {
+        let clients = self.clients_for("publisher");
         Publisher {
-            sink: SnsEventSink::new(self.sns.clone(), &self.resources.events_topic_arn),
+            sink: SnsEventSink::new(clients.sns, &self.resources.events_topic_arn),
+            quarantine: SqsQuarantine::new(
+                clients.sqs,
+                &self.resources.stream_dead_letter_queue_url,
+            ),
             signer: self.signer.clone(),
         }
     }
@@ -228,20 +309,18 @@ impl Stack {
     pub fn admission_check(&self) -> AdmissionCheck<DynamoStore> {
         AdmissionCheck {
             verifier: self.verifier(),
-            store: self.store(),
+            store: self.store_for("authorizer"),
             clock: Arc::new(SystemClock),
             sessions: TtlCache::new(Duration::ZERO),
         }
     }
 
-    pub async fn stream_reader(&self) -> TableStreamReader {
-        TableStreamReader::open(
-            &self.dynamodb,
-            aws_sdk_dynamodbstreams_client(&self.sdk),
-            &self.resources.table,
-        )
-        .await
-        .unwrap()
+    /// The table stream as `function`'s local poller reads it.
+    pub async fn stream_reader(&self, function: &str) -> TableStreamReader {
+        let clients = self.clients_for(function);
+        TableStreamReader::open(&clients.dynamodb, clients.streams, &self.resources.table)
+            .await
+            .unwrap()
     }
 
     /// A new consumer of the domain events: its own SQS FIFO queue,
@@ -324,14 +403,31 @@ impl Stack {
     }
 
     pub fn granter(&self, lifecycle: &LifecycleSettings, line_shards: u16) -> Granter<DynamoStore> {
+        self.granter_as("granter", lifecycle, line_shards)
+    }
+
+    fn granter_as(
+        &self,
+        function: &str,
+        lifecycle: &LifecycleSettings,
+        line_shards: u16,
+    ) -> Granter<DynamoStore> {
         Granter {
-            store: self.store(),
+            store: self.store_for(function),
             clock: Arc::new(SystemClock),
             policy: admission_policy(lifecycle),
             line_shards,
             ended_retention: lifecycle.ended_retention,
-            cache: Default::default(),
+            fronts: FrontCache::default(),
         }
+    }
+
+    /// Where the granter puts unreadable join messages aside.
+    pub fn join_quarantine(&self) -> SqsQuarantine {
+        SqsQuarantine::new(
+            self.clients_for("granter").sqs,
+            &self.resources.join_dead_letter_queue_url,
+        )
     }
 
     pub async fn set_visibility_timeout(&self, seconds: u32) {
@@ -417,34 +513,22 @@ impl Stack {
         let mut tasks = Vec::new();
         for _ in 0..count {
             let granter = self.granter(lifecycle, line_shards);
-            let consumer = self.queue();
-            let quarantine =
-                SqsQuarantine::new(self.sqs.clone(), &self.resources.join_dead_letter_queue_url);
+            let consumer = self.queue_for("granter");
+            let quarantine = self.join_quarantine();
             let shutdown = until(stopped.clone());
             tasks.push(tokio::spawn(async move {
                 poll_join_queue(&granter, &consumer, &quarantine, shutdown).await;
             }));
         }
         let granter = self.granter(lifecycle, line_shards);
-        let mut stream = TableStreamReader::open(
-            &self.dynamodb,
-            aws_sdk_dynamodbstreams_client(&self.sdk),
-            &self.resources.table,
-        )
-        .await
-        .unwrap();
+        let wakes = self.queue_for("granter");
+        let mut stream = self.stream_reader("granter").await;
         let shutdown = until(stopped);
         tasks.push(tokio::spawn(async move {
-            poll_table_stream(&granter, &mut stream, shutdown).await;
+            poll_table_stream(&granter, &wakes, &mut stream, shutdown).await;
         }));
         Granters { stop, tasks }
     }
-}
-
-fn aws_sdk_dynamodbstreams_client(
-    sdk: &aws_config::SdkConfig,
-) -> waiting_room::adapters::streams::StreamsClient {
-    waiting_room::adapters::streams::StreamsClient::new(sdk)
 }
 
 async fn until(mut stopped: watch::Receiver<bool>) {

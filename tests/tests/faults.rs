@@ -74,7 +74,7 @@ async fn an_outage_mid_batch_loses_no_user_and_leaks_no_slot() {
     eventually(
         Duration::from_secs(90),
         "everyone admitted and gone",
-        || async { direct.store().event_counters(&e).await.unwrap().left == 24 },
+        || async { direct.store().event_counters(&e, 1).await.unwrap().left == 24 },
     )
     .await;
     stop.store(true, Ordering::SeqCst);
@@ -100,7 +100,7 @@ async fn an_outage_mid_batch_loses_no_user_and_leaks_no_slot() {
         (1..=24).collect::<Vec<_>>(),
         "each admitted exactly once"
     );
-    let counters = direct.store().event_counters(&e).await.unwrap();
+    let counters = direct.store().event_counters(&e, 1).await.unwrap();
     assert_eq!(
         (counters.active, counters.admitted, counters.left),
         (0, 24, 24),

@@ -152,7 +152,7 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
     let unknown = format!("E1.{}", "a".repeat(26));
     let path = session_path(&id);
     let before_sessions = stack.sessions().await;
-    let before_counters = stack.store().event_counters(&event).await.unwrap();
+    let before_counters = stack.store().event_counters(&event, 1).await.unwrap();
 
     let sessions = "/api/waiting-room/sessions";
     let long_event = format!(r#"{{"eventId":"{}","userId":"u"}}"#, "e".repeat(65));
@@ -434,7 +434,7 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
         "bad requests changed a session"
     );
     assert_eq!(
-        stack.store().event_counters(&event).await.unwrap(),
+        stack.store().event_counters(&event, 1).await.unwrap(),
         before_counters
     );
     let after = stack

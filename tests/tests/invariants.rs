@@ -72,7 +72,7 @@ fn churn(stack: &Stack, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
 }
 
 async fn assert_quiet_counters_match(stack: &Stack, event: &EventId) {
-    let counters = stack.store().event_counters(event).await.unwrap();
+    let counters = stack.store().event_counters(event, 1).await.unwrap();
     let sessions = stack.sessions().await;
     let active = sessions
         .iter()
@@ -124,7 +124,7 @@ async fn hard_capacity_holds_with_concurrent_granters_and_leaves() {
     join_many(&stack, &e, USERS, 12).await;
 
     eventually(PATIENCE, "every user admitted once and gone", || async {
-        stack.store().event_counters(&e).await.unwrap().left == USERS as u64
+        stack.store().event_counters(&e, 1).await.unwrap().left == USERS as u64
     })
     .await;
     stop.store(true, Ordering::SeqCst);
@@ -141,7 +141,7 @@ async fn hard_capacity_holds_with_concurrent_granters_and_leaves() {
         peak >= 2,
         "the test did not reach any concurrency (peak {peak})"
     );
-    let counters = stack.store().event_counters(&e).await.unwrap();
+    let counters = stack.store().event_counters(&e, 1).await.unwrap();
     assert_eq!((counters.admitted, counters.active), (USERS as u64, 0));
     assert_quiet_counters_match(&stack, &e).await;
     stack.tear_down().await;
@@ -157,7 +157,7 @@ async fn concurrent_repeated_leaves_release_each_slot_exactly_once() {
     let granters = stack.start_granters(2, &lifecycle(1_000), 1).await;
     let sessions = join_many(&stack, &e, 12, 12).await;
     eventually(PATIENCE, "five admitted", || async {
-        stack.store().event_counters(&e).await.unwrap().active == 5
+        stack.store().event_counters(&e, 1).await.unwrap().active == 5
     })
     .await;
 
@@ -187,7 +187,7 @@ async fn concurrent_repeated_leaves_release_each_slot_exactly_once() {
     .await;
     granters.stop().await;
 
-    let counters = stack.store().event_counters(&e).await.unwrap();
+    let counters = stack.store().event_counters(&e, 1).await.unwrap();
     let admitted = stack
         .sessions()
         .await
@@ -267,7 +267,7 @@ async fn duplicates_and_redeliveries_admit_exactly_once() {
         (1..=30).collect::<Vec<_>>(),
         "admission numbers are unique and gapless"
     );
-    let counters = stack.store().event_counters(&e).await.unwrap();
+    let counters = stack.store().event_counters(&e, 1).await.unwrap();
     assert_eq!((counters.admitted, counters.active), (30, 30));
     assert_eq!(
         stack
@@ -291,7 +291,7 @@ async fn admission_follows_join_order_across_concurrent_granters() {
     let joined = join_many(&stack, &e, 24, 1).await;
 
     eventually(PATIENCE, "all admitted", || async {
-        stack.store().event_counters(&e).await.unwrap().admitted == 24
+        stack.store().event_counters(&e, 1).await.unwrap().admitted == 24
     })
     .await;
     stop.store(true, Ordering::SeqCst);
@@ -397,7 +397,7 @@ async fn a_join_whose_message_cannot_be_sent_leaves_nothing_behind() {
         stack.sessions().await.is_empty(),
         "no session holds a place"
     );
-    let counters = stack.store().event_counters(&e).await.unwrap();
+    let counters = stack.store().event_counters(&e, 1).await.unwrap();
     assert_eq!(
         (counters.active, counters.admitted),
         (0, 0),
@@ -432,7 +432,7 @@ async fn a_full_event_does_not_delay_another() {
     eventually(
         Duration::from_secs(10),
         "the open event's users admitted",
-        || async { stack.store().event_counters(&open).await.unwrap().active == 5 },
+        || async { stack.store().event_counters(&open, 1).await.unwrap().active == 5 },
     )
     .await;
     eventually(

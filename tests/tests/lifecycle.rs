@@ -61,7 +61,7 @@ async fn expiry_returns_each_slot_once_under_concurrent_sweepers_and_leaves() {
     let granters = stack.start_granters(2, &settings, 1).await;
     let ids = join(&stack, &e, 0..12).await;
     eventually(PATIENCE, "all admitted", || async {
-        stack.store().event_counters(&e).await.unwrap().active == 12
+        stack.store().event_counters(&e, 1).await.unwrap().active == 12
     })
     .await;
     granters.stop().await;
@@ -72,7 +72,7 @@ async fn expiry_returns_each_slot_once_under_concurrent_sweepers_and_leaves() {
         let sweeper = stack.sweeper(&settings);
         tokio::spawn(async move {
             for _ in 0..3 {
-                sweeper.sweep().await.unwrap();
+                sweeper.sweep().await;
             }
         })
     });
@@ -104,7 +104,7 @@ async fn expiry_returns_each_slot_once_under_concurrent_sweepers_and_leaves() {
         .count() as u64;
     assert_eq!(expired + left, 12, "every overdue session ended");
     assert!(expired >= 6, "the six who never left expired");
-    let counters = stack.store().event_counters(&e).await.unwrap();
+    let counters = stack.store().event_counters(&e, 1).await.unwrap();
     assert_eq!(
         (counters.active, counters.expired, counters.left),
         (0, expired, left),
@@ -288,7 +288,7 @@ async fn checkout_outcomes_apply_once_duplicated_and_out_of_order() {
     let granters = stack.start_granters(1, &lifecycle(3), 1).await;
     let ids = join(&stack, &e, 0..3).await;
     eventually(PATIENCE, "three admitted", || async {
-        stack.store().event_counters(&e).await.unwrap().active == 3
+        stack.store().event_counters(&e, 1).await.unwrap().active == 3
     })
     .await;
 
@@ -367,7 +367,7 @@ async fn checkout_outcomes_apply_once_duplicated_and_out_of_order() {
         (failed.order_id.as_deref(), failed.detail.as_deref()),
         (Some("order-1"), Some("card declined"))
     );
-    let counters = stack.store().event_counters(&e).await.unwrap();
+    let counters = stack.store().event_counters(&e, 1).await.unwrap();
     assert_eq!(
         (
             counters.completed,
@@ -421,7 +421,7 @@ async fn events_are_published_once_per_change_across_a_publisher_crash() {
     let spawn_publisher = || {
         let (publisher, stack) = (stack.publisher(), stack.clone());
         tokio::spawn(async move {
-            let mut reader = stack.stream_reader().await;
+            let mut reader = stack.stream_reader("publisher").await;
             poll_table_stream(&publisher, &mut reader, std::future::pending()).await;
         })
     };

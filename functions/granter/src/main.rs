@@ -18,22 +18,21 @@ async fn main() -> Result<(), Error> {
     } = wiring::granter().await?;
     match std::env::args().nth(1).as_deref() {
         None => {
-            let (granter, quarantine) = (&granter, &quarantine);
+            let (granter, quarantine, wakes) = (&granter, &quarantine, &join_queue);
             lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-                handle_lambda_event(granter, quarantine, event.payload)
+                handle_lambda_event(granter, quarantine, wakes, event.payload)
                     .await
                     .map_err(Error::from)
             }))
             .await
         }
         Some("poll") => {
-            let consumer = join_queue.ok_or("the local poller needs JOIN_QUEUE_URL")?;
             let mut stream = wiring::table_stream(granter.store.table()).await?;
             let shutdown = Shutdown::on_signals();
             tracing::info!("granter polling the join queue and the table stream");
             tokio::join!(
-                poll_join_queue(&granter, &consumer, &quarantine, shutdown.clone().wait()),
-                poll_table_stream(&granter, &mut stream, shutdown.wait()),
+                poll_join_queue(&granter, &join_queue, &quarantine, shutdown.clone().wait()),
+                poll_table_stream(&granter, &join_queue, &mut stream, shutdown.wait()),
             );
             Ok(())
         }

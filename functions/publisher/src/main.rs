@@ -1,5 +1,5 @@
 //! Publishes domain events from the table's stream (the outbox) to the
-//! events stream. Lambda event source in AWS; `publisher poll` locally.
+//! events topic. Lambda event source in AWS; `publisher poll` locally.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
         None => {
             let publisher = &publisher;
             lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-                handle_lambda_event(publisher, &event.payload)
+                handle_lambda_event(publisher, event.payload)
                     .await
                     .map_err(Error::from)
             }))

@@ -1,5 +1,6 @@
-//! The sweeper: expires active sessions whose stay is over. In Lambda it runs
-//! on an EventBridge schedule; `sweeper every <seconds>` runs it locally.
+//! The sweeper: expires active sessions whose stay is over and reconciles
+//! every event's line. In Lambda it runs on an EventBridge schedule;
+//! `sweeper every <seconds>` runs it locally.
 
 use std::time::Duration;
 
@@ -12,7 +13,10 @@ use waiting_room::{telemetry, wiring};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
-    let sweeper = wiring::sweeper().await?;
+    let wiring::SweeperParts {
+        sweeper,
+        reconciler,
+    } = wiring::sweeper().await?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args
         .iter()
@@ -21,16 +25,24 @@ async fn main() -> Result<(), Error> {
         .as_slice()
     {
         [] => {
-            let sweeper = &sweeper;
+            let (sweeper, reconciler) = (&sweeper, &reconciler);
             lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
-                handle_lambda_event(sweeper).await.map_err(Error::from)
+                handle_lambda_event(sweeper, reconciler)
+                    .await
+                    .map_err(Error::from)
             }))
             .await
         }
         ["every", seconds] => {
             let interval = Duration::from_secs(seconds.parse()?);
             tracing::info!(?interval, "sweeping locally");
-            run_every(&sweeper, interval, Shutdown::on_signals().wait()).await;
+            run_every(
+                &sweeper,
+                &reconciler,
+                interval,
+                Shutdown::on_signals().wait(),
+            )
+            .await;
             Ok(())
         }
         _ => Err("usage: sweeper (in Lambda) | sweeper every <seconds>".into()),

@@ -1,52 +1,158 @@
-//! In-memory adapters with the same contract as DynamoDB and SQS: every
-//! operation is atomic and checks the same conditions. For unit tests and the
-//! simulator; the emulator tests prove the real adapters.
+//! In-memory adapters with the same contract as DynamoDB and SQS, and the
+//! behaviours of AWS the emulator does not have: every store operation is
+//! atomic and checks the same conditions; indexes can lag behind the table;
+//! ended items carry a TTL after which they may vanish at any moment; every
+//! write goes to a stream; the queue has visibility timeouts, redelivery,
+//! receive counts and a dead-letter queue. For unit tests, the simulator and
+//! the schedule explorer; the emulator tests prove the real adapters.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::domain::admission::{BacklogHint, LineAdvance, SessionChangeKind};
+use crate::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
+use crate::domain::line::{Place, wake_group_id};
 use crate::domain::session::expiry_bucket;
 use crate::domain::{
-    Admission, EndReason, Ending, EventCounters, EventId, LineEntry, LineShard, LineState, Session,
-    SessionId, SessionStatus, Timestamp, UserId,
+    Admission, Change, Clock, EndReason, Ending, EventCounters, EventId, LineEntry, Session,
+    SessionId, SessionStatus, StreamRecord, TicketCounter, Timestamp, UserId,
 };
 use crate::events::DomainEvent;
 use crate::ports::{
-    AdvanceOutcome, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSink, JoinQueue,
-    JoinTicket, Quarantine, QueueConsumer, QueueError, SessionStore, StoreError, Touch,
+    Claim, Delivery, Discard, EndFrom, EndOutcome, EventSink, Expiry, JoinQueue, JoinQueueMessage,
+    JoinTicket, Quarantine, QueueConsumer, QueueError, SessionStore, StoreError, Touch, WakeQueue,
+    WakeUp, WriteOutcome,
 };
+
+/// How the in-memory store tells time and how far its indexes lag: the
+/// explorer's world decides both. Without one, indexes are current at once.
+pub trait StoreModel: Send + Sync {
+    fn now(&self) -> Timestamp;
+    /// How long until a change just made shows in an index.
+    fn index_lag(&self) -> Duration;
+}
+
+/// An index that shows each item's changes in order, each after a delay.
+#[derive(Debug)]
+struct Lagged<I: Ord + Clone, K: Ord + Clone, V: Clone> {
+    visible: BTreeMap<K, V>,
+    key_of: BTreeMap<I, K>,
+    pending: BTreeMap<(Timestamp, u64), (I, Option<(K, V)>)>,
+    last_due: BTreeMap<I, Timestamp>,
+    seq: u64,
+}
+
+impl<I: Ord + Clone, K: Ord + Clone, V: Clone> Default for Lagged<I, K, V> {
+    fn default() -> Self {
+        Self {
+            visible: BTreeMap::new(),
+            key_of: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            last_due: BTreeMap::new(),
+            seq: 0,
+        }
+    }
+}
+
+impl<I: Ord + Clone, K: Ord + Clone, V: Clone> Lagged<I, K, V> {
+    /// The item's index entry becomes `value` at `due` (never before an
+    /// earlier change of the same item: indexes apply them in order).
+    fn set(&mut self, item: I, value: Option<(K, V)>, due: Option<Timestamp>) {
+        let Some(due) = due else {
+            self.apply(item, value);
+            return;
+        };
+        let due = self.last_due.get(&item).map_or(due, |last| due.max(*last));
+        self.last_due.insert(item.clone(), due);
+        self.seq += 1;
+        self.pending.insert((due, self.seq), (item, value));
+    }
+
+    fn apply(&mut self, item: I, value: Option<(K, V)>) {
+        if let Some(old) = self.key_of.remove(&item) {
+            self.visible.remove(&old);
+        }
+        if let Some((key, v)) = value {
+            self.key_of.insert(item, key.clone());
+            self.visible.insert(key, v);
+        }
+    }
+
+    fn catch_up(&mut self, now: Option<Timestamp>) {
+        let Some(now) = now else { return };
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let (item, value) = entry.remove();
+            self.apply(item, value);
+        }
+    }
+
+    fn settled(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
 
 #[derive(Debug, Clone)]
 struct StoredSession {
     session: Session,
+    /// When DynamoDB's TTL may delete it (ended sessions only).
+    ttl: Option<Timestamp>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone)]
+struct StoredClaim {
+    session_id: SessionId,
+    ttl: Timestamp,
+}
+
+type LineKey = (EventId, u16, Place);
+/// Bucket, end of stay, session id (as text, so a range can start at "").
+type ExpiryKey = (u16, Timestamp, String);
+
+#[derive(Default)]
 struct Tables {
-    sessions: HashMap<SessionId, StoredSession>,
-    claims: HashMap<(EventId, UserId), SessionId>,
-    events: HashMap<EventId, EventCounters>,
-    lines: HashMap<(EventId, u16), LineShard>,
-    /// Mirrors the sparse line index, ordered by ticket so the front of a
-    /// shard is found without a scan: an entry when filed, none once admitted.
-    line_index: BTreeMap<(EventId, u16, u64), SessionId>,
+    sessions: BTreeMap<SessionId, StoredSession>,
+    claims: BTreeMap<(EventId, UserId), StoredClaim>,
+    events: BTreeMap<EventId, EventCounters>,
+    tickets: BTreeMap<(EventId, u16), TicketCounter>,
+    /// Mirrors of `EventCounters::heads`, one item per shard, for polls.
+    heads: BTreeMap<(EventId, u16), u64>,
+    line_index: Lagged<SessionId, LineKey, LineEntry>,
+    expiry_index: Lagged<SessionId, ExpiryKey, SessionId>,
+    event_index: Lagged<EventId, EventId, ()>,
+    stream: Vec<StreamRecord>,
 }
 
 /// A `SessionStore` in a mutex. `fail_next` makes calls fail as if the
 /// store were unreachable, to test recovery.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct MemoryStore {
     tables: Mutex<Tables>,
+    model: Option<Arc<dyn StoreModel>>,
     successes_before_failure: AtomicUsize,
     failures_left: AtomicUsize,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
+    }
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store whose indexes lag and whose TTL runs on `model`'s time.
+    pub fn modelled(model: Arc<dyn StoreModel>) -> Self {
+        Self {
+            model: Some(model),
+            ..Self::default()
+        }
     }
 
     /// The next `calls` store calls fail with `Unavailable`.
@@ -65,12 +171,78 @@ impl MemoryStore {
         self.with(|t| t.sessions.values().map(|s| s.session.clone()).collect())
     }
 
+    /// Every event's counters as stored.
+    pub fn all_counters(&self) -> Vec<(EventId, EventCounters)> {
+        self.with(|t| t.events.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
+    /// Stream records from `from` on (a reader's position), and the next
+    /// position.
+    pub fn stream_since(&self, from: usize) -> (Vec<StreamRecord>, usize) {
+        self.with(|t| {
+            let records = t.stream.get(from..).map(<[_]>::to_vec).unwrap_or_default();
+            (records, t.stream.len())
+        })
+    }
+
+    /// TTL at work: deletes ended sessions and claims whose time has come
+    /// (`pick` chooses which of them go now). Returns how many went.
+    pub fn delete_expired(&self, now: Timestamp, mut pick: impl FnMut() -> bool) -> usize {
+        self.with(|t| {
+            let sessions: Vec<SessionId> = t
+                .sessions
+                .iter()
+                .filter(|(_, s)| s.ttl.is_some_and(|ttl| ttl <= now))
+                .map(|(id, _)| id.clone())
+                .collect();
+            let mut deleted = 0;
+            for id in sessions {
+                if pick() {
+                    if let Some(old) = t.sessions.remove(&id) {
+                        push(t, Change::Session { old: Some(Box::new(old.session)), new: None });
+                        deleted += 1;
+                    }
+                }
+            }
+            let claims: Vec<(EventId, UserId)> = t
+                .claims
+                .iter()
+                .filter(|(_, c)| c.ttl <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in claims {
+                if pick() {
+                    t.claims.remove(&key);
+                    push(t, Change::Other);
+                    deleted += 1;
+                }
+            }
+            deleted
+        })
+    }
+
+    /// True when every index shows every change made so far.
+    pub fn indexes_settled(&self) -> bool {
+        self.with(|t| {
+            t.line_index.settled() && t.expiry_index.settled() && t.event_index.settled()
+        })
+    }
+
     fn with<R>(&self, f: impl FnOnce(&mut Tables) -> R) -> R {
         let mut guard = match self.tables.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
+        let now = self.model.as_ref().map(|m| m.now());
+        guard.line_index.catch_up(now);
+        guard.expiry_index.catch_up(now);
+        guard.event_index.catch_up(now);
         f(&mut guard)
+    }
+
+    /// When a change made now shows in the indexes (`None`: at once).
+    fn due(&self) -> Option<Timestamp> {
+        self.model.as_ref().map(|m| m.now().plus(m.index_lag()))
     }
 
     fn check_fault(&self) -> Result<(), StoreError> {
@@ -87,6 +259,66 @@ impl MemoryStore {
         }
         Ok(())
     }
+
+    /// Writes a session and keeps the indexes and the stream in step.
+    fn put_session(&self, t: &mut Tables, session: Session, ttl: Option<Timestamp>) {
+        let old = t.sessions.get(&session.id).map(|s| s.session.clone());
+        let due = self.due();
+        let line = (session.status == SessionStatus::Waiting).then(|| {
+            (
+                (session.event_id.clone(), session.shard, session.place()),
+                entry_of(&session),
+            )
+        });
+        t.line_index.set(session.id.clone(), line, due);
+        let expiry = session
+            .expires_at()
+            .map(|at| ((expiry_bucket(&session.id), at, session.id.to_string()), session.id.clone()));
+        t.expiry_index.set(session.id.clone(), expiry, due);
+        t.sessions.insert(
+            session.id.clone(),
+            StoredSession {
+                session: session.clone(),
+                ttl,
+            },
+        );
+        push(t, Change::Session { old: old.map(Box::new), new: Some(Box::new(session)) });
+    }
+
+    fn put_counters(&self, t: &mut Tables, event: &EventId, after: EventCounters) {
+        let before = t.events.get(event).cloned().unwrap_or_default();
+        for (shard, head) in after.heads.iter().enumerate() {
+            let Ok(shard) = u16::try_from(shard) else { continue };
+            if before.head(shard) != *head {
+                t.heads.insert((event.clone(), shard), *head);
+                push(t, Change::Other);
+            }
+        }
+        t.events.insert(event.clone(), after.clone());
+        push(
+            t,
+            Change::Counters {
+                event_id: event.clone(),
+                before: Box::new(before),
+                after: Box::new(after),
+            },
+        );
+    }
+}
+
+fn push(t: &mut Tables, change: Change) {
+    let id = format!("{:020}", t.stream.len());
+    t.stream.push(StreamRecord { id, change: Ok(change) });
+}
+
+fn entry_of(session: &Session) -> LineEntry {
+    LineEntry {
+        session_id: session.id.clone(),
+        shard: session.shard,
+        joined_at: session.joined_at,
+        last_seen_at: session.last_seen_at,
+        ticket: session.ticket,
+    }
 }
 
 fn claim_key(session: &Session) -> (EventId, UserId) {
@@ -98,22 +330,20 @@ fn end(session: &mut Session, ending: &Ending) {
     session.ending = Some(ending.clone());
 }
 
-fn line_shard(tables: &Tables, event: &EventId, shard: u16) -> LineShard {
-    tables
-        .lines
-        .get(&(event.clone(), shard))
-        .cloned()
-        .unwrap_or_else(|| LineShard::empty(shard))
+fn counters_of(t: &Tables, event: &EventId, shard_count: u16) -> EventCounters {
+    let mut counters = t.events.get(event).cloned().unwrap_or_default();
+    counters.heads.resize(usize::from(shard_count.max(1)), 0);
+    counters
 }
 
-fn bump_end_counter(counters: &mut EventCounters, reason: EndReason) {
+fn bump_end_counter(counters: &mut EventCounters, reason: EndReason, by: i64) {
     let counter = match reason.final_status() {
         SessionStatus::Left => &mut counters.left,
         SessionStatus::Completed => &mut counters.completed,
         SessionStatus::Failed => &mut counters.failed,
         _ => &mut counters.expired,
     };
-    *counter += 1;
+    *counter = counter.saturating_add_signed(by);
 }
 
 impl SessionStore for MemoryStore {
@@ -121,15 +351,16 @@ impl SessionStore for MemoryStore {
         &self,
         session: &Session,
         replacing: Option<&SessionId>,
-        _claim_ttl: Timestamp,
+        claim_ttl: Timestamp,
     ) -> Result<Claim, StoreError> {
         self.check_fault()?;
         self.with(|t| {
             let key = claim_key(session);
             match (t.claims.get(&key), replacing) {
-                (Some(holder), None) => return Ok(Claim::HeldBy(holder.clone())),
-                (Some(holder), Some(old)) if holder != old => {
-                    return Ok(Claim::HeldBy(holder.clone()));
+                (Some(holder), _) if holder.session_id == session.id => return Ok(Claim::Created),
+                (Some(holder), None) => return Ok(Claim::HeldBy(holder.session_id.clone())),
+                (Some(holder), Some(old)) if &holder.session_id != old => {
+                    return Ok(Claim::HeldBy(holder.session_id.clone()));
                 }
                 (None, Some(_)) => return Ok(Claim::Vacant),
                 _ => {}
@@ -137,13 +368,15 @@ impl SessionStore for MemoryStore {
             if t.sessions.contains_key(&session.id) {
                 return Err(StoreError::Rejected("session id collision".into()));
             }
-            t.claims.insert(key, session.id.clone());
-            t.sessions.insert(
-                session.id.clone(),
-                StoredSession {
-                    session: session.clone(),
+            t.claims.insert(
+                key,
+                StoredClaim {
+                    session_id: session.id.clone(),
+                    ttl: claim_ttl,
                 },
             );
+            push(t, Change::Other);
+            self.put_session(t, session.clone(), None);
             Ok(Claim::Created)
         })
     }
@@ -153,19 +386,33 @@ impl SessionStore for MemoryStore {
         Ok(self.with(|t| t.sessions.get(id).map(|s| s.session.clone())))
     }
 
-    async fn discard_unfiled(&self, session: &Session) -> Result<Discard, StoreError> {
+    async fn waiting_among(&self, ids: &[SessionId]) -> Result<Vec<LineEntry>, StoreError> {
+        self.check_fault()?;
+        Ok(self.with(|t| {
+            ids.iter()
+                .filter_map(|id| t.sessions.get(id))
+                .filter(|s| s.session.status == SessionStatus::Waiting)
+                .map(|s| entry_of(&s.session))
+                .collect()
+        }))
+    }
+
+    async fn discard(&self, session: &Session) -> Result<Discard, StoreError> {
         self.check_fault()?;
         Ok(self.with(|t| {
             if let Some(stored) = t.sessions.get(&session.id) {
-                let s = &stored.session;
-                if s.ticket.is_some() || s.status != SessionStatus::Waiting {
-                    return Discard::AlreadyFiled;
+                if stored.session.status != SessionStatus::Waiting {
+                    return Discard::NoLongerWaiting;
                 }
             }
-            t.sessions.remove(&session.id);
+            if let Some(old) = t.sessions.remove(&session.id) {
+                t.line_index.set(session.id.clone(), None, self.due());
+                push(t, Change::Session { old: Some(Box::new(old.session)), new: None });
+            }
             let key = claim_key(session);
-            if t.claims.get(&key) == Some(&session.id) {
+            if t.claims.get(&key).is_some_and(|c| c.session_id == session.id) {
                 t.claims.remove(&key);
+                push(t, Change::Other);
             }
             Discard::Discarded
         }))
@@ -173,15 +420,17 @@ impl SessionStore for MemoryStore {
 
     async fn touch(&self, id: &SessionId, now: Timestamp) -> Result<Touch, StoreError> {
         self.check_fault()?;
-        Ok(self.with(|t| match t.sessions.get_mut(id) {
-            None => Touch::NotFound,
-            Some(stored) if stored.session.status.is_ended() => {
-                Touch::Ended(stored.session.clone())
+        Ok(self.with(|t| {
+            let Some(stored) = t.sessions.get(id).cloned() else {
+                return Touch::NotFound;
+            };
+            if stored.session.status.is_ended() {
+                return Touch::Ended(stored.session);
             }
-            Some(stored) => {
-                stored.session.last_seen_at = now;
-                Touch::Touched(stored.session.clone())
-            }
+            let mut session = stored.session;
+            session.last_seen_at = now;
+            self.put_session(t, session.clone(), stored.ttl);
+            Touch::Touched(session)
         }))
     }
 
@@ -190,11 +439,11 @@ impl SessionStore for MemoryStore {
         id: &SessionId,
         from: EndFrom,
         ending: &Ending,
-        _retain_until: Timestamp,
+        retain_until: Timestamp,
     ) -> Result<EndOutcome, StoreError> {
         self.check_fault()?;
         Ok(self.with(|t| {
-            let Some(stored) = t.sessions.get_mut(id) else {
+            let Some(stored) = t.sessions.get(id).cloned() else {
                 return EndOutcome::NotAsExpected(None);
             };
             let expected = match from {
@@ -204,31 +453,60 @@ impl SessionStore for MemoryStore {
                 other => EndFrom::of(&stored.session) == Some(other),
             };
             if !expected {
-                return EndOutcome::NotAsExpected(Some(Box::new(stored.session.clone())));
+                return EndOutcome::NotAsExpected(Some(Box::new(stored.session)));
             }
-            let event = stored.session.event_id.clone();
-            end(&mut stored.session, ending);
+            let mut session = stored.session;
+            let event = session.event_id.clone();
+            let shard = session.shard;
+            end(&mut session, ending);
+            self.put_session(t, session, Some(retain_until));
             match from {
                 EndFrom::Active | EndFrom::ActiveOverdue { .. } => {
-                    let counters = t.events.entry(event).or_default();
+                    let mut counters = t.events.get(&event).cloned().unwrap_or_default();
                     counters.active = counters.active.saturating_sub(1);
-                    bump_end_counter(counters, ending.reason);
+                    bump_end_counter(&mut counters, ending.reason, 1);
+                    self.put_counters(t, &event, counters);
                 }
-                EndFrom::WaitingFiled { shard, .. } => {
-                    let line = t
-                        .lines
+                EndFrom::Waiting { .. } => {
+                    let counter = t
+                        .tickets
                         .entry((event, shard))
-                        .or_insert_with(|| LineShard::empty(shard));
-                    line.ended_in_line += 1;
-                    if ending.reason == EndReason::Timeout {
-                        line.abandoned += 1;
-                    } else {
-                        line.left_waiting += 1;
-                    }
+                        .or_insert_with(|| TicketCounter::empty(shard));
+                    counter.stored = true;
+                    counter.left_waiting += 1;
+                    push(t, Change::Other);
                 }
-                EndFrom::WaitingUnfiled => {}
             }
             EndOutcome::Ended
+        }))
+    }
+
+    async fn record_late_completion(
+        &self,
+        id: &SessionId,
+        was: EndReason,
+        ending: &Ending,
+    ) -> Result<bool, StoreError> {
+        self.check_fault()?;
+        Ok(self.with(|t| {
+            let Some(stored) = t.sessions.get(id).cloned() else {
+                return false;
+            };
+            let session = &stored.session;
+            let as_expected = session.admission.is_some()
+                && session.ending.as_ref().is_some_and(|e| e.reason == was);
+            if !as_expected {
+                return false;
+            }
+            let mut session = stored.session;
+            let event = session.event_id.clone();
+            end(&mut session, ending);
+            self.put_session(t, session, stored.ttl);
+            let mut counters = t.events.get(&event).cloned().unwrap_or_default();
+            bump_end_counter(&mut counters, was, -1);
+            bump_end_counter(&mut counters, ending.reason, 1);
+            self.put_counters(t, &event, counters);
+            true
         }))
     }
 
@@ -237,18 +515,21 @@ impl SessionStore for MemoryStore {
         id: &SessionId,
         from: Timestamp,
         to: Timestamp,
+        now: Timestamp,
     ) -> Result<bool, StoreError> {
         self.check_fault()?;
         Ok(self.with(|t| {
-            let Some(stored) = t.sessions.get_mut(id) else {
+            let Some(stored) = t.sessions.get(id).cloned() else {
                 return false;
             };
-            if stored.session.expires_at() != Some(from) {
+            if stored.session.expires_at() != Some(from) || from <= now {
                 return false;
             }
-            if let Some(admission) = stored.session.admission.as_mut() {
+            let mut session = stored.session;
+            if let Some(admission) = session.admission.as_mut() {
                 admission.expires_at = to;
             }
+            self.put_session(t, session, stored.ttl);
             true
         }))
     }
@@ -261,230 +542,361 @@ impl SessionStore for MemoryStore {
     ) -> Result<Vec<SessionId>, StoreError> {
         self.check_fault()?;
         Ok(self.with(|t| {
-            let mut overdue: Vec<(Timestamp, SessionId)> = t
-                .sessions
-                .values()
-                .filter(|s| expiry_bucket(&s.session.id) == bucket)
-                .filter_map(|s| {
-                    Some((
-                        s.session.expires_at().filter(|&end| end <= now)?,
-                        s.session.id.clone(),
-                    ))
-                })
-                .collect();
-            overdue.sort_by_key(|(end, _)| *end);
-            overdue.into_iter().take(limit).map(|(_, id)| id).collect()
-        }))
-    }
-
-    async fn line_shard(&self, event: &EventId, shard: u16) -> Result<LineShard, StoreError> {
-        self.check_fault()?;
-        Ok(self.with(|t| line_shard(t, event, shard)))
-    }
-
-    async fn line_state(&self, event: &EventId, shard_count: u16) -> Result<LineState, StoreError> {
-        self.check_fault()?;
-        Ok(self.with(|t| LineState {
-            event_id: event.clone(),
-            counters: t.events.get(event).cloned().unwrap_or_default(),
-            shards: (0..shard_count).map(|s| line_shard(t, event, s)).collect(),
-        }))
-    }
-
-    async fn line_entries(
-        &self,
-        event: &EventId,
-        shard: u16,
-        from_ticket: u64,
-        limit: usize,
-    ) -> Result<Vec<LineEntry>, StoreError> {
-        self.check_fault()?;
-        Ok(self.with(|t| {
-            let from = (event.clone(), shard, from_ticket);
-            let to = (event.clone(), shard, u64::MAX);
-            t.line_index
-                .range(from..=to)
-                .filter_map(|((_, _, ticket), id)| {
-                    let s = &t.sessions.get(id)?.session;
-                    Some(LineEntry {
-                        session_id: s.id.clone(),
-                        ticket: *ticket,
-                        status: s.status,
-                        joined_at: s.joined_at,
-                        last_seen_at: s.last_seen_at,
-                    })
-                })
+            let from = (bucket, Timestamp::from_millis(0), String::new());
+            t.expiry_index
+                .visible
+                .range(from..)
+                .take_while(|((b, at, _), _)| *b == bucket && *at <= now)
                 .take(limit)
+                .map(|(_, id)| id.clone())
                 .collect()
         }))
     }
 
-    async fn advance_line(
+    async fn expire_overdue(
         &self,
-        plan: &LineAdvance,
-        _retain_until: Timestamp,
-    ) -> Result<AdvanceOutcome, StoreError> {
+        event: &EventId,
+        ids: &[SessionId],
+        now: Timestamp,
+        retain_until: Timestamp,
+    ) -> Result<Expiry, StoreError> {
         self.check_fault()?;
         Ok(self.with(|t| {
-            let rejected = rejected_sessions(t, plan);
-            if !rejected.is_empty() {
-                return AdvanceOutcome::Conflict { rejected };
+            let mut expiry = Expiry::default();
+            for id in ids {
+                let overdue = t.sessions.get(id).is_some_and(|s| {
+                    &s.session.event_id == event
+                        && s.session.expires_at().is_some_and(|end| end <= now)
+                });
+                if overdue {
+                    expiry.expired.push(id.clone());
+                } else {
+                    expiry.skipped.push(id.clone());
+                }
             }
-            if !line_and_counters_match(t, plan) {
-                return AdvanceOutcome::Conflict { rejected: vec![] };
+            if !expiry.skipped.is_empty() {
+                // DynamoDB cancels the whole transaction; the caller retries
+                // with the rest.
+                return Expiry {
+                    expired: Vec::new(),
+                    skipped: expiry.skipped,
+                };
             }
-            apply_advance(t, plan);
-            AdvanceOutcome::Applied
+            let ending = Ending::new(EndReason::Expired, now);
+            for id in &expiry.expired {
+                if let Some(stored) = t.sessions.get(id).cloned() {
+                    let mut session = stored.session;
+                    end(&mut session, &ending);
+                    self.put_session(t, session, Some(retain_until));
+                }
+            }
+            if !expiry.expired.is_empty() {
+                let mut counters = t.events.get(event).cloned().unwrap_or_default();
+                let count = expiry.expired.len() as u64;
+                counters.active = counters.active.saturating_sub(count);
+                counters.expired += count;
+                self.put_counters(t, event, counters);
+            }
+            expiry
         }))
     }
 
-    async fn event_counters(&self, event: &EventId) -> Result<EventCounters, StoreError> {
+    async fn event_counters(
+        &self,
+        event: &EventId,
+        shard_count: u16,
+    ) -> Result<EventCounters, StoreError> {
         self.check_fault()?;
-        Ok(self.with(|t| t.events.get(event).cloned().unwrap_or_default()))
+        Ok(self.with(|t| counters_of(t, event, shard_count)))
+    }
+
+    async fn register_event(
+        &self,
+        event: &EventId,
+        default_capacity: u32,
+        shard_count: u16,
+    ) -> Result<EventCounters, StoreError> {
+        self.check_fault()?;
+        Ok(self.with(|t| {
+            let mut counters = t.events.get(event).cloned().unwrap_or_default();
+            if counters.capacity.is_none() {
+                counters.capacity = Some(default_capacity);
+                self.put_counters(t, event, counters);
+            }
+            t.event_index.set(event.clone(), Some((event.clone(), ())), self.due());
+            counters_of(t, event, shard_count)
+        }))
+    }
+
+    async fn list_event(&self, event: &EventId) -> Result<(), StoreError> {
+        self.check_fault()?;
+        self.with(|t| {
+            t.event_index.set(event.clone(), Some((event.clone(), ())), self.due());
+            push(t, Change::Other);
+        });
+        Ok(())
+    }
+
+    async fn events(&self) -> Result<Vec<EventId>, StoreError> {
+        self.check_fault()?;
+        Ok(self.with(|t| t.event_index.visible.keys().cloned().collect()))
+    }
+
+    async fn line_front(
+        &self,
+        event: &EventId,
+        shard: u16,
+        limit: usize,
+    ) -> Result<Vec<LineEntry>, StoreError> {
+        self.check_fault()?;
+        Ok(self.with(|t| {
+            t.line_index
+                .visible
+                .iter()
+                .skip_while(|((e, s, _), _)| (e, *s) < (event, shard))
+                .take_while(|((e, s, _), _)| e == event && *s == shard)
+                .take(limit)
+                .map(|(_, entry)| entry.clone())
+                .collect()
+        }))
+    }
+
+    async fn shard_head(&self, event: &EventId, shard: u16) -> Result<u64, StoreError> {
+        self.check_fault()?;
+        Ok(self.with(|t| t.heads.get(&(event.clone(), shard)).copied().unwrap_or(0)))
+    }
+
+    async fn ticket_counters(
+        &self,
+        event: &EventId,
+        shards: &[u16],
+    ) -> Result<Vec<TicketCounter>, StoreError> {
+        self.check_fault()?;
+        Ok(self.with(|t| {
+            shards
+                .iter()
+                .map(|&shard| {
+                    t.tickets
+                        .get(&(event.clone(), shard))
+                        .cloned()
+                        .unwrap_or_else(|| TicketCounter::empty(shard))
+                })
+                .collect()
+        }))
+    }
+
+    async fn number_sessions(&self, plan: &NumberingPlan) -> Result<WriteOutcome, StoreError> {
+        self.check_fault()?;
+        Ok(self.with(|t| {
+            let rejected: Vec<SessionId> = plan
+                .tickets
+                .iter()
+                .filter(|n| {
+                    t.sessions
+                        .get(&n.session_id)
+                        .is_none_or(|s| s.session.ticket.is_some())
+                })
+                .map(|n| n.session_id.clone())
+                .collect();
+            if !rejected.is_empty() {
+                return WriteOutcome::Conflict { rejected };
+            }
+            let key = (plan.event_id.clone(), plan.shard);
+            let next_now = t.tickets.get(&key).map_or(0, |c| c.next_ticket);
+            if next_now != plan.counter_seen.next_ticket {
+                return WriteOutcome::Conflict { rejected: vec![] };
+            }
+            let counter = t
+                .tickets
+                .entry(key)
+                .or_insert_with(|| TicketCounter::empty(plan.shard));
+            counter.stored = true;
+            counter.next_ticket = plan.next_ticket();
+            push(t, Change::Other);
+            for numbered in &plan.tickets {
+                if let Some(stored) = t.sessions.get(&numbered.session_id).cloned() {
+                    let mut session = stored.session;
+                    session.ticket = Some(numbered.ticket);
+                    session.ahead_at_filing = Some(numbered.ahead);
+                    self.put_session(t, session, stored.ttl);
+                }
+            }
+            WriteOutcome::Applied
+        }))
+    }
+
+    async fn admit(
+        &self,
+        plan: &AdmissionPlan,
+        retain_until: Timestamp,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.check_fault()?;
+        Ok(self.with(|t| {
+            let waiting = |id: &SessionId| {
+                t.sessions
+                    .get(id)
+                    .is_some_and(|s| s.session.status == SessionStatus::Waiting)
+            };
+            let mut rejected: Vec<SessionId> = plan
+                .admitted
+                .iter()
+                .map(|a| &a.session_id)
+                .filter(|id| !waiting(id))
+                .cloned()
+                .collect();
+            rejected.extend(
+                plan.abandoned
+                    .iter()
+                    .filter(|a| {
+                        !waiting(&a.session_id)
+                            || t.sessions
+                                .get(&a.session_id)
+                                .is_some_and(|s| s.session.last_seen_at > a.silent_since)
+                    })
+                    .map(|a| a.session_id.clone()),
+            );
+            if !rejected.is_empty() {
+                return WriteOutcome::Conflict { rejected };
+            }
+            let before = t.events.get(&plan.event_id).cloned().unwrap_or_default();
+            if !counters_allow(&before, plan) {
+                return WriteOutcome::Conflict { rejected: vec![] };
+            }
+            let after = plan.counters_after(&before);
+            for admit in &plan.admitted {
+                if let Some(stored) = t.sessions.get(&admit.session_id).cloned() {
+                    let mut session = stored.session;
+                    session.status = SessionStatus::Active;
+                    session.admission = Some(Admission {
+                        admitted_at: plan.now,
+                        admission_no: admit.admission_no,
+                        expires_at: admit.expires_at,
+                    });
+                    self.put_session(t, session, None);
+                }
+            }
+            for abandon in &plan.abandoned {
+                if let Some(stored) = t.sessions.get(&abandon.session_id).cloned() {
+                    let mut session = stored.session;
+                    end(&mut session, &Ending::new(EndReason::Timeout, plan.now));
+                    self.put_session(t, session, Some(retain_until));
+                }
+            }
+            self.put_counters(t, &plan.event_id, after);
+            WriteOutcome::Applied
+        }))
+    }
+
+    async fn update_backlog(
+        &self,
+        event: &EventId,
+        change: BacklogChange,
+    ) -> Result<bool, StoreError> {
+        self.check_fault()?;
+        Ok(self.with(|t| {
+            let before = t.events.get(event).cloned().unwrap_or_default();
+            if !backlog_condition(&before, change) {
+                return false;
+            }
+            let mut after = before.clone();
+            after.backlog = change.applied_to(before.backlog);
+            self.put_counters(t, event, after);
+            true
+        }))
     }
 
     async fn set_capacity(&self, event: &EventId, capacity: u32) -> Result<(), StoreError> {
         self.check_fault()?;
-        self.with(|t| t.events.entry(event.clone()).or_default().capacity = Some(capacity));
+        self.with(|t| {
+            let mut counters = t.events.get(event).cloned().unwrap_or_default();
+            counters.capacity = Some(capacity);
+            self.put_counters(t, event, counters);
+            t.event_index.set(event.clone(), Some((event.clone(), ())), self.due());
+        });
         Ok(())
     }
 }
 
-fn rejected_sessions(t: &Tables, plan: &LineAdvance) -> Vec<SessionId> {
-    plan.sessions
-        .iter()
-        .filter(|change| {
-            let Some(stored) = t.sessions.get(&change.session_id) else {
-                return true;
-            };
-            let s = &stored.session;
-            let filed_now = matches!(
-                change.kind,
-                SessionChangeKind::File
-                    | SessionChangeKind::Admit {
-                        filed_now: true,
-                        ..
-                    }
-            );
-            let expected_ticket = if filed_now { None } else { Some(change.ticket) };
-            let silent_enough = match change.kind {
-                SessionChangeKind::Abandon { silent_since } => s.last_seen_at <= silent_since,
-                _ => true,
-            };
-            !(s.status == SessionStatus::Waiting && s.ticket == expected_ticket && silent_enough)
-        })
-        .map(|change| change.session_id.clone())
-        .collect()
-}
-
-fn line_and_counters_match(t: &Tables, plan: &LineAdvance) -> bool {
-    // The head is checked only by writes that move it (as in DynamoDB).
-    let shard_is = |shard: u16, stored: bool, next_seen: u64, head_seen: Option<u64>| match t
-        .lines
-        .get(&(plan.event_id.clone(), shard))
-    {
-        None => !stored,
-        Some(line) => {
-            stored
-                && line.next_ticket == next_seen
-                && head_seen.is_none_or(|head| line.head_ticket == head)
-        }
-    };
-    let shards_match = plan.shards.iter().all(|a| {
-        let head_seen = (a.head != a.head_seen).then_some(a.head_seen);
-        shard_is(a.shard, a.stored, a.next_seen, head_seen)
+/// The conditions the DynamoDB adapter puts on the event item.
+fn counters_allow(now: &EventCounters, plan: &AdmissionPlan) -> bool {
+    let admitting = plan.counters.as_ref().is_none_or(|expect| {
+        let slots = expect.slots.is_none_or(|slots| {
+            now.capacity == Some(slots.capacity) && now.active <= slots.active_at_most
+        });
+        slots && now.admitted == expect.admitted_seen && now.abandoned == expect.abandoned_seen
     });
-    let others_unchanged = plan
-        .unchanged_shards
-        .iter()
-        .all(|seen| shard_is(seen.shard, seen.stored, seen.next_seen, None));
-    let counters_now = t.events.get(&plan.event_id).cloned().unwrap_or_default();
-    let hint_proof = match &plan.backlog {
-        BacklogHint::Set {
-            active_seen,
-            capacity_seen,
-        } => counters_now.active >= *active_seen && counters_now.capacity == *capacity_seen,
-        _ => true,
-    };
-    let counters_match = plan.counters.as_ref().is_none_or(|expect| {
-        counters_now.capacity == expect.capacity_seen
-            && counters_now.active <= expect.active_at_most
-            && counters_now.admitted == expect.admitted_seen
-    });
-    shards_match && counters_match && hint_proof && others_unchanged
+    let hint = plan
+        .arm
+        .is_none_or(|arm| backlog_condition(now, BacklogChange::Arm(arm)));
+    admitting && hint
 }
 
-fn apply_advance(t: &mut Tables, plan: &LineAdvance) {
-    for advance in &plan.shards {
-        let line = t
-            .lines
-            .entry((plan.event_id.clone(), advance.shard))
-            .or_insert_with(|| LineShard::empty(advance.shard));
-        line.stored = true;
-        line.next_ticket = advance.next;
-        if advance.head != advance.head_seen {
-            line.head_ticket = advance.head;
+fn backlog_condition(now: &EventCounters, change: BacklogChange) -> bool {
+    match change {
+        BacklogChange::Arm(arm) => {
+            now.active >= arm.active_seen && now.capacity == arm.capacity_seen
         }
-        line.filed_through = advance.filed_through;
-        line.ended_in_line = line.ended_in_line.saturating_sub(advance.passed_ended);
-        line.abandoned += advance.abandoned;
+        BacklogChange::MarkEmpty { .. } => now.backlog.armed && now.backlog.empty_since.is_none(),
+        BacklogChange::Clear { marked_at } => now.backlog.empty_since == Some(marked_at),
     }
-    let counters = t.events.entry(plan.event_id.clone()).or_default();
-    if plan.admitted > 0 {
-        counters.active += plan.admitted;
-        counters.admitted += plan.admitted;
-        counters.rate = plan.rate;
-    }
-    counters.backlog = plan.backlog_after(counters.backlog);
-    for change in &plan.sessions {
-        let Some(stored) = t.sessions.get_mut(&change.session_id) else {
-            continue;
-        };
-        stored.session.ticket = Some(change.ticket);
-        stored.session.shard = change.shard;
-        if change.ahead_at_filing.is_some() {
-            stored.session.ahead_at_filing = change.ahead_at_filing;
-        }
-        let index_key = (plan.event_id.clone(), change.shard, change.ticket);
-        t.line_index
-            .insert(index_key.clone(), change.session_id.clone());
-        match change.kind {
-            SessionChangeKind::File => {}
-            SessionChangeKind::Admit {
-                admission_no,
-                expires_at,
-                ..
-            } => {
-                stored.session.status = SessionStatus::Active;
-                stored.session.admission = Some(Admission {
-                    admitted_at: plan.now,
-                    admission_no,
-                    expires_at,
-                });
-                t.line_index.remove(&index_key);
-            }
-            SessionChangeKind::Abandon { .. } => end(
-                &mut stored.session,
-                &Ending::new(EndReason::Timeout, plan.now),
-            ),
+}
+
+/// How SQS FIFO behaves, for the in-memory queue.
+#[derive(Debug, Clone)]
+pub struct QueueBehaviour {
+    pub visibility_timeout: Duration,
+    /// Receives after which a message moves to the dead-letter queue.
+    pub max_receive_count: u32,
+    pub deduplication_window: Duration,
+}
+
+impl Default for QueueBehaviour {
+    fn default() -> Self {
+        Self {
+            visibility_timeout: Duration::from_secs(60),
+            max_receive_count: 100,
+            deduplication_window: Duration::from_secs(300),
         }
     }
 }
 
-/// An SQS FIFO queue in memory: per-group order, at most one batch of a group
-/// in flight, deduplication by id, redelivery of what is not deleted.
-#[derive(Debug, Default)]
-pub struct MemoryQueue {
-    state: Mutex<QueueState>,
-    failures_left: AtomicUsize,
+#[derive(Debug, Clone)]
+struct QueuedMessage {
+    id: String,
+    group: String,
+    body: JoinQueueMessage,
+    receives: u32,
+    /// Invisible until then (in flight); `None` when visible.
+    hidden_until: Option<Timestamp>,
+    receipt: Option<String>,
 }
 
 #[derive(Debug, Default)]
 struct QueueState {
-    visible: VecDeque<(String, JoinTicket)>,
-    in_flight: HashMap<String, (String, JoinTicket)>,
-    sent_ids: std::collections::HashSet<String>,
+    messages: VecDeque<QueuedMessage>,
+    dead_letters: Vec<JoinQueueMessage>,
+    /// Deduplication ids (per message group) and when they were sent.
+    sent: BTreeMap<(String, String), Timestamp>,
     next_id: u64,
+}
+
+/// An SQS FIFO queue in memory: per-group order, a group blocked while any
+/// of its messages is in flight, deduplication by id within a window,
+/// redelivery after the visibility timeout, and the dead-letter queue after
+/// `max_receive_count` receives. Time comes from `clock`; without one, a
+/// message in flight comes back only through `expire_in_flight`.
+#[derive(Default)]
+pub struct MemoryQueue {
+    state: Mutex<QueueState>,
+    clock: Option<Arc<dyn Clock>>,
+    behaviour: QueueBehaviour,
+    failures_left: AtomicUsize,
+}
+
+impl std::fmt::Debug for MemoryQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryQueue").finish_non_exhaustive()
+    }
 }
 
 impl MemoryQueue {
@@ -492,44 +904,75 @@ impl MemoryQueue {
         Self::default()
     }
 
+    pub fn timed(clock: Arc<dyn Clock>, behaviour: QueueBehaviour) -> Self {
+        Self {
+            clock: Some(clock),
+            behaviour,
+            ..Self::default()
+        }
+    }
+
     pub fn fail_next(&self, calls: usize) {
         self.failures_left.store(calls, Ordering::SeqCst);
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.as_ref().map_or(Timestamp::from_millis(0), |c| c.now())
     }
 
     /// Puts every in-flight message back, as a visibility timeout would.
     pub fn expire_in_flight(&self) {
         self.with(|q| {
-            let mut returned: Vec<_> = q.in_flight.drain().map(|(_, m)| m).collect();
-            returned.sort_by(|a, b| a.0.cmp(&b.0));
-            for message in returned.into_iter().rev() {
-                q.visible.push_front(message);
+            for message in &mut q.messages {
+                message.hidden_until = None;
+                message.receipt = None;
             }
         });
     }
 
+    /// Messages a receive could return now (group blocking aside).
     pub fn visible_len(&self) -> usize {
-        self.with(|q| q.visible.len())
+        let now = self.now();
+        let timed = self.clock.is_some();
+        self.with(|q| {
+            q.messages
+                .iter()
+                .filter(|m| m.hidden_until.is_none_or(|until| timed && until <= now))
+                .count()
+        })
     }
 
-    /// Every distinct message ever accepted (deduplicated sends excluded).
+    /// Messages not yet deleted, visible or in flight.
+    pub fn depth(&self) -> usize {
+        self.with(|q| q.messages.len())
+    }
+
+    /// Every message not yet deleted (deduplicated sends excluded).
+    pub fn pending(&self) -> Vec<JoinQueueMessage> {
+        self.with(|q| q.messages.iter().map(|m| m.body.clone()).collect())
+    }
+
+    /// What the dead-letter queue holds.
+    pub fn dead_letters(&self) -> Vec<JoinQueueMessage> {
+        self.with(|q| q.dead_letters.clone())
+    }
+
+    /// The join messages sent so far and not yet deleted.
     pub fn sent(&self) -> Vec<JoinTicket> {
-        self.with(|q| {
-            q.visible
-                .iter()
-                .chain(q.in_flight.values())
-                .map(|(_, t)| t.clone())
-                .collect()
-        })
+        self.pending()
+            .into_iter()
+            .filter_map(|m| match m {
+                JoinQueueMessage::Joined(ticket) => Some(ticket),
+                JoinQueueMessage::Wake(_) => None,
+            })
+            .collect()
     }
 
     /// Adds a message bypassing deduplication, as a redelivery after the
     /// five-minute window or a producer bug would.
     pub fn push_duplicate(&self, ticket: JoinTicket) {
-        self.with(|q| {
-            q.next_id += 1;
-            let id = format!("{:020}", q.next_id);
-            q.visible.push_back((id, ticket));
-        });
+        let group = group_of_ticket(&ticket);
+        self.with(|q| enqueue(q, group, JoinQueueMessage::Joined(ticket)));
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut QueueState) -> R) -> R {
@@ -541,31 +984,72 @@ impl MemoryQueue {
     }
 
     fn check_fault(&self) -> Result<(), QueueError> {
-        let left = self.failures_left.load(Ordering::SeqCst);
-        if left > 0 {
-            self.failures_left.store(left - 1, Ordering::SeqCst);
+        let failing = self
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
             return Err(QueueError::Unavailable("injected fault".into()));
         }
         Ok(())
     }
+
+    fn send_message(&self, group: String, dedup: String, body: JoinQueueMessage) {
+        let now = self.now();
+        let window = self.behaviour.deduplication_window;
+        self.with(|q| {
+            let key = (group.clone(), dedup);
+            let recent = q
+                .sent
+                .get(&key)
+                .is_some_and(|at| self.clock.is_none() || now.since(*at) < window);
+            if recent {
+                return;
+            }
+            q.sent.insert(key, now);
+            enqueue(q, group, body);
+        });
+    }
 }
 
-fn group_of(ticket: &JoinTicket) -> (String, u16) {
-    (ticket.event_id.clone(), ticket.shard)
+fn enqueue(q: &mut QueueState, group: String, body: JoinQueueMessage) {
+    q.next_id += 1;
+    q.messages.push_back(QueuedMessage {
+        id: format!("{:020}", q.next_id),
+        group,
+        body,
+        receives: 0,
+        hidden_until: None,
+        receipt: None,
+    });
+}
+
+fn group_of_ticket(ticket: &JoinTicket) -> String {
+    format!("{}#{}", ticket.event_id, ticket.shard)
 }
 
 impl JoinQueue for MemoryQueue {
     async fn send(&self, ticket: &JoinTicket) -> Result<(), QueueError> {
         self.check_fault()?;
-        self.with(|q| {
-            if q.sent_ids.contains(&ticket.session_id) {
-                return;
-            }
-            q.sent_ids.insert(ticket.session_id.clone());
-            q.next_id += 1;
-            let id = format!("{:020}", q.next_id);
-            q.visible.push_back((id, ticket.clone()));
-        });
+        self.send_message(
+            group_of_ticket(ticket),
+            ticket.session_id.clone(),
+            JoinQueueMessage::Joined(ticket.clone()),
+        );
+        Ok(())
+    }
+}
+
+impl WakeQueue for MemoryQueue {
+    async fn wake(&self, event: &EventId, deduplication_id: &str) -> Result<(), QueueError> {
+        self.check_fault()?;
+        self.send_message(
+            wake_group_id(event),
+            deduplication_id.to_owned(),
+            JoinQueueMessage::Wake(WakeUp {
+                wake_event_id: event.to_string(),
+            }),
+        );
         Ok(())
     }
 }
@@ -578,60 +1062,85 @@ impl QueueConsumer for MemoryQueue {
     ) -> Result<Vec<Delivery>, QueueError> {
         self.check_fault()?;
         let max = usize::try_from(max_messages).unwrap_or(0);
+        let now = self.now();
+        let timed = self.clock.is_some();
+        let behaviour = self.behaviour.clone();
         Ok(self.with(|q| {
+            for message in &mut q.messages {
+                if timed && message.hidden_until.is_some_and(|until| until <= now) {
+                    message.hidden_until = None;
+                    message.receipt = None;
+                }
+            }
             // A group with a message in flight is blocked, as in SQS FIFO.
-            let busy: Vec<(String, u16)> = q.in_flight.values().map(|(_, t)| group_of(t)).collect();
+            let busy: BTreeSet<String> = q
+                .messages
+                .iter()
+                .filter(|m| m.hidden_until.is_some())
+                .map(|m| m.group.clone())
+                .collect();
             let mut taken = Vec::new();
-            let mut index = 0;
-            while index < q.visible.len() && taken.len() < max {
-                if busy.contains(&group_of(&q.visible[index].1)) {
-                    index += 1;
-                } else if let Some(message) = q.visible.remove(index) {
-                    taken.push(message);
+            let mut dead = Vec::new();
+            for (index, message) in q.messages.iter_mut().enumerate() {
+                if taken.len() >= max {
+                    break;
+                }
+                if message.hidden_until.is_some() || busy.contains(&message.group) {
+                    continue;
+                }
+                if message.receives >= behaviour.max_receive_count {
+                    dead.push(index);
+                    continue;
+                }
+                message.receives += 1;
+                message.hidden_until = Some(now.plus(behaviour.visibility_timeout));
+                let receipt = format!("{}-{}", message.id, message.receives);
+                message.receipt = Some(receipt.clone());
+                taken.push(Delivery {
+                    message_id: message.id.clone(),
+                    receipt_handle: receipt,
+                    body: serde_json::to_string(&message.body).unwrap_or_default(),
+                });
+            }
+            for index in dead.into_iter().rev() {
+                if let Some(message) = q.messages.remove(index) {
+                    q.dead_letters.push(message.body);
                 }
             }
             taken
-                .into_iter()
-                .map(|(id, ticket)| {
-                    let body = serde_json::to_string(&ticket).unwrap_or_default();
-                    q.in_flight.insert(id.clone(), (id.clone(), ticket));
-                    Delivery {
-                        message_id: id.clone(),
-                        receipt_handle: id,
-                        body,
-                    }
-                })
-                .collect()
         }))
     }
 
     async fn delete(&self, deliveries: &[Delivery]) -> Result<(), QueueError> {
         self.check_fault()?;
         self.with(|q| {
-            for delivery in deliveries {
-                q.in_flight.remove(&delivery.receipt_handle);
-            }
+            q.messages.retain(|m| {
+                !deliveries
+                    .iter()
+                    .any(|d| m.receipt.as_deref() == Some(d.receipt_handle.as_str()))
+            });
         });
         Ok(())
     }
 }
 
-/// Keeps quarantined messages for inspection.
+/// Keeps quarantined messages and records for inspection.
 #[derive(Debug, Default)]
 pub struct MemoryQuarantine {
-    held: Mutex<Vec<(Delivery, String)>>,
+    held: Mutex<Vec<(String, String, String)>>,
 }
 
 impl MemoryQuarantine {
-    pub fn held(&self) -> Vec<(Delivery, String)> {
+    /// `(id, body, reason)` of everything set aside.
+    pub fn held(&self) -> Vec<(String, String, String)> {
         self.held.lock().map(|h| h.clone()).unwrap_or_default()
     }
 }
 
 impl Quarantine for MemoryQuarantine {
-    async fn quarantine(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
+    async fn quarantine(&self, id: &str, body: &str, reason: &str) -> Result<(), QueueError> {
         if let Ok(mut held) = self.held.lock() {
-            held.push((delivery.clone(), reason.to_owned()));
+            held.push((id.to_owned(), body.to_owned(), reason.to_owned()));
         }
         Ok(())
     }

@@ -1,11 +1,12 @@
 //! The join queue on SQS FIFO.
 //!
-//! Message group: `<eventId>#<shard>` — order is kept where it matters (inside
-//! a line shard), while other shards and other events are never held behind
-//! it. Deduplication id: the session id — an SDK retry of a send that did
-//! arrive is dropped by SQS within its five-minute window; after that the
-//! granter's DynamoDB condition (a session is filed once) makes a duplicate
-//! harmless. See docs/decisions/0005-join-queue.md.
+//! Message group: `<eventId>#<shard>` for join messages — tickets are handed
+//! out in queue order inside a shard, while other shards and other events are
+//! never held behind it; `<eventId>#wake` for an event's retried wake-ups.
+//! Deduplication id: the session id — an SDK retry of a send that did arrive
+//! is dropped by SQS within its five-minute window; after that the granter's
+//! DynamoDB conditions (a session is numbered and admitted once) make a
+//! duplicate harmless. See docs/decisions/0005-join-queue.md.
 
 use std::time::Duration;
 
@@ -14,8 +15,11 @@ use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 
 use crate::domain::EventId;
-use crate::domain::line::message_group_id;
-use crate::ports::{Delivery, JoinQueue, JoinTicket, Quarantine, QueueConsumer, QueueError};
+use crate::domain::line::{message_group_id, wake_group_id};
+use crate::ports::{
+    Delivery, JoinQueue, JoinQueueMessage, JoinTicket, Quarantine, QueueConsumer, QueueError,
+    WakeQueue, WakeUp,
+};
 
 /// SQS caps a receive (and a delete batch) at ten messages.
 pub const SQS_BATCH_LIMIT: usize = 10;
@@ -70,14 +74,38 @@ impl JoinQueue for SqsQueue {
     async fn send(&self, ticket: &JoinTicket) -> Result<(), QueueError> {
         let event =
             EventId::parse(&ticket.event_id).map_err(|e| QueueError::Rejected(e.to_string()))?;
-        let body =
-            serde_json::to_string(ticket).map_err(|e| QueueError::Rejected(e.to_string()))?;
+        let body = JoinQueueMessage::Joined(ticket.clone());
+        self.send_message(&body, &message_group_id(&event, ticket.shard), &ticket.session_id)
+            .await
+    }
+}
+
+impl WakeQueue for SqsQueue {
+    async fn wake(&self, event: &EventId, deduplication_id: &str) -> Result<(), QueueError> {
+        let body = JoinQueueMessage::Wake(WakeUp {
+            wake_event_id: event.to_string(),
+        });
+        self.send_message(&body, &wake_group_id(event), deduplication_id)
+            .await
+    }
+}
+
+impl SqsQueue {
+    async fn send_message(
+        &self,
+        body: &JoinQueueMessage,
+        group: &str,
+        deduplication_id: &str,
+    ) -> Result<(), QueueError> {
+        let body = serde_json::to_string(body).map_err(|e| QueueError::Rejected(e.to_string()))?;
+        // SQS caps deduplication ids at 128 characters.
+        let deduplication_id: String = deduplication_id.chars().take(128).collect();
         self.client
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
-            .message_group_id(message_group_id(&event, ticket.shard))
-            .message_deduplication_id(&ticket.session_id)
+            .message_group_id(group)
+            .message_deduplication_id(deduplication_id)
             .send()
             .await
             .map_err(|e| classify(&e))?;
@@ -150,7 +178,9 @@ impl QueueConsumer for SqsQueue {
     }
 }
 
-/// Sends unreadable messages to the join dead-letter queue, keeping the body.
+/// Sends what can never be processed to a dead-letter queue, keeping the
+/// body and the reason: unreadable join messages (the join dead-letter
+/// queue, FIFO) and unreadable stream records (the stream dead-letter queue).
 #[derive(Debug, Clone)]
 pub struct SqsQuarantine {
     client: Client,
@@ -167,26 +197,25 @@ impl SqsQuarantine {
 }
 
 impl Quarantine for SqsQuarantine {
-    async fn quarantine(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
+    async fn quarantine(&self, id: &str, body: &str, reason: &str) -> Result<(), QueueError> {
         let reason = aws_sdk_sqs::types::MessageAttributeValue::builder()
             .data_type("String")
             .string_value(reason)
             .build()
             .map_err(|e| QueueError::Rejected(e.to_string()))?;
-        self.client
+        let mut send = self
+            .client
             .send_message()
             .queue_url(&self.dead_letter_queue_url)
-            .message_body(if delivery.body.is_empty() {
-                "(empty)"
-            } else {
-                &delivery.body
-            })
-            .message_group_id("quarantine")
-            .message_deduplication_id(&delivery.message_id)
-            .message_attributes("reason", reason)
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
+            .message_body(if body.is_empty() { "(empty)" } else { body })
+            .message_attributes("reason", reason);
+        if self.dead_letter_queue_url.ends_with(".fifo") {
+            let id: String = id.chars().take(128).collect();
+            send = send
+                .message_group_id("quarantine")
+                .message_deduplication_id(id);
+        }
+        send.send().await.map_err(|e| classify(&e))?;
         Ok(())
     }
 }

@@ -1,134 +1,141 @@
 //! The table's DynamoDB stream: every write of every item, once, in order per
 //! item. In AWS Lambda event source mappings read it; locally the pollers do,
-//! through `TableStreamReader`. Both yield `ItemChange`s, from which the
-//! granter takes counter changes (a slot was freed, capacity was raised) and
-//! the events publisher takes session changes (the outbox).
+//! through `TableStreamReader`. Both are turned into the domain's
+//! `StreamRecord`s here, at the edge, so the services never see an item.
 
 use std::collections::HashMap;
 
+use aws_lambda_events::dynamodb::Event as LambdaStreamEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodbstreams::types::{AttributeValue as StreamValue, ShardIteratorType};
 
 pub use aws_sdk_dynamodbstreams::Client as StreamsClient;
-use serde_json::Value;
 
 use super::dynamodb::items::{Item, decode_counters, decode_session};
-use crate::domain::{EventCounters, EventId, Session};
+use crate::domain::changes::UnreadableRecord;
+use crate::domain::{Change, EventId, StreamRecord};
 use crate::ports::StoreError;
 
 const EVENT_PREFIX: &str = "EVENT#";
 const SESSION_PREFIX: &str = "SESSION#";
 
-/// One write to one item: its key and its images before and after.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ItemChange {
-    pub pk: String,
-    pub old: Option<Item>,
-    pub new: Option<Item>,
-}
-
-impl ItemChange {
-    pub fn counters(&self) -> Option<CountersChange> {
-        let event = self.pk.strip_prefix(EVENT_PREFIX)?;
-        Some(CountersChange {
-            event_id: EventId::parse(event).ok()?,
-            before: decode_counters(self.old.as_ref()).ok()?,
-            after: decode_counters(self.new.as_ref()).ok()?,
-        })
+/// What the table's items mean, from a record's key and images. An item of
+/// ours that does not decode is an error: neither the outbox nor a freed
+/// slot may be skipped silently.
+pub fn change_of(pk: &str, old: Option<&Item>, new: Option<&Item>) -> Result<Change, String> {
+    if pk.starts_with(SESSION_PREFIX) {
+        let decode = |image: Option<&Item>| {
+            image
+                .map(|item| decode_session(item).map(Box::new))
+                .transpose()
+                .map_err(|e| e.to_string())
+        };
+        return Ok(Change::Session {
+            old: decode(old)?,
+            new: decode(new)?,
+        });
     }
-
-    /// A session's change, if this is a session item. Unreadable images
-    /// are an error: the outbox must not skip a change silently.
-    pub fn session(&self) -> Option<Result<SessionUpdate, StoreError>> {
-        self.pk.strip_prefix(SESSION_PREFIX)?;
-        let decode = |image: &Option<Item>| image.as_ref().map(decode_session).transpose();
-        Some(decode(&self.old).and_then(|old| {
-            Ok(SessionUpdate {
-                old,
-                new: decode(&self.new)?,
-            })
-        }))
+    if let Some(event) = pk.strip_prefix(EVENT_PREFIX) {
+        let event_id = EventId::parse(event).map_err(|e| e.to_string())?;
+        // Heads are as long as stored; a missing image reads as zeroes.
+        let decode = |image: Option<&Item>| {
+            decode_counters(image, 1)
+                .map(Box::new)
+                .map_err(|e| e.to_string())
+        };
+        return Ok(Change::Counters {
+            event_id,
+            before: decode(old)?,
+            after: decode(new)?,
+        });
     }
+    Ok(Change::Other)
 }
 
-/// A session before and after one write (`None`: did not exist / deleted).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionUpdate {
-    pub old: Option<Session>,
-    pub new: Option<Session>,
-}
-
-/// An event's counters before and after one write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CountersChange {
-    pub event_id: EventId,
-    pub before: EventCounters,
-    pub after: EventCounters,
-}
-
-impl CountersChange {
-    /// A slot may have become free (fewer active sessions, or a new
-    /// capacity) while someone waits. Admissions, and exits with nobody in
-    /// line, are not worth waking the granter for.
-    pub fn may_free_a_slot(&self) -> bool {
-        let freed =
-            self.after.active < self.before.active || self.after.capacity != self.before.capacity;
-        freed && self.after.backlog
+fn record(id: String, pk: Option<&str>, old: Option<&Item>, new: Option<&Item>, raw: impl FnOnce() -> String) -> StreamRecord {
+    let change = match pk {
+        Some(pk) => change_of(pk, old, new),
+        None => Err("the record has no pk".to_owned()),
+    };
+    StreamRecord {
+        id,
+        change: change.map_err(|reason| UnreadableRecord { reason, raw: raw() }),
     }
 }
 
-/// Our items hold only strings and numbers; other types are dropped.
-fn from_lambda_json(image: &Value) -> Option<Item> {
-    let fields = image.as_object()?;
+fn from_lambda_value(value: &serde_dynamo::AttributeValue) -> Option<AttributeValue> {
+    use serde_dynamo::AttributeValue as V;
+    Some(match value {
+        V::S(s) => AttributeValue::S(s.clone()),
+        V::N(n) => AttributeValue::N(n.clone()),
+        V::Bool(b) => AttributeValue::Bool(*b),
+        V::Null(b) => AttributeValue::Null(*b),
+        V::L(list) => AttributeValue::L(list.iter().filter_map(from_lambda_value).collect()),
+        V::M(map) => AttributeValue::M(
+            map.iter()
+                .filter_map(|(k, v)| Some((k.clone(), from_lambda_value(v)?)))
+                .collect(),
+        ),
+        _ => return None,
+    })
+}
+
+fn from_lambda_image(image: &serde_dynamo::Item) -> Option<Item> {
+    let fields = image.inner();
     if fields.is_empty() {
         return None;
     }
-    let item = fields
-        .iter()
-        .filter_map(|(name, typed)| {
-            let value = if let Some(s) = typed.get("S").and_then(Value::as_str) {
-                AttributeValue::S(s.to_owned())
-            } else {
-                AttributeValue::N(typed.get("N").and_then(Value::as_str)?.to_owned())
-            };
-            Some((name.clone(), value))
-        })
-        .collect();
-    Some(item)
+    Some(
+        fields
+            .iter()
+            .filter_map(|(name, value)| Some((name.clone(), from_lambda_value(value)?)))
+            .collect(),
+    )
 }
 
-/// The item changes in a DynamoDB stream event as Lambda delivers it.
-pub fn changes_in_lambda_event(event: &Value) -> Vec<ItemChange> {
-    let records = event
-        .get("Records")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    records
+/// The records of a DynamoDB stream event as Lambda delivers it. A record's
+/// id is its sequence number: what a partial batch failure names.
+pub fn records_in_lambda_event(event: &LambdaStreamEvent) -> Vec<StreamRecord> {
+    event
+        .records
         .iter()
-        .filter_map(|record| {
-            let change = record.get("dynamodb")?;
-            let keys = from_lambda_json(change.get("Keys")?)?;
-            Some(ItemChange {
-                pk: keys.get("pk").and_then(|v| v.as_s().ok())?.clone(),
-                old: change.get("OldImage").and_then(from_lambda_json),
-                new: change.get("NewImage").and_then(from_lambda_json),
+        .map(|r| {
+            let keys = from_lambda_image(&r.change.keys).unwrap_or_default();
+            let pk = keys.get("pk").and_then(|v| v.as_s().ok()).map(String::as_str);
+            let old = from_lambda_image(&r.change.old_image);
+            let new = from_lambda_image(&r.change.new_image);
+            let id = r
+                .change
+                .sequence_number
+                .clone()
+                .unwrap_or_else(|| r.event_id.clone());
+            record(id, pk, old.as_ref(), new.as_ref(), || {
+                serde_json::to_string(r).unwrap_or_else(|_| format!("{r:?}"))
             })
         })
         .collect()
 }
 
+fn from_stream_value(value: &StreamValue) -> Option<AttributeValue> {
+    Some(match value {
+        StreamValue::S(s) => AttributeValue::S(s.clone()),
+        StreamValue::N(n) => AttributeValue::N(n.clone()),
+        StreamValue::Bool(b) => AttributeValue::Bool(*b),
+        StreamValue::Null(b) => AttributeValue::Null(*b),
+        StreamValue::L(list) => AttributeValue::L(list.iter().filter_map(from_stream_value).collect()),
+        StreamValue::M(map) => AttributeValue::M(
+            map.iter()
+                .filter_map(|(k, v)| Some((k.clone(), from_stream_value(v)?)))
+                .collect(),
+        ),
+        _ => return None,
+    })
+}
+
 fn from_stream_image(image: Option<&HashMap<String, StreamValue>>) -> Option<Item> {
     let item: Item = image?
         .iter()
-        .filter_map(|(name, value)| {
-            let value = match value {
-                StreamValue::S(s) => AttributeValue::S(s.clone()),
-                StreamValue::N(n) => AttributeValue::N(n.clone()),
-                _ => return None,
-            };
-            Some((name.clone(), value))
-        })
+        .filter_map(|(name, value)| Some((name.clone(), from_stream_value(value)?)))
         .collect();
     Some(item)
 }
@@ -170,10 +177,10 @@ impl TableStreamReader {
         })
     }
 
-    /// Item changes written since the last call.
-    pub async fn next_changes(&mut self) -> Result<Vec<ItemChange>, StoreError> {
+    /// Records written since the last call.
+    pub async fn next_records(&mut self) -> Result<Vec<StreamRecord>, StoreError> {
         self.discover_shards().await?;
-        let mut changes = Vec::new();
+        let mut records = Vec::new();
         for (shard, iterator) in &mut self.iterators {
             let Some(current) = iterator.clone() else {
                 continue;
@@ -185,27 +192,27 @@ impl TableStreamReader {
                 .send()
                 .await
                 .map_err(|e| unavailable(aws_sdk_dynamodbstreams::error::DisplayErrorContext(e)))?;
-            for record in output.records() {
-                let Some(change) = record.dynamodb() else {
+            for r in output.records() {
+                let Some(change) = r.dynamodb() else {
                     continue;
                 };
                 let pk = change
                     .keys()
                     .and_then(|k| k.get("pk"))
-                    .and_then(|v| v.as_s().ok());
-                let Some(pk) = pk else {
-                    continue;
-                };
-                changes.push(ItemChange {
-                    pk: pk.clone(),
-                    old: from_stream_image(change.old_image()),
-                    new: from_stream_image(change.new_image()),
-                });
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str);
+                let id = change
+                    .sequence_number()
+                    .map(str::to_owned)
+                    .unwrap_or_default();
+                let old = from_stream_image(change.old_image());
+                let new = from_stream_image(change.new_image());
+                records.push(record(id, pk, old.as_ref(), new.as_ref(), || format!("{r:?}")));
             }
             tracing::trace!(shard, records = output.records().len(), "read stream shard");
             *iterator = output.next_shard_iterator().map(str::to_owned);
         }
-        Ok(changes)
+        Ok(records)
     }
 
     async fn discover_shards(&mut self) -> Result<(), StoreError> {
@@ -245,52 +252,59 @@ impl TableStreamReader {
 mod tests {
     use super::*;
 
-    #[test]
-    fn lambda_stream_events_yield_counter_changes_of_event_items_only() {
-        let event = serde_json::json!({"Records": [
-            {"eventName": "MODIFY", "dynamodb": {
-                "Keys": {"pk": {"S": "EVENT#E1"}},
-                "OldImage": {"pk": {"S": "EVENT#E1"}, "active": {"N": "3"}, "capacity": {"N": "3"}, "lineBacklog": {"N": "1"}},
-                "NewImage": {"pk": {"S": "EVENT#E1"}, "active": {"N": "2"}, "capacity": {"N": "3"}, "lineBacklog": {"N": "1"}}}},
-            {"eventName": "MODIFY", "dynamodb": {
-                "Keys": {"pk": {"S": "SESSION#E1.x"}},
-                "NewImage": {"pk": {"S": "SESSION#E1.x"}, "status": {"S": "LEFT"}}}},
-            {"eventName": "INSERT", "dynamodb": {
-                "Keys": {"pk": {"S": "EVENT#E2"}},
-                "NewImage": {"pk": {"S": "EVENT#E2"}, "active": {"N": "1"}, "admitted": {"N": "1"}}}}
-        ]});
-        let changes: Vec<CountersChange> = changes_in_lambda_event(&event)
-            .iter()
-            .filter_map(ItemChange::counters)
-            .collect();
-        assert_eq!(changes.len(), 2);
-        assert_eq!(changes[0].event_id.as_str(), "E1");
-        assert!(changes[0].may_free_a_slot(), "a leave frees a slot");
-        assert!(!changes[1].may_free_a_slot(), "an admission does not");
+    fn lambda_event(records: serde_json::Value) -> LambdaStreamEvent {
+        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
     }
 
     #[test]
-    fn capacity_changes_wake_the_granter() {
-        let change = CountersChange {
+    fn lambda_stream_events_become_domain_changes() {
+        let event = lambda_event(serde_json::json!([
+            {"eventID": "1", "eventName": "MODIFY", "awsRegion": "us-east-1", "dynamodb": {
+                "SequenceNumber": "100", "SizeBytes": 10,
+                "Keys": {"pk": {"S": "EVENT#E1"}},
+                "OldImage": {"pk": {"S": "EVENT#E1"}, "active": {"N": "3"}, "capacity": {"N": "3"}, "lineBacklog": {"N": "1"}},
+                "NewImage": {"pk": {"S": "EVENT#E1"}, "active": {"N": "2"}, "capacity": {"N": "3"}, "lineBacklog": {"N": "1"},
+                             "heads": {"L": [{"N": "4"}]}}}},
+            {"eventID": "2", "eventName": "INSERT", "awsRegion": "us-east-1", "dynamodb": {
+                "SequenceNumber": "101", "SizeBytes": 10,
+                "Keys": {"pk": {"S": "EVENT#E2"}},
+                "NewImage": {"pk": {"S": "EVENT#E2"}, "active": {"N": "1"}, "admitted": {"N": "1"}}}},
+            {"eventID": "3", "eventName": "MODIFY", "awsRegion": "us-east-1", "dynamodb": {
+                "SequenceNumber": "102", "SizeBytes": 10,
+                "Keys": {"pk": {"S": "SESSION#E1.x"}},
+                "NewImage": {"pk": {"S": "SESSION#E1.x"}, "status": {"S": "LEFT"}}}},
+            {"eventID": "4", "eventName": "MODIFY", "awsRegion": "us-east-1", "dynamodb": {
+                "SequenceNumber": "103", "SizeBytes": 10,
+                "Keys": {"pk": {"S": "CLAIM#E1#u"}}}}
+        ]));
+        let records = records_in_lambda_event(&event);
+        let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, vec!["100", "101", "102", "103"], "sequence numbers name the records");
+        let freed = records[0].change.as_ref().unwrap().frees_a_slot();
+        let (event_id, after) = freed.expect("a leave frees a slot");
+        assert_eq!((event_id.as_str(), after.heads.clone()), ("E1", vec![4]));
+        assert!(records[1].change.as_ref().unwrap().frees_a_slot().is_none(), "an admission does not");
+        let broken = records[2].change.as_ref().unwrap_err();
+        assert!(broken.reason.contains("sessionId"), "{}", broken.reason);
+        assert!(broken.raw.contains("SESSION#E1.x"), "the record is kept whole");
+        assert_eq!(records[3].change, Ok(Change::Other));
+    }
+
+    #[test]
+    fn capacity_changes_wake_the_granter_only_when_someone_waits() {
+        let change = |armed: bool| Change::Counters {
             event_id: EventId::parse("E").unwrap(),
-            before: EventCounters::default(),
-            after: EventCounters {
+            before: Box::default(),
+            after: Box::new(crate::domain::EventCounters {
                 capacity: Some(10),
-                backlog: true,
-                ..EventCounters::default()
-            },
+                backlog: crate::domain::Backlog {
+                    armed,
+                    empty_since: None,
+                },
+                ..Default::default()
+            }),
         };
-        assert!(change.may_free_a_slot());
-        let nobody_waits = CountersChange {
-            after: EventCounters {
-                backlog: false,
-                ..change.after.clone()
-            },
-            ..change
-        };
-        assert!(
-            !nobody_waits.may_free_a_slot(),
-            "no line: no need to wake the granter"
-        );
+        assert!(change(true).frees_a_slot().is_some());
+        assert!(change(false).frees_a_slot().is_none(), "no line: no need to wake the granter");
     }
 }

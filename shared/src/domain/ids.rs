@@ -75,7 +75,7 @@ impl EventId {
 }
 
 /// The caller's own identifier for the fan (an account id, an e-mail address).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserId(String);
 
 impl UserId {
@@ -101,7 +101,7 @@ impl UserId {
 /// can address the event's counter without reading the session first (one
 /// DynamoDB call instead of two). The random part makes the id unguessable:
 /// whoever holds it controls the session.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId {
     value: String,
     event_len: usize,

@@ -1,20 +1,35 @@
-//! The line of one event, split into shards, and the counters of the event.
+//! The line of one event, the counters of the event, and the rules that
+//! order the line (docs/decisions/0017-join-takes-the-place.md).
 //!
-//! Each shard is one SQS message group and one DynamoDB item, so one event's
-//! line can take more joins per second than one group or one item allows
-//! (docs/decisions/0004-line-and-shards.md). Inside a shard the granter hands
-//! out consecutive tickets in queue order; `head` is the first ticket the
-//! granter has not passed yet, `next` the ticket the next arrival gets.
+//! A session takes its **place** in line when it joins: the join writes the
+//! session with its join time, and the line is every waiting session of the
+//! event ordered by place (join time, then session id). Nothing a granter
+//! does or fails to do changes anyone's place.
+//!
+//! The line is split into shards (one SQS message group and one partition
+//! of the line index each) so that one event takes more joins per second
+//! than one group or one index partition allows. Within a shard the granter
+//! hands out consecutive **tickets** in queue order; tickets only tell people
+//! how many are ahead of them (`head` is the first ticket of a shard not yet
+//! passed). They never decide who goes first.
+
+use std::time::Duration;
 
 use super::estimate::AdmissionRate;
 use super::ids::{EventId, SessionId};
-use super::session::SessionStatus;
 use super::time::Timestamp;
 
-/// The SQS message group of a shard: one group per shard keeps queue order
-/// inside the shard while letting shards (and events) flow independently.
+/// The SQS message group of a shard's join messages: one group per shard
+/// keeps a shard's tickets in queue order while letting shards (and events)
+/// flow independently.
 pub fn message_group_id(event: &EventId, shard: u16) -> String {
     format!("{}#{}", event.as_str(), shard)
+}
+
+/// The SQS message group of an event's wake-up messages (a freed slot whose
+/// admission failed is retried there, apart from every other event).
+pub fn wake_group_id(event: &EventId) -> String {
+    format!("{}#wake", event.as_str())
 }
 
 /// The line shard a session belongs to, fixed when it joins.
@@ -23,62 +38,120 @@ pub fn shard_for(session: &SessionId, shard_count: u16) -> u16 {
     u16::try_from(session.stable_hash() % count).unwrap_or(0)
 }
 
-/// One shard of an event's line, as stored on its own item.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct LineShard {
-    pub shard: u16,
-    /// False until the granter first writes the shard; conditions differ.
-    pub stored: bool,
-    pub next_ticket: u64,
-    pub head_ticket: u64,
-    /// Sessions in `[head, next)` that ended while waiting and that the head
-    /// has not passed yet; they hold no place but still occupy tickets.
-    pub ended_in_line: u64,
-    /// All-time count of sessions that left this shard while waiting.
-    pub left_waiting: u64,
-    /// All-time count of waiting sessions expired for not polling.
-    pub abandoned: u64,
-    /// The latest `joined_at` filed in this shard. Messages reach a shard in
-    /// join order (one FIFO message group), give or take `FILING_SKEW`, so
-    /// nobody who joined well before this can still be filed here.
-    pub filed_through: Option<Timestamp>,
+/// How long after stamping its join time a join may still write its session.
+/// The join gives up (and says so) rather than take a place older than its
+/// write: a place must be visible soon after the time it claims.
+pub const JOIN_WRITE_WINDOW: Duration = Duration::from_secs(2);
+
+/// How far behind the table the line index may fall and still be counted on
+/// for order. DynamoDB propagates to a global secondary index in well under
+/// a second normally; the allowance covers a slow moment.
+pub const INDEX_LAG_ALLOWANCE: Duration = Duration::from_secs(3);
+
+/// The fairness bound: nobody is admitted after someone who joined more than
+/// this much later. A session joined at `t` is visible in the line index by
+/// `t + JOIN_WRITE_WINDOW + INDEX_LAG_ALLOWANCE`, and a granter admits only
+/// people who joined before its reads of every shard, so whoever it could
+/// not see joined less than this before the people it admits.
+pub const FAIRNESS_WINDOW: Duration =
+    Duration::from_secs(JOIN_WRITE_WINDOW.as_secs() + INDEX_LAG_ALLOWANCE.as_secs());
+
+/// A place in line: who joined first goes first; ties (the same
+/// millisecond) go by session id, which is random, so nobody can aim for it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Place {
+    pub joined_at: Timestamp,
+    pub session_id: SessionId,
 }
 
-impl LineShard {
+/// A waiting session as the line index shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineEntry {
+    pub session_id: SessionId,
+    pub shard: u16,
+    pub joined_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    /// Its ticket, once the granter has numbered it.
+    pub ticket: Option<u64>,
+}
+
+impl LineEntry {
+    pub fn place(&self) -> Place {
+        Place {
+            joined_at: self.joined_at,
+            session_id: self.session_id.clone(),
+        }
+    }
+}
+
+/// The front of one shard's line as one read of the line index saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardView {
+    pub shard: u16,
+    /// In place order, from the front.
+    pub entries: Vec<LineEntry>,
+    /// The read reached the end of the shard's line: nobody else was
+    /// visible there. Otherwise only `entries` are known.
+    pub complete: bool,
+    /// When the index was read. Whoever joined after this may be missing
+    /// from the view, so nobody who joined after it may be admitted on it.
+    pub read_at: Timestamp,
+}
+
+/// The ticket counter of one shard (its own item: the granter numbers a
+/// shard's joins in batches, one message group at a time).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TicketCounter {
+    pub shard: u16,
+    /// False until the granter first numbers someone here.
+    pub stored: bool,
+    pub next_ticket: u64,
+    /// All-time count of sessions of this shard that left while waiting.
+    pub left_waiting: u64,
+}
+
+impl TicketCounter {
     pub fn empty(shard: u16) -> Self {
         Self {
             shard,
             ..Self::default()
         }
     }
+}
 
-    /// Sessions still waiting in this shard (filed by the granter).
-    pub fn waiting(&self) -> u64 {
-        self.next_ticket
-            .saturating_sub(self.head_ticket)
-            .saturating_sub(self.ended_in_line)
-    }
+/// The "someone is waiting" hint on the event item. Exits wake the granter
+/// only while it is armed (docs/decisions/0014-fewer-calls.md): an exit with
+/// nobody in line costs one write. Granters only ever arm it; clearing takes
+/// two steps of the reconciliation, at least `BACKLOG_CLEAR_DELAY` apart, so
+/// that anyone who joined while the line looked empty is visible by then
+/// (docs/decisions/0017-join-takes-the-place.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    pub armed: bool,
+    /// Set by a reconciliation that found the line empty; a granter that sees
+    /// someone waiting takes it away again.
+    pub empty_since: Option<Timestamp>,
+}
 
-    pub fn has_backlog(&self) -> bool {
-        self.head_ticket < self.next_ticket
+impl Backlog {
+    /// Armed with no clearing under way: every exit wakes the granter until
+    /// a reconciliation finds the line empty twice.
+    pub fn is_firm(&self) -> bool {
+        self.armed && self.empty_since.is_none()
     }
 }
 
-/// A filed session as the line index shows it, in ticket order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LineEntry {
-    pub session_id: SessionId,
-    pub ticket: u64,
-    pub status: SessionStatus,
-    pub joined_at: Timestamp,
-    pub last_seen_at: Timestamp,
-}
+/// How long the line must look empty before the hint is cleared: far longer
+/// than a join takes to become visible (`FAIRNESS_WINDOW`).
+pub const BACKLOG_CLEAR_DELAY: Duration = Duration::from_secs(30);
 
 /// The admission counters of one event, kept on one item so that taking a
 /// slot and checking capacity are one conditional write.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EventCounters {
-    /// `None` until an operator sets it; the configured default applies.
+    /// `None` until the event is first used; then the deployment's default
+    /// capacity is stored, so a later change of the default (or two versions
+    /// live during a deploy) never changes a running event.
     pub capacity: Option<u32>,
     pub active: u64,
     pub admitted: u64,
@@ -86,10 +159,12 @@ pub struct EventCounters {
     pub expired: u64,
     pub completed: u64,
     pub failed: u64,
+    /// Waiting sessions expired for not polling.
+    pub abandoned: u64,
     pub rate: AdmissionRate,
-    /// A hint kept by the granter: someone waits in the line. Leaves and
-    /// expiries wake the granter only when it is set.
-    pub backlog: bool,
+    pub backlog: Backlog,
+    /// Per shard, the first ticket not yet passed (see `people_ahead`).
+    pub heads: Vec<u64>,
 }
 
 impl EventCounters {
@@ -100,37 +175,20 @@ impl EventCounters {
     pub fn free_slots(&self, default_capacity: u32) -> u64 {
         u64::from(self.effective_capacity(default_capacity)).saturating_sub(self.active)
     }
-}
 
-/// Everything the granter needs to advance one event's line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LineState {
-    pub event_id: EventId,
-    pub counters: EventCounters,
-    /// Indexed by shard number; always `shard_count` long.
-    pub shards: Vec<LineShard>,
-}
-
-impl LineState {
-    pub fn waiting(&self) -> u64 {
-        self.shards.iter().map(LineShard::waiting).sum()
-    }
-
-    pub fn has_backlog(&self) -> bool {
-        self.shards.iter().any(LineShard::has_backlog)
+    pub fn head(&self, shard: u16) -> u64 {
+        self.heads.get(usize::from(shard)).copied().unwrap_or(0)
     }
 }
 
-/// How many people are ahead of a filed session, as an honest upper bound.
-///
-/// Inside its shard the count is exact but for people who already left and
-/// have not been passed yet (we cannot tell where they stood, so we do not
-/// guess). Across shards, which fill at the same rate by construction, the
-/// shard count scales it. Both factors only shrink as the line moves, so the
-/// position a user sees never goes up.
-pub fn people_ahead(place_ticket: u64, shard: &LineShard, shard_count: u16) -> u64 {
-    place_ticket
-        .saturating_sub(shard.head_ticket)
+/// How many people are ahead of a numbered session, as an honest upper
+/// bound: people of its shard with lower tickets who have not been passed
+/// (some may have left; we cannot tell where they stood, so we do not
+/// guess), scaled by the shard count (shards fill at the same rate by
+/// construction). `head` only moves forward, so the answer never goes up.
+pub fn people_ahead(ticket: u64, head: u64, shard_count: u16) -> u64 {
+    ticket
+        .saturating_sub(head)
         .saturating_mul(u64::from(shard_count.max(1)))
 }
 
@@ -157,51 +215,31 @@ mod tests {
     }
 
     #[test]
-    fn waiting_excludes_passed_and_ended_sessions() {
-        let shard = LineShard {
-            next_ticket: 10,
-            head_ticket: 4,
-            ended_in_line: 2,
-            ..LineShard::empty(0)
+    fn places_order_by_join_time_then_session() {
+        let event = EventId::parse("E").unwrap();
+        let at = |ms: u64, n: u8| Place {
+            joined_at: Timestamp::from_millis(ms),
+            session_id: SessionId::new(&event, [n; 16]),
         };
-        assert_eq!(shard.waiting(), 4);
-        assert!(shard.has_backlog());
-        assert!(!LineShard::empty(0).has_backlog());
+        assert!(at(1, 9) < at(2, 1), "earlier join first");
+        assert!(at(5, 1) < at(5, 2), "same millisecond: by id");
     }
 
     #[test]
-    fn people_ahead_never_grows_as_the_line_moves() {
-        let mut shard = LineShard {
-            next_ticket: 100,
-            head_ticket: 10,
-            ..LineShard::empty(0)
-        };
-        let mut last = people_ahead(50, &shard, 1);
+    fn people_ahead_never_grows_as_the_head_moves() {
+        let mut last = people_ahead(50, 10, 1);
         assert_eq!(last, 40);
-        for _ in 0..40 {
-            shard.next_ticket += 3;
-            shard.ended_in_line += 1;
-            shard.head_ticket += 1;
-            let now = people_ahead(50, &shard, 1);
+        for head in 11..=60 {
+            let now = people_ahead(50, head, 1);
             assert!(now <= last);
             last = now;
         }
         assert_eq!(last, 0);
-        assert_eq!(
-            people_ahead(
-                12,
-                &LineShard {
-                    head_ticket: 10,
-                    ..LineShard::empty(1)
-                },
-                4
-            ),
-            8
-        );
+        assert_eq!(people_ahead(12, 10, 4), 8);
     }
 
     #[test]
-    fn free_slots_use_the_default_until_capacity_is_set() {
+    fn free_slots_use_the_default_until_capacity_is_stored() {
         let mut counters = EventCounters {
             active: 3,
             ..EventCounters::default()
@@ -209,5 +247,22 @@ mod tests {
         assert_eq!(counters.free_slots(5), 2);
         counters.capacity = Some(2);
         assert_eq!(counters.free_slots(5), 0);
+    }
+
+    #[test]
+    fn only_an_armed_hint_without_a_clearing_is_firm() {
+        let armed = Backlog {
+            armed: true,
+            empty_since: None,
+        };
+        assert!(armed.is_firm());
+        assert!(
+            !Backlog {
+                empty_since: Some(Timestamp::from_millis(1)),
+                ..armed
+            }
+            .is_firm()
+        );
+        assert!(!Backlog::default().is_firm());
     }
 }

@@ -2,14 +2,16 @@
 //! planning. Nothing here knows about AWS.
 
 pub mod admission;
+pub mod changes;
 pub mod estimate;
 pub mod ids;
 pub mod line;
 pub mod session;
 pub mod time;
 
-pub use admission::{AdmissionPolicy, Arrival, LineAdvance, SessionChange, SessionChangeKind};
+pub use admission::{AdmissionPlan, AdmissionPolicy, BacklogChange, NumberingPlan};
+pub use changes::{Change, StreamRecord};
 pub use ids::{EventId, InvalidId, SessionId, UserId};
-pub use line::{EventCounters, LineEntry, LineShard, LineState};
-pub use session::{Admission, EndReason, Ending, LinePlace, Session, SessionStatus, StayPolicy};
+pub use line::{Backlog, EventCounters, LineEntry, Place, ShardView, TicketCounter};
+pub use session::{Admission, EndReason, Ending, Session, SessionStatus, StayPolicy};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

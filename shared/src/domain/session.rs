@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use super::ids::{EventId, SessionId, UserId};
+use super::line::Place;
 use super::time::Timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -116,14 +117,6 @@ pub fn expiry_bucket(id: &SessionId) -> u16 {
     u16::try_from((id.stable_hash() >> 32) % u64::from(EXPIRY_BUCKETS)).unwrap_or(0)
 }
 
-/// Where a session stands in its event's line once the granter has filed it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LinePlace {
-    pub shard: u16,
-    /// Consecutive per shard, handed out in queue order: the session's place.
-    pub ticket: u64,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admission {
     pub admitted_at: Timestamp,
@@ -161,11 +154,13 @@ pub struct Session {
     pub status: SessionStatus,
     /// The line shard (and SQS message group) the session was sent to.
     pub shard: u16,
+    /// When the join was stamped: the session's place in line.
     pub joined_at: Timestamp,
     pub last_seen_at: Timestamp,
-    /// Set by the granter when it files the join message; `None` until then.
+    /// Set by the granter when it numbers the join message; `None` until
+    /// then. Only for telling the user where they stand.
     pub ticket: Option<u64>,
-    /// People ahead when the session was filed (what `QUEUE_JOINED` reports).
+    /// People ahead when the session was numbered (what `QUEUE_JOINED` reports).
     pub ahead_at_filing: Option<u64>,
     pub admission: Option<Admission>,
     pub ending: Option<Ending>,
@@ -188,11 +183,11 @@ impl Session {
         }
     }
 
-    pub fn place(&self) -> Option<LinePlace> {
-        self.ticket.map(|ticket| LinePlace {
-            shard: self.shard,
-            ticket,
-        })
+    pub fn place(&self) -> Place {
+        Place {
+            joined_at: self.joined_at,
+            session_id: self.id.clone(),
+        }
     }
 
     pub fn is_live(&self) -> bool {

@@ -1,16 +1,19 @@
 //! The `SessionStore` contract as executable checks. The in-memory store runs
 //! them in unit tests and the DynamoDB store against the emulator, so the two
-//! cannot drift apart: whatever the granter relies on, both do.
+//! cannot drift apart: whatever the services rely on, both do.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
-use crate::domain::admission::{AdmissionPolicy, Arrival, KnownEntries, plan_line_advance};
-use crate::domain::{
-    EndReason, Ending, EventId, Session, SessionId, SessionStatus, Timestamp, UserId,
+use crate::domain::admission::{
+    AdmissionPlan, AdmissionPolicy, BacklogChange, plan_admissions, plan_numbering,
 };
-use crate::ports::{AdvanceOutcome, Claim, Discard, EndFrom, EndOutcome, SessionStore, Touch};
+use crate::domain::line::ShardView;
+use crate::domain::{
+    EndReason, Ending, EventId, LineEntry, Session, SessionId, SessionStatus, Timestamp, UserId,
+};
+use crate::ports::{Claim, Discard, EndFrom, EndOutcome, SessionStore, Touch, WriteOutcome};
 
 const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
 
@@ -25,6 +28,7 @@ pub fn fresh_event(tag: &str) -> EventId {
     EventId::parse(&format!("{tag}-{}", u32::from_le_bytes(random))).unwrap()
 }
 
+/// A fan who joins `n` ms after T0, in shard 0.
 fn session(event: &EventId, n: u8, user: &str) -> Session {
     let mut random = [n; 16];
     let _ = getrandom::fill(&mut random[..8]);
@@ -55,6 +59,16 @@ async fn created<S: SessionStore>(store: &S, s: &Session) {
     );
 }
 
+async fn joined<S: SessionStore>(store: &S, event: &EventId, count: u8) -> Vec<Session> {
+    let mut fans = Vec::new();
+    for n in 1..=count {
+        let fan = session(event, n, &format!("fan{n}"));
+        created(store, &fan).await;
+        fans.push(fan);
+    }
+    fans
+}
+
 /// An admitted session leaves at `later(at)`.
 async fn leave_active<S: SessionStore>(store: &S, id: &SessionId, at: u64) -> EndOutcome {
     store
@@ -68,44 +82,41 @@ async fn leave_active<S: SessionStore>(store: &S, id: &SessionId, at: u64) -> En
         .unwrap()
 }
 
-/// File and admit `arrivals` exactly as the granter would.
-pub async fn advance<S: SessionStore>(
+/// The front of shard 0 as the granter would read it at `now`.
+async fn view<S: SessionStore>(store: &S, event: &EventId, now: Timestamp) -> ShardView {
+    let entries = store.line_front(event, 0, 50).await.unwrap();
+    ShardView {
+        shard: 0,
+        complete: entries.len() < 50,
+        entries,
+        read_at: now,
+    }
+}
+
+/// Plan an admission exactly as the granter would.
+pub async fn plan<S: SessionStore>(
     store: &S,
     event: &EventId,
-    arrivals: &[&Session],
     capacity: u32,
     now: Timestamp,
-) -> AdvanceOutcome {
-    let state = store.line_state(event, 1).await.unwrap();
-    let front = if state.shards[0].has_backlog() {
-        store
-            .line_entries(event, 0, state.shards[0].head_ticket, 50)
-            .await
-            .unwrap()
-    } else {
-        Vec::new()
-    };
-    let arrivals: Vec<Arrival> = arrivals
-        .iter()
-        .map(|s| Arrival {
-            session_id: s.id.clone(),
-            shard: 0,
-            joined_at: s.joined_at,
-        })
-        .collect();
-    let plan = plan_line_advance(
-        &state,
-        &arrivals,
-        &KnownEntries {
-            by_shard: vec![front],
-        },
-        &policy(capacity),
-        now,
-    );
-    store
-        .advance_line(&plan, now.plus(Duration::from_secs(3600)))
-        .await
-        .unwrap()
+) -> AdmissionPlan {
+    let counters = store.register_event(event, capacity, 1).await.unwrap();
+    let views = [view(store, event, now).await];
+    plan_admissions(event, &counters, &views, &[], &policy(capacity), now)
+}
+
+async fn admit<S: SessionStore>(
+    store: &S,
+    event: &EventId,
+    capacity: u32,
+    now: Timestamp,
+) -> WriteOutcome {
+    let plan = plan(store, event, capacity, now).await;
+    store.admit(&plan, now.plus(Duration::from_secs(3600))).await.unwrap()
+}
+
+fn ids(entries: &[LineEntry]) -> Vec<SessionId> {
+    entries.iter().map(|e| e.session_id.clone()).collect()
 }
 
 pub async fn claims_make_join_idempotent<S: SessionStore>(store: &S) {
@@ -120,29 +131,27 @@ pub async fn claims_make_join_idempotent<S: SessionStore>(store: &S) {
         None,
         "a refused join stores nothing"
     );
-
-    // Replacing a claim held by someone else is refused.
     let third = session(&event, 3, "fan");
     assert_eq!(
         store
             .create_session(&third, Some(&second.id), later(1))
             .await
             .unwrap(),
-        Claim::HeldBy(first.id.clone())
+        Claim::HeldBy(first.id.clone()),
+        "replacing a claim held by someone else is refused"
     );
-    // Replacing the holder takes the claim over.
     assert_eq!(
         store
             .create_session(&third, Some(&first.id), later(1))
             .await
             .unwrap(),
-        Claim::Created
+        Claim::Created,
+        "replacing the holder takes the claim over"
     );
     assert_eq!(
         store.get_session(&third.id).await.unwrap(),
         Some(third.clone())
     );
-    // Replacing a claim that does not exist says so.
     let other = session(&event, 4, "someone-else");
     assert_eq!(
         store
@@ -153,34 +162,44 @@ pub async fn claims_make_join_idempotent<S: SessionStore>(store: &S) {
     );
 }
 
-pub async fn unfiled_sessions_can_be_discarded<S: SessionStore>(store: &S) {
+pub async fn a_join_is_in_line_at_once_in_place_order<S: SessionStore>(store: &S) {
+    let event = fresh_event("line");
+    let fans = joined(store, &event, 4).await;
+    let front = store.line_front(&event, 0, 10).await.unwrap();
+    assert_eq!(ids(&front), ids_of(&fans), "in line before any granter ran");
+    assert_eq!(store.line_front(&event, 0, 2).await.unwrap().len(), 2);
+    assert!(store.line_front(&event, 1, 10).await.unwrap().is_empty());
+    let waiting = store
+        .waiting_among(&[fans[2].id.clone(), SessionId::new(&event, [99; 16])])
+        .await
+        .unwrap();
+    assert_eq!(ids(&waiting), vec![fans[2].id.clone()], "the unknown one is not waiting");
+}
+
+fn ids_of(sessions: &[Session]) -> Vec<SessionId> {
+    sessions.iter().map(|s| s.id.clone()).collect()
+}
+
+pub async fn a_waiting_session_can_be_discarded<S: SessionStore>(store: &S) {
     let event = fresh_event("discard");
     let lost = session(&event, 1, "fan");
     created(store, &lost).await;
-    assert_eq!(
-        store.discard_unfiled(&lost).await.unwrap(),
-        Discard::Discarded
-    );
+    assert_eq!(store.discard(&lost).await.unwrap(), Discard::Discarded);
     assert_eq!(store.get_session(&lost.id).await.unwrap(), None);
+    assert!(store.line_front(&event, 0, 10).await.unwrap().is_empty(), "out of line");
     let again = session(&event, 2, "fan");
     assert_eq!(
         store.create_session(&again, None, later(1)).await.unwrap(),
         Claim::Created,
         "the claim went with it"
     );
-
-    assert!(matches!(
-        advance(store, &event, &[&again], 0, later(10)).await,
-        AdvanceOutcome::Applied
-    ));
+    assert_eq!(admit(store, &event, 1, later(10)).await, WriteOutcome::Applied);
     assert_eq!(
-        store.discard_unfiled(&again).await.unwrap(),
-        Discard::AlreadyFiled
+        store.discard(&again).await.unwrap(),
+        Discard::NoLongerWaiting,
+        "an admitted session is not taken back"
     );
-    assert!(
-        store.get_session(&again.id).await.unwrap().is_some(),
-        "a filed session is kept"
-    );
+    assert!(store.get_session(&again.id).await.unwrap().is_some());
 }
 
 pub async fn touch_records_presence_of_live_sessions_only<S: SessionStore>(store: &S) {
@@ -191,16 +210,21 @@ pub async fn touch_records_presence_of_live_sessions_only<S: SessionStore>(store
         Touch::Touched(now) => assert_eq!(now.last_seen_at, later(500)),
         other => panic!("expected Touched, got {other:?}"),
     }
+    let front = store.line_front(&event, 0, 10).await.unwrap();
+    assert_eq!(front[0].last_seen_at, later(500), "the line index carries presence");
     let outcome = store
         .end_session(
             &s.id,
-            EndFrom::WaitingUnfiled,
+            EndFrom::Waiting { shard: 0 },
             &Ending::new(EndReason::UserLeft, later(600)),
             later(9_999),
         )
         .await
         .unwrap();
     assert_eq!(outcome, EndOutcome::Ended);
+    assert!(store.line_front(&event, 0, 10).await.unwrap().is_empty(), "left the line");
+    let counters = store.ticket_counters(&event, &[0]).await.unwrap();
+    assert_eq!(counters[0].left_waiting, 1, "counted on its shard");
     assert!(
         matches!(store.touch(&s.id, later(700)).await.unwrap(), Touch::Ended(e) if e.status == SessionStatus::Left)
     );
@@ -211,433 +235,352 @@ pub async fn touch_records_presence_of_live_sessions_only<S: SessionStore>(store
     );
 }
 
-pub async fn the_line_files_admits_and_counts_exactly<S: SessionStore>(store: &S) {
-    let event = fresh_event("line");
-    let fans: Vec<Session> = (1..=4)
-        .map(|n| session(&event, n, &format!("fan{n}")))
-        .collect();
-    for fan in &fans {
-        created(store, fan).await;
-    }
-    let refs: Vec<&Session> = fans.iter().collect();
-    assert_eq!(
-        advance(store, &event, &refs, 2, later(100)).await,
-        AdvanceOutcome::Applied
+pub async fn admission_takes_slots_moves_heads_and_counts_exactly<S: SessionStore>(store: &S) {
+    let event = fresh_event("admit");
+    let fans = joined(store, &event, 4).await;
+    let counters = store.register_event(&event, 100, 1).await.unwrap();
+    let numbering = plan_numbering(
+        &event,
+        &store.ticket_counters(&event, &[0]).await.unwrap()[0],
+        &ids_of(&fans),
+        0,
+        1,
     );
+    assert_eq!(store.number_sessions(&numbering).await.unwrap(), WriteOutcome::Applied);
+    assert_eq!(counters.capacity, Some(100), "the default is stored on first use");
 
-    let state = store.line_state(&event, 1).await.unwrap();
-    assert_eq!((state.counters.active, state.counters.admitted), (2, 2));
-    assert_eq!(
-        (state.shards[0].head_ticket, state.shards[0].next_ticket),
-        (2, 4)
+    let now = later(1_000);
+    let before_change = plan(store, &event, 2, now).await;
+    assert!(before_change.counters.is_some());
+    store.set_capacity(&event, 2).await.unwrap();
+    assert!(
+        matches!(store.admit(&before_change, later(5_000)).await.unwrap(), WriteOutcome::Conflict { .. }),
+        "capacity changed since the plan: nothing is written"
     );
-    let admitted = store.get_session(&fans[1].id).await.unwrap().unwrap();
-    assert_eq!(admitted.status, SessionStatus::Active);
-    assert_eq!(admitted.admission.as_ref().map(|a| a.admission_no), Some(2));
-    let waiting = store.get_session(&fans[3].id).await.unwrap().unwrap();
-    assert_eq!(
-        (waiting.status, waiting.ticket),
-        (SessionStatus::Waiting, Some(3))
-    );
-
-    // Only filed, not-yet-admitted sessions are in the line, in ticket order.
-    let line = store.line_entries(&event, 0, 0, 10).await.unwrap();
-    let tickets: Vec<u64> = line.iter().map(|e| e.ticket).collect();
-    assert_eq!(tickets, vec![2, 3]);
-    assert_eq!(store.line_entries(&event, 0, 3, 10).await.unwrap().len(), 1);
-
-    // A redelivered arrival is rejected, and nothing else is written.
-    let again = advance(store, &event, &[&fans[0]], 2, later(200)).await;
-    assert_eq!(
-        again,
-        AdvanceOutcome::Conflict {
-            rejected: vec![fans[0].id.clone()]
+    assert_eq!(admit(store, &event, 2, now).await, WriteOutcome::Applied);
+    let counters = store.event_counters(&event, 1).await.unwrap();
+    assert_eq!((counters.active, counters.admitted), (2, 2));
+    assert_eq!(counters.heads, vec![2]);
+    assert_eq!(store.shard_head(&event, 0).await.unwrap(), 2, "mirrored for polls");
+    for (n, fan) in fans.iter().enumerate() {
+        let stored = store.get_session(&fan.id).await.unwrap().unwrap();
+        let expected = if n < 2 { SessionStatus::Active } else { SessionStatus::Waiting };
+        assert_eq!(stored.status, expected, "fan {n}");
+        assert_eq!(stored.ticket, Some(n as u64));
+        if n < 2 {
+            let admission = stored.admission.unwrap();
+            assert_eq!((admission.admission_no, admission.admitted_at), (n as u64 + 1, now));
         }
-    );
-    assert_eq!(store.line_state(&event, 1).await.unwrap(), state);
+    }
+    assert_eq!(ids(&store.line_front(&event, 0, 10).await.unwrap()), ids_of(&fans[2..]));
 
-    // Leaving while active frees exactly one slot; the next is admitted.
-    let left = leave_active(store, &fans[0].id, 300).await;
-    assert_eq!(left, EndOutcome::Ended);
-    let twice = leave_active(store, &fans[0].id, 301).await;
-    assert!(matches!(twice, EndOutcome::NotAsExpected(Some(s)) if s.status == SessionStatus::Left));
-    assert_eq!(store.event_counters(&event).await.unwrap().active, 1);
+    // Full: planning admits nobody. A leave frees one slot: exactly one more.
+    let full = plan(store, &event, 2, later(1_100)).await;
+    assert!(full.admitted.is_empty());
+    assert_eq!(leave_active(store, &fans[0].id, 1_200).await, EndOutcome::Ended);
     assert_eq!(
-        advance(store, &event, &[], 2, later(400)).await,
-        AdvanceOutcome::Applied
+        leave_active(store, &fans[0].id, 1_300).await,
+        EndOutcome::NotAsExpected(Some(Box::new(store.get_session(&fans[0].id).await.unwrap().unwrap()))),
+        "a second leave changes nothing"
     );
-    let third = store.get_session(&fans[2].id).await.unwrap().unwrap();
-    assert_eq!(third.admission.map(|a| a.admission_no), Some(3));
-
-    // Leaving while waiting is counted on the shard; the head passes it.
-    let out = store
-        .end_session(
-            &fans[3].id,
-            EndFrom::WaitingFiled {
-                shard: 0,
-                ticket: 3,
-            },
-            &Ending::new(EndReason::UserLeft, later(500)),
-            later(9_999),
-        )
-        .await
-        .unwrap();
-    assert_eq!(out, EndOutcome::Ended);
-    let shard = &store.line_state(&event, 1).await.unwrap().shards[0];
+    assert_eq!(admit(store, &event, 2, later(1_400)).await, WriteOutcome::Applied);
+    let counters = store.event_counters(&event, 1).await.unwrap();
+    assert_eq!((counters.active, counters.admitted, counters.left), (2, 3, 1));
     assert_eq!(
-        (shard.ended_in_line, shard.left_waiting, shard.waiting()),
-        (1, 1, 0)
-    );
-    leave_active(store, &fans[1].id, 550).await;
-    assert_eq!(
-        advance(store, &event, &[], 2, later(600)).await,
-        AdvanceOutcome::Applied
-    );
-    let state = store.line_state(&event, 1).await.unwrap();
-    assert_eq!(
-        (state.shards[0].head_ticket, state.shards[0].ended_in_line),
-        (4, 0)
-    );
-    assert_eq!(
-        (
-            state.counters.active,
-            state.counters.admitted,
-            state.counters.left
-        ),
-        (1, 3, 2)
+        store.get_session(&fans[2].id).await.unwrap().unwrap().status,
+        SessionStatus::Active
     );
 }
 
 pub async fn a_stale_plan_writes_nothing<S: SessionStore>(store: &S) {
     let event = fresh_event("stale");
-    let a = session(&event, 1, "a");
-    let b = session(&event, 2, "b");
-    created(store, &a).await;
-    created(store, &b).await;
-    let state = store.line_state(&event, 1).await.unwrap();
-    let arrival = |s: &Session| Arrival {
-        session_id: s.id.clone(),
-        shard: 0,
-        joined_at: s.joined_at,
-    };
-    let plan_a = plan_line_advance(
-        &state,
-        &[arrival(&a)],
-        &KnownEntries {
-            by_shard: vec![vec![]],
-        },
-        &policy(5),
-        later(10),
-    );
-    let plan_b = plan_line_advance(
-        &state,
-        &[arrival(&b)],
-        &KnownEntries {
-            by_shard: vec![vec![]],
-        },
-        &policy(5),
-        later(10),
-    );
-    assert_eq!(
-        store.advance_line(&plan_a, later(99)).await.unwrap(),
-        AdvanceOutcome::Applied
-    );
-    // Same snapshot, same ticket: the second writer must lose, untouched.
-    assert_eq!(
-        store.advance_line(&plan_b, later(99)).await.unwrap(),
-        AdvanceOutcome::Conflict { rejected: vec![] }
-    );
-    assert_eq!(
-        store.get_session(&b.id).await.unwrap().unwrap().ticket,
-        None
-    );
-    assert_eq!(store.event_counters(&event).await.unwrap().admitted, 1);
-}
+    let fans = joined(store, &event, 3).await;
+    let first = self::plan(store, &event, 1, later(100)).await;
+    let second = self::plan(store, &event, 1, later(100)).await;
+    assert_eq!(store.admit(&first, later(5_000)).await.unwrap(), WriteOutcome::Applied);
+    match store.admit(&second, later(5_000)).await.unwrap() {
+        WriteOutcome::Conflict { rejected } => {
+            assert_eq!(rejected, vec![fans[0].id.clone()], "the admitted one is named")
+        }
+        WriteOutcome::Applied => panic!("two plans from one snapshot both applied"),
+    }
+    let counters = store.event_counters(&event, 1).await.unwrap();
+    assert_eq!((counters.active, counters.admitted), (1, 1));
 
-pub async fn capacity_is_checked_in_the_write<S: SessionStore>(store: &S) {
-    let event = fresh_event("cap");
-    let a = session(&event, 1, "a");
-    created(store, &a).await;
-    let state = store.line_state(&event, 1).await.unwrap();
-    let arrival = Arrival {
-        session_id: a.id.clone(),
-        shard: 0,
-        joined_at: a.joined_at,
-    };
-    let plan = plan_line_advance(
-        &state,
-        &[arrival],
-        &KnownEntries {
-            by_shard: vec![vec![]],
-        },
-        &policy(5),
-        later(10),
-    );
-    // An operator lowers capacity between the read and the write.
-    store.set_capacity(&event, 0).await.unwrap();
+    // Another plan for a session that left since: refused, and named.
+    assert_eq!(leave_active(store, &fans[0].id, 200).await, EndOutcome::Ended);
+    let stale = plan(store, &event, 1, later(300)).await;
+    store
+        .end_session(
+            &fans[1].id,
+            EndFrom::Waiting { shard: 0 },
+            &Ending::new(EndReason::UserLeft, later(310)),
+            later(9_999),
+        )
+        .await
+        .unwrap();
     assert_eq!(
-        store.advance_line(&plan, later(99)).await.unwrap(),
-        AdvanceOutcome::Conflict { rejected: vec![] }
+        store.admit(&stale, later(5_000)).await.unwrap(),
+        WriteOutcome::Conflict {
+            rejected: vec![fans[1].id.clone()]
+        }
     );
-    assert_eq!(store.event_counters(&event).await.unwrap().active, 0);
-    assert_eq!(
-        store.event_counters(&event).await.unwrap().capacity,
-        Some(0)
-    );
+    assert_eq!(store.event_counters(&event, 1).await.unwrap().active, 0);
 }
 
 pub async fn abandoned_sessions_expire_only_if_still_silent<S: SessionStore>(store: &S) {
     let event = fresh_event("abandon");
-    let quiet = session(&event, 1, "quiet");
-    let next = session(&event, 2, "next");
-    created(store, &quiet).await;
-    created(store, &next).await;
+    let fans = joined(store, &event, 2).await;
+    // Both silent since joining; a minute later both count as gone.
+    let now = later(61_000);
+    let silent = plan(store, &event, 5, now).await;
+    assert_eq!(silent.abandoned.len(), 2);
+    store.touch(&fans[1].id, later(60_500)).await.unwrap();
     assert_eq!(
-        advance(store, &event, &[&quiet, &next], 0, later(10)).await,
-        AdvanceOutcome::Applied
+        store.admit(&silent, later(99_000)).await.unwrap(),
+        WriteOutcome::Conflict {
+            rejected: vec![fans[1].id.clone()]
+        },
+        "the one who polled meanwhile is not skipped"
     );
-    store.set_capacity(&event, 1).await.unwrap();
-    // Two minutes on, the first has been silent past the limit; the second polled.
-    store.touch(&next.id, later(100_000)).await.unwrap();
+    let replanned = self::plan(store, &event, 5, now).await;
+    assert_eq!(store.admit(&replanned, later(99_000)).await.unwrap(), WriteOutcome::Applied);
+    let gone = store.get_session(&fans[0].id).await.unwrap().unwrap();
+    assert_eq!(gone.status, SessionStatus::Expired);
+    assert_eq!(gone.ending.unwrap().reason, EndReason::Timeout);
+    let counters = store.event_counters(&event, 1).await.unwrap();
+    assert_eq!((counters.abandoned, counters.active), (1, 1), "no slot for the skipped one");
+}
+
+pub async fn numbering_is_consecutive_and_once<S: SessionStore>(store: &S) {
+    let event = fresh_event("number");
+    let fans = joined(store, &event, 3).await;
+    let counter = store.ticket_counters(&event, &[0]).await.unwrap().remove(0);
+    assert!(!counter.stored);
+    let first = plan_numbering(&event, &counter, &ids_of(&fans[..2]), 0, 1);
+    let racing = first.clone();
+    assert_eq!(store.number_sessions(&first).await.unwrap(), WriteOutcome::Applied);
+    match store.number_sessions(&racing).await.unwrap() {
+        WriteOutcome::Conflict { rejected } => {
+            assert_eq!(rejected, ids_of(&fans[..2]), "numbered already: named")
+        }
+        WriteOutcome::Applied => panic!("a session was numbered twice"),
+    }
+    let counter = store.ticket_counters(&event, &[0]).await.unwrap().remove(0);
+    assert_eq!((counter.stored, counter.next_ticket), (true, 2));
+    let stale = plan_numbering(
+        &event,
+        &crate::domain::TicketCounter::empty(0),
+        &ids_of(&fans[2..]),
+        0,
+        1,
+    );
     assert_eq!(
-        advance(store, &event, &[], 1, later(120_000)).await,
-        AdvanceOutcome::Applied
+        store.number_sessions(&stale).await.unwrap(),
+        WriteOutcome::Conflict { rejected: vec![] },
+        "the counter moved since it was read"
     );
-    let quiet = store.get_session(&quiet.id).await.unwrap().unwrap();
-    assert_eq!(quiet.status, SessionStatus::Expired);
-    assert_eq!(quiet.ending.map(|e| e.reason), Some(EndReason::Timeout));
-    assert_eq!(
-        store.get_session(&next.id).await.unwrap().unwrap().status,
-        SessionStatus::Active
-    );
-    let state = store.line_state(&event, 1).await.unwrap();
-    assert_eq!((state.shards[0].abandoned, state.counters.active), (1, 1));
+    // A shard where someone left before anyone was numbered: its counter
+    // exists without a ticket, and numbering starts at zero all the same.
+    let other = fresh_event("number-after-leave");
+    let fans2 = joined(store, &other, 2).await;
+    store
+        .end_session(
+            &fans2[0].id,
+            EndFrom::Waiting { shard: 0 },
+            &Ending::new(EndReason::UserLeft, later(5)),
+            later(9_999),
+        )
+        .await
+        .unwrap();
+    let counter2 = store.ticket_counters(&other, &[0]).await.unwrap().remove(0);
+    assert_eq!((counter2.next_ticket, counter2.left_waiting), (0, 1));
+    let after_leave = plan_numbering(&other, &counter2, &ids_of(&fans2[1..]), 0, 1);
+    assert_eq!(store.number_sessions(&after_leave).await.unwrap(), WriteOutcome::Applied);
+    let next = plan_numbering(&event, &counter, &ids_of(&fans[2..]), 0, 1);
+    assert_eq!(store.number_sessions(&next).await.unwrap(), WriteOutcome::Applied);
+    let third = store.get_session(&fans[2].id).await.unwrap().unwrap();
+    assert_eq!((third.ticket, third.ahead_at_filing), (Some(2), Some(2)));
 }
 
 pub async fn expiry_is_found_by_index_and_happens_once<S: SessionStore>(store: &S) {
-    use crate::domain::session::expiry_bucket;
     let event = fresh_event("expiry");
-    let fans: Vec<Session> = (1..=3)
-        .map(|n| session(&event, n, &format!("x{n}")))
-        .collect();
-    for fan in &fans {
-        created(store, fan).await;
+    let fans = joined(store, &event, 3).await;
+    assert_eq!(admit(store, &event, 3, later(100)).await, WriteOutcome::Applied);
+    let ends: Vec<_> = fans
+        .iter()
+        .map(|f| store.get_session(&f.id))
+        .collect::<Vec<_>>();
+    let mut buckets = Vec::new();
+    for end in ends {
+        let s = end.await.unwrap().unwrap();
+        buckets.push(crate::domain::session::expiry_bucket(&s.id));
     }
-    let refs: Vec<&Session> = fans.iter().collect();
-    assert_eq!(
-        advance(store, &event, &refs, 3, later(100)).await,
-        AdvanceOutcome::Applied
-    );
-    let ends_at = later(100).plus(Duration::from_secs(900));
-    let overdue_at = ends_at.plus(Duration::from_millis(1));
-    let in_bucket = |id: &SessionId| expiry_bucket(id);
-
-    // Not yet overdue a moment before the end.
-    for fan in &fans {
-        let early = store
-            .overdue_sessions(in_bucket(&fan.id), later(200), 10)
-            .await
-            .unwrap();
-        assert!(!early.contains(&fan.id));
-        let due = store
-            .overdue_sessions(in_bucket(&fan.id), overdue_at, 10)
-            .await
-            .unwrap();
-        assert!(
-            due.contains(&fan.id),
-            "an overdue active session is in its bucket"
-        );
+    let stay_over = later(900_101);
+    let mut overdue = Vec::new();
+    for bucket in 0..crate::domain::session::EXPIRY_BUCKETS {
+        overdue.extend(store.overdue_sessions(bucket, stay_over, 100).await.unwrap());
     }
-
-    // A heartbeat's extension wins over an expiry based on the old end.
-    let extended = ends_at.plus(Duration::from_secs(600));
+    // Other checks of this contract share the table.
+    overdue.retain(|id| id.event_id() == event);
+    overdue.sort();
+    let mut expected = ids_of(&fans);
+    expected.sort();
+    assert_eq!(overdue, expected);
     assert!(
-        store
-            .extend_stay(&fans[0].id, ends_at, extended)
-            .await
-            .unwrap()
+        store.overdue_sessions(buckets[0], later(1_000), 10).await.unwrap().is_empty(),
+        "nobody is overdue before their stay ends"
     );
-    assert!(
-        !store
-            .extend_stay(&fans[0].id, ends_at, extended)
-            .await
-            .unwrap(),
-        "stale end: refused"
-    );
-    let ending = Ending::new(EndReason::Expired, overdue_at);
-    let overdue = EndFrom::ActiveOverdue { at: overdue_at };
-    let kept = store
-        .end_session(&fans[0].id, overdue, &ending, later(9_999_999))
+    // A heartbeat extends one stay: the batch is refused, naming it.
+    let from = later(900_100);
+    assert!(store.extend_stay(&fans[0].id, from, later(1_500_000), later(600_000)).await.unwrap());
+    let expiry = store
+        .expire_overdue(&event, &ids_of(&fans), stay_over, later(9_999_999))
         .await
         .unwrap();
-    assert!(
-        matches!(kept, EndOutcome::NotAsExpected(Some(s)) if s.status == SessionStatus::Active)
+    assert_eq!(
+        (expiry.expired.clone(), expiry.skipped.clone()),
+        (vec![], vec![fans[0].id.clone()])
     );
-
-    // The others expire exactly once.
-    for fan in &fans[1..] {
-        let first = store
-            .end_session(&fan.id, overdue, &ending, later(9_999_999))
-            .await
-            .unwrap();
-        assert_eq!(first, EndOutcome::Ended);
-        let again = store
-            .end_session(&fan.id, overdue, &ending, later(9_999_999))
-            .await
-            .unwrap();
-        assert!(
-            matches!(again, EndOutcome::NotAsExpected(Some(s)) if s.status == SessionStatus::Expired)
-        );
-        let due = store
-            .overdue_sessions(in_bucket(&fan.id), overdue_at, 10)
-            .await
-            .unwrap();
-        assert!(
-            !due.contains(&fan.id),
-            "an ended session leaves the expiry index"
-        );
-    }
-    let counters = store.event_counters(&event).await.unwrap();
+    let expiry = store
+        .expire_overdue(&event, &ids_of(&fans[1..]), stay_over, later(9_999_999))
+        .await
+        .unwrap();
+    assert_eq!(expiry.expired, ids_of(&fans[1..]));
+    let again = store
+        .expire_overdue(&event, &ids_of(&fans[1..]), stay_over, later(9_999_999))
+        .await
+        .unwrap();
+    assert!(again.expired.is_empty(), "once only");
+    let counters = store.event_counters(&event, 1).await.unwrap();
     assert_eq!((counters.active, counters.expired), (1, 2));
 }
 
-pub async fn the_backlog_hint_never_hides_a_freed_slot<S: SessionStore>(store: &S) {
-    let event = fresh_event("backlog");
-    let fans: Vec<Session> = (1..=3)
-        .map(|n| session(&event, n, &format!("b{n}")))
-        .collect();
-    for fan in &fans {
-        created(store, fan).await;
-    }
-    store.set_capacity(&event, 1).await.unwrap();
-    assert_eq!(
-        advance(store, &event, &[&fans[0]], 1, later(10)).await,
-        AdvanceOutcome::Applied
-    );
+pub async fn an_overdue_stay_is_never_extended<S: SessionStore>(store: &S) {
+    let event = fresh_event("overdue");
+    let fans = joined(store, &event, 1).await;
+    assert_eq!(admit(store, &event, 1, later(100)).await, WriteOutcome::Applied);
+    let end = later(900_100);
     assert!(
-        !store.event_counters(&event).await.unwrap().backlog,
-        "nobody waits yet"
+        !store.extend_stay(&fans[0].id, end, later(1_800_000), later(900_101)).await.unwrap(),
+        "the stay is over: a heartbeat does not revive it"
     );
-
-    // Plan to file the second behind a full event; the first leaves before
-    // the write. The write must not land: its "nobody can be admitted" is stale.
-    let state = store.line_state(&event, 1).await.unwrap();
-    let arrival = Arrival {
-        session_id: fans[1].id.clone(),
-        shard: 0,
-        joined_at: fans[1].joined_at,
-    };
-    let stale = plan_line_advance(
-        &state,
-        std::slice::from_ref(&arrival),
-        &KnownEntries {
-            by_shard: vec![vec![]],
-        },
-        &policy(1),
-        later(20),
+    assert!(store.extend_stay(&fans[0].id, end, later(1_000_000), later(900_099)).await.unwrap());
+    assert!(
+        !store.extend_stay(&fans[0].id, end, later(1_100_000), later(900_099)).await.unwrap(),
+        "extended meanwhile: the end seen is stale"
     );
-    assert!(matches!(
-        stale.backlog,
-        crate::domain::admission::BacklogHint::Set { .. }
-    ));
-    let left = leave_active(store, &fans[0].id, 15).await;
-    assert_eq!(left, EndOutcome::Ended);
-    assert_eq!(
-        store.advance_line(&stale, later(99)).await.unwrap(),
-        AdvanceOutcome::Conflict { rejected: vec![] }
-    );
-
-    // Planned again, the second is admitted; the third waits and the hint is set.
-    assert_eq!(
-        advance(store, &event, &[&fans[1], &fans[2]], 1, later(30)).await,
-        AdvanceOutcome::Applied
-    );
-    let counters = store.event_counters(&event).await.unwrap();
-    assert_eq!((counters.active, counters.backlog), (1, true));
-
-    // Once the line is empty again the hint is cleared.
-    leave_active(store, &fans[1].id, 40).await;
-    assert_eq!(
-        advance(store, &event, &[], 1, later(50)).await,
-        AdvanceOutcome::Applied
-    );
-    let counters = store.event_counters(&event).await.unwrap();
-    assert_eq!((counters.active, counters.backlog), (1, false));
 }
 
-pub async fn filing_does_not_collide_with_admitting<S: SessionStore>(store: &S) {
-    let event = fresh_event("file-admit");
-    let fans: Vec<Session> = (1..=3)
-        .map(|n| session(&event, n, &format!("f{n}")))
-        .collect();
-    for fan in &fans {
-        created(store, fan).await;
+pub async fn the_backlog_hint_never_hides_a_freed_slot<S: SessionStore>(store: &S) {
+    let event = fresh_event("hint");
+    let fans = joined(store, &event, 2).await;
+    assert_eq!(admit(store, &event, 1, later(100)).await, WriteOutcome::Applied);
+    let snapshot = store.event_counters(&event, 1).await.unwrap();
+    assert!(snapshot.backlog.is_firm(), "the admitting write armed it: someone still waits");
+
+    // Clearing takes two steps, and arming in between calls it off.
+    assert!(
+        !store
+            .update_backlog(&event, BacklogChange::Clear { marked_at: later(5) })
+            .await
+            .unwrap(),
+        "nothing marked: nothing to clear"
+    );
+    assert!(store.update_backlog(&event, BacklogChange::MarkEmpty { at: later(10) }).await.unwrap());
+    assert!(
+        !store.update_backlog(&event, BacklogChange::MarkEmpty { at: later(20) }).await.unwrap(),
+        "marked once"
+    );
+    let marked = store.event_counters(&event, 1).await.unwrap();
+    assert!(marked.backlog.armed && !marked.backlog.is_firm());
+    assert!(store.update_backlog(&event, BacklogChange::arm(&marked)).await.unwrap());
+    assert!(
+        !store
+            .update_backlog(&event, BacklogChange::Clear { marked_at: later(10) })
+            .await
+            .unwrap(),
+        "a granter armed it again meanwhile"
+    );
+
+    // Arming on a snapshot taken before an exit is refused.
+    let before_exit = store.event_counters(&event, 1).await.unwrap();
+    assert!(store.update_backlog(&event, BacklogChange::MarkEmpty { at: later(30) }).await.unwrap());
+    assert!(store.update_backlog(&event, BacklogChange::Clear { marked_at: later(30) }).await.unwrap());
+    assert!(!store.event_counters(&event, 1).await.unwrap().backlog.armed);
+    assert_eq!(leave_active(store, &fans[0].id, 40).await, EndOutcome::Ended);
+    assert!(
+        !store.update_backlog(&event, BacklogChange::arm(&before_exit)).await.unwrap(),
+        "an exit since the snapshot woke nobody: arming must fail so the slot is seen"
+    );
+}
+
+pub async fn events_are_listed_and_their_capacity_stored_once<S: SessionStore>(store: &S) {
+    let event = fresh_event("listed");
+    let first = store.register_event(&event, 7, 2).await.unwrap();
+    assert_eq!((first.capacity, first.heads.len()), (Some(7), 2));
+    let again = store.register_event(&event, 9, 2).await.unwrap();
+    assert_eq!(again.capacity, Some(7), "a later default never changes a live event");
+    let set = fresh_event("set");
+    store.set_capacity(&set, 3).await.unwrap();
+    let joined_only = fresh_event("joined");
+    store.list_event(&joined_only).await.unwrap();
+    let listed = store.events().await.unwrap();
+    for event in [&event, &set, &joined_only] {
+        assert!(listed.contains(event), "{event} not in {listed:?}");
     }
-    store.set_capacity(&event, 1).await.unwrap();
-    // Full with the first; the second waits.
     assert_eq!(
-        advance(store, &event, &[&fans[0], &fans[1]], 1, later(10)).await,
-        AdvanceOutcome::Applied
-    );
-    // A granter plans to file the third (only) from this snapshot...
-    let state = store.line_state(&event, 1).await.unwrap();
-    let filing = plan_line_advance(
-        &state,
-        &[Arrival {
-            session_id: fans[2].id.clone(),
-            shard: 0,
-            joined_at: fans[2].joined_at,
-        }],
-        &KnownEntries {
-            by_shard: vec![vec![]],
-        },
-        &policy(1),
-        later(20),
-    );
-    assert_eq!(filing.admitted, 0);
-    // ...while a slot frees and another granter admits the second.
-    leave_active(store, &fans[0].id, 15).await;
-    assert_eq!(
-        advance(store, &event, &[], 1, later(16)).await,
-        AdvanceOutcome::Applied
-    );
-    // Filing does not depend on the head, so it still lands, behind.
-    assert_eq!(
-        store.advance_line(&filing, later(99)).await.unwrap(),
-        AdvanceOutcome::Applied
-    );
-    let shard = store.line_shard(&event, 0).await.unwrap();
-    assert_eq!((shard.head_ticket, shard.next_ticket), (2, 3));
-    assert_eq!(shard.filed_through, Some(fans[2].joined_at));
-    let second = store.get_session(&fans[1].id).await.unwrap().unwrap();
-    assert_eq!(second.status, SessionStatus::Active);
-    let third = store.get_session(&fans[2].id).await.unwrap().unwrap();
-    assert_eq!(
-        (third.status, third.ticket),
-        (SessionStatus::Waiting, Some(2))
+        store.event_counters(&joined_only, 1).await.unwrap().capacity,
+        None,
+        "listing stores no capacity: the granter stores its default"
     );
 }
 
-/// Every check above, in order.
+pub async fn a_late_purchase_is_recorded_once<S: SessionStore>(store: &S) {
+    let event = fresh_event("late");
+    let fans = joined(store, &event, 1).await;
+    assert_eq!(admit(store, &event, 1, later(100)).await, WriteOutcome::Applied);
+    let expiry = store
+        .expire_overdue(&event, &ids_of(&fans), later(900_101), later(9_999_999))
+        .await
+        .unwrap();
+    assert_eq!(expiry.expired.len(), 1);
+    let mut completed = Ending::new(EndReason::CheckoutCompleted, later(900_500));
+    completed.order_id = Some("o-1".into());
+    assert!(!store.record_late_completion(&fans[0].id, EndReason::UserLeft, &completed).await.unwrap(), "not how it ended");
+    assert!(store.record_late_completion(&fans[0].id, EndReason::Expired, &completed).await.unwrap());
+    assert!(!store.record_late_completion(&fans[0].id, EndReason::Expired, &completed).await.unwrap(), "once");
+    let session = store.get_session(&fans[0].id).await.unwrap().unwrap();
+    assert_eq!(session.status, SessionStatus::Completed);
+    assert_eq!(session.ending.unwrap().order_id.as_deref(), Some("o-1"));
+    let counters = store.event_counters(&event, 1).await.unwrap();
+    assert_eq!(
+        (counters.active, counters.expired, counters.completed),
+        (0, 0, 1),
+        "no slot moves; the purchase is counted instead of the expiry"
+    );
+}
+
 pub async fn run_all<S: SessionStore>(store: &S) {
     claims_make_join_idempotent(store).await;
-    unfiled_sessions_can_be_discarded(store).await;
+    a_join_is_in_line_at_once_in_place_order(store).await;
+    a_waiting_session_can_be_discarded(store).await;
     touch_records_presence_of_live_sessions_only(store).await;
-    the_line_files_admits_and_counts_exactly(store).await;
+    admission_takes_slots_moves_heads_and_counts_exactly(store).await;
     a_stale_plan_writes_nothing(store).await;
-    filing_does_not_collide_with_admitting(store).await;
-    capacity_is_checked_in_the_write(store).await;
     abandoned_sessions_expire_only_if_still_silent(store).await;
+    numbering_is_consecutive_and_once(store).await;
     expiry_is_found_by_index_and_happens_once(store).await;
+    an_overdue_stay_is_never_extended(store).await;
     the_backlog_hint_never_hides_a_freed_slot(store).await;
+    events_are_listed_and_their_capacity_stored_once(store).await;
+    a_late_purchase_is_recorded_once(store).await;
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::adapters::memory::MemoryStore;
-
     #[tokio::test]
     async fn the_memory_store_keeps_the_contract() {
-        super::run_all(&MemoryStore::new()).await;
+        super::run_all(&crate::adapters::memory::MemoryStore::new()).await;
     }
 }

@@ -1,6 +1,6 @@
 //! What the services need from the outside world, as traits. The DynamoDB and
 //! SQS adapters implement them for real; the in-memory adapters implement the
-//! same contract for unit tests and the simulator.
+//! same contract for unit tests, the simulator and the schedule explorer.
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod contract;
@@ -10,17 +10,21 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::admission::LineAdvance;
+use crate::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
 use crate::domain::{
-    Ending, EventCounters, EventId, LineEntry, LineShard, LineState, Session, SessionId, Timestamp,
+    Ending, EndReason, EventCounters, EventId, LineEntry, Session, SessionId, Timestamp,
+    TicketCounter,
 };
-use crate::events::DomainEvent;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// Throttled, timed out or unreachable: worth retrying later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// Another write to the same item was in progress (a DynamoDB
+    /// transaction conflict): worth retrying at once, after a short pause.
+    #[error("concurrent write to the same item: {0}")]
+    Contention(String),
     /// The store refused the request itself (misconfiguration, a bug).
     #[error("store rejected the request: {0}")]
     Rejected(String),
@@ -40,7 +44,7 @@ pub enum QueueError {
 /// Result of claiming `(eventId, userId)` for a new session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// The new session is stored and owns the claim.
+    /// The new session is stored, in line, and owns the claim.
     Created,
     /// Another session holds the claim (it may have ended since).
     HeldBy(SessionId),
@@ -52,8 +56,8 @@ pub enum Claim {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Discard {
     Discarded,
-    /// The granter filed it meanwhile: the message did go out after all.
-    AlreadyFiled,
+    /// It was admitted or ended meanwhile: it is not taken back.
+    NoLongerWaiting,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,28 +74,19 @@ pub enum EndFrom {
     Active,
     /// Active and past its stay at this time: a heartbeat that extended the
     /// stay meanwhile wins over the sweeper.
-    ActiveOverdue {
-        at: Timestamp,
-    },
-    /// Waiting with a ticket: the line shard counts it as ended in line.
-    WaitingFiled {
-        shard: u16,
-        ticket: u64,
-    },
-    /// Waiting, not filed yet: only the session changes.
-    WaitingUnfiled,
+    ActiveOverdue { at: Timestamp },
+    /// Waiting in line: it leaves the line (and its shard counts it).
+    Waiting { shard: u16 },
 }
 
 impl EndFrom {
     pub fn of(session: &Session) -> Option<Self> {
         use crate::domain::SessionStatus::{Active, Waiting};
-        match (session.status, session.ticket) {
-            (Active, _) => Some(Self::Active),
-            (Waiting, Some(ticket)) => Some(Self::WaitingFiled {
+        match session.status {
+            Active => Some(Self::Active),
+            Waiting => Some(Self::Waiting {
                 shard: session.shard,
-                ticket,
             }),
-            (Waiting, None) => Some(Self::WaitingUnfiled),
             _ => None,
         }
     }
@@ -104,20 +99,28 @@ pub enum EndOutcome {
     NotAsExpected(Option<Box<Session>>),
 }
 
+/// What became of a conditional write of a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdvanceOutcome {
+pub enum WriteOutcome {
     Applied,
-    /// Nothing was written. `rejected` sessions failed their condition (they
-    /// are filed already, ended, or gone); otherwise the line or the counters
-    /// moved under us and the plan must be made again.
-    Conflict {
-        rejected: Vec<SessionId>,
-    },
+    /// Nothing was written. `rejected` sessions failed their own condition
+    /// (admitted, ended, numbered already, or gone); otherwise the counters
+    /// or the ticket counter moved under us and the plan must be made again.
+    Conflict { rejected: Vec<SessionId> },
+}
+
+/// What one expiry write did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expiry {
+    pub expired: Vec<SessionId>,
+    /// No longer overdue (a heartbeat extended the stay), ended or gone.
+    pub skipped: Vec<SessionId>,
 }
 
 pub trait SessionStore: Send + Sync {
-    /// Store `session` and claim its `(eventId, userId)` in one write. With
-    /// `replacing`, take over a claim held by that (ended) session.
+    /// Store `session` (waiting, in line at its place) and claim its
+    /// `(eventId, userId)` in one write. With `replacing`, take over a claim
+    /// held by that (ended) session.
     fn create_session(
         &self,
         session: &Session,
@@ -130,11 +133,16 @@ pub trait SessionStore: Send + Sync {
         id: &SessionId,
     ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send;
 
-    /// Remove a session that was never filed, and its claim.
-    fn discard_unfiled(
+    /// Of `ids`, the sessions still waiting, as line entries (read
+    /// consistently).
+    fn waiting_among(
         &self,
-        session: &Session,
-    ) -> impl Future<Output = Result<Discard, StoreError>> + Send;
+        ids: &[SessionId],
+    ) -> impl Future<Output = Result<Vec<LineEntry>, StoreError>> + Send;
+
+    /// Take back a join whose message could not be sent: the session and its
+    /// claim, if it is still waiting.
+    fn discard(&self, session: &Session) -> impl Future<Output = Result<Discard, StoreError>> + Send;
 
     /// Record that the user is still there.
     fn touch(
@@ -153,13 +161,25 @@ pub trait SessionStore: Send + Sync {
         retain_until: Timestamp,
     ) -> impl Future<Output = Result<EndOutcome, StoreError>> + Send;
 
-    /// Move an active session's end from `from` to `to`; false if it is no
-    /// longer active or its end moved meanwhile.
+    /// A purchase completed after the session had ended for `was` (its stay
+    /// ran out, or the user left): record it. No slot moves, it went back
+    /// when the session ended. False if the session is not in that state.
+    fn record_late_completion(
+        &self,
+        id: &SessionId,
+        was: EndReason,
+        ending: &Ending,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Move an active session's end from `from` to `to`, if its stay is not
+    /// over at `now`; false if it is no longer active, is overdue, or its
+    /// end moved meanwhile.
     fn extend_stay(
         &self,
         id: &SessionId,
         from: Timestamp,
         to: Timestamp,
+        now: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Active sessions of one expiry bucket whose stay ended by `now`,
@@ -171,40 +191,83 @@ pub trait SessionStore: Send + Sync {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<SessionId>, StoreError>> + Send;
 
-    /// One shard of the line, read cheaply (may be a moment old).
-    fn line_shard(
+    /// End the sessions of `ids` (all of `event`) that are still active and
+    /// overdue at `now`, and give their slots back, in one write.
+    fn expire_overdue(
         &self,
         event: &EventId,
-        shard: u16,
-    ) -> impl Future<Output = Result<LineShard, StoreError>> + Send;
-
-    /// Counters and every shard of an event, read consistently.
-    fn line_state(
-        &self,
-        event: &EventId,
-        shard_count: u16,
-    ) -> impl Future<Output = Result<LineState, StoreError>> + Send;
-
-    /// Filed sessions of a shard from `from_ticket` on, in ticket order.
-    fn line_entries(
-        &self,
-        event: &EventId,
-        shard: u16,
-        from_ticket: u64,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<LineEntry>, StoreError>> + Send;
-
-    /// Apply a plan atomically, or nothing of it.
-    fn advance_line(
-        &self,
-        plan: &LineAdvance,
+        ids: &[SessionId],
+        now: Timestamp,
         retain_until: Timestamp,
-    ) -> impl Future<Output = Result<AdvanceOutcome, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Expiry, StoreError>> + Send;
 
+    /// The event's counters, read consistently (`heads` as long as
+    /// `shard_count`).
     fn event_counters(
         &self,
         event: &EventId,
+        shard_count: u16,
     ) -> impl Future<Output = Result<EventCounters, StoreError>> + Send;
+
+    /// Store the default capacity on an event that has none yet, and list
+    /// the event for the reconciliation. Returns the counters after.
+    fn register_event(
+        &self,
+        event: &EventId,
+        default_capacity: u32,
+        shard_count: u16,
+    ) -> impl Future<Output = Result<EventCounters, StoreError>> + Send;
+
+    /// Put an event in the event index (its capacity is stored later, by
+    /// `register_event`).
+    fn list_event(&self, event: &EventId) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every listed event (the index may lag by a moment).
+    fn events(&self) -> impl Future<Output = Result<Vec<EventId>, StoreError>> + Send;
+
+    /// Waiting sessions of one shard in place order from the front, at most
+    /// `limit`, from the line index (eventually consistent).
+    fn line_front(
+        &self,
+        event: &EventId,
+        shard: u16,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<LineEntry>, StoreError>> + Send;
+
+    /// The first ticket of a shard not yet passed, read consistently (every
+    /// poll of a numbered waiting user reads it).
+    fn shard_head(
+        &self,
+        event: &EventId,
+        shard: u16,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The ticket counters of `shards`, read consistently.
+    fn ticket_counters(
+        &self,
+        event: &EventId,
+        shards: &[u16],
+    ) -> impl Future<Output = Result<Vec<TicketCounter>, StoreError>> + Send;
+
+    /// Apply a numbering atomically, or nothing of it.
+    fn number_sessions(
+        &self,
+        plan: &NumberingPlan,
+    ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
+
+    /// Apply an admission plan atomically, or nothing of it.
+    fn admit(
+        &self,
+        plan: &AdmissionPlan,
+        retain_until: Timestamp,
+    ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
+
+    /// Change the backlog hint; false if its condition did not hold.
+    fn update_backlog(
+        &self,
+        event: &EventId,
+        change: BacklogChange,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     fn set_capacity(
         &self,
@@ -213,7 +276,8 @@ pub trait SessionStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// The body of a join message: what the granter needs to file the session.
+/// The body of a join message: what the granter needs to number the session
+/// and to admit it before the line index shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JoinTicket {
@@ -234,7 +298,24 @@ impl JoinTicket {
     }
 }
 
-/// A message as received from the join queue.
+/// A wake-up for an event whose admission after a freed slot failed: it is
+/// retried from the join queue, in the event's own message group, so the
+/// table stream goes on for every other event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WakeUp {
+    pub wake_event_id: String,
+}
+
+/// Anything on the join queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum JoinQueueMessage {
+    Joined(JoinTicket),
+    Wake(WakeUp),
+}
+
+/// A message as received from a queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub message_id: String,
@@ -245,6 +326,16 @@ pub struct Delivery {
 pub trait JoinQueue: Send + Sync {
     /// Send to the shard's message group, deduplicated by session id.
     fn send(&self, ticket: &JoinTicket) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// Where the granter hands a failed wake-up so it is retried apart from
+/// other events (the join queue, in the event's wake-up group).
+pub trait WakeQueue: Send + Sync {
+    fn wake(
+        &self,
+        event: &EventId,
+        deduplication_id: &str,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
 /// The receiving side, used by the local poller (Lambda receives for us).
@@ -266,16 +357,18 @@ pub trait QueueConsumer: Send + Sync {
 pub trait EventSink: Send + Sync {
     fn publish(
         &self,
-        events: &[DomainEvent],
+        events: &[crate::events::DomainEvent],
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
-/// Where unreadable messages go so they cannot block their message group
-/// while SQS redelivers them a hundred times (the dead-letter queue).
+/// Where what can never be processed goes, so it cannot block what follows
+/// it (a dead-letter queue): unreadable join messages, unreadable stream
+/// records.
 pub trait Quarantine: Send + Sync {
     fn quarantine(
         &self,
-        delivery: &Delivery,
+        id: &str,
+        body: &str,
         reason: &str,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
@@ -297,7 +390,7 @@ impl IdSource for OsRandom {
 }
 
 /// A shared store is a store: lets one in-memory store serve several
-/// services in tests and the simulator.
+/// services in tests, the simulator and the explorer.
 impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
     fn create_session(
         &self,
@@ -313,11 +406,14 @@ impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send {
         (**self).get_session(id)
     }
-    fn discard_unfiled(
+    fn waiting_among(
         &self,
-        session: &Session,
-    ) -> impl Future<Output = Result<Discard, StoreError>> + Send {
-        (**self).discard_unfiled(session)
+        ids: &[SessionId],
+    ) -> impl Future<Output = Result<Vec<LineEntry>, StoreError>> + Send {
+        (**self).waiting_among(ids)
+    }
+    fn discard(&self, session: &Session) -> impl Future<Output = Result<Discard, StoreError>> + Send {
+        (**self).discard(session)
     }
     fn touch(
         &self,
@@ -335,13 +431,22 @@ impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<EndOutcome, StoreError>> + Send {
         (**self).end_session(id, from, ending, retain_until)
     }
+    fn record_late_completion(
+        &self,
+        id: &SessionId,
+        was: EndReason,
+        ending: &Ending,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).record_late_completion(id, was, ending)
+    }
     fn extend_stay(
         &self,
         id: &SessionId,
         from: Timestamp,
         to: Timestamp,
+        now: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        (**self).extend_stay(id, from, to)
+        (**self).extend_stay(id, from, to, now)
     }
     fn overdue_sessions(
         &self,
@@ -351,41 +456,77 @@ impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<Vec<SessionId>, StoreError>> + Send {
         (**self).overdue_sessions(bucket, now, limit)
     }
-    fn line_shard(
+    fn expire_overdue(
         &self,
         event: &EventId,
-        shard: u16,
-    ) -> impl Future<Output = Result<LineShard, StoreError>> + Send {
-        (**self).line_shard(event, shard)
-    }
-    fn line_state(
-        &self,
-        event: &EventId,
-        shard_count: u16,
-    ) -> impl Future<Output = Result<LineState, StoreError>> + Send {
-        (**self).line_state(event, shard_count)
-    }
-    fn line_entries(
-        &self,
-        event: &EventId,
-        shard: u16,
-        from_ticket: u64,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<LineEntry>, StoreError>> + Send {
-        (**self).line_entries(event, shard, from_ticket, limit)
-    }
-    fn advance_line(
-        &self,
-        plan: &LineAdvance,
+        ids: &[SessionId],
+        now: Timestamp,
         retain_until: Timestamp,
-    ) -> impl Future<Output = Result<AdvanceOutcome, StoreError>> + Send {
-        (**self).advance_line(plan, retain_until)
+    ) -> impl Future<Output = Result<Expiry, StoreError>> + Send {
+        (**self).expire_overdue(event, ids, now, retain_until)
     }
     fn event_counters(
         &self,
         event: &EventId,
+        shard_count: u16,
     ) -> impl Future<Output = Result<EventCounters, StoreError>> + Send {
-        (**self).event_counters(event)
+        (**self).event_counters(event, shard_count)
+    }
+    fn register_event(
+        &self,
+        event: &EventId,
+        default_capacity: u32,
+        shard_count: u16,
+    ) -> impl Future<Output = Result<EventCounters, StoreError>> + Send {
+        (**self).register_event(event, default_capacity, shard_count)
+    }
+    fn list_event(&self, event: &EventId) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).list_event(event)
+    }
+    fn events(&self) -> impl Future<Output = Result<Vec<EventId>, StoreError>> + Send {
+        (**self).events()
+    }
+    fn line_front(
+        &self,
+        event: &EventId,
+        shard: u16,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<LineEntry>, StoreError>> + Send {
+        (**self).line_front(event, shard, limit)
+    }
+    fn shard_head(
+        &self,
+        event: &EventId,
+        shard: u16,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        (**self).shard_head(event, shard)
+    }
+    fn ticket_counters(
+        &self,
+        event: &EventId,
+        shards: &[u16],
+    ) -> impl Future<Output = Result<Vec<TicketCounter>, StoreError>> + Send {
+        (**self).ticket_counters(event, shards)
+    }
+    fn number_sessions(
+        &self,
+        plan: &NumberingPlan,
+    ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send {
+        (**self).number_sessions(plan)
+    }
+    fn admit(
+        &self,
+        plan: &AdmissionPlan,
+        retain_until: Timestamp,
+    ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send {
+        (**self).admit(plan, retain_until)
+    }
+    fn update_backlog(
+        &self,
+        event: &EventId,
+        change: BacklogChange,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).update_backlog(event, change)
     }
     fn set_capacity(
         &self,
@@ -399,5 +540,15 @@ impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
 impl<T: JoinQueue> JoinQueue for std::sync::Arc<T> {
     fn send(&self, ticket: &JoinTicket) -> impl Future<Output = Result<(), QueueError>> + Send {
         (**self).send(ticket)
+    }
+}
+
+impl<T: WakeQueue> WakeQueue for std::sync::Arc<T> {
+    fn wake(
+        &self,
+        event: &EventId,
+        deduplication_id: &str,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send {
+        (**self).wake(event, deduplication_id)
     }
 }

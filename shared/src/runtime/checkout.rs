@@ -13,18 +13,6 @@ use crate::service::checkout::CheckoutOutcomes;
 
 use super::Backoff;
 
-pub fn deliveries_of(event: SqsEvent) -> Vec<Delivery> {
-    event
-        .records
-        .into_iter()
-        .map(|m| Delivery {
-            message_id: m.message_id.unwrap_or_default(),
-            receipt_handle: m.receipt_handle.unwrap_or_default(),
-            body: m.body.unwrap_or_default(),
-        })
-        .collect()
-}
-
 pub async fn handle_lambda_event<S: SessionStore>(
     outcomes: &CheckoutOutcomes<S>,
     event: Value,
@@ -32,7 +20,7 @@ pub async fn handle_lambda_event<S: SessionStore>(
     let event: SqsEvent = serde_json::from_value(event)
         .map_err(|e| ServiceError::Internal(format!("bad SQS event: {e}")))?;
     let mut response = SqsBatchResponse::default();
-    for id in outcomes.handle_batch(&deliveries_of(event)).await {
+    for id in outcomes.handle_batch(&super::deliveries_of(event)?).await {
         response.add_failure(id);
     }
     serde_json::to_value(response).map_err(|e| ServiceError::Internal(e.to_string()))

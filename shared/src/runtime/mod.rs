@@ -9,7 +9,31 @@ pub mod sweeper;
 
 use std::time::Duration;
 
+use aws_lambda_events::sqs::SqsEvent;
 use tokio::sync::watch;
+
+use crate::ports::Delivery;
+use crate::service::ServiceError;
+
+/// The messages of an SQS event. Lambda always sends an id and a receipt
+/// handle; a message without them could not be reported or deleted, so it
+/// makes the whole event an error rather than a message nobody can name.
+pub fn deliveries_of(event: SqsEvent) -> Result<Vec<Delivery>, ServiceError> {
+    event
+        .records
+        .into_iter()
+        .map(|m| match (m.message_id, m.receipt_handle) {
+            (Some(message_id), Some(receipt_handle)) => Ok(Delivery {
+                message_id,
+                receipt_handle,
+                body: m.body.unwrap_or_default(),
+            }),
+            _ => Err(ServiceError::Internal(
+                "an SQS message without an id or receipt handle".into(),
+            )),
+        })
+        .collect()
+}
 
 /// Ctrl-C or SIGTERM, observed by any number of loops.
 #[derive(Clone)]

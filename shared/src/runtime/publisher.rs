@@ -3,52 +3,56 @@
 
 use std::future::Future;
 
+use aws_lambda_events::dynamodb::Event as StreamEvent;
 use serde_json::Value;
 
-use crate::adapters::streams::{ItemChange, TableStreamReader, changes_in_lambda_event};
-use crate::ports::EventSink;
+use crate::adapters::streams::{TableStreamReader, records_in_lambda_event};
+use crate::domain::StreamRecord;
+use crate::ports::{EventSink, Quarantine};
 use crate::service::ServiceError;
 use crate::service::publisher::Publisher;
 
+use super::granter::stream_response;
 use super::{Backoff, STREAM_POLL};
 
-/// A failed batch is an error, so Lambda retries it (events keep their ids).
-pub async fn handle_lambda_event<K: EventSink>(
-    publisher: &Publisher<K>,
-    event: &Value,
+/// Records that could not be published are reported, so Lambda retries
+/// from the first of them (events keep their ids); the rest are done.
+pub async fn handle_lambda_event<K: EventSink, Q: Quarantine>(
+    publisher: &Publisher<K, Q>,
+    event: Value,
 ) -> Result<Value, ServiceError> {
-    let events = publisher.publish(&changes_in_lambda_event(event)).await?;
-    Ok(serde_json::json!({"published": events.len()}))
+    let event: StreamEvent = serde_json::from_value(event)
+        .map_err(|e| ServiceError::Internal(format!("not a DynamoDB stream event: {e}")))?;
+    let report = publisher.publish(&records_in_lambda_event(&event)).await;
+    serde_json::to_value(stream_response(report.failed))
+        .map_err(|e| ServiceError::Internal(e.to_string()))
 }
 
-/// The local loop. Changes stay pending until published, so an outage
+/// The local loop. Records stay pending until published, so an outage
 /// delays events but loses none.
-pub async fn poll_table_stream<K: EventSink>(
-    publisher: &Publisher<K>,
+pub async fn poll_table_stream<K: EventSink, Q: Quarantine>(
+    publisher: &Publisher<K, Q>,
     stream: &mut TableStreamReader,
     shutdown: impl Future<Output = ()>,
 ) {
     let work = async {
         let mut backoff = Backoff::default();
-        let mut pending: Vec<ItemChange> = Vec::new();
+        let mut pending: Vec<StreamRecord> = Vec::new();
         loop {
-            let pause = match stream.next_changes().await {
+            let pause = match stream.next_records().await {
                 Err(err) => {
                     tracing::warn!(error = %err, "reading the table stream failed");
                     backoff.failed()
                 }
-                Ok(changes) => {
-                    pending.extend(changes);
-                    match publisher.publish(&pending).await {
-                        Ok(_) => {
-                            pending.clear();
-                            backoff.succeeded();
-                            STREAM_POLL
-                        }
-                        Err(err) => {
-                            tracing::warn!(error = %err, "publishing events failed; retrying");
-                            backoff.failed()
-                        }
+                Ok(records) => {
+                    pending.extend(records);
+                    let report = publisher.publish(&pending).await;
+                    pending.retain(|r| report.failed.contains(&r.id));
+                    if pending.is_empty() {
+                        backoff.succeeded();
+                        STREAM_POLL
+                    } else {
+                        backoff.failed()
                     }
                 }
             };

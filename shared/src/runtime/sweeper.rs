@@ -1,5 +1,5 @@
 //! The sweeper runs on an EventBridge schedule in AWS and on an interval
-//! locally; both call the same `Sweeper::sweep`.
+//! locally; both call the same `run_once`: expiry, then reconciliation.
 
 use std::future::Future;
 use std::time::Duration;
@@ -8,43 +8,63 @@ use serde_json::Value;
 
 use crate::ports::SessionStore;
 use crate::service::ServiceError;
-use crate::service::sweeper::Sweeper;
+use crate::service::sweeper::{ReconcileReport, Reconciler, SweepReport, Sweeper};
+
+/// One scheduled run: expire overdue stays, then reconcile every event.
+pub async fn run_once<S: SessionStore>(
+    sweeper: &Sweeper<S>,
+    reconciler: &Reconciler<S>,
+) -> Result<(SweepReport, ReconcileReport), ServiceError> {
+    let swept = sweeper.sweep().await;
+    let reconciled = reconciler.reconcile().await?;
+    // `reconciled` and `repaired` are the log fields a metric filter (and
+    // later an embedded metric) counts: a healthy system repairs nothing.
+    tracing::info!(
+        expired = swept.expired,
+        skipped = swept.skipped,
+        failed = swept.failed,
+        reconciled = reconciled.events,
+        repaired = reconciled.repaired,
+        armed = reconciled.armed,
+        cleared = reconciled.cleared,
+        reconcile_failed = reconciled.failed,
+        "swept"
+    );
+    Ok((swept, reconciled))
+}
 
 /// The Lambda entry point (the scheduled event's content does not matter).
 /// A run with failures reports an error so it shows in the function's alarms.
 pub async fn handle_lambda_event<S: SessionStore>(
     sweeper: &Sweeper<S>,
+    reconciler: &Reconciler<S>,
 ) -> Result<Value, ServiceError> {
-    let report = sweeper.sweep().await?;
-    tracing::info!(
-        expired = report.expired,
-        skipped = report.skipped,
-        failed = report.failed,
-        "swept"
-    );
-    if report.failed > 0 {
+    let (swept, reconciled) = run_once(sweeper, reconciler).await?;
+    if swept.failed + reconciled.failed > 0 {
         return Err(ServiceError::Unavailable(format!(
-            "{} sessions could not be expired",
-            report.failed
+            "{} sessions and {} events could not be handled; the next run retries",
+            swept.failed, reconciled.failed
         )));
     }
-    Ok(serde_json::json!({"expired": report.expired, "skipped": report.skipped}))
+    Ok(serde_json::json!({
+        "expired": swept.expired,
+        "skipped": swept.skipped,
+        "reconciled": reconciled.events,
+        "repaired": reconciled.repaired,
+    }))
 }
 
-/// The local loop: a sweep every `interval` until `shutdown`.
+/// The local loop: a run every `interval` until `shutdown`.
 pub async fn run_every<S: SessionStore>(
     sweeper: &Sweeper<S>,
+    reconciler: &Reconciler<S>,
     interval: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
     let work = async {
         loop {
-            match sweeper.sweep().await {
-                Ok(report) if report.expired > 0 => {
-                    tracing::info!(expired = report.expired, "swept")
-                }
-                Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, "sweep failed; the next one retries"),
+            if let Err(err) = run_once(sweeper, reconciler).await {
+                tracing::warn!(error = %err, "sweep failed; the next one retries");
             }
             tokio::time::sleep(interval).await;
         }

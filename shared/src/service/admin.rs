@@ -13,11 +13,14 @@ use super::ServiceError;
 pub struct EventReport {
     pub event_id: String,
     pub capacity: u32,
-    /// `"set"` by an operator, or `"default"` from configuration.
+    /// `"stored"` on the event (set by an operator, or the default stored
+    /// when the event was first used), or `"default"` for an event nobody
+    /// has used yet.
     pub capacity_source: &'static str,
     pub active: u64,
     pub free: u64,
-    /// In line (filed by the granter), not yet admitted.
+    /// Numbered and not yet passed, minus those who left: an estimate (a
+    /// join is counted once the granter numbers it).
     pub waiting: u64,
     pub admitted: u64,
     /// Left, by choice: while active plus while waiting.
@@ -27,6 +30,8 @@ pub struct EventReport {
     pub abandoned_while_waiting: u64,
     pub completed: u64,
     pub failed: u64,
+    /// The backlog hint: whether a freed slot wakes the granter.
+    pub backlog_armed: bool,
 }
 
 pub async fn event_report<S: SessionStore>(
@@ -35,26 +40,30 @@ pub async fn event_report<S: SessionStore>(
     line_shards: u16,
     default_capacity: u32,
 ) -> Result<EventReport, ServiceError> {
-    let state = store.line_state(event, line_shards).await?;
-    let counters = &state.counters;
-    let left_while_waiting: u64 = state.shards.iter().map(|s| s.left_waiting).sum();
+    let counters = store.event_counters(event, line_shards).await?;
+    let shards: Vec<u16> = (0..line_shards.max(1)).collect();
+    let tickets = store.ticket_counters(event, &shards).await?;
+    let numbered: u64 = tickets.iter().map(|t| t.next_ticket).sum();
+    let left_while_waiting: u64 = tickets.iter().map(|t| t.left_waiting).sum();
+    let passed_or_gone = counters.admitted + counters.abandoned + left_while_waiting;
     Ok(EventReport {
         event_id: event.to_string(),
         capacity: counters.effective_capacity(default_capacity),
         capacity_source: if counters.capacity.is_some() {
-            "set"
+            "stored"
         } else {
             "default"
         },
         active: counters.active,
         free: counters.free_slots(default_capacity),
-        waiting: state.waiting(),
+        waiting: numbered.saturating_sub(passed_or_gone),
         admitted: counters.admitted,
         left: counters.left + left_while_waiting,
         left_while_waiting,
         expired: counters.expired,
-        abandoned_while_waiting: state.shards.iter().map(|s| s.abandoned).sum(),
+        abandoned_while_waiting: counters.abandoned,
         completed: counters.completed,
         failed: counters.failed,
+        backlog_armed: counters.backlog.armed,
     })
 }

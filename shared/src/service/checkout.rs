@@ -1,10 +1,11 @@
 //! Checkout outcomes from the protected flow: each ends an admitted session
 //! as `COMPLETED`, `FAILED` or `EXPIRED` and gives its slot back. Duplicates
-//! and outcomes arriving after another one are acknowledged without effect.
+//! and outcomes arriving after another one are acknowledged without effect;
+//! a completed purchase reported after the stay ran out is recorded.
 
 use serde::Deserialize;
 
-use crate::domain::{EndReason, Ending, EventId, SessionId, UserId};
+use crate::domain::{EndReason, Ending, EventId, Session, SessionId, UserId};
 use crate::ports::{Delivery, SessionStore};
 
 use super::ServiceError;
@@ -30,6 +31,10 @@ struct OutcomeMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutcomeResult {
     Applied,
+    /// A purchase completed after the session had expired or been left:
+    /// recorded (the session is `COMPLETED`, an event says so); the slot had
+    /// gone back already and does not move.
+    AppliedLate,
     /// The session had ended already (a duplicate, or a later outcome).
     AlreadyEnded,
     /// Can never apply (malformed, unknown session, not admitted): it goes
@@ -96,7 +101,7 @@ impl<S: SessionStore> CheckoutOutcomes<S> {
         };
         match self.commands.end(&session, &ending, EndsWhen::Active).await {
             Ok(LeaveOutcome::Left) => OutcomeResult::Applied,
-            Ok(LeaveOutcome::AlreadyEnded(_)) => OutcomeResult::AlreadyEnded,
+            Ok(LeaveOutcome::AlreadyEnded(ended)) => self.late(&ended, &ending).await,
             Err(ServiceError::SessionNotFound) => {
                 OutcomeResult::Rejected(format!("no session {session}"))
             }
@@ -108,12 +113,41 @@ impl<S: SessionStore> CheckoutOutcomes<S> {
         }
     }
 
+    /// An outcome for a session that had ended already. Only a completed
+    /// purchase of an admitted session that ended otherwise than by an
+    /// outcome (its stay ran out, the user left) changes anything: the
+    /// purchase happened, so the record must say so. Every other late or
+    /// repeated outcome is acknowledged and changes nothing.
+    async fn late(&self, ended: &Session, ending: &Ending) -> OutcomeResult {
+        let was = ended.ending.as_ref().map(|e| e.reason);
+        let recordable = ending.reason == EndReason::CheckoutCompleted
+            && ended.admission.is_some()
+            && matches!(was, Some(EndReason::Expired | EndReason::UserLeft));
+        let Some(was) = was.filter(|_| recordable) else {
+            return OutcomeResult::AlreadyEnded;
+        };
+        match self
+            .commands
+            .store
+            .record_late_completion(&ended.id, was, ending)
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(session = %ended.id, was = was.as_str(), "purchase completed after the session ended; recorded");
+                OutcomeResult::AppliedLate
+            }
+            // Recorded by a duplicate meanwhile.
+            Ok(false) => OutcomeResult::AlreadyEnded,
+            Err(err) => OutcomeResult::Retry(err.into()),
+        }
+    }
+
     /// Apply a batch; returns the ids of messages to hand back to the queue.
     pub async fn handle_batch(&self, deliveries: &[Delivery]) -> Vec<String> {
         let mut failed = Vec::new();
         for delivery in deliveries {
             match self.apply(&delivery.body).await {
-                OutcomeResult::Applied | OutcomeResult::AlreadyEnded => {}
+                OutcomeResult::Applied | OutcomeResult::AppliedLate | OutcomeResult::AlreadyEnded => {}
                 OutcomeResult::Rejected(problem) => {
                     tracing::error!(message_id = %delivery.message_id, %problem, "checkout outcome refused; it will reach the dead-letter queue");
                     failed.push(delivery.message_id.clone());

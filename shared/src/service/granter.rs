@@ -1,31 +1,29 @@
-//! The granter: files join messages into their event's line and admits from
-//! the front while the event has free slots.
+//! The granter: admits from the front of an event's line while the event has
+//! free slots, and numbers new joins so their users can see their position.
 //!
-//! Every message received is finished in the same batch — admitted, filed in
-//! the line, or skipped — and then deleted. A message is never left in the
-//! queue because its event is full: that would count towards the dead-letter
-//! queue's `maxReceiveCount` for nothing but waiting (contract invariant 5)
-//! and block the event's message group. The line itself lives in DynamoDB;
-//! see docs/decisions/0004-line-and-shards.md.
+//! A session is in line from the moment its join is written
+//! (docs/decisions/0017-join-takes-the-place.md); the granter decides only
+//! *when* the people at the front get in, never who is at the front. It is
+//! woken from three sides, any of which suffices: join messages (SQS FIFO),
+//! the table stream (a join written, a slot freed, capacity changed), and
+//! the periodic reconciliation. Every message received is finished in the
+//! same batch; a message is never left in the queue because its event is
+//! full (that would count towards the dead-letter queue for nothing but
+//! waiting).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::domain::admission::{
-    AdmissionPolicy, Arrival, KnownEntries, LineAdvance, SessionChangeKind, new_arrivals,
-    plan_line_advance,
+    AdmissionPlan, AdmissionPolicy, BacklogChange, plan_admissions, plan_numbering,
 };
 use crate::domain::{
-    Clock, EventCounters, EventId, LineEntry, LineState, SessionId, SessionStatus, Timestamp,
+    Clock, EventCounters, EventId, LineEntry, SessionId, ShardView, TicketCounter, Timestamp,
 };
-use crate::ports::{AdvanceOutcome, Delivery, JoinTicket, SessionStore};
+use crate::ports::{Delivery, JoinQueueMessage, SessionStore, StoreError, WriteOutcome};
 
 use super::ServiceError;
-
-/// How long to wait for the line index to show freshly filed sessions
-/// before looking again (it is eventually consistent).
-const INDEX_CATCH_UP: Duration = Duration::from_millis(50);
 
 pub struct Granter<S> {
     pub store: S,
@@ -33,80 +31,100 @@ pub struct Granter<S> {
     pub policy: AdmissionPolicy,
     pub line_shards: u16,
     pub ended_retention: Duration,
-    /// What this instance last wrote of each line, to skip re-reading it.
-    pub cache: LineCache,
+    /// What this instance last read of each line, to serve freed slots
+    /// without reading the fronts again.
+    pub fronts: FrontCache,
 }
 
-/// What became of one batch of join messages.
+/// What became of one batch of join queue messages.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BatchReport {
     /// Finished: delete them.
     pub handled: Vec<String>,
     /// Not finished because a dependency failed: leave them for redelivery.
     pub failed: Vec<String>,
-    /// Bodies no join could have produced: retrying cannot help, so they go
+    /// Bodies nothing could have produced: retrying cannot help, so they go
     /// to the dead-letter queue for a human to look at.
     pub unreadable: Vec<Delivery>,
     pub admitted: u64,
 }
 
-/// What one line advance did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// What one advance of a line did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct AdvanceReport {
-    pub filed: u64,
     pub admitted: u64,
+    /// Waiting users skipped and expired for not polling.
     pub abandoned: u64,
-    /// Messages of sessions that were filed already, ended, or gone.
-    pub skipped: Vec<SessionId>,
+    /// The backlog hint was armed (someone waits behind a full event).
+    pub armed: bool,
 }
 
-fn parse_ticket(body: &str) -> Option<Arrival> {
-    let ticket: JoinTicket = serde_json::from_str(body).ok()?;
-    let session_id = SessionId::parse(&ticket.session_id).ok()?;
-    if session_id.event_id().as_str() != ticket.event_id {
-        return None;
+impl AdvanceReport {
+    pub fn did_anything(&self) -> bool {
+        self.admitted > 0 || self.abandoned > 0 || self.armed
     }
-    Some(Arrival {
-        session_id,
-        shard: ticket.shard,
-        joined_at: Timestamp::from_millis(ticket.joined_at),
-    })
 }
+
+/// Why and how a line is advanced.
+#[derive(Debug, Clone, Default)]
+pub struct Wake {
+    /// Counters just seen (a stream record's new image), fresher than a read.
+    pub counters: Option<EventCounters>,
+    /// Waiting sessions heard of directly, that the line index may not show
+    /// yet (just joined).
+    pub known: Vec<LineEntry>,
+    /// The fronts this instance read before may serve (a freed slot).
+    pub use_cache: bool,
+}
+
+/// Line entries read per shard: a page serves many freed slots.
+const FRONT_READ: usize = 100;
+/// A cached front older than this is read again.
+const FRONT_CACHE_AGE: Duration = Duration::from_secs(30);
+/// Setbacks (lost writes, stale fronts) before a wake-up is given back to
+/// whatever carries it (the queue, the stream) to be retried.
+const SETBACKS_ALLOWED: usize = 16;
+/// How long to wait for the line index to show a session heard of directly.
+const INDEX_CATCH_UP: Duration = Duration::from_millis(50);
 
 impl<S: SessionStore> Granter<S> {
-    /// Handle a batch of join messages (from a Lambda event or a receive).
+    /// Handle a batch of join queue messages (from a Lambda event or a
+    /// receive): number the joins, then advance each event once. Events are
+    /// independent: one failing gives back its own messages only.
     pub async fn handle_deliveries(&self, deliveries: &[Delivery]) -> BatchReport {
         let mut report = BatchReport::default();
-        let mut by_event: BTreeMap<EventId, Vec<(&Delivery, Arrival)>> = BTreeMap::new();
+        let mut by_event: BTreeMap<EventId, (Vec<&Delivery>, Vec<LineEntry>)> = BTreeMap::new();
         for delivery in deliveries {
-            match parse_ticket(&delivery.body) {
-                Some(arrival) => by_event
-                    .entry(arrival.session_id.event_id())
-                    .or_default()
-                    .push((delivery, arrival)),
+            match read_message(&delivery.body) {
+                Some((event, arrival)) => {
+                    let (messages, arrivals) = by_event.entry(event).or_default();
+                    messages.push(delivery);
+                    arrivals.extend(arrival);
+                }
                 None => {
-                    tracing::error!(message_id = %delivery.message_id, "unreadable join message");
+                    tracing::error!(message_id = %delivery.message_id, "unreadable join queue message");
                     report.unreadable.push(delivery.clone());
                 }
             }
         }
-        let outcomes =
-            futures::future::join_all(by_event.into_iter().map(|(event, messages)| async move {
-                let arrivals = messages.iter().map(|(_, a)| a.clone()).collect();
-                let outcome = self.advance(&event, arrivals).await;
+        let outcomes = futures::future::join_all(by_event.into_iter().map(
+            |(event, (messages, arrivals))| async move {
+                let outcome = self.handle_event(&event, arrivals).await;
                 (event, messages, outcome)
-            }))
-            .await;
+            },
+        ))
+        .await;
         for (event, messages, outcome) in outcomes {
-            let ids = messages.iter().map(|(d, _)| d.message_id.clone());
+            let ids = messages.iter().map(|d| d.message_id.clone());
             match outcome {
                 Ok(advance) => {
                     report.admitted += advance.admitted;
                     report.handled.extend(ids);
                 }
                 Err(err) => {
-                    // The whole event's messages come back: with FIFO order
-                    // nothing after a failed message may be finished first.
+                    // The event's messages come back after the visibility
+                    // timeout; its users keep their places meanwhile, and
+                    // the other wake-ups (stream, reconciliation) go on.
                     tracing::warn!(event = %event, error = %err, "join messages not handled; they will be redelivered");
                     report.failed.extend(ids);
                 }
@@ -115,334 +133,421 @@ impl<S: SessionStore> Granter<S> {
         report
     }
 
-    /// File `arrivals` (join messages of `event`, in queue order) and admit
-    /// from the front of the line while slots are free. With no arrivals this
-    /// is what a freed slot triggers.
-    pub async fn advance(
+    async fn handle_event(
         &self,
         event: &EventId,
-        arrivals: Vec<Arrival>,
+        arrivals: Vec<LineEntry>,
     ) -> Result<AdvanceReport, ServiceError> {
-        self.advance_with(event, arrivals, None).await
+        let counters = self.counters(event).await?;
+        let known = self.number(event, &counters, arrivals).await?;
+        self.advance(
+            event,
+            Wake {
+                counters: Some(counters),
+                known,
+                use_cache: false,
+            },
+        )
+        .await
     }
 
-    /// As `advance`, starting from counters the caller has just seen (the
-    /// new image of a stream record), fresher than the cached ones.
-    pub async fn advance_with(
+    /// The event's counters, with the default capacity stored on first use.
+    async fn counters(&self, event: &EventId) -> Result<EventCounters, ServiceError> {
+        let counters = self.store.event_counters(event, self.line_shards).await?;
+        self.registered(event, counters).await
+    }
+
+    async fn registered(
         &self,
         event: &EventId,
-        mut arrivals: Vec<Arrival>,
-        fresh_counters: Option<EventCounters>,
-    ) -> Result<AdvanceReport, ServiceError> {
-        let mut report = AdvanceReport::default();
-        let mut cached = self.cache.take(event);
-        let mut fresh_counters = fresh_counters;
-        // Only setbacks (a lost write, a lagging index) count against the
-        // budget: a write that applied is progress, and the granter that
-        // wrote last must go on until the line is settled (see below).
-        let mut setbacks = 0;
-        let mut lost_last_write = false;
-        // A wake-up (no arrivals) must not end quietly with a slot unused: it
-        // fails instead, and the stream (or the local poller) retries it.
-        let woken = arrivals.is_empty();
-        while setbacks < SETBACKS_ALLOWED {
-            // Counters must be fresh (a stale `active` would leave free slots
-            // unused); shards and fronts may come from the cache, as every
-            // write is conditioned on them.
-            let (state, fronts, from_cache) = match (fresh_counters.take(), cached.take()) {
-                (Some(counters), Some(line)) => (
-                    LineState {
-                        counters,
-                        ..line.state
-                    },
-                    line.fronts,
-                    true,
-                ),
-                (_, line) => {
-                    let state = self.store.line_state(event, self.line_shards).await?;
-                    let from_cache = line.is_some();
-                    (
-                        state,
-                        line.map(|l| l.fronts).unwrap_or_default(),
-                        from_cache,
-                    )
-                }
-            };
-            let mut state = state;
-            let (known, moved_under_us) = self.read_fronts(&mut state, fronts).await?;
-            // Arrivals the line already shows are filed (a redelivery): done.
-            arrivals = new_arrivals(&arrivals, &known);
-            let now = self.clock.now();
-            // Losing to other granters again and again means they are
-            // admitting (progress); file the arrivals without admitting, so
-            // their messages are finished instead of waiting for redelivery.
-            let file_only = setbacks >= FILE_ONLY_AFTER && !arrivals.is_empty();
-            let policy = if file_only {
-                &self.filing_policy()
-            } else {
-                &self.policy
-            };
-            let plan = plan_line_advance(&state, &arrivals, &known, policy, now);
-            if plan.is_empty() && !plan.unfinished {
-                self.cache.put(
-                    event,
-                    CachedLine {
-                        state,
-                        fronts: known.by_shard,
-                    },
-                );
-                return Ok(report);
+        counters: EventCounters,
+    ) -> Result<EventCounters, ServiceError> {
+        if counters.capacity.is_some() {
+            return Ok(counters);
+        }
+        Ok(self
+            .store
+            .register_event(event, self.policy.default_capacity, self.line_shards)
+            .await?)
+    }
+
+    /// Give `arrivals` (join messages, in queue order per shard) their
+    /// tickets. Returns every arrival, with the tickets given now: all may
+    /// be waiting still and the line index may not show them yet. (A
+    /// redelivered message of a session admitted meanwhile costs one
+    /// rejected write later; an arrival numbered before keeps no ticket here,
+    /// which only leaves its shard's head where it is.)
+    async fn number(
+        &self,
+        event: &EventId,
+        counters: &EventCounters,
+        arrivals: Vec<LineEntry>,
+    ) -> Result<Vec<LineEntry>, ServiceError> {
+        let mut by_shard: BTreeMap<u16, Vec<LineEntry>> = BTreeMap::new();
+        let mut seen: BTreeSet<SessionId> = BTreeSet::new();
+        for arrival in arrivals {
+            if seen.insert(arrival.session_id.clone()) {
+                by_shard.entry(arrival.shard).or_default().push(arrival);
             }
-            if plan.is_empty() && from_cache {
-                // Other granters moved the line since it was cached: read
-                // it all again before suspecting the index.
+        }
+        let mut all = Vec::new();
+        for (shard, mut pending) in by_shard {
+            let mut setbacks = 0;
+            while !pending.is_empty() {
+                if setbacks >= SETBACKS_ALLOWED {
+                    return Err(ServiceError::Contention);
+                }
+                let counter = self
+                    .store
+                    .ticket_counters(event, &[shard])
+                    .await?
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| TicketCounter::empty(shard));
+                let ids: Vec<SessionId> = pending.iter().map(|a| a.session_id.clone()).collect();
+                let plan = plan_numbering(
+                    event,
+                    &counter,
+                    &ids,
+                    counters.head(shard),
+                    self.line_shards,
+                );
+                match self.store.number_sessions(&plan).await {
+                    Ok(WriteOutcome::Applied) => {
+                        for (mut arrival, ticket) in pending.drain(..).zip(&plan.tickets) {
+                            arrival.ticket = Some(ticket.ticket);
+                            all.push(arrival);
+                        }
+                    }
+                    Ok(WriteOutcome::Conflict { rejected }) => {
+                        // Numbered before (a redelivery) or gone (undone):
+                        // nothing to number for those.
+                        setbacks += 1;
+                        let (skipped, rest): (Vec<LineEntry>, Vec<LineEntry>) = pending
+                            .into_iter()
+                            .partition(|a| rejected.contains(&a.session_id));
+                        all.extend(skipped);
+                        pending = rest;
+                    }
+                    Err(StoreError::Contention(_)) => {
+                        setbacks += 1;
+                        tokio::time::sleep(contention_pause(setbacks, shard.into())).await;
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
+        }
+        Ok(all)
+    }
+
+    /// Admit from the front of the line while slots are free, skipping the
+    /// abandoned; behind a full event, make sure the next freed slot wakes a
+    /// granter. A wake-up that cannot finish fails, so that whatever
+    /// carries it retries it: no freed slot is forgotten.
+    pub async fn advance(&self, event: &EventId, wake: Wake) -> Result<AdvanceReport, ServiceError> {
+        let mut report = AdvanceReport::default();
+        let mut counters = match wake.counters {
+            Some(counters) => self.registered(event, counters).await?,
+            None => self.counters(event).await?,
+        };
+        let mut known = wake.known;
+        let mut use_cache = wake.use_cache;
+        let mut setbacks = 0;
+        loop {
+            if setbacks >= SETBACKS_ALLOWED {
+                tracing::warn!(event = %event, "line advance gave up after repeated setbacks; it will be retried");
+                return Err(ServiceError::Contention);
+            }
+            if counters.free_slots(self.policy.default_capacity) == 0 {
+                if known.is_empty() || counters.backlog.is_firm() {
+                    return Ok(report);
+                }
+                if self
+                    .store
+                    .update_backlog(event, BacklogChange::arm(&counters))
+                    .await?
+                {
+                    report.armed = true;
+                    return Ok(report);
+                }
+                // A slot was freed (or capacity changed) since the read: the
+                // exit may have woken nobody, so look again.
+                setbacks += 1;
+                counters = self.counters(event).await?;
                 continue;
             }
-            if plan.is_empty() && moved_under_us && !woken {
-                // Other granters are admitting from this line right now, and
-                // our arrivals are in line (a plan files every arrival it
-                // does not see there): the batch is done.
-                return Ok(report);
-            }
+            let free = counters.free_slots(self.policy.default_capacity);
+            let views = self.views(event, free, use_cache).await?;
+            let now = self.clock.now();
+            let plan = plan_admissions(event, &counters, &views, &known, &self.policy, now);
             if plan.is_empty() {
+                if !plan.unfinished {
+                    return Ok(report);
+                }
+                // Someone may be waiting whom the reads could not place yet
+                // (a front read in part, a join newer than a read).
                 setbacks += 1;
-                lost_last_write = moved_under_us;
-                if !moved_under_us {
+                if use_cache {
+                    use_cache = false;
+                } else {
                     tokio::time::sleep(INDEX_CATCH_UP).await;
                 }
                 continue;
             }
+            if self.number_before_admitting(event, &counters, &plan, &mut known).await? {
+                // They have tickets now: plan again, so the heads move past
+                // them and the people behind see the right position.
+                setbacks += 1;
+                use_cache = true;
+                continue;
+            }
             let retain_until = now.plus(self.ended_retention);
-            match self.store.advance_line(&plan, retain_until).await? {
-                AdvanceOutcome::Applied => {
-                    lost_last_write = false;
-                    record(&mut report, &plan, arrivals.len());
-                    let after = CachedLine::after(state, &plan, known, &arrivals);
-                    arrivals.clear();
+            match self.store.admit(&plan, retain_until).await {
+                Ok(WriteOutcome::Applied) => {
+                    record(&mut report, &plan);
+                    self.fronts.passed(event, &plan);
+                    known.retain(|k| !passed(&plan, &k.session_id));
+                    counters = plan.counters_after(&counters);
                     if !plan.unfinished {
-                        self.cache.put(event, after);
                         return Ok(report);
                     }
-                    fresh_counters = Some(after.state.counters.clone());
-                    cached = Some(after);
+                    // More to do than one write takes, or a front to read
+                    // further: go on from what this write left.
+                    use_cache = true;
                 }
-                AdvanceOutcome::Conflict { rejected } => {
-                    tracing::debug!(event = %event, ?rejected, "line advance conflicted; reading the line again");
+                Ok(WriteOutcome::Conflict { rejected }) => {
                     setbacks += 1;
-                    lost_last_write = true;
-                    if rejected.is_empty() {
-                        // Another granter wrote the same line or counters:
-                        // step aside a little, differently each time, so
-                        // concurrent granters do not collide again.
-                        let salt = arrivals.first().map_or_else(
-                            || event.as_str().len() as u64,
-                            |a| a.session_id.stable_hash(),
-                        );
-                        tokio::time::sleep(contention_pause(setbacks, salt)).await;
+                    if !rejected.is_empty() {
+                        // Admitted by another granter, left, or polled again:
+                        // the fronts read were stale.
+                        tracing::debug!(event = %event, ?rejected, "front entries no longer waiting");
+                        self.fronts.forget(event, &rejected);
+                        known.retain(|k| !rejected.contains(&k.session_id));
+                    } else {
+                        // Another granter admitted, or a slot freed, since the
+                        // read: step aside a little, differently each time.
+                        tokio::time::sleep(contention_pause(setbacks, counters.admitted)).await;
                     }
-                    // Rejected arrivals were filed before (a redelivery), have
-                    // ended, or are gone: their messages are finished as is.
-                    arrivals.retain(|a| !rejected.contains(&a.session_id));
-                    report.skipped.extend(rejected);
+                    counters = self.counters(event).await?;
                 }
+                Err(StoreError::Contention(_)) => {
+                    setbacks += 1;
+                    tokio::time::sleep(contention_pause(setbacks, counters.admitted)).await;
+                    counters = self.counters(event).await?;
+                }
+                Err(err) => return Err(err.into()),
             }
         }
-        if arrivals.is_empty() && lost_last_write && !woken {
-            // Everyone is filed and another granter's write beat ours. The
-            // granter that writes last never stops on a lost write, so it
-            // goes on admitting until the line is settled: nothing is left
-            // for us to do, and our messages are finished.
-            tracing::info!(event = %event, "line contended; filed, admissions left to the granter that won");
-            return Ok(report);
-        }
-        Err(ServiceError::Contention)
     }
 
-    /// The policy of a write that only files: no admissions, no expiries.
-    fn filing_policy(&self) -> AdmissionPolicy {
-        AdmissionPolicy {
-            max_changes_per_write: 0,
-            ..self.policy.clone()
-        }
-    }
-
-    /// The front of each shard that has people waiting, enough of it to fill
-    /// the free slots (and skip those who left), from the cache when it
-    /// starts at the head and is long enough. Nothing is read when the event
-    /// is full.
-    async fn read_fronts(
+    /// A session is admitted with a ticket, so that its shard's head moves
+    /// past it. Those the plan would admit without one (joins the stream or
+    /// the line index showed before their join message was numbered, say
+    /// because the granter holding it crashed) are numbered first. Returns
+    /// true if any was (the plan must then be made again).
+    async fn number_before_admitting(
         &self,
-        state: &mut LineState,
-        cached: Vec<Vec<LineEntry>>,
-    ) -> Result<(KnownEntries, bool), ServiceError> {
-        let free = state.counters.free_slots(self.policy.default_capacity);
-        let mut known = KnownEntries {
-            by_shard: vec![Vec::new(); state.shards.len()],
-        };
-        let mut moved_under_us = false;
-        for index in 0..state.shards.len() {
-            let shard = &state.shards[index];
-            let front = cached.get(index).cloned().unwrap_or_default();
-            let starts_at_head = front.first().is_some_and(|e| e.ticket == shard.head_ticket);
-            let wanted = free.saturating_add(shard.ended_in_line).saturating_add(1);
-            let reaches_end = front
-                .last()
-                .is_some_and(|e| e.ticket + 1 >= shard.next_ticket);
-            let enough = starts_at_head && (front.len() as u64 >= wanted || reaches_end);
-            known.by_shard[index] = if free == 0 || !shard.has_backlog() || enough {
-                front
-            } else {
-                // Read ahead: the next freed slots are served from the cache.
-                let entries = self
-                    .store
-                    .line_entries(&state.event_id, shard.shard, shard.head_ticket, FRONT_READ)
-                    .await?;
-                moved_under_us |= self.catch_up_with_head(state, index, &entries).await?;
-                entries
-            };
-        }
-        Ok((known, moved_under_us))
-    }
-
-    /// The front read from the index starts past the head read just before:
-    /// either the index lags, or other granters admitted from this shard in
-    /// between (admitted sessions leave the index). Reading the shard again
-    /// tells which; with its newer head the front is whole again, and the
-    /// write is conditioned on the newer state. True when the head moved.
-    async fn catch_up_with_head(
-        &self,
-        state: &mut LineState,
-        index: usize,
-        entries: &[LineEntry],
+        event: &EventId,
+        counters: &EventCounters,
+        plan: &AdmissionPlan,
+        known: &mut Vec<LineEntry>,
     ) -> Result<bool, ServiceError> {
-        let shard = &state.shards[index];
-        let Some(first) = entries.first() else {
+        let unnumbered: Vec<LineEntry> = plan
+            .admitted
+            .iter()
+            .filter(|a| a.ticket.is_none())
+            .map(|a| {
+                known
+                    .iter()
+                    .find(|k| k.session_id == a.session_id)
+                    .cloned()
+                    .or_else(|| self.fronts.entry(event, &a.session_id))
+                    .unwrap_or(LineEntry {
+                        session_id: a.session_id.clone(),
+                        shard: a.shard,
+                        joined_at: plan.now,
+                        last_seen_at: plan.now,
+                        ticket: None,
+                    })
+            })
+            .collect();
+        if unnumbered.is_empty() {
             return Ok(false);
+        }
+        let ids: Vec<SessionId> = unnumbered.iter().map(|e| e.session_id.clone()).collect();
+        self.number(event, counters, unnumbered).await?;
+        // Numbered here or, meanwhile, by the join message: read what they
+        // got (and whether they still wait).
+        let current = self.store.waiting_among(&ids).await?;
+        known.retain(|k| !ids.contains(&k.session_id));
+        known.extend(current.iter().cloned());
+        self.fronts.refresh(event, &ids, &current);
+        Ok(true)
+    }
+
+    /// The front of every shard, enough of it to fill the free slots and
+    /// skip the silent; from this instance's cache when allowed and fresh.
+    async fn views(
+        &self,
+        event: &EventId,
+        free: u64,
+        use_cache: bool,
+    ) -> Result<Vec<ShardView>, ServiceError> {
+        let wanted = usize::try_from(free).unwrap_or(usize::MAX).saturating_add(1);
+        let limit = wanted.max(FRONT_READ);
+        let cached = if use_cache {
+            self.fronts.get(event)
+        } else {
+            None
         };
-        if first.ticket <= shard.head_ticket {
-            return Ok(false);
+        let now = self.clock.now();
+        let mut views = Vec::with_capacity(usize::from(self.line_shards));
+        for shard in 0..self.line_shards.max(1) {
+            let usable = cached
+                .as_ref()
+                .and_then(|c| c.get(usize::from(shard)))
+                .filter(|v| now.since(v.read_at) < FRONT_CACHE_AGE && v.entries.len() >= wanted);
+            let view = match usable {
+                // Whoever joined since the read is not in it: a cached front
+                // serves what it shows, never the claim that nobody is behind.
+                Some(view) => ShardView {
+                    complete: false,
+                    ..view.clone()
+                },
+                None => {
+                    // Stamped before the read: whoever the read misses
+                    // joined after this, or is behind the index by less than
+                    // its allowance.
+                    let read_at = self.clock.now();
+                    let entries = self.store.line_front(event, shard, limit).await?;
+                    ShardView {
+                        shard,
+                        complete: entries.len() < limit,
+                        entries,
+                        read_at,
+                    }
+                }
+            };
+            views.push(view);
         }
-        let newer = self.store.line_shard(&state.event_id, shard.shard).await?;
-        let moved = newer.head_ticket > shard.head_ticket;
-        if moved {
-            state.shards[index] = newer;
-        }
-        Ok(moved)
+        self.fronts.put(event, views.clone());
+        Ok(views)
     }
 }
 
-/// Setbacks before a granter with arrivals only files them.
-const FILE_ONLY_AFTER: usize = 3;
+/// Reads a join queue message: the event, and the join it announces (none
+/// for a wake-up). `None` for anything no part of the system sends.
+fn read_message(body: &str) -> Option<(EventId, Option<LineEntry>)> {
+    match serde_json::from_str::<JoinQueueMessage>(body).ok()? {
+        JoinQueueMessage::Joined(ticket) => {
+            let session_id = SessionId::parse(&ticket.session_id).ok()?;
+            let event = session_id.event_id();
+            if event.as_str() != ticket.event_id {
+                return None;
+            }
+            let joined_at = Timestamp::from_millis(ticket.joined_at);
+            Some((
+                event,
+                Some(LineEntry {
+                    session_id,
+                    shard: ticket.shard,
+                    joined_at,
+                    last_seen_at: joined_at,
+                    ticket: None,
+                }),
+            ))
+        }
+        JoinQueueMessage::Wake(wake) => Some((EventId::parse(&wake.wake_event_id).ok()?, None)),
+    }
+}
 
-/// Setbacks before a batch is given back to the queue. Generous: a batch
-/// given back blocks its message groups for the visibility timeout, and
-/// the users behind it would be overtaken; the backoff keeps this to a few
-/// seconds at most.
-const SETBACKS_ALLOWED: usize = 16;
+fn passed(plan: &AdmissionPlan, id: &SessionId) -> bool {
+    plan.admitted.iter().any(|a| &a.session_id == id)
+        || plan.abandoned.iter().any(|a| &a.session_id == id)
+}
+
+fn record(report: &mut AdvanceReport, plan: &AdmissionPlan) {
+    report.admitted += plan.admitted_count();
+    report.abandoned += plan.abandoned.len() as u64;
+    report.armed |= plan.arm.is_some();
+}
 
 /// Exponential backoff with jitter after the n-th setback: 5 ms, 10 ms,
 /// 20 ms… (from n = 1) times a factor in [0.5, 1.5) from `salt`, which
-/// differs between granters working on different messages.
-fn contention_pause(setbacks: usize, salt: u64) -> Duration {
+/// differs between granters working on different things.
+pub(crate) fn contention_pause(setbacks: usize, salt: u64) -> Duration {
     let exponent = setbacks.saturating_sub(1).min(6);
     let base = Duration::from_millis(5 << exponent);
     let rotation = u32::try_from(exponent).unwrap_or(0) * 7;
     let mixed = salt
+        .wrapping_add(setbacks as u64)
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
         .rotate_left(rotation);
     let jitter = 0.5 + (mixed % 1000) as f64 / 1000.0;
     base.mul_f64(jitter)
 }
 
-/// Line entries read per query: a page serves many freed slots.
-const FRONT_READ: usize = 100;
+/// Per-instance cache of line fronts, by event. Only a hint: every write is
+/// conditioned on the sessions it names, a rejection drops them, and nobody
+/// who joined after a cached read is admitted on it.
+#[derive(Debug, Default)]
+pub struct FrontCache(Mutex<HashMap<EventId, Vec<ShardView>>>);
 
-/// What a granter instance last knew of an event's line. Only a hint: every
-/// write is conditioned on it, and a conflict drops it.
-#[derive(Debug, Clone)]
-struct CachedLine {
-    state: LineState,
-    /// Per shard, the known entries from the head on.
-    fronts: Vec<Vec<LineEntry>>,
-}
+impl FrontCache {
+    fn get(&self, event: &EventId) -> Option<Vec<ShardView>> {
+        self.0.lock().ok()?.get(event).cloned()
+    }
 
-impl CachedLine {
-    /// The line as `plan` left it, had nothing else changed.
-    fn after(
-        mut state: LineState,
-        plan: &LineAdvance,
-        known: KnownEntries,
-        arrivals: &[Arrival],
-    ) -> Self {
-        let mut fronts = known.by_shard;
-        for advance in &plan.shards {
-            let Some(index) = state.shards.iter().position(|s| s.shard == advance.shard) else {
-                continue;
-            };
-            let shard = &mut state.shards[index];
-            let complete_before = fronts[index]
-                .last()
-                .map_or(shard.head_ticket, |e| e.ticket + 1)
-                >= shard.next_ticket;
-            shard.stored = true;
-            shard.next_ticket = advance.next;
-            shard.head_ticket = advance.head;
-            shard.filed_through = advance.filed_through;
-            shard.ended_in_line = shard.ended_in_line.saturating_sub(advance.passed_ended);
-            shard.abandoned += advance.abandoned;
-            let front = &mut fronts[index];
-            front.retain(|e| e.ticket >= advance.head);
-            if complete_before {
-                front.extend(filed_entries(plan, arrivals, advance.shard));
+    fn put(&self, event: &EventId, views: Vec<ShardView>) {
+        if let Ok(mut fronts) = self.0.lock() {
+            if fronts.len() > 10_000 {
+                fronts.clear();
+            }
+            fronts.insert(event.clone(), views);
+        }
+    }
+
+    fn forget(&self, event: &EventId, ids: &[SessionId]) {
+        let gone: BTreeSet<&SessionId> = ids.iter().collect();
+        if let Ok(mut fronts) = self.0.lock() {
+            for view in fronts.get_mut(event).into_iter().flatten() {
+                view.entries.retain(|e| !gone.contains(&e.session_id));
             }
         }
-        let counters = &mut state.counters;
-        counters.active += plan.admitted;
-        counters.admitted += plan.admitted;
-        counters.rate = plan.rate;
-        counters.backlog = plan.backlog_after(counters.backlog);
-        Self { state, fronts }
-    }
-}
-
-/// The arrivals this write filed in `shard`, as the line index will show them.
-fn filed_entries(plan: &LineAdvance, arrivals: &[Arrival], shard: u16) -> Vec<LineEntry> {
-    plan.sessions
-        .iter()
-        .filter(|c| c.shard == shard && c.kind == SessionChangeKind::File)
-        .filter_map(|c| {
-            let arrival = arrivals.iter().find(|a| a.session_id == c.session_id)?;
-            Some(LineEntry {
-                session_id: c.session_id.clone(),
-                ticket: c.ticket,
-                status: SessionStatus::Waiting,
-                joined_at: arrival.joined_at,
-                // Unknown here; an abandonment based on it is re-checked by
-                // the write's condition on the stored value.
-                last_seen_at: arrival.joined_at,
-            })
-        })
-        .collect()
-}
-
-/// Per-instance cache of lines, by event.
-#[derive(Debug, Default)]
-pub struct LineCache(Mutex<HashMap<EventId, CachedLine>>);
-
-impl LineCache {
-    fn take(&self, event: &EventId) -> Option<CachedLine> {
-        self.0.lock().ok()?.remove(event)
     }
 
-    fn put(&self, event: &EventId, line: CachedLine) {
-        if let Ok(mut lines) = self.0.lock() {
-            lines.insert(event.clone(), line);
+    fn entry(&self, event: &EventId, id: &SessionId) -> Option<LineEntry> {
+        let fronts = self.0.lock().ok()?;
+        fronts
+            .get(event)?
+            .iter()
+            .flat_map(|v| v.entries.iter())
+            .find(|e| &e.session_id == id)
+            .cloned()
+    }
+
+    /// Replace the entries of `ids` with `current` (dropping those no longer
+    /// waiting).
+    fn refresh(&self, event: &EventId, ids: &[SessionId], current: &[LineEntry]) {
+        if let Ok(mut fronts) = self.0.lock() {
+            for view in fronts.get_mut(event).into_iter().flatten() {
+                view.entries.retain(|e| !ids.contains(&e.session_id) || current.iter().any(|c| c.session_id == e.session_id));
+                for entry in &mut view.entries {
+                    if let Some(now) = current.iter().find(|c| c.session_id == entry.session_id) {
+                        *entry = now.clone();
+                    }
+                }
+            }
         }
     }
-}
 
-fn record(report: &mut AdvanceReport, plan: &LineAdvance, arrivals: usize) {
-    report.filed += arrivals as u64;
-    report.admitted += plan.admitted;
-    report.abandoned += plan.shards.iter().map(|s| s.abandoned).sum::<u64>();
+    fn passed(&self, event: &EventId, plan: &AdmissionPlan) {
+        let ids: Vec<SessionId> = plan
+            .admitted
+            .iter()
+            .map(|a| a.session_id.clone())
+            .chain(plan.abandoned.iter().map(|a| a.session_id.clone()))
+            .collect();
+        self.forget(event, &ids);
+    }
 }

@@ -1,9 +1,11 @@
-//! Join: store a `WAITING` session and send its join message.
+//! Join: take a place in line (store a `WAITING` session, stamped with its
+//! join time) and send its join message.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::domain::line::shard_for;
+use crate::domain::line::{JOIN_WRITE_WINDOW, shard_for};
 use crate::domain::{Clock, EventId, Session, SessionId, SessionStatus, UserId};
 use crate::ports::{Claim, Discard, IdSource, JoinQueue, JoinTicket, SessionStore};
 
@@ -34,6 +36,29 @@ pub struct JoinService<S, Q> {
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdSource>,
     pub line_shards: u16,
+    /// Events this instance has listed for the reconciliation already.
+    pub listed: ListedEvents,
+}
+
+/// Events an instance has listed (put in the event index the
+/// reconciliation walks), so each instance writes that once per event, not
+/// once per join.
+#[derive(Debug, Default)]
+pub struct ListedEvents(Mutex<HashSet<EventId>>);
+
+impl ListedEvents {
+    fn contains(&self, event: &EventId) -> bool {
+        self.0.lock().is_ok_and(|listed| listed.contains(event))
+    }
+
+    fn insert(&self, event: EventId) {
+        if let Ok(mut listed) = self.0.lock() {
+            if listed.len() > 10_000 {
+                listed.clear();
+            }
+            listed.insert(event);
+        }
+    }
 }
 
 impl<S: SessionStore, Q: JoinQueue> JoinService<S, Q> {
@@ -47,19 +72,32 @@ impl<S: SessionStore, Q: JoinQueue> JoinService<S, Q> {
         let now = self.clock.now();
         let session = Session::new_waiting(id, user, shard, now);
         let claim_ttl = now.plus(CLAIM_LIFETIME);
+        // The place is the join time: written later than the window, it
+        // would be older than anything a granter could have seen.
+        let deadline = now.plus(JOIN_WRITE_WINDOW);
 
         let mut replacing: Option<SessionId> = None;
         for _ in 0..MAX_ATTEMPTS {
-            match self
+            let left = deadline.since(self.clock.now());
+            if left.is_zero() {
+                break;
+            }
+            let write = self
                 .store
-                .create_session(&session, replacing.as_ref(), claim_ttl)
-                .await?
-            {
-                Claim::Created => return self.send_new(session).await,
+                .create_session(&session, replacing.as_ref(), claim_ttl);
+            let claim = match tokio::time::timeout(left, write).await {
+                Ok(claim) => claim?,
+                Err(_) => break,
+            };
+            match claim {
+                Claim::Created => {
+                    self.list_event(&session.event_id).await;
+                    return self.send_new(session).await;
+                }
                 Claim::Vacant => replacing = None,
                 Claim::HeldBy(holder) => match self.store.get_session(&holder).await? {
                     Some(existing) if existing.is_live() => {
-                        self.resend_if_unfiled(&existing).await?;
+                        self.resend_if_unnumbered(&existing).await?;
                         return Ok(JoinOutcome::Existing(existing));
                     }
                     // Ended (or already deleted): the claim is free to take.
@@ -67,32 +105,48 @@ impl<S: SessionStore, Q: JoinQueue> JoinService<S, Q> {
                 },
             }
         }
-        Err(ServiceError::Contention)
+        Err(ServiceError::Unavailable(
+            "the join could not be written in time; join again".into(),
+        ))
+    }
+
+    /// The first join of an event (per instance) lists it, so that the
+    /// reconciliation finds its line even if every wake-up of it were lost.
+    /// Best effort: the granter lists it too.
+    async fn list_event(&self, event: &EventId) {
+        if self.listed.contains(event) {
+            return;
+        }
+        match self.store.list_event(event).await {
+            Ok(_) => self.listed.insert(event.clone()),
+            Err(err) => tracing::warn!(event = %event, error = %err, "could not list the event; the granter will"),
+        }
     }
 
     /// Send the join message; if that fails, take the session back so the
-    /// user holds no place that would never be granted.
+    /// user is not left holding a place they were told they do not have.
     async fn send_new(&self, session: Session) -> Result<JoinOutcome, ServiceError> {
         let Err(send_error) = self.queue.send(&JoinTicket::for_session(&session)).await else {
             return Ok(JoinOutcome::Created(session));
         };
         tracing::warn!(session = %session.id, error = %send_error, "join message not sent; undoing the join");
-        match self.store.discard_unfiled(&session).await {
+        match self.store.discard(&session).await {
             Ok(Discard::Discarded) => Err(send_error.into()),
-            // The send did reach the queue (only its answer was lost).
-            Ok(Discard::AlreadyFiled) => Ok(JoinOutcome::Created(session)),
+            // The table stream woke a granter that admitted it meanwhile.
+            Ok(Discard::NoLongerWaiting) => Ok(JoinOutcome::Created(session)),
             Err(discard_error) => {
-                // The session stays unfiled: it has no place and no slot, and
-                // the user's retry finds it and sends the message again.
+                // The session stays in line: the stream and the
+                // reconciliation still admit it, and the user's retry finds
+                // it (same place) and sends the message again.
                 tracing::error!(session = %session.id, error = %discard_error, "could not undo the join");
                 Err(send_error.into())
             }
         }
     }
 
-    /// A retried join of a session whose message never reached the queue
-    /// sends it now. SQS drops the duplicate when the first did arrive.
-    async fn resend_if_unfiled(&self, session: &Session) -> Result<(), ServiceError> {
+    /// A retried join of a session whose message may never have reached the
+    /// queue sends it now. SQS drops the duplicate when the first did arrive.
+    async fn resend_if_unnumbered(&self, session: &Session) -> Result<(), ServiceError> {
         if session.status == SessionStatus::Waiting && session.ticket.is_none() {
             self.queue.send(&JoinTicket::for_session(session)).await?;
         }

@@ -38,7 +38,9 @@ pub enum ServiceError {
 impl From<StoreError> for ServiceError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Unavailable(detail) => Self::Unavailable(detail),
+            StoreError::Unavailable(detail) | StoreError::Contention(detail) => {
+                Self::Unavailable(detail)
+            }
             StoreError::Rejected(detail) | StoreError::Corrupt(detail) => Self::Internal(detail),
         }
     }

@@ -1,36 +1,109 @@
 //! The outbox publisher: turns session changes from the table's stream into
 //! domain events and publishes them, in stream order.
+//!
+//! Records are independent: one that cannot be read is set aside (it can
+//! never become readable) and the rest go on; when publishing fails, the
+//! records from the first unpublished one on are reported, so the stream
+//! retries exactly those and order per session holds.
 
-use crate::adapters::streams::ItemChange;
+use crate::domain::{Change, StreamRecord};
 use crate::events::{DomainEvent, events_for};
-use crate::ports::EventSink;
+use crate::ports::{EventSink, Quarantine};
 use crate::token::AdmissionSigner;
 
-use super::ServiceError;
-
-pub struct Publisher<K> {
+pub struct Publisher<K, Q> {
     pub sink: K,
+    /// Where unreadable records go (a dead-letter queue).
+    pub quarantine: Q,
     pub signer: AdmissionSigner,
 }
 
-impl<K: EventSink> Publisher<K> {
-    /// Publish the events of `changes`; on error nothing may be assumed
-    /// published and the caller retries the same changes (ids repeat, so
-    /// consumers see each event once).
-    pub async fn publish(&self, changes: &[ItemChange]) -> Result<Vec<DomainEvent>, ServiceError> {
-        let mut events = Vec::new();
-        for change in changes {
-            match change.session() {
-                None => {}
-                Some(Ok(update)) => events.extend(events_for(&update, &self.signer)),
-                // Skipping would lose an event; failing keeps the batch for a
-                // human to look at while the stream retains it.
-                Some(Err(err)) => return Err(err.into()),
+/// What one batch of stream records came to.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PublishReport {
+    pub published: Vec<DomainEvent>,
+    /// Records set aside as unreadable.
+    pub quarantined: Vec<String>,
+    /// Records to be delivered again (from the first failure on).
+    pub failed: Vec<String>,
+}
+
+impl<K: EventSink, Q: Quarantine> Publisher<K, Q> {
+    /// Publish the events of `records`. Events keep their ids when a record
+    /// is delivered again, so consumers see each event once.
+    pub async fn publish(&self, records: &[StreamRecord]) -> PublishReport {
+        let mut report = PublishReport::default();
+        // Events of consecutive records, sent together; `first` is the
+        // record the batch starts with.
+        let mut batch: Vec<DomainEvent> = Vec::new();
+        let mut first = 0;
+        for (index, record) in records.iter().enumerate() {
+            let events = match &record.change {
+                Ok(Change::Session { old, new }) => {
+                    events_for(old.as_deref(), new.as_deref(), &self.signer)
+                }
+                Ok(_) => Vec::new(),
+                Err(unreadable) => {
+                    tracing::error!(record = %record.id, problem = %unreadable.reason, "unreadable stream record; setting it aside");
+                    if let Err(err) = self
+                        .quarantine
+                        .quarantine(&record.id, &unreadable.raw, &unreadable.reason)
+                        .await
+                    {
+                        tracing::warn!(record = %record.id, error = %err, "could not set the record aside");
+                        if !self.flush_now(&mut batch, &mut report).await {
+                            report.failed = ids_from(records, first);
+                            return report;
+                        }
+                        report.failed = ids_from(records, index);
+                        return report;
+                    }
+                    report.quarantined.push(record.id.clone());
+                    continue;
+                }
+            };
+            if events.is_empty() {
+                continue;
+            }
+            if batch.len() + events.len() > EVENTS_PER_PUBLISH && !batch.is_empty() {
+                if !self.flush_now(&mut batch, &mut report).await {
+                    report.failed = ids_from(records, first);
+                    return report;
+                }
+            }
+            if batch.is_empty() {
+                first = index;
+            }
+            batch.extend(events);
+        }
+        if !self.flush_now(&mut batch, &mut report).await {
+            report.failed = ids_from(records, first);
+        }
+        report
+    }
+
+    /// Publishes what is gathered; false if it failed (nothing of it may be
+    /// assumed published).
+    async fn flush_now(&self, batch: &mut Vec<DomainEvent>, report: &mut PublishReport) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        match self.sink.publish(batch).await {
+            Ok(()) => {
+                report.published.append(batch);
+                true
+            }
+            Err(err) => {
+                tracing::warn!(events = batch.len(), error = %err, "publishing events failed; the stream delivers them again");
+                false
             }
         }
-        if !events.is_empty() {
-            self.sink.publish(&events).await?;
-        }
-        Ok(events)
     }
+}
+
+/// Events per publish call (SNS takes ten per batch).
+const EVENTS_PER_PUBLISH: usize = 10;
+
+fn ids_from(records: &[StreamRecord], index: usize) -> Vec<String> {
+    records[index..].iter().map(|r| r.id.clone()).collect()
 }

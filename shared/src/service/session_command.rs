@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::{Clock, EndReason, Ending, Session, SessionId, StayPolicy};
-use crate::ports::{EndFrom, EndOutcome, SessionStore, Touch};
+use crate::ports::{EndFrom, EndOutcome, SessionStore, StoreError, Touch};
 
+use super::granter::contention_pause;
 use super::{MAX_ATTEMPTS, ServiceError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +36,9 @@ pub struct SessionCommands<S> {
 
 impl<S: SessionStore> SessionCommands<S> {
     /// Record that the user is still there; an admitted user's stay is
-    /// extended (up to the maximum).
+    /// extended (up to the maximum). A stay that is over is not revived: the
+    /// session is expired now (if the sweeper has not yet) and the answer is
+    /// that it ended.
     pub async fn heartbeat(&self, id: &SessionId) -> Result<Session, ServiceError> {
         let now = self.clock.now();
         let mut session = match self.store.touch(id, now).await? {
@@ -43,18 +46,36 @@ impl<S: SessionStore> SessionCommands<S> {
             Touch::Ended(session) => return Err(ServiceError::SessionEnded(Box::new(session))),
             Touch::NotFound => return Err(ServiceError::SessionNotFound),
         };
-        if let (Some(current), Some(extended)) = (
-            session.expires_at(),
-            self.stay.extended_expiry(&session, now),
-        ) {
-            // A concurrent heartbeat or an expiry may win; either is fine.
-            if self.store.extend_stay(id, current, extended).await? {
+        let Some(current) = session.expires_at() else {
+            return Ok(session);
+        };
+        if current <= now {
+            self.expire(id).await?;
+            return Err(self.ended(id).await);
+        }
+        if let Some(extended) = self.stay.extended_expiry(&session, now) {
+            if self.store.extend_stay(id, current, extended, now).await? {
                 if let Some(admission) = session.admission.as_mut() {
                     admission.expires_at = extended;
                 }
+            } else if let Some(now_stored) = self.store.get_session(id).await? {
+                // Another heartbeat extended it, or it ended meanwhile.
+                if now_stored.status.is_ended() {
+                    return Err(ServiceError::SessionEnded(Box::new(now_stored)));
+                }
+                session = now_stored;
             }
         }
         Ok(session)
+    }
+
+    /// The error for a session found ended (or gone).
+    async fn ended(&self, id: &SessionId) -> ServiceError {
+        match self.store.get_session(id).await {
+            Ok(Some(session)) => ServiceError::SessionEnded(Box::new(session)),
+            Ok(None) => ServiceError::SessionNotFound,
+            Err(err) => err.into(),
+        }
     }
 
     /// End the session and give back its slot (or place) in the same write,
@@ -74,12 +95,18 @@ impl<S: SessionStore> SessionCommands<S> {
         // Most sessions that end are active: try that first, and learn the
         // real state from the failed condition otherwise.
         let mut from = EndFrom::Active;
-        for _ in 0..MAX_ATTEMPTS {
-            match self
-                .store
-                .end_session(id, from, ending, retain_until)
-                .await?
-            {
+        for attempt in 1..=MAX_ATTEMPTS {
+            let outcome = match self.store.end_session(id, from, ending, retain_until).await {
+                Ok(outcome) => outcome,
+                // Another write to the event's counters was in flight:
+                // DynamoDB refused ours; it is worth trying again at once.
+                Err(StoreError::Contention(_)) => {
+                    tokio::time::sleep(contention_pause(attempt, id.stable_hash())).await;
+                    continue;
+                }
+                Err(err) => return Err(err.into()),
+            };
+            match outcome {
                 EndOutcome::Ended => return Ok(LeaveOutcome::Left),
                 EndOutcome::NotAsExpected(None) => return Err(ServiceError::SessionNotFound),
                 EndOutcome::NotAsExpected(Some(current)) => match EndFrom::of(&current) {
@@ -96,16 +123,21 @@ impl<S: SessionStore> SessionCommands<S> {
     }
 
     /// End an active session whose stay is over; false if it was extended,
-    /// ended or gone meanwhile. Used by the sweeper.
+    /// ended or gone meanwhile.
     pub async fn expire(&self, id: &SessionId) -> Result<bool, ServiceError> {
         let now = self.clock.now();
         let ending = Ending::new(EndReason::Expired, now);
         let retain_until = now.plus(self.ended_retention);
         let from = EndFrom::ActiveOverdue { at: now };
-        Ok(self
-            .store
-            .end_session(id, from, &ending, retain_until)
-            .await?
-            == EndOutcome::Ended)
+        for attempt in 1..=MAX_ATTEMPTS {
+            match self.store.end_session(id, from, &ending, retain_until).await {
+                Ok(outcome) => return Ok(outcome == EndOutcome::Ended),
+                Err(StoreError::Contention(_)) => {
+                    tokio::time::sleep(contention_pause(attempt, id.stable_hash())).await;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(ServiceError::Contention)
     }
 }

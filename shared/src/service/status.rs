@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::domain::estimate::{estimated_wait, poll_interval};
 use crate::domain::line::people_ahead;
-use crate::domain::{Clock, EventCounters, EventId, LineShard, Session, SessionId, SessionStatus};
+use crate::domain::{Clock, EventCounters, EventId, Session, SessionId, SessionStatus};
 use crate::ports::{SessionStore, Touch};
 use crate::token::AdmissionSigner;
 
@@ -16,7 +16,7 @@ use super::cache::TtlCache;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusReport {
     pub session: Session,
-    /// For a waiting session the granter has filed.
+    /// For a waiting session the granter has numbered.
     pub people_ahead: Option<u64>,
     pub estimated_wait: Option<Duration>,
     /// When the client should poll next; `None` once there is nothing to wait for.
@@ -38,9 +38,10 @@ pub struct StatusService<S> {
     pub signer: AdmissionSigner,
     /// Abandonment limit for waiting users; polls keep them present.
     pub abandon_after: Option<Duration>,
-    /// Line shards and event counters are read by every poll of every
-    /// waiting user: one read per item per `cache` per instance instead.
-    pub lines: TtlCache<(EventId, u16), LineShard>,
+    /// The event counters (for the admission rate) are read by every poll
+    /// of every waiting user: one read per `cache` per instance instead.
+    /// The shard's head is read consistently on every poll instead, so that
+    /// the position a user sees never goes up, whichever instance answers.
     pub counters: TtlCache<EventId, EventCounters>,
 }
 
@@ -59,7 +60,6 @@ impl<S: SessionStore> StatusService<S> {
             line_shards,
             signer,
             abandon_after,
-            lines: TtlCache::new(cache),
             counters: TtlCache::new(cache),
         }
     }
@@ -81,10 +81,13 @@ impl<S: SessionStore> StatusService<S> {
                 Touch::NotFound => return Err(ServiceError::SessionNotFound),
             }
         }
-        let (ahead, wait) = match (session.status, session.place()) {
-            (SessionStatus::Waiting, Some(place)) => {
-                let line = self.line_shard(&session.event_id, place.shard).await?;
-                let ahead = people_ahead(place.ticket, &line, self.line_shards);
+        let (ahead, wait) = match (session.status, session.ticket) {
+            (SessionStatus::Waiting, Some(ticket)) => {
+                let head = self
+                    .store
+                    .shard_head(&session.event_id, session.shard)
+                    .await?;
+                let ahead = people_ahead(ticket, head, self.line_shards);
                 let rate = self
                     .event_counters(&session.event_id)
                     .await?
@@ -113,21 +116,11 @@ impl<S: SessionStore> StatusService<S> {
         self.abandon_after.map(|limit| limit / 2)
     }
 
-    async fn line_shard(&self, event: &EventId, shard: u16) -> Result<LineShard, ServiceError> {
-        let key = (event.clone(), shard);
-        if let Some(line) = self.lines.get(&key) {
-            return Ok(line);
-        }
-        let line = self.store.line_shard(event, shard).await?;
-        self.lines.put(key, line.clone());
-        Ok(line)
-    }
-
     async fn event_counters(&self, event: &EventId) -> Result<EventCounters, ServiceError> {
         if let Some(counters) = self.counters.get(event) {
             return Ok(counters);
         }
-        let counters = self.store.event_counters(event).await?;
+        let counters = self.store.event_counters(event, self.line_shards).await?;
         self.counters.put(event.clone(), counters.clone());
         Ok(counters)
     }

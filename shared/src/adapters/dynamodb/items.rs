@@ -8,8 +8,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::layout::{self, PARTITION_KEY, TTL_ATTRIBUTE};
 use crate::domain::estimate::AdmissionRate;
 use crate::domain::{
-    Admission, EndReason, Ending, EventCounters, LineEntry, LineShard, Session, SessionId,
-    SessionStatus, Timestamp, UserId,
+    Admission, Backlog, EndReason, Ending, EventCounters, LineEntry, Session, SessionId,
+    SessionStatus, TicketCounter, Timestamp, UserId,
 };
 use crate::ports::StoreError;
 
@@ -38,6 +38,17 @@ pub fn session_item(session: &Session) -> Item {
         ("joinedAt".into(), n(session.joined_at.as_millis())),
         ("lastSeenAt".into(), n(session.last_seen_at.as_millis())),
     ]);
+    if session.status == SessionStatus::Waiting {
+        // In line: the sparse line index holds waiting sessions only.
+        item.insert(
+            layout::LINE_INDEX_PARTITION.into(),
+            s(layout::line_index_key(&session.event_id, session.shard)),
+        );
+        item.insert(
+            layout::LINE_INDEX_SORT.into(),
+            s(layout::place_value(&session.place())),
+        );
+    }
     if let Some(ticket) = session.ticket {
         item.insert("ticket".into(), n(ticket));
     }
@@ -97,14 +108,12 @@ pub fn num<T: FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
     opt_num(item, name)?.ok_or_else(|| corrupt(&format!("missing number {name}"), item))
 }
 
-/// Counters are created by `ADD`, so a missing one is zero.
+/// Counters are created by `ADD`, so a missing one is zero. Below zero is
+/// a slot given back twice: the very thing the invariants forbid, reported
+/// as a damaged item rather than hidden.
 fn counter(item: &Item, name: &str) -> Result<u64, StoreError> {
-    // ADD with negative deltas can only reach below zero through a bug;
-    // report zero rather than fail every later read.
-    Ok(opt_num::<i64>(item, name)?
-        .unwrap_or(0)
-        .max(0)
-        .unsigned_abs())
+    let value = opt_num::<i64>(item, name)?.unwrap_or(0);
+    u64::try_from(value).map_err(|_| corrupt(&format!("negative counter {name} ({value})"), item))
 }
 
 fn millis(item: &Item, name: &str) -> Result<Option<Timestamp>, StoreError> {
@@ -161,43 +170,65 @@ pub fn decode_session(item: &Item) -> Result<Session, StoreError> {
     })
 }
 
-pub fn decode_counters(item: Option<&Item>) -> Result<EventCounters, StoreError> {
-    let Some(item) = item else {
-        return Ok(EventCounters::default());
-    };
-    Ok(EventCounters {
-        capacity: opt_num(item, "capacity")?,
-        active: counter(item, "active")?,
-        admitted: counter(item, "admitted")?,
-        left: counter(item, "left")?,
-        expired: counter(item, "expired")?,
-        completed: counter(item, "completed")?,
-        failed: counter(item, "failed")?,
-        rate: AdmissionRate {
-            per_hour: opt_num(item, "admitRatePerHour")?,
-            window_start: millis(item, "rateWindowStart")?,
-            window_admitted: counter(item, "rateWindowAdmitted")?,
+pub fn decode_counters(item: Option<&Item>, shard_count: u16) -> Result<EventCounters, StoreError> {
+    let mut counters = match item {
+        None => EventCounters::default(),
+        Some(item) => EventCounters {
+            capacity: opt_num(item, "capacity")?,
+            active: counter(item, "active")?,
+            admitted: counter(item, "admitted")?,
+            left: counter(item, "left")?,
+            expired: counter(item, "expired")?,
+            completed: counter(item, "completed")?,
+            failed: counter(item, "failed")?,
+            abandoned: counter(item, "abandoned")?,
+            rate: AdmissionRate {
+                per_hour: opt_num(item, "admitRatePerHour")?,
+                window_start: millis(item, "rateWindowStart")?,
+                window_admitted: counter(item, "rateWindowAdmitted")?,
+            },
+            backlog: Backlog {
+                armed: counter(item, "lineBacklog")? > 0,
+                empty_since: millis(item, "backlogEmptySince")?,
+            },
+            heads: numbers(item, "heads")?,
         },
-        backlog: counter(item, "lineBacklog")? > 0,
-    })
+    };
+    counters.heads.resize(usize::from(shard_count.max(1)).max(counters.heads.len()), 0);
+    Ok(counters)
 }
 
-pub fn decode_line_shard(shard: u16, item: Option<&Item>) -> Result<LineShard, StoreError> {
-    let Some(item) = item else {
-        return Ok(LineShard::empty(shard));
+/// A list of numbers (absent: empty).
+fn numbers(item: &Item, name: &str) -> Result<Vec<u64>, StoreError> {
+    let Some(value) = item.get(name) else {
+        return Ok(Vec::new());
     };
-    Ok(LineShard {
+    let list = value
+        .as_l()
+        .map_err(|_| corrupt(&format!("{name} is not a list"), item))?;
+    list.iter()
+        .map(|v| {
+            v.as_n()
+                .ok()
+                .and_then(|raw| raw.parse().ok())
+                .ok_or_else(|| corrupt(&format!("bad number in {name}"), item))
+        })
+        .collect()
+}
+
+pub fn number_list(values: &[u64]) -> AttributeValue {
+    AttributeValue::L(values.iter().map(n).collect())
+}
+
+pub fn decode_ticket_counter(shard: u16, item: Option<&Item>) -> Result<TicketCounter, StoreError> {
+    let Some(item) = item else {
+        return Ok(TicketCounter::empty(shard));
+    };
+    Ok(TicketCounter {
         shard,
         stored: true,
         next_ticket: counter(item, "nextTicket")?,
-        head_ticket: counter(item, "headTicket")?,
-        ended_in_line: counter(item, "endedInLine")?,
         left_waiting: counter(item, "leftWaiting")?,
-        abandoned: counter(item, "abandoned")?,
-        filed_through: item
-            .get("filedThrough")
-            .map(|_| num(item, "filedThrough").map(Timestamp::from_millis))
-            .transpose()?,
     })
 }
 
@@ -205,11 +236,21 @@ pub fn decode_line_entry(item: &Item) -> Result<LineEntry, StoreError> {
     Ok(LineEntry {
         session_id: SessionId::parse(get_str(item, "sessionId")?)
             .map_err(|_| corrupt("bad sessionId", item))?,
-        ticket: num(item, "ticket")?,
-        status: SessionStatus::parse(get_str(item, "status")?)
-            .ok_or_else(|| corrupt("bad status", item))?,
+        shard: num(item, "shard")?,
         joined_at: Timestamp::from_millis(num(item, "joinedAt")?),
         last_seen_at: Timestamp::from_millis(num(item, "lastSeenAt")?),
+        ticket: opt_num(item, "ticket")?,
+    })
+}
+
+/// The line entry of a session item, if it is waiting.
+pub fn entry_of_session(session: &Session) -> Option<LineEntry> {
+    (session.status == SessionStatus::Waiting).then(|| LineEntry {
+        session_id: session.id.clone(),
+        shard: session.shard,
+        joined_at: session.joined_at,
+        last_seen_at: session.last_seen_at,
+        ticket: session.ticket,
     })
 }
 
@@ -291,12 +332,30 @@ mod tests {
     }
 
     #[test]
-    fn missing_counters_read_as_zero() {
-        let counters = decode_counters(Some(&Item::from([("active".into(), n(2))]))).unwrap();
+    fn missing_counters_read_as_zero_and_negative_ones_as_damage() {
+        let counters = decode_counters(Some(&Item::from([("active".into(), n(2))])), 2).unwrap();
         assert_eq!(
             (counters.active, counters.admitted, counters.capacity),
             (2, 0, None)
         );
-        assert_eq!(decode_line_shard(3, None).unwrap(), LineShard::empty(3));
+        assert_eq!(counters.heads, vec![0, 0]);
+        assert_eq!(decode_ticket_counter(3, None).unwrap(), TicketCounter::empty(3));
+        let over_released = Item::from([("active".into(), n(-1))]);
+        assert!(
+            matches!(decode_counters(Some(&over_released), 1), Err(StoreError::Corrupt(_))),
+            "a slot given back twice must not read as zero"
+        );
+    }
+
+    #[test]
+    fn heads_and_the_hint_survive_a_round_trip() {
+        let item = Item::from([
+            ("heads".into(), number_list(&[3, 0, 7])),
+            ("lineBacklog".into(), n(1)),
+            ("backlogEmptySince".into(), n(55)),
+        ]);
+        let counters = decode_counters(Some(&item), 2).unwrap();
+        assert_eq!(counters.heads, vec![3, 0, 7]);
+        assert_eq!(counters.backlog, Backlog { armed: true, empty_since: Some(Timestamp::from_millis(55)) });
     }
 }

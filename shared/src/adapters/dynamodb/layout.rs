@@ -1,33 +1,43 @@
 //! The single-table layout (docs/decisions/0003-table-layout.md).
 //!
-//! | item            | `pk`                           | written by            |
-//! |-----------------|--------------------------------|-----------------------|
-//! | session         | `SESSION#<sessionId>`          | join, granter, leave… |
-//! | claim           | `CLAIM#<eventId>#<userId>`     | join                  |
-//! | event counters  | `EVENT#<eventId>`              | granter, leave, admin |
-//! | line shard      | `LINE#<eventId>#<shard>`       | granter, leave        |
+//! | item            | `pk`                           | written by                 |
+//! |-----------------|--------------------------------|----------------------------|
+//! | session         | `SESSION#<sessionId>`          | join, granter, leave…      |
+//! | claim           | `CLAIM#<eventId>#<userId>`     | join                       |
+//! | event counters  | `EVENT#<eventId>`              | granter, exits, admin      |
+//! | ticket counter  | `LINE#<eventId>#<shard>`       | granter (numbering), leave |
+//! | shard head      | `HEAD#<eventId>#<shard>`       | granter (admitting)        |
 //!
-//! Active sessions carry `expiryBucket`/`expiresAt`, which puts them in the
-//! sparse `expiry-index` the sweeper reads.
+//! Waiting sessions carry `lineKey`/`place`, which puts them in the sparse
+//! `line-index`: the line in place order, one partition per shard. Active
+//! sessions carry `expiryBucket`/`expiresAt`, which puts them in the sparse
+//! `expiry-index` the sweeper reads. Event items carry `listing`, which puts
+//! them in the `event-index` the reconciliation walks.
 //!
-//! Every hot item has its own partition key: an event's counters and each of
-//! its line shards are separate partitions, so sharding the line spreads the
-//! writes. Filed, not-yet-admitted sessions carry `lineKey`/`ticket`, which
-//! puts them in the sparse `line-index`, the line in ticket order.
+//! Every hot item has its own partition key: an event's counters, each
+//! shard's ticket counter and head are separate partitions, so sharding
+//! the line spreads the load.
 
-use crate::domain::{EventId, SessionId, UserId};
+use crate::domain::{EventId, Place, SessionId, UserId};
 
 pub const PARTITION_KEY: &str = "pk";
 pub const LINE_INDEX: &str = "line-index";
 pub const LINE_INDEX_PARTITION: &str = "lineKey";
-pub const LINE_INDEX_SORT: &str = "ticket";
+pub const LINE_INDEX_SORT: &str = "place";
 /// Attributes the line index carries besides its keys (and the table key).
-pub const LINE_INDEX_PROJECTION: &[&str] = &["sessionId", "status", "joinedAt", "lastSeenAt"];
+pub const LINE_INDEX_PROJECTION: &[&str] =
+    &["sessionId", "shard", "joinedAt", "lastSeenAt", "ticket"];
 pub const EXPIRY_INDEX: &str = "expiry-index";
 pub const EXPIRY_INDEX_PARTITION: &str = "expiryBucket";
 pub const EXPIRY_INDEX_SORT: &str = "expiresAt";
 /// The sweeper needs only the key to end a session.
 pub const EXPIRY_INDEX_PROJECTION: &[&str] = &["sessionId"];
+pub const EVENT_INDEX: &str = "event-index";
+pub const EVENT_INDEX_PARTITION: &str = "listing";
+pub const EVENT_INDEX_SORT: &str = "eventId";
+/// The one value of `listing`: every event is in the same partition (there
+/// are few events, and the attribute is written once per event).
+pub const EVENT_LISTING: &str = "events";
 /// Epoch seconds after which DynamoDB may delete an ended session or a claim.
 pub const TTL_ATTRIBUTE: &str = "ttl";
 
@@ -47,7 +57,37 @@ pub fn line_key(event: &EventId, shard: u16) -> String {
     format!("LINE#{event}#{shard}")
 }
 
+pub fn head_key(event: &EventId, shard: u16) -> String {
+    format!("HEAD#{event}#{shard}")
+}
+
 /// The line index partition of a shard.
 pub fn line_index_key(event: &EventId, shard: u16) -> String {
     format!("{event}#{shard}")
+}
+
+/// A place as the line index sorts it: zero-padded join time, then the
+/// session id, so string order is place order.
+pub fn place_value(place: &Place) -> String {
+    format!("{:015}#{}", place.joined_at.as_millis(), place.session_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Timestamp;
+
+    #[test]
+    fn place_values_sort_as_places_do() {
+        let event = EventId::parse("E").unwrap();
+        let place = |ms: u64, n: u8| Place {
+            joined_at: Timestamp::from_millis(ms),
+            session_id: SessionId::new(&event, [n; 16]),
+        };
+        let places = [place(9, 1), place(10, 0), place(10, 3), place(1_800_000_000_000, 2)];
+        for pair in places.windows(2) {
+            assert!(pair[0] < pair[1]);
+            assert!(place_value(&pair[0]) < place_value(&pair[1]), "{pair:?}");
+        }
+    }
 }

@@ -1,9 +1,13 @@
 //! `SessionStore` on DynamoDB. Each port operation is one request (a
 //! transaction where more than one item must change together), so every
 //! invariant is enforced by DynamoDB conditions, never by the caller.
+//!
+//! This file holds the request plumbing and the session operations; the
+//! line's (counters, numbering, admission, the hint) are in `line.rs`.
 
 pub mod items;
 pub mod layout;
+mod line;
 
 use std::collections::HashMap;
 
@@ -12,26 +16,19 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, ConditionCheck, Delete, KeysAndAttributes, Put,
-    ReturnValue, ReturnValuesOnConditionCheckFailure as OnConditionFailure, TransactWriteItem,
-    Update,
+    AttributeValue, CancellationReason, Delete, KeysAndAttributes, Put, ReturnValue,
+    ReturnValuesOnConditionCheckFailure as OnConditionFailure, TransactWriteItem, Update,
 };
 
-use self::items::{
-    Item, decode_counters, decode_line_entry, decode_line_shard, decode_session, n, names_in, s,
-    session_item, ttl_value,
-};
+use self::items::{Item, decode_session, entry_of_session, n, names_in, s, session_item, ttl_value};
 use self::layout::PARTITION_KEY;
-use crate::domain::admission::{
-    BacklogHint, LineAdvance, SessionChange, SessionChangeKind, ShardAdvance, ShardSeen,
-};
-use crate::domain::session::expiry_bucket;
+use crate::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
 use crate::domain::{
-    EndReason, Ending, EventCounters, EventId, LineEntry, LineShard, LineState, Session, SessionId,
-    SessionStatus, Timestamp,
+    EndReason, Ending, EventCounters, EventId, LineEntry, Session, SessionId, SessionStatus,
+    TicketCounter, Timestamp,
 };
 use crate::ports::{
-    AdvanceOutcome, Claim, Discard, EndFrom, EndOutcome, SessionStore, StoreError, Touch,
+    Claim, Discard, EndFrom, EndOutcome, Expiry, SessionStore, StoreError, Touch, WriteOutcome,
 };
 
 const WAITING: &str = "WAITING";
@@ -75,8 +72,8 @@ impl Write {
         }
     }
 
-    fn when(mut self, condition: &str) -> Self {
-        self.condition = Some(condition.to_owned());
+    fn when(mut self, condition: impl Into<String>) -> Self {
+        self.condition = Some(condition.into());
         self
     }
 
@@ -108,6 +105,7 @@ impl Write {
 
 enum TransactResult {
     Applied,
+    /// Some condition failed; one reason per item, in request order.
     Cancelled(Vec<CancellationReason>),
 }
 
@@ -150,6 +148,33 @@ impl DynamoStore {
             .build())
     }
 
+    /// A single-item conditional update outside a transaction; false when
+    /// its condition failed.
+    async fn update(&self, write: Write) -> Result<bool, StoreError> {
+        let names = write.names();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(write.pk.clone())))
+            .update_expression(&write.update)
+            .set_condition_expression(write.condition.clone())
+            .set_expression_attribute_values(write.values());
+        if !names.is_empty() {
+            request = request.set_expression_attribute_names(Some(names));
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
+                Some(UpdateItemError::TransactionConflictException(_)) => {
+                    Err(StoreError::Contention(DisplayErrorContext(&err).to_string()))
+                }
+                _ => Err(classify(&err)),
+            },
+        }
+    }
+
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<TransactResult, StoreError> {
         match self
             .client
@@ -168,11 +193,77 @@ impl DynamoStore {
                             codes(&reasons)
                         )));
                     }
+                    if reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
+                        // Another transaction held one of the items: nothing
+                        // was wrong with ours, it is worth trying again.
+                        return Err(StoreError::Contention(codes(&reasons)));
+                    }
                     Ok(TransactResult::Cancelled(reasons))
+                }
+                Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
+                    Err(StoreError::Contention("transaction in progress".into()))
                 }
                 _ => Err(classify(&err)),
             },
         }
+    }
+
+    /// Items by key, read consistently, however DynamoDB pages them.
+    async fn batch_get(&self, keys: Vec<String>) -> Result<HashMap<String, Item>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(100) {
+            let mut pending: Vec<HashMap<String, AttributeValue>> =
+                chunk.iter().map(|k| self.key(k.clone())).collect();
+            // BatchGetItem may hand back part of the keys unprocessed under load.
+            for attempt in 0.. {
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt == 8 {
+                    return Err(StoreError::Unavailable(
+                        "batch read left keys unprocessed".into(),
+                    ));
+                }
+                let request = built(
+                    KeysAndAttributes::builder()
+                        .set_keys(Some(std::mem::take(&mut pending)))
+                        .consistent_read(true)
+                        .build(),
+                )?;
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| classify(&e))?;
+                let items = output.responses().and_then(|r| r.get(&self.table));
+                for item in items.into_iter().flatten() {
+                    if let Some(pk) = item.get(PARTITION_KEY).and_then(|v| v.as_s().ok()) {
+                        found.insert(pk.clone(), item.clone());
+                    }
+                }
+                pending = output
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .map(|k| k.keys().to_vec())
+                    .unwrap_or_default();
+            }
+        }
+        Ok(found)
+    }
+
+    async fn get(&self, pk: String) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(pk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(output.item().cloned())
     }
 }
 
@@ -185,8 +276,6 @@ fn codes(reasons: &[CancellationReason]) -> String {
 }
 
 fn is_retryable_code(code: Option<&str>) -> bool {
-    // A conflict with another transaction on the same items is contention,
-    // handled by re-planning, not an outage: it is not in RETRYABLE_CODES.
     code.is_some_and(|c| RETRYABLE_CODES.contains(&c))
 }
 
@@ -202,6 +291,9 @@ where
 {
     let detail = DisplayErrorContext(err).to_string();
     match err {
+        SdkError::ServiceError(service) if service.err().code() == Some("TransactionConflictException") => {
+            StoreError::Contention(detail)
+        }
         SdkError::ServiceError(service) if !is_retryable_code(service.err().code()) => {
             StoreError::Rejected(detail)
         }
@@ -216,6 +308,16 @@ fn built<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, StoreError>
 
 fn old_item(reasons: &[CancellationReason], index: usize) -> Option<&Item> {
     reasons.get(index).and_then(CancellationReason::item)
+}
+
+/// The ids of `ids` whose item's condition failed, given that the request
+/// listed their items first, in that order.
+fn rejected_ids(ids: &[&SessionId], reasons: &[CancellationReason]) -> Vec<SessionId> {
+    ids.iter()
+        .zip(reasons)
+        .filter(|(_, reason)| failed_condition(Some(reason)))
+        .map(|(id, _)| (*id).clone())
+        .collect()
 }
 
 impl SessionStore for DynamoStore {
@@ -255,27 +357,32 @@ impl SessionStore for DynamoStore {
     }
 
     async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key(layout::session_key(id))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        output.item().map(decode_session).transpose()
+        self.get(layout::session_key(id))
+            .await?
+            .as_ref()
+            .map(decode_session)
+            .transpose()
     }
 
-    async fn discard_unfiled(&self, session: &Session) -> Result<Discard, StoreError> {
+    async fn waiting_among(&self, ids: &[SessionId]) -> Result<Vec<LineEntry>, StoreError> {
+        let keys = ids.iter().map(layout::session_key).collect();
+        let found = self.batch_get(keys).await?;
+        let mut waiting = Vec::new();
+        for id in ids {
+            if let Some(item) = found.get(&layout::session_key(id)) {
+                waiting.extend(entry_of_session(&decode_session(item)?));
+            }
+        }
+        Ok(waiting)
+    }
+
+    async fn discard(&self, session: &Session) -> Result<Discard, StoreError> {
         let delete_session = built(
             Delete::builder()
                 .table_name(&self.table)
                 .set_key(Some(self.key(layout::session_key(&session.id))))
-                .condition_expression(
-                    "attribute_not_exists(#pk) OR (#status = :waiting AND attribute_not_exists(#ticket))",
-                )
-                .set_expression_attribute_names(Some(names_in(&["#pk #status #ticket"])))
+                .condition_expression("attribute_not_exists(#pk) OR #status = :waiting")
+                .set_expression_attribute_names(Some(names_in(&["#pk #status"])))
                 .expression_attribute_values(":waiting", s(WAITING))
                 .build(),
         )?;
@@ -297,7 +404,7 @@ impl SessionStore for DynamoStore {
         match self.transact(writes).await? {
             TransactResult::Applied => Ok(Discard::Discarded),
             TransactResult::Cancelled(reasons) if failed_condition(reasons.first()) => {
-                Ok(Discard::AlreadyFiled)
+                Ok(Discard::NoLongerWaiting)
             }
             TransactResult::Cancelled(reasons) => Err(StoreError::Unavailable(format!(
                 "discard cancelled: {}",
@@ -349,58 +456,31 @@ impl SessionStore for DynamoStore {
         retain_until: Timestamp,
     ) -> Result<EndOutcome, StoreError> {
         let event = id.event_id();
-        let reason = ending.reason;
-        let mut update = String::from(
-            "SET #status = :final, #endedAt = :now, #endReason = :reason, #ttl = :ttl",
-        );
-        let mut end = Write::new(layout::session_key(id), "")
-            .value(":final", s(reason.final_status().as_str()))
-            .value(":now", n(ending.ended_at.as_millis()))
-            .value(":reason", s(reason.as_str()))
-            .value(":ttl", ttl_value(retain_until))
-            .old_on_failure();
-        if let Some(order) = &ending.order_id {
-            update.push_str(", #orderId = :order");
-            end = end.value(":order", s(order));
-        }
-        if let Some(detail) = &ending.detail {
-            update.push_str(", #endDetail = :detail");
-            end = end.value(":detail", s(detail));
-        }
+        let end = ending_write(id, ending, retain_until).old_on_failure();
         let (end, give_back) = match from {
-            EndFrom::Active => {
-                update.push_str(" REMOVE #expiryBucket");
-                (
-                    end.when("#status = :active").value(":active", s(ACTIVE)),
-                    Some(self.release_slot(&event, reason)),
-                )
-            }
-            EndFrom::ActiveOverdue { at } => {
-                update.push_str(" REMOVE #expiryBucket");
-                (
-                    end.when("#status = :active AND #expiresAt <= :overdueAt")
-                        .value(":active", s(ACTIVE))
-                        .value(":overdueAt", n(at.as_millis())),
-                    Some(self.release_slot(&event, reason)),
-                )
-            }
-            EndFrom::WaitingFiled { shard, ticket } => (
-                end.when("#status = :waiting AND #ticket = :ticket")
-                    .value(":waiting", s(WAITING))
-                    .value(":ticket", n(ticket)),
-                Some(count_ended_in_line(&event, shard, reason)),
+            EndFrom::Active => (
+                with_update(end, " REMOVE #expiryBucket")
+                    .when("#status = :active")
+                    .value(":active", s(ACTIVE)),
+                release_slots(&event, ending.reason, 1),
             ),
-            EndFrom::WaitingUnfiled => (
-                end.when("#status = :waiting AND attribute_not_exists(#ticket)")
-                    .value(":waiting", s(WAITING)),
-                None,
+            EndFrom::ActiveOverdue { at } => (
+                with_update(end, " REMOVE #expiryBucket")
+                    .when("#status = :active AND #expiresAt <= :overdueAt")
+                    .value(":active", s(ACTIVE))
+                    .value(":overdueAt", n(at.as_millis())),
+                release_slots(&event, ending.reason, 1),
+            ),
+            EndFrom::Waiting { shard } => (
+                    with_update(end, " REMOVE #lineKey, #place")
+                        .when("#status = :waiting AND #shard = :shard")
+                        .value(":waiting", s(WAITING))
+                        .value(":shard", n(shard)),
+                    Write::new(layout::line_key(&event, shard), "ADD #leftWaiting :one")
+                        .value(":one", n(1)),
             ),
         };
-        let end = Write { update, ..end };
-        let mut writes = vec![self.transact_update(end)?];
-        if let Some(give_back) = give_back {
-            writes.push(self.transact_update(give_back)?);
-        }
+        let writes = vec![self.transact_update(end)?, self.transact_update(give_back)?];
         match self.transact(writes).await? {
             TransactResult::Applied => Ok(EndOutcome::Ended),
             TransactResult::Cancelled(reasons) if failed_condition(reasons.first()) => {
@@ -418,38 +498,67 @@ impl SessionStore for DynamoStore {
         }
     }
 
+    async fn record_late_completion(
+        &self,
+        id: &SessionId,
+        was: EndReason,
+        ending: &Ending,
+    ) -> Result<bool, StoreError> {
+        let event = id.event_id();
+        let mut update = String::from(
+            "SET #status = :final, #endedAt = :now, #endReason = :reason",
+        );
+        let mut record = Write::new(layout::session_key(id), "")
+            .value(":final", s(ending.reason.final_status().as_str()))
+            .value(":now", n(ending.ended_at.as_millis()))
+            .value(":reason", s(ending.reason.as_str()))
+            .value(":was", s(was.as_str()))
+            .value(":wasStatus", s(was.final_status().as_str()));
+        if let Some(order) = &ending.order_id {
+            update.push_str(", #orderId = :order");
+            record = record.value(":order", s(order));
+        }
+        let record = Write { update, ..record }
+            .when("#status = :wasStatus AND #endReason = :was AND attribute_exists(#admittedAt)");
+        let counters = Write::new(
+            layout::event_key(&event),
+            format!(
+                "ADD #{} :minus, #{} :one",
+                ended_counter(was),
+                ended_counter(ending.reason)
+            ),
+        )
+        .value(":minus", n(-1))
+        .value(":one", n(1));
+        let writes = vec![self.transact_update(record)?, self.transact_update(counters)?];
+        match self.transact(writes).await? {
+            TransactResult::Applied => Ok(true),
+            TransactResult::Cancelled(reasons) if failed_condition(reasons.first()) => Ok(false),
+            TransactResult::Cancelled(reasons) => Err(StoreError::Unavailable(format!(
+                "late completion cancelled: {}",
+                codes(&reasons)
+            ))),
+        }
+    }
+
     async fn extend_stay(
         &self,
         id: &SessionId,
         from: Timestamp,
         to: Timestamp,
+        now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let update = "SET #expiresAt = :to";
-        let condition = "#status = :active AND #expiresAt = :from";
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key(layout::session_key(id))))
-            .update_expression(update)
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(names_in(&[update, condition])))
-            .expression_attribute_values(":to", n(to.as_millis()))
-            .expression_attribute_values(":from", n(from.as_millis()))
-            .expression_attribute_values(":active", s(ACTIVE))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(classify(&err)),
-        }
+        // `expiresAt > now`: a stay that is over is not revived, even before
+        // the sweeper gets to it.
+        self.update(
+            Write::new(layout::session_key(id), "SET #expiresAt = :to")
+                .when("#status = :active AND #expiresAt = :from AND #expiresAt > :now")
+                .value(":to", n(to.as_millis()))
+                .value(":from", n(from.as_millis()))
+                .value(":now", n(now.as_millis()))
+                .value(":active", s(ACTIVE)),
+        )
+        .await
     }
 
     async fn overdue_sessions(
@@ -483,123 +592,127 @@ impl SessionStore for DynamoStore {
             .collect()
     }
 
-    async fn line_shard(&self, event: &EventId, shard: u16) -> Result<LineShard, StoreError> {
-        // Eventually consistent on purpose: status polls read this hot item,
-        // and a line position a moment old is fine.
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key(layout::line_key(event, shard))))
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        decode_line_shard(shard, output.item())
-    }
-
-    async fn line_state(&self, event: &EventId, shard_count: u16) -> Result<LineState, StoreError> {
-        let mut wanted: Vec<String> = vec![layout::event_key(event)];
-        wanted.extend((0..shard_count).map(|shard| layout::line_key(event, shard)));
-        let found = self.batch_get(wanted).await?;
-        let counters = decode_counters(found.get(&layout::event_key(event)))?;
-        let shards = (0..shard_count)
-            .map(|shard| decode_line_shard(shard, found.get(&layout::line_key(event, shard))))
-            .collect::<Result<_, _>>()?;
-        Ok(LineState {
-            event_id: event.clone(),
-            counters,
-            shards,
-        })
-    }
-
-    async fn line_entries(
+    async fn expire_overdue(
         &self,
         event: &EventId,
-        shard: u16,
-        from_ticket: u64,
-        limit: usize,
-    ) -> Result<Vec<LineEntry>, StoreError> {
-        let condition = "#lineKey = :line AND #ticket >= :from";
-        let output = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(layout::LINE_INDEX)
-            .key_condition_expression(condition)
-            .set_expression_attribute_names(Some(names_in(&[condition])))
-            .expression_attribute_values(":line", s(layout::line_index_key(event, shard)))
-            .expression_attribute_values(":from", n(from_ticket))
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        output.items().iter().map(decode_line_entry).collect()
-    }
-
-    async fn advance_line(
-        &self,
-        plan: &LineAdvance,
+        ids: &[SessionId],
+        now: Timestamp,
         retain_until: Timestamp,
-    ) -> Result<AdvanceOutcome, StoreError> {
-        let mut writes = Vec::new();
-        // Sessions first, so a cancellation reason's index is the session's.
-        for change in &plan.sessions {
-            writes.push(self.transact_update(session_change(plan, change, retain_until))?);
+    ) -> Result<Expiry, StoreError> {
+        if ids.is_empty() {
+            return Ok(Expiry::default());
         }
-        for advance in &plan.shards {
-            writes.push(self.transact_update(shard_advance(&plan.event_id, advance))?);
+        let ending = Ending::new(EndReason::Expired, now);
+        let mut writes = Vec::with_capacity(ids.len() + 1);
+        for id in ids {
+            let write = with_update(ending_write(id, &ending, retain_until), " REMOVE #expiryBucket")
+                .when("#status = :active AND #expiresAt <= :overdueAt AND #eventId = :event")
+                .value(":active", s(ACTIVE))
+                .value(":overdueAt", n(now.as_millis()))
+                .value(":event", s(event.as_str()));
+            writes.push(self.transact_update(write)?);
         }
-        if let Some(event) = event_write(plan) {
-            writes.push(self.transact_update(event)?);
-        }
-        for seen in &plan.unchanged_shards {
-            writes.push(self.shard_unchanged(&plan.event_id, seen)?);
-        }
-        if writes.is_empty() {
-            return Ok(AdvanceOutcome::Applied);
-        }
+        let count = u64::try_from(ids.len()).unwrap_or(u64::MAX);
+        writes.push(self.transact_update(release_slots(event, EndReason::Expired, count))?);
         match self.transact(writes).await? {
-            TransactResult::Applied => Ok(AdvanceOutcome::Applied),
+            TransactResult::Applied => Ok(Expiry {
+                expired: ids.to_vec(),
+                skipped: Vec::new(),
+            }),
             TransactResult::Cancelled(reasons) => {
-                let rejected = plan
-                    .sessions
-                    .iter()
-                    .zip(&reasons)
-                    .filter(|(_, reason)| failed_condition(Some(reason)))
-                    .map(|(change, _)| change.session_id.clone())
-                    .collect();
-                Ok(AdvanceOutcome::Conflict { rejected })
+                let listed: Vec<&SessionId> = ids.iter().collect();
+                let skipped = rejected_ids(&listed, &reasons);
+                if skipped.is_empty() {
+                    return Err(StoreError::Unavailable(format!(
+                        "expiry cancelled: {}",
+                        codes(&reasons)
+                    )));
+                }
+                Ok(Expiry {
+                    expired: Vec::new(),
+                    skipped,
+                })
             }
         }
     }
 
-    async fn event_counters(&self, event: &EventId) -> Result<EventCounters, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key(layout::event_key(event))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        decode_counters(output.item())
+    async fn event_counters(
+        &self,
+        event: &EventId,
+        shard_count: u16,
+    ) -> Result<EventCounters, StoreError> {
+        self.read_counters(event, shard_count).await
+    }
+
+    async fn register_event(
+        &self,
+        event: &EventId,
+        default_capacity: u32,
+        shard_count: u16,
+    ) -> Result<EventCounters, StoreError> {
+        self.register(event, default_capacity, shard_count).await
+    }
+
+    async fn list_event(&self, event: &EventId) -> Result<(), StoreError> {
+        self.update(
+            Write::new(
+                layout::event_key(event),
+                "SET #eventId = :event, #listing = :listing",
+            )
+            .value(":event", s(event.as_str()))
+            .value(":listing", s(layout::EVENT_LISTING)),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn events(&self) -> Result<Vec<EventId>, StoreError> {
+        self.listed_events().await
+    }
+
+    async fn line_front(
+        &self,
+        event: &EventId,
+        shard: u16,
+        limit: usize,
+    ) -> Result<Vec<LineEntry>, StoreError> {
+        self.front(event, shard, limit).await
+    }
+
+    async fn shard_head(&self, event: &EventId, shard: u16) -> Result<u64, StoreError> {
+        self.head(event, shard).await
+    }
+
+    async fn ticket_counters(
+        &self,
+        event: &EventId,
+        shards: &[u16],
+    ) -> Result<Vec<TicketCounter>, StoreError> {
+        self.read_ticket_counters(event, shards).await
+    }
+
+    async fn number_sessions(&self, plan: &NumberingPlan) -> Result<WriteOutcome, StoreError> {
+        self.number(plan).await
+    }
+
+    async fn admit(
+        &self,
+        plan: &AdmissionPlan,
+        retain_until: Timestamp,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.admit_plan(plan, retain_until).await
+    }
+
+    async fn update_backlog(
+        &self,
+        event: &EventId,
+        change: BacklogChange,
+    ) -> Result<bool, StoreError> {
+        self.change_backlog(event, change).await
     }
 
     async fn set_capacity(&self, event: &EventId, capacity: u32) -> Result<(), StoreError> {
-        let update = "SET #capacity = :capacity, #eventId = :event";
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key(layout::event_key(event))))
-            .update_expression(update)
-            .set_expression_attribute_names(Some(names_in(&[update])))
-            .expression_attribute_values(":capacity", n(capacity))
-            .expression_attribute_values(":event", s(event.as_str()))
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        Ok(())
+        self.store_capacity(event, capacity).await
     }
 }
 
@@ -640,81 +753,41 @@ impl DynamoStore {
         };
         self.transact_update(write)
     }
+}
 
-    async fn batch_get(&self, keys: Vec<String>) -> Result<HashMap<String, Item>, StoreError> {
-        let mut found = HashMap::new();
-        let mut pending: Vec<HashMap<String, AttributeValue>> =
-            keys.into_iter().map(|k| self.key(k)).collect();
-        // BatchGetItem may hand back part of the keys unprocessed under load.
-        for _ in 0..8 {
-            if pending.is_empty() {
-                return Ok(found);
-            }
-            let request = built(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut pending)))
-                    .consistent_read(true)
-                    .build(),
-            )?;
-            let output = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(|e| classify(&e))?;
-            let items = output.responses().and_then(|r| r.get(&self.table));
-            for item in items.into_iter().flatten() {
-                if let Some(pk) = item.get(PARTITION_KEY).and_then(|v| v.as_s().ok()) {
-                    found.insert(pk.clone(), item.clone());
-                }
-            }
-            pending = output
-                .unprocessed_keys()
-                .and_then(|u| u.get(&self.table))
-                .map(|k| k.keys().to_vec())
-                .unwrap_or_default();
-        }
-        Err(StoreError::Unavailable(
-            "batch read left keys unprocessed".into(),
-        ))
+/// The session's side of an ending: final status, time, reason, TTL.
+fn ending_write(id: &SessionId, ending: &Ending, retain_until: Timestamp) -> Write {
+    let reason = ending.reason;
+    let mut update =
+        String::from("SET #status = :final, #endedAt = :now, #endReason = :reason, #ttl = :ttl");
+    let mut write = Write::new(layout::session_key(id), "")
+        .value(":final", s(reason.final_status().as_str()))
+        .value(":now", n(ending.ended_at.as_millis()))
+        .value(":reason", s(reason.as_str()))
+        .value(":ttl", ttl_value(retain_until));
+    if let Some(order) = &ending.order_id {
+        update.push_str(", #orderId = :order");
+        write = write.value(":order", s(order));
     }
+    if let Some(detail) = &ending.detail {
+        update.push_str(", #endDetail = :detail");
+        write = write.value(":detail", s(detail));
+    }
+    Write { update, ..write }
+}
 
-    /// A condition-only item: the shard is as the snapshot saw it.
-    fn shard_unchanged(
-        &self,
-        event: &EventId,
-        seen: &ShardSeen,
-    ) -> Result<TransactWriteItem, StoreError> {
-        let (condition, values) = if seen.stored {
-            (
-                "#nextTicket = :nextSeen",
-                vec![(":nextSeen", n(seen.next_seen))],
-            )
-        } else {
-            ("attribute_not_exists(#pk)", vec![])
-        };
-        let mut check = ConditionCheck::builder()
-            .table_name(&self.table)
-            .set_key(Some(self.key(layout::line_key(event, seen.shard))))
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(names_in(&[condition])));
-        for (placeholder, value) in values {
-            check = check.expression_attribute_values(placeholder, value);
-        }
-        Ok(TransactWriteItem::builder()
-            .condition_check(built(check.build())?)
-            .build())
-    }
+fn with_update(write: Write, more: &str) -> Write {
+    let update = format!("{}{more}", write.update);
+    Write { update, ..write }
+}
 
-    fn release_slot(&self, event: &EventId, reason: EndReason) -> Write {
-        Write::new(
-            layout::event_key(event),
-            format!("ADD #active :minus, #{} :one", ended_counter(reason)),
-        )
-        .value(":minus", n(-1))
-        .value(":one", n(1))
-    }
+fn release_slots(event: &EventId, reason: EndReason, count: u64) -> Write {
+    Write::new(
+        layout::event_key(event),
+        format!("ADD #active :minus, #{} :count", ended_counter(reason)),
+    )
+    .value(":minus", n(-i128::from(count)))
+    .value(":count", n(count))
 }
 
 /// The event counter an ending from `ACTIVE` adds to.
@@ -725,211 +798,4 @@ fn ended_counter(reason: EndReason) -> &'static str {
         SessionStatus::Failed => "failed",
         _ => "expired",
     }
-}
-
-fn count_ended_in_line(event: &EventId, shard: u16, reason: EndReason) -> Write {
-    let counter = if reason == EndReason::Timeout {
-        "abandoned"
-    } else {
-        "leftWaiting"
-    };
-    Write::new(
-        layout::line_key(event, shard),
-        format!("ADD #endedInLine :one, #{counter} :one"),
-    )
-    .value(":one", n(1))
-}
-
-fn session_change(plan: &LineAdvance, change: &SessionChange, retain_until: Timestamp) -> Write {
-    const FILING: &str = "#status = :waiting AND attribute_not_exists(#ticket)";
-    const FILED: &str = "#status = :waiting AND #ticket = :ticket";
-    let key = layout::session_key(&change.session_id);
-    let write = match &change.kind {
-        SessionChangeKind::File => Write::new(
-            key,
-            "SET #ticket = :ticket, #shard = :shard, #lineKey = :line, #aheadAtFiling = :ahead",
-        )
-        .when(FILING)
-        .value(":shard", n(change.shard))
-        .value(":line", s(layout::line_index_key(&plan.event_id, change.shard)))
-        .value(":ahead", n(change.ahead_at_filing.unwrap_or(0))),
-        SessionChangeKind::Admit {
-            filed_now,
-            admission_no,
-            expires_at,
-        } => {
-            // Active sessions join the expiry index the sweeper reads.
-            let admit = "#status = :active, #admittedAt = :now, #admissionNo = :no, #expiresAt = :expires, #expiryBucket = :bucket";
-            let write = if *filed_now {
-                Write::new(
-                    key,
-                    format!("SET #ticket = :ticket, #shard = :shard, #aheadAtFiling = :ahead, {admit}"),
-                )
-                .when(FILING)
-                .value(":shard", n(change.shard))
-                .value(":ahead", n(change.ahead_at_filing.unwrap_or(0)))
-            } else {
-                Write::new(key, format!("SET {admit} REMOVE #lineKey")).when(FILED)
-            };
-            write
-                .value(":bucket", s(expiry_bucket(&change.session_id).to_string()))
-                .value(":active", s(ACTIVE))
-                .value(":now", n(plan.now.as_millis()))
-                .value(":no", n(*admission_no))
-                .value(":expires", n(expires_at.as_millis()))
-        }
-        SessionChangeKind::Abandon { silent_since } => Write::new(
-            key,
-            "SET #status = :expired, #endedAt = :now, #endReason = :timeout, #ttl = :ttl REMOVE #lineKey",
-        )
-        .when("#status = :waiting AND #ticket = :ticket AND #lastSeenAt <= :silent")
-        .value(":expired", s(SessionStatus::Expired.as_str()))
-        .value(":now", n(plan.now.as_millis()))
-        .value(":timeout", s(EndReason::Timeout.as_str()))
-        .value(":ttl", ttl_value(retain_until))
-        .value(":silent", n(silent_since.as_millis())),
-    };
-    write
-        .value(":waiting", s(WAITING))
-        .value(":ticket", n(change.ticket))
-}
-
-fn shard_advance(event: &EventId, advance: &ShardAdvance) -> Write {
-    // A write that does not move the head neither sets nor checks it: filing
-    // must not collide with other granters admitting from this shard. The
-    // write that creates the item sets it all the same.
-    let moves_head = advance.head != advance.head_seen;
-    let sets_head = moves_head || !advance.stored;
-    let mut update = String::from("SET #nextTicket = :next, #eventId = :event, #shard = :shard");
-    if sets_head {
-        update.push_str(", #headTicket = :head");
-    }
-    let mut adds = Vec::new();
-    if advance.passed_ended > 0 {
-        adds.push("#endedInLine :passed");
-    }
-    if advance.abandoned > 0 {
-        adds.push("#abandoned :abandoned");
-    }
-    if advance.filed_through.is_some() {
-        update.push_str(", #filedThrough = :filedThrough");
-    }
-    if !adds.is_empty() {
-        update.push_str(" ADD ");
-        update.push_str(&adds.join(", "));
-    }
-    let mut write = Write::new(layout::line_key(event, advance.shard), update)
-        .value(":next", n(advance.next))
-        .value(":event", s(event.as_str()))
-        .value(":shard", n(advance.shard));
-    if let Some(through) = advance.filed_through {
-        write = write.value(":filedThrough", n(through.as_millis()));
-    }
-    if advance.passed_ended > 0 {
-        write = write.value(":passed", n(-i128::from(advance.passed_ended)));
-    }
-    if advance.abandoned > 0 {
-        write = write.value(":abandoned", n(advance.abandoned));
-    }
-    if advance.stored && moves_head {
-        write
-            .when("#nextTicket = :nextSeen AND #headTicket = :headSeen")
-            .value(":nextSeen", n(advance.next_seen))
-            .value(":head", n(advance.head))
-            .value(":headSeen", n(advance.head_seen))
-    } else if advance.stored {
-        write
-            .when("#nextTicket = :nextSeen")
-            .value(":nextSeen", n(advance.next_seen))
-    } else {
-        write
-            .when("attribute_not_exists(#pk)")
-            .value(":head", n(advance.head))
-    }
-}
-
-/// The event item's part of a line advance: slots taken (conditioned on
-/// capacity and on no other admission since the snapshot) and/or the
-/// backlog hint. `None` when the write leaves the event item alone.
-fn event_write(plan: &LineAdvance) -> Option<Write> {
-    let hint = match plan.backlog {
-        BacklogHint::Unchanged => None,
-        BacklogHint::Set { .. } => Some(1),
-        BacklogHint::Clear => Some(0),
-    };
-    let mut update = String::from("SET #eventId = :event");
-    let mut write = Write::new(layout::event_key(&plan.event_id), "")
-        .value(":event", s(plan.event_id.as_str()));
-    if let Some(flag) = hint {
-        update.push_str(", #lineBacklog = :backlog");
-        write = write.value(":backlog", n(flag));
-    }
-    // Setting the hint proves no slot was freed unseen (see `BacklogHint`).
-    let proof = match plan.backlog {
-        BacklogHint::Set {
-            active_seen,
-            capacity_seen,
-        } => {
-            write = write.value(":activeSeen", n(active_seen));
-            let capacity = match capacity_seen {
-                Some(capacity) => {
-                    write = write.value(":capacitySeen", n(capacity));
-                    "#capacity = :capacitySeen"
-                }
-                None => "attribute_not_exists(#capacity)",
-            };
-            Some(format!(
-                "(attribute_not_exists(#active) OR #active >= :activeSeen) AND {capacity}"
-            ))
-        }
-        _ => None,
-    };
-    let Some(expect) = plan.counters.as_ref() else {
-        return hint.map(|_| Write {
-            update,
-            condition: proof,
-            ..write
-        });
-    };
-    let condition = match (expect.capacity_seen.is_some(), expect.admitted_seen == 0) {
-        (true, true) => {
-            "#capacity = :capacity AND (attribute_not_exists(#active) OR #active <= :activeAtMost) AND (attribute_not_exists(#admitted) OR #admitted = :admittedSeen)"
-        }
-        (true, false) => {
-            "#capacity = :capacity AND (attribute_not_exists(#active) OR #active <= :activeAtMost) AND #admitted = :admittedSeen"
-        }
-        (false, true) => {
-            "attribute_not_exists(#capacity) AND (attribute_not_exists(#active) OR #active <= :activeAtMost) AND (attribute_not_exists(#admitted) OR #admitted = :admittedSeen)"
-        }
-        (false, false) => {
-            "attribute_not_exists(#capacity) AND (attribute_not_exists(#active) OR #active <= :activeAtMost) AND #admitted = :admittedSeen"
-        }
-    };
-    update.push_str(", #rateWindowAdmitted = :windowAdmitted");
-    let condition = match proof {
-        Some(proof) => format!("{condition} AND {proof}"),
-        None => condition.to_owned(),
-    };
-    write = Write {
-        condition: Some(condition),
-        ..write
-    }
-    .value(":windowAdmitted", n(plan.rate.window_admitted));
-    if let Some(start) = plan.rate.window_start {
-        update.push_str(", #rateWindowStart = :windowStart");
-        write = write.value(":windowStart", n(start.as_millis()));
-    }
-    if let Some(per_hour) = plan.rate.per_hour {
-        update.push_str(", #admitRatePerHour = :rate");
-        write = write.value(":rate", n(per_hour));
-    }
-    update.push_str(" ADD #active :admitted, #admitted :admitted");
-    let mut write = Write { update, ..write }
-        .value(":admitted", n(plan.admitted))
-        .value(":activeAtMost", n(expect.active_at_most))
-        .value(":admittedSeen", n(expect.admitted_seen));
-    if let Some(capacity) = expect.capacity_seen {
-        write = write.value(":capacity", n(capacity));
-    }
-    Some(write)
 }

@@ -1,0 +1,384 @@
+//! The line's items: event counters (and the backlog hint and heads on
+//! them), ticket counters, shard heads, the line index and the event index.
+
+use aws_sdk_dynamodb::types::ReturnValue;
+
+use super::items::{
+    decode_counters, decode_line_entry, decode_ticket_counter, n, names_in, number_list, s,
+    ttl_value,
+};
+use super::{DynamoStore, TransactResult, Write, classify, layout, rejected_ids};
+use crate::domain::admission::{AdmissionPlan, Arm, BacklogChange, NumberingPlan};
+use crate::domain::session::expiry_bucket;
+use crate::domain::{
+    EndReason, EventCounters, EventId, LineEntry, SessionId, SessionStatus, TicketCounter,
+    Timestamp,
+};
+use crate::ports::{StoreError, WriteOutcome};
+
+const WAITING: &str = "WAITING";
+const ACTIVE: &str = "ACTIVE";
+
+impl DynamoStore {
+    pub(super) async fn read_counters(
+        &self,
+        event: &EventId,
+        shard_count: u16,
+    ) -> Result<EventCounters, StoreError> {
+        decode_counters(self.get(layout::event_key(event)).await?.as_ref(), shard_count)
+    }
+
+    pub(super) async fn register(
+        &self,
+        event: &EventId,
+        default_capacity: u32,
+        shard_count: u16,
+    ) -> Result<EventCounters, StoreError> {
+        let update = "SET #capacity = if_not_exists(#capacity, :capacity), #eventId = :event, #listing = :listing";
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(layout::event_key(event))))
+            .update_expression(update)
+            .set_expression_attribute_names(Some(names_in(&[update])))
+            .expression_attribute_values(":capacity", n(default_capacity))
+            .expression_attribute_values(":event", s(event.as_str()))
+            .expression_attribute_values(":listing", s(layout::EVENT_LISTING))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        decode_counters(output.attributes(), shard_count)
+    }
+
+    pub(super) async fn store_capacity(
+        &self,
+        event: &EventId,
+        capacity: u32,
+    ) -> Result<(), StoreError> {
+        self.update(
+            Write::new(
+                layout::event_key(event),
+                "SET #capacity = :capacity, #eventId = :event, #listing = :listing",
+            )
+            .value(":capacity", n(capacity))
+            .value(":event", s(event.as_str()))
+            .value(":listing", s(layout::EVENT_LISTING)),
+        )
+        .await
+        .map(drop)
+    }
+
+    pub(super) async fn listed_events(&self) -> Result<Vec<EventId>, StoreError> {
+        let condition = "#listing = :listing";
+        let mut events = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(layout::EVENT_INDEX)
+                .key_condition_expression(condition)
+                .set_expression_attribute_names(Some(names_in(&[condition])))
+                .expression_attribute_values(":listing", s(layout::EVENT_LISTING))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            for item in page.items() {
+                let raw = super::items::get_str(item, layout::EVENT_INDEX_SORT)?;
+                events.push(
+                    EventId::parse(raw)
+                        .map_err(|_| StoreError::Corrupt(format!("bad eventId {raw}")))?,
+                );
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(events);
+            }
+        }
+    }
+
+    pub(super) async fn front(
+        &self,
+        event: &EventId,
+        shard: u16,
+        limit: usize,
+    ) -> Result<Vec<LineEntry>, StoreError> {
+        let condition = "#lineKey = :line";
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(layout::LINE_INDEX)
+            .key_condition_expression(condition)
+            .set_expression_attribute_names(Some(names_in(&[condition])))
+            .expression_attribute_values(":line", s(layout::line_index_key(event, shard)))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        output.items().iter().map(decode_line_entry).collect()
+    }
+
+    pub(super) async fn head(&self, event: &EventId, shard: u16) -> Result<u64, StoreError> {
+        let item = self.get(layout::head_key(event, shard)).await?;
+        Ok(item
+            .as_ref()
+            .map(|item| super::items::opt_num::<u64>(item, "head"))
+            .transpose()?
+            .flatten()
+            .unwrap_or(0))
+    }
+
+    pub(super) async fn read_ticket_counters(
+        &self,
+        event: &EventId,
+        shards: &[u16],
+    ) -> Result<Vec<TicketCounter>, StoreError> {
+        let keys = shards.iter().map(|&shard| layout::line_key(event, shard)).collect();
+        let found = self.batch_get(keys).await?;
+        shards
+            .iter()
+            .map(|&shard| decode_ticket_counter(shard, found.get(&layout::line_key(event, shard))))
+            .collect()
+    }
+
+    pub(super) async fn number(&self, plan: &NumberingPlan) -> Result<WriteOutcome, StoreError> {
+        let mut writes = Vec::with_capacity(plan.tickets.len() + 1);
+        // Sessions first, so a cancellation reason's index is the session's.
+        for numbered in &plan.tickets {
+            writes.push(self.transact_update(
+                Write::new(
+                    layout::session_key(&numbered.session_id),
+                    "SET #ticket = :ticket, #aheadAtFiling = :ahead",
+                )
+                .when("attribute_exists(#pk) AND attribute_not_exists(#ticket)")
+                .value(":ticket", n(numbered.ticket))
+                .value(":ahead", n(numbered.ahead)),
+            )?);
+        }
+        let counter = Write::new(
+            layout::line_key(&plan.event_id, plan.shard),
+            "SET #nextTicket = :next, #eventId = :event, #shard = :shard",
+        )
+        .value(":next", n(plan.next_ticket()))
+        .value(":event", s(plan.event_id.as_str()))
+        .value(":shard", n(plan.shard));
+        // The item may exist without a ticket handed out yet (a leave counted
+        // there first): "none yet" is zero either way.
+        let counter = if plan.counter_seen.next_ticket == 0 {
+            counter.when("attribute_not_exists(#nextTicket) OR #nextTicket = :nextSeen")
+        } else {
+            counter.when("#nextTicket = :nextSeen")
+        }
+        .value(":nextSeen", n(plan.counter_seen.next_ticket));
+        writes.push(self.transact_update(counter)?);
+        match self.transact(writes).await? {
+            TransactResult::Applied => Ok(WriteOutcome::Applied),
+            TransactResult::Cancelled(reasons) => {
+                let ids: Vec<&SessionId> = plan.tickets.iter().map(|t| &t.session_id).collect();
+                Ok(WriteOutcome::Conflict {
+                    rejected: rejected_ids(&ids, &reasons),
+                })
+            }
+        }
+    }
+
+    pub(super) async fn admit_plan(
+        &self,
+        plan: &AdmissionPlan,
+        retain_until: Timestamp,
+    ) -> Result<WriteOutcome, StoreError> {
+        let mut writes = Vec::new();
+        let mut ids: Vec<&SessionId> = Vec::new();
+        // Sessions first, so a cancellation reason's index is the session's.
+        for admit in &plan.admitted {
+            ids.push(&admit.session_id);
+            writes.push(self.transact_update(
+                Write::new(
+                    layout::session_key(&admit.session_id),
+                    "SET #status = :active, #admittedAt = :now, #admissionNo = :no, #expiresAt = :expires, #expiryBucket = :bucket REMOVE #lineKey, #place",
+                )
+                .when("#status = :waiting")
+                .value(":waiting", s(WAITING))
+                .value(":active", s(ACTIVE))
+                .value(":now", n(plan.now.as_millis()))
+                .value(":no", n(admit.admission_no))
+                .value(":expires", n(admit.expires_at.as_millis()))
+                // Active sessions join the expiry index the sweeper reads.
+                .value(":bucket", s(expiry_bucket(&admit.session_id).to_string())),
+            )?);
+        }
+        for abandon in &plan.abandoned {
+            ids.push(&abandon.session_id);
+            writes.push(self.transact_update(
+                Write::new(
+                    layout::session_key(&abandon.session_id),
+                    "SET #status = :expired, #endedAt = :now, #endReason = :timeout, #ttl = :ttl REMOVE #lineKey, #place",
+                )
+                .when("#status = :waiting AND #lastSeenAt <= :silent")
+                .value(":waiting", s(WAITING))
+                .value(":expired", s(SessionStatus::Expired.as_str()))
+                .value(":now", n(plan.now.as_millis()))
+                .value(":timeout", s(EndReason::Timeout.as_str()))
+                .value(":ttl", ttl_value(retain_until))
+                .value(":silent", n(abandon.silent_since.as_millis())),
+            )?);
+        }
+        for moved in &plan.heads {
+            // Only admitting writes move heads, and those are serialised by
+            // the event item's condition: no condition needed here.
+            writes.push(self.transact_update(
+                Write::new(
+                    layout::head_key(&plan.event_id, moved.shard),
+                    "SET #head = :head, #eventId = :event, #shard = :shard",
+                )
+                .value(":head", n(moved.head))
+                .value(":event", s(plan.event_id.as_str()))
+                .value(":shard", n(moved.shard)),
+            )?);
+        }
+        if let Some(event) = event_write(plan) {
+            writes.push(self.transact_update(event)?);
+        }
+        if writes.is_empty() {
+            return Ok(WriteOutcome::Applied);
+        }
+        match self.transact(writes).await? {
+            TransactResult::Applied => Ok(WriteOutcome::Applied),
+            TransactResult::Cancelled(reasons) => Ok(WriteOutcome::Conflict {
+                rejected: rejected_ids(&ids, &reasons),
+            }),
+        }
+    }
+
+    pub(super) async fn change_backlog(
+        &self,
+        event: &EventId,
+        change: BacklogChange,
+    ) -> Result<bool, StoreError> {
+        let key = layout::event_key(event);
+        let write = match change {
+            BacklogChange::Arm(arm) => with_arm_proof(
+                Write::new(key, "SET #lineBacklog = :armed REMOVE #backlogEmptySince")
+                    .value(":armed", n(1)),
+                arm,
+                None,
+            ),
+            BacklogChange::MarkEmpty { at } => {
+                Write::new(key, "SET #backlogEmptySince = :at")
+                    .when("#lineBacklog = :armed AND attribute_not_exists(#backlogEmptySince)")
+                    .value(":armed", n(1))
+                    .value(":at", n(at.as_millis()))
+            }
+            BacklogChange::Clear { marked_at } => {
+                Write::new(key, "SET #lineBacklog = :clear REMOVE #backlogEmptySince")
+                    .when("#backlogEmptySince = :marked")
+                    .value(":clear", n(0))
+                    .value(":marked", n(marked_at.as_millis()))
+            }
+        };
+        self.update(write).await
+    }
+}
+
+/// Arming the hint proves no slot was freed unseen since the snapshot (see
+/// `BacklogChange::Arm`): `active` did not drop and capacity did not change.
+fn with_arm_proof(write: Write, arm: Arm, also: Option<String>) -> Write {
+    let capacity = match arm.capacity_seen {
+        Some(_) => "#capacity = :capacitySeen",
+        None => "attribute_not_exists(#capacity)",
+    };
+    let proof = format!(
+        "(attribute_not_exists(#active) OR #active >= :activeSeen) AND {capacity}"
+    );
+    let condition = match also {
+        Some(also) => format!("{also} AND {proof}"),
+        None => proof,
+    };
+    let write = write.when(condition).value(":activeSeen", n(arm.active_seen));
+    match arm.capacity_seen {
+        Some(capacity) => write.value(":capacitySeen", n(capacity)),
+        None => write,
+    }
+}
+
+/// The event item's part of an admission: slots taken (conditioned on
+/// capacity and on nothing else admitted or skipped since the snapshot),
+/// skips counted, heads, the rate, and the hint. `None` when the write
+/// leaves the event item alone.
+fn event_write(plan: &AdmissionPlan) -> Option<Write> {
+    let key = layout::event_key(&plan.event_id);
+    let Some(expect) = plan.counters.as_ref() else {
+        // Nobody admitted or skipped: at most the hint.
+        return plan.arm.map(|arm| {
+            with_arm_proof(
+                Write::new(key, "SET #lineBacklog = :armed REMOVE #backlogEmptySince")
+                    .value(":armed", n(1)),
+                arm,
+                None,
+            )
+        });
+    };
+    let mut sets = vec![
+        "#eventId = :event".to_owned(),
+        "#heads = :heads".to_owned(),
+    ];
+    let mut adds = Vec::new();
+    let mut conditions = vec![
+        "(attribute_not_exists(#admitted) OR #admitted = :admittedSeen)".to_owned(),
+        "(attribute_not_exists(#abandoned) OR #abandoned = :abandonedSeen)".to_owned(),
+    ];
+    let mut write = Write::new(key, "")
+        .value(":event", s(plan.event_id.as_str()))
+        .value(":heads", number_list(&plan.heads_after))
+        .value(":admittedSeen", n(expect.admitted_seen))
+        .value(":abandonedSeen", n(expect.abandoned_seen));
+    if let Some(slots) = expect.slots {
+        conditions.push("#capacity = :capacity".to_owned());
+        conditions.push("(attribute_not_exists(#active) OR #active <= :activeAtMost)".to_owned());
+        adds.push("#active :admitted");
+        adds.push("#admitted :admitted");
+        write = write
+            .value(":capacity", n(slots.capacity))
+            .value(":activeAtMost", n(slots.active_at_most))
+            .value(":admitted", n(plan.admitted_count()));
+        sets.push("#rateWindowAdmitted = :windowAdmitted".to_owned());
+        write = write.value(":windowAdmitted", n(plan.rate.window_admitted));
+        if let Some(start) = plan.rate.window_start {
+            sets.push("#rateWindowStart = :windowStart".to_owned());
+            write = write.value(":windowStart", n(start.as_millis()));
+        }
+        if let Some(per_hour) = plan.rate.per_hour {
+            sets.push("#admitRatePerHour = :rate".to_owned());
+            write = write.value(":rate", n(per_hour));
+        }
+    }
+    if !plan.abandoned.is_empty() {
+        adds.push("#abandoned :skipped");
+        write = write.value(":skipped", n(plan.abandoned.len()));
+    }
+    let mut removes = Vec::new();
+    if plan.arm.is_some() {
+        sets.push("#lineBacklog = :armed".to_owned());
+        removes.push("#backlogEmptySince");
+        write = write.value(":armed", n(1));
+    }
+    let mut update = format!("SET {}", sets.join(", "));
+    if !adds.is_empty() {
+        update.push_str(&format!(" ADD {}", adds.join(", ")));
+    }
+    if !removes.is_empty() {
+        update.push_str(&format!(" REMOVE {}", removes.join(", ")));
+    }
+    let write = Write { update, ..write };
+    let condition = conditions.join(" AND ");
+    Some(match plan.arm {
+        Some(arm) => with_arm_proof(write, arm, Some(condition)),
+        None => write.when(condition),
+    })
+}
+

@@ -1,0 +1,70 @@
+//! What the table's stream tells: one record per write of an item, in order
+//! per item, at least once. The stream adapters (Lambda's event, the local
+//! poller's reads, the in-memory store) turn their records into these, so
+//! the services that follow the stream see only domain types.
+
+use super::ids::EventId;
+use super::line::EventCounters;
+use super::session::{Session, SessionStatus};
+
+/// One write, as far as the services care.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A session before and after (`None`: did not exist / was deleted).
+    Session {
+        old: Option<Box<Session>>,
+        new: Option<Box<Session>>,
+    },
+    /// An event's counters before and after.
+    Counters {
+        event_id: EventId,
+        before: Box<EventCounters>,
+        after: Box<EventCounters>,
+    },
+    /// Any other item (claims, ticket counters, heads).
+    Other,
+}
+
+impl Change {
+    /// A slot may have become free (fewer active sessions, or a new
+    /// capacity) while someone waits: what wakes the granter. Admissions,
+    /// and exits with nobody in line, are not worth waking it for.
+    pub fn frees_a_slot(&self) -> Option<(&EventId, &EventCounters)> {
+        let Change::Counters {
+            event_id,
+            before,
+            after,
+        } = self
+        else {
+            return None;
+        };
+        let freed = after.active < before.active || after.capacity != before.capacity;
+        (freed && after.backlog.armed).then_some((event_id, after.as_ref()))
+    }
+
+    /// A session that has just joined (its first write).
+    pub fn joined(&self) -> Option<&Session> {
+        match self {
+            Change::Session { old: None, new: Some(new) } if new.status == SessionStatus::Waiting => {
+                Some(new)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One stream record: its id (what a partial batch failure names) and the
+/// change, or why it could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRecord {
+    pub id: String,
+    pub change: Result<Change, UnreadableRecord>,
+}
+
+/// A record this code cannot read, kept whole for a human.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableRecord {
+    pub reason: String,
+    /// The record as received (JSON), for the dead-letter queue.
+    pub raw: String,
+}

@@ -293,7 +293,11 @@ pub struct GranterParts {
     pub join_queue: SqsQueue,
 }
 
-fn granter_of(store: DynamoStore, line: &LineSettings, lifecycle: &LifecycleSettings) -> Granter<DynamoStore> {
+fn granter_of(
+    store: DynamoStore,
+    line: &LineSettings,
+    lifecycle: &LifecycleSettings,
+) -> Granter<DynamoStore> {
     Granter {
         store,
         clock: Arc::new(SystemClock),
@@ -345,7 +349,10 @@ pub async fn checkout_outcomes()
         .checkout_queue_url
         .map(|url| SqsQueue::new(sqs_client(&sdk), url));
     let outcomes = CheckoutOutcomes {
-        commands: commands_with(&settings.commands, DynamoStore::new(dynamodb_client(&sdk), settings.commands.table.clone())),
+        commands: commands_with(
+            &settings.commands,
+            DynamoStore::new(dynamodb_client(&sdk), settings.commands.table.clone()),
+        ),
     };
     Ok((outcomes, queue))
 }

@@ -202,7 +202,10 @@ impl Stack {
 
     /// The join queue as `function` uses it.
     pub fn queue_for(&self, function: &str) -> SqsQueue {
-        SqsQueue::new(self.clients_for(function).sqs, &self.resources.join_queue_url)
+        SqsQueue::new(
+            self.clients_for(function).sqs,
+            &self.resources.join_queue_url,
+        )
     }
 
     /// The join queue as the test itself uses it (not recorded).
@@ -282,7 +285,11 @@ impl Stack {
     }
 
     /// The sweeper's reconciliation (the granter's logic, the sweeper's role).
-    pub fn reconciler(&self, lifecycle: &LifecycleSettings, line_shards: u16) -> Reconciler<DynamoStore> {
+    pub fn reconciler(
+        &self,
+        lifecycle: &LifecycleSettings,
+        line_shards: u16,
+    ) -> Reconciler<DynamoStore> {
         Reconciler {
             granter: self.granter_as("sweeper", lifecycle, line_shards),
         }

@@ -91,7 +91,8 @@ fn the_table_and_its_indexes_match_the_code() {
         "true"
     );
     let indexes = table["GlobalSecondaryIndexes"].as_vec().unwrap();
-    let expected = [
+    // An empty projection is KEYS_ONLY.
+    let expected: [(&str, &str, &str, &[&str]); 3] = [
         (
             layout::LINE_INDEX,
             layout::LINE_INDEX_PARTITION,
@@ -103,6 +104,12 @@ fn the_table_and_its_indexes_match_the_code() {
             layout::EXPIRY_INDEX_PARTITION,
             layout::EXPIRY_INDEX_SORT,
             layout::EXPIRY_INDEX_PROJECTION,
+        ),
+        (
+            layout::EVENT_INDEX,
+            layout::EVENT_INDEX_PARTITION,
+            layout::EVENT_INDEX_SORT,
+            &[],
         ),
     ];
     assert_eq!(
@@ -122,7 +129,19 @@ fn the_table_and_its_indexes_match_the_code() {
                 (sort.to_owned(), "RANGE".to_owned())
             ]
         );
-        assert_eq!(text(&index["Projection"]["ProjectionType"]), "INCLUDE");
+        if projection.is_empty() {
+            assert_eq!(
+                text(&index["Projection"]["ProjectionType"]),
+                "KEYS_ONLY",
+                "{name}"
+            );
+            continue;
+        }
+        assert_eq!(
+            text(&index["Projection"]["ProjectionType"]),
+            "INCLUDE",
+            "{name}"
+        );
         let projected: BTreeSet<String> = projection.iter().map(|s| (*s).to_owned()).collect();
         assert_eq!(
             strings(&index["Projection"]["NonKeyAttributes"]),
@@ -171,11 +190,16 @@ fn the_queues_match_what_provision_creates() {
         text(&resource(&template, "CheckoutDeadLetterQueue")["QueueName"]),
         names.checkout_dead_letter_queue()
     );
+    assert_eq!(
+        text(&resource(&template, "StreamDeadLetterQueue")["QueueName"]),
+        names.stream_dead_letter_queue()
+    );
     for id in [
         "JoinQueue",
         "JoinDeadLetterQueue",
         "CheckoutQueue",
         "CheckoutDeadLetterQueue",
+        "StreamDeadLetterQueue",
     ] {
         assert_eq!(
             text(&resource(&template, id)["MessageRetentionPeriod"]),
@@ -385,17 +409,22 @@ fn the_localstack_init_hook_creates_the_same_resources() {
             })
             .collect();
         assert_eq!(keys, key_schema(&twin["KeySchema"]), "{name}");
-        let projected: BTreeSet<String> = index["Projection"]["NonKeyAttributes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_owned())
-            .collect();
         assert_eq!(
-            projected,
-            strings(&twin["Projection"]["NonKeyAttributes"]),
+            index["Projection"]["ProjectionType"].as_str().unwrap(),
+            text(&twin["Projection"]["ProjectionType"]),
             "{name}"
         );
+        if let Some(attributes) = index["Projection"]["NonKeyAttributes"].as_array() {
+            let projected: BTreeSet<String> = attributes
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(
+                projected,
+                strings(&twin["Projection"]["NonKeyAttributes"]),
+                "{name}"
+            );
+        }
     }
 
     let queues = localstack_file("queues.json");
@@ -438,4 +467,8 @@ fn the_localstack_init_hook_creates_the_same_resources() {
             .as_str()
     );
     assert_eq!(queues["eventsTopic"], names.events_topic().as_str());
+    assert_eq!(
+        queues["streamDeadLetter"]["name"],
+        names.stream_dead_letter_queue().as_str()
+    );
 }

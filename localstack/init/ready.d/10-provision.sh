@@ -28,6 +28,9 @@ PY
 }
 queue_pair join
 queue_pair checkout
+# Unreadable stream records, and what the stream mappings give up on.
+awslocal sqs create-queue --queue-name waiting-room-stream-dlq \
+  --attributes "$(python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["streamDeadLetter"]["attributes"]))' "$here/queues.json")" >/dev/null
 
 awslocal sns create-topic --name waiting-room-events.fifo \
   --attributes '{"FifoTopic":"true","ContentBasedDeduplication":"false","FifoThroughputScope":"MessageGroup","ArchivePolicy":"{\"MessageRetentionPeriod\":\"7\"}"}' >/dev/null

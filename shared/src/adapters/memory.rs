@@ -173,7 +173,12 @@ impl MemoryStore {
 
     /// Every event's counters as stored.
     pub fn all_counters(&self) -> Vec<(EventId, EventCounters)> {
-        self.with(|t| t.events.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        self.with(|t| {
+            t.events
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
     }
 
     /// Stream records from `from` on (a reader's position), and the next
@@ -199,7 +204,13 @@ impl MemoryStore {
             for id in sessions {
                 if pick() {
                     if let Some(old) = t.sessions.remove(&id) {
-                        push(t, Change::Session { old: Some(Box::new(old.session)), new: None });
+                        push(
+                            t,
+                            Change::Session {
+                                old: Some(Box::new(old.session)),
+                                new: None,
+                            },
+                        );
                         deleted += 1;
                     }
                 }
@@ -223,9 +234,7 @@ impl MemoryStore {
 
     /// True when every index shows every change made so far.
     pub fn indexes_settled(&self) -> bool {
-        self.with(|t| {
-            t.line_index.settled() && t.expiry_index.settled() && t.event_index.settled()
-        })
+        self.with(|t| t.line_index.settled() && t.expiry_index.settled() && t.event_index.settled())
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Tables) -> R) -> R {
@@ -271,9 +280,12 @@ impl MemoryStore {
             )
         });
         t.line_index.set(session.id.clone(), line, due);
-        let expiry = session
-            .expires_at()
-            .map(|at| ((expiry_bucket(&session.id), at, session.id.to_string()), session.id.clone()));
+        let expiry = session.expires_at().map(|at| {
+            (
+                (expiry_bucket(&session.id), at, session.id.to_string()),
+                session.id.clone(),
+            )
+        });
         t.expiry_index.set(session.id.clone(), expiry, due);
         t.sessions.insert(
             session.id.clone(),
@@ -282,13 +294,21 @@ impl MemoryStore {
                 ttl,
             },
         );
-        push(t, Change::Session { old: old.map(Box::new), new: Some(Box::new(session)) });
+        push(
+            t,
+            Change::Session {
+                old: old.map(Box::new),
+                new: Some(Box::new(session)),
+            },
+        );
     }
 
     fn put_counters(&self, t: &mut Tables, event: &EventId, after: EventCounters) {
         let before = t.events.get(event).cloned().unwrap_or_default();
         for (shard, head) in after.heads.iter().enumerate() {
-            let Ok(shard) = u16::try_from(shard) else { continue };
+            let Ok(shard) = u16::try_from(shard) else {
+                continue;
+            };
             if before.head(shard) != *head {
                 t.heads.insert((event.clone(), shard), *head);
                 push(t, Change::Other);
@@ -308,7 +328,10 @@ impl MemoryStore {
 
 fn push(t: &mut Tables, change: Change) {
     let id = format!("{:020}", t.stream.len());
-    t.stream.push(StreamRecord { id, change: Ok(change) });
+    t.stream.push(StreamRecord {
+        id,
+        change: Ok(change),
+    });
 }
 
 fn entry_of(session: &Session) -> LineEntry {
@@ -407,10 +430,19 @@ impl SessionStore for MemoryStore {
             }
             if let Some(old) = t.sessions.remove(&session.id) {
                 t.line_index.set(session.id.clone(), None, self.due());
-                push(t, Change::Session { old: Some(Box::new(old.session)), new: None });
+                push(
+                    t,
+                    Change::Session {
+                        old: Some(Box::new(old.session)),
+                        new: None,
+                    },
+                );
             }
             let key = claim_key(session);
-            if t.claims.get(&key).is_some_and(|c| c.session_id == session.id) {
+            if t.claims
+                .get(&key)
+                .is_some_and(|c| c.session_id == session.id)
+            {
                 t.claims.remove(&key);
                 push(t, Change::Other);
             }
@@ -623,7 +655,8 @@ impl SessionStore for MemoryStore {
                 counters.capacity = Some(default_capacity);
                 self.put_counters(t, event, counters);
             }
-            t.event_index.set(event.clone(), Some((event.clone(), ())), self.due());
+            t.event_index
+                .set(event.clone(), Some((event.clone(), ())), self.due());
             counters_of(t, event, shard_count)
         }))
     }
@@ -631,7 +664,8 @@ impl SessionStore for MemoryStore {
     async fn list_event(&self, event: &EventId) -> Result<(), StoreError> {
         self.check_fault()?;
         self.with(|t| {
-            t.event_index.set(event.clone(), Some((event.clone(), ())), self.due());
+            t.event_index
+                .set(event.clone(), Some((event.clone(), ())), self.due());
             push(t, Change::Other);
         });
         Ok(())
@@ -811,7 +845,8 @@ impl SessionStore for MemoryStore {
             let mut counters = t.events.get(event).cloned().unwrap_or_default();
             counters.capacity = Some(capacity);
             self.put_counters(t, event, counters);
-            t.event_index.set(event.clone(), Some((event.clone(), ())), self.due());
+            t.event_index
+                .set(event.clone(), Some((event.clone(), ())), self.due());
         });
         Ok(())
     }
@@ -917,7 +952,9 @@ impl MemoryQueue {
     }
 
     fn now(&self) -> Timestamp {
-        self.clock.as_ref().map_or(Timestamp::from_millis(0), |c| c.now())
+        self.clock
+            .as_ref()
+            .map_or(Timestamp::from_millis(0), |c| c.now())
     }
 
     /// Puts every in-flight message back, as a visibility timeout would.

@@ -75,8 +75,12 @@ impl JoinQueue for SqsQueue {
         let event =
             EventId::parse(&ticket.event_id).map_err(|e| QueueError::Rejected(e.to_string()))?;
         let body = JoinQueueMessage::Joined(ticket.clone());
-        self.send_message(&body, &message_group_id(&event, ticket.shard), &ticket.session_id)
-            .await
+        self.send_message(
+            &body,
+            &message_group_id(&event, ticket.shard),
+            &ticket.session_id,
+        )
+        .await
     }
 }
 

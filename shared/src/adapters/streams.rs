@@ -52,7 +52,13 @@ pub fn change_of(pk: &str, old: Option<&Item>, new: Option<&Item>) -> Result<Cha
     Ok(Change::Other)
 }
 
-fn record(id: String, pk: Option<&str>, old: Option<&Item>, new: Option<&Item>, raw: impl FnOnce() -> String) -> StreamRecord {
+fn record(
+    id: String,
+    pk: Option<&str>,
+    old: Option<&Item>,
+    new: Option<&Item>,
+    raw: impl FnOnce() -> String,
+) -> StreamRecord {
     let change = match pk {
         Some(pk) => change_of(pk, old, new),
         None => Err("the record has no pk".to_owned()),
@@ -101,7 +107,10 @@ pub fn records_in_lambda_event(event: &LambdaStreamEvent) -> Vec<StreamRecord> {
         .iter()
         .map(|r| {
             let keys = from_lambda_image(&r.change.keys).unwrap_or_default();
-            let pk = keys.get("pk").and_then(|v| v.as_s().ok()).map(String::as_str);
+            let pk = keys
+                .get("pk")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str);
             let old = from_lambda_image(&r.change.old_image);
             let new = from_lambda_image(&r.change.new_image);
             let id = r
@@ -122,7 +131,9 @@ fn from_stream_value(value: &StreamValue) -> Option<AttributeValue> {
         StreamValue::N(n) => AttributeValue::N(n.clone()),
         StreamValue::Bool(b) => AttributeValue::Bool(*b),
         StreamValue::Null(b) => AttributeValue::Null(*b),
-        StreamValue::L(list) => AttributeValue::L(list.iter().filter_map(from_stream_value).collect()),
+        StreamValue::L(list) => {
+            AttributeValue::L(list.iter().filter_map(from_stream_value).collect())
+        }
         StreamValue::M(map) => AttributeValue::M(
             map.iter()
                 .filter_map(|(k, v)| Some((k.clone(), from_stream_value(v)?)))
@@ -207,7 +218,9 @@ impl TableStreamReader {
                     .unwrap_or_default();
                 let old = from_stream_image(change.old_image());
                 let new = from_stream_image(change.new_image());
-                records.push(record(id, pk, old.as_ref(), new.as_ref(), || format!("{r:?}")));
+                records.push(record(id, pk, old.as_ref(), new.as_ref(), || {
+                    format!("{r:?}")
+                }));
             }
             tracing::trace!(shard, records = output.records().len(), "read stream shard");
             *iterator = output.next_shard_iterator().map(str::to_owned);
@@ -279,14 +292,24 @@ mod tests {
         ]));
         let records = records_in_lambda_event(&event);
         let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
-        assert_eq!(ids, vec!["100", "101", "102", "103"], "sequence numbers name the records");
+        assert_eq!(
+            ids,
+            vec!["100", "101", "102", "103"],
+            "sequence numbers name the records"
+        );
         let freed = records[0].change.as_ref().unwrap().frees_a_slot();
         let (event_id, after) = freed.expect("a leave frees a slot");
         assert_eq!((event_id.as_str(), after.heads.clone()), ("E1", vec![4]));
-        assert!(records[1].change.as_ref().unwrap().frees_a_slot().is_none(), "an admission does not");
+        assert!(
+            records[1].change.as_ref().unwrap().frees_a_slot().is_none(),
+            "an admission does not"
+        );
         let broken = records[2].change.as_ref().unwrap_err();
         assert!(broken.reason.contains("sessionId"), "{}", broken.reason);
-        assert!(broken.raw.contains("SESSION#E1.x"), "the record is kept whole");
+        assert!(
+            broken.raw.contains("SESSION#E1.x"),
+            "the record is kept whole"
+        );
         assert_eq!(records[3].change, Ok(Change::Other));
     }
 
@@ -305,6 +328,9 @@ mod tests {
             }),
         };
         assert!(change(true).frees_a_slot().is_some());
-        assert!(change(false).frees_a_slot().is_none(), "no line: no need to wake the granter");
+        assert!(
+            change(false).frees_a_slot().is_none(),
+            "no line: no need to wake the granter"
+        );
     }
 }

@@ -98,10 +98,14 @@ impl Arm {
 pub enum BacklogChange {
     Arm(Arm),
     /// The reconciliation found nobody waiting: start clearing.
-    MarkEmpty { at: Timestamp },
+    MarkEmpty {
+        at: Timestamp,
+    },
     /// Still nobody, `BACKLOG_CLEAR_DELAY` after `MarkEmpty { at }`, and no
     /// granter armed the hint since: exits stop waking the granter.
-    Clear { marked_at: Timestamp },
+    Clear {
+        marked_at: Timestamp,
+    },
 }
 
 impl BacklogChange {
@@ -252,10 +256,11 @@ pub fn plan_admissions(
     let mut heads_after: Vec<u64> = (0..shard_count)
         .map(|s| counters.head(u16::try_from(s).unwrap_or(u16::MAX)))
         .collect();
-    let passed = admitted
-        .iter()
-        .map(|a| (a.shard, a.ticket))
-        .chain(abandoned.iter().map(|a| (a.shard, ticket_of(views, known, &a.session_id))));
+    let passed = admitted.iter().map(|a| (a.shard, a.ticket)).chain(
+        abandoned
+            .iter()
+            .map(|a| (a.shard, ticket_of(views, known, &a.session_id))),
+    );
     for (shard, ticket) in passed {
         if let (Some(head), Some(ticket)) = (heads_after.get_mut(usize::from(shard)), ticket) {
             *head = (*head).max(ticket + 1);
@@ -320,14 +325,18 @@ impl Cursor {
         let mut entries = view.entries.clone();
         let last_seen = view.entries.last().map(LineEntry::place);
         for entry in known.iter().filter(|e| e.shard == view.shard) {
-            if let Some(shown) = entries.iter_mut().find(|e| e.session_id == entry.session_id) {
+            if let Some(shown) = entries
+                .iter_mut()
+                .find(|e| e.session_id == entry.session_id)
+            {
                 // The index may lag on the ticket and presence of someone
                 // known first-hand: take the newer of each.
                 shown.ticket = shown.ticket.or(entry.ticket);
                 shown.last_seen_at = shown.last_seen_at.max(entry.last_seen_at);
                 continue;
             }
-            let within = view.complete || last_seen.as_ref().is_some_and(|last| entry.place() < *last);
+            let within =
+                view.complete || last_seen.as_ref().is_some_and(|last| entry.place() < *last);
             if within {
                 entries.push(entry.clone());
             }
@@ -479,7 +488,12 @@ mod tests {
         }
     }
 
-    fn plan(counters: &EventCounters, views: &[ShardView], known: &[LineEntry], capacity: u32) -> AdmissionPlan {
+    fn plan(
+        counters: &EventCounters,
+        views: &[ShardView],
+        known: &[LineEntry],
+        capacity: u32,
+    ) -> AdmissionPlan {
         let mut counters = counters.clone();
         counters.capacity = Some(capacity);
         plan_admissions(
@@ -499,8 +513,16 @@ mod tests {
     #[test]
     fn shards_are_merged_in_place_order_up_to_capacity() {
         let views = [
-            view(0, vec![entry(1, 0, 10, Some(0)), entry(3, 0, 30, Some(1))], true),
-            view(1, vec![entry(2, 1, 20, Some(0)), entry(4, 1, 40, Some(1))], true),
+            view(
+                0,
+                vec![entry(1, 0, 10, Some(0)), entry(3, 0, 30, Some(1))],
+                true,
+            ),
+            view(
+                1,
+                vec![entry(2, 1, 20, Some(0)), entry(4, 1, 40, Some(1))],
+                true,
+            ),
         ];
         let plan = plan(&counters(0, 2), &views, &[], 3);
         assert_eq!(admitted(&plan), vec![sid(1), sid(2), sid(3)]);
@@ -508,8 +530,15 @@ mod tests {
         assert_eq!(numbers, vec![1, 2, 3]);
         let expect = plan.counters.clone().unwrap();
         let slots = expect.slots.unwrap();
-        assert_eq!((slots.capacity, slots.active_at_most, expect.admitted_seen), (3, 0, 0));
-        assert_eq!(plan.heads_after, vec![2, 1], "heads move past the admitted tickets");
+        assert_eq!(
+            (slots.capacity, slots.active_at_most, expect.admitted_seen),
+            (3, 0, 0)
+        );
+        assert_eq!(
+            plan.heads_after,
+            vec![2, 1],
+            "heads move past the admitted tickets"
+        );
         assert!(plan.waiting_after && !plan.unfinished);
         assert_eq!(plan.arm, None, "the hint is firm already");
     }
@@ -531,7 +560,10 @@ mod tests {
     fn nobody_who_joined_after_a_read_is_admitted_on_it() {
         let mut late = view(1, vec![], true);
         late.read_at = Timestamp::from_millis(15);
-        let views = [view(0, vec![entry(1, 0, 10, None), entry(2, 0, 20, None)], true), late];
+        let views = [
+            view(0, vec![entry(1, 0, 10, None), entry(2, 0, 20, None)], true),
+            late,
+        ];
         let plan = plan(&counters(0, 2), &views, &[], 10);
         assert_eq!(
             admitted(&plan),
@@ -570,13 +602,20 @@ mod tests {
         );
         let again = plan_admissions(
             &event(),
-            &EventCounters { capacity: Some(10), ..counters(0, 2) },
+            &EventCounters {
+                capacity: Some(10),
+                ..counters(0, 2)
+            },
             &views,
             &[entry(1, 0, 10, None)],
             &policy(10),
             Timestamp::from_millis(NOW),
         );
-        assert_eq!(again.admitted.len(), 2, "a session both shown and known counts once");
+        assert_eq!(
+            again.admitted.len(),
+            2,
+            "a session both shown and known counts once"
+        );
     }
 
     #[test]
@@ -587,10 +626,23 @@ mod tests {
         let views = [view(0, vec![entry(1, 0, 10, None)], true)];
         let armed = plan(&full, &views, &[], 5);
         assert!(armed.admitted.is_empty() && armed.counters.is_none());
-        assert_eq!(armed.arm, Some(Arm { active_seen: 5, capacity_seen: Some(5) }));
+        assert_eq!(
+            armed.arm,
+            Some(Arm {
+                active_seen: 5,
+                capacity_seen: Some(5)
+            })
+        );
         full.backlog.armed = true;
         full.backlog.empty_since = Some(Timestamp::from_millis(1));
-        let clearing = plan_admissions(&event(), &full, &views, &[], &policy(5), Timestamp::from_millis(NOW));
+        let clearing = plan_admissions(
+            &event(),
+            &full,
+            &views,
+            &[],
+            &policy(5),
+            Timestamp::from_millis(NOW),
+        );
         assert!(clearing.arm.is_some(), "a clearing under way is called off");
         let empty = plan(&full, &[view(0, vec![], true)], &[], 5);
         assert!(empty.is_empty(), "nobody waits: nothing to write");
@@ -604,7 +656,14 @@ mod tests {
         counters.capacity = Some(1000);
         let mut wide = policy(1000);
         wide.max_changes_per_write = 500;
-        let plan = plan_admissions(&event(), &counters, &views, &[], &wide, Timestamp::from_millis(NOW));
+        let plan = plan_admissions(
+            &event(),
+            &counters,
+            &views,
+            &[],
+            &wide,
+            Timestamp::from_millis(NOW),
+        );
         assert_eq!(plan.admitted.len(), TRANSACTION_ITEM_LIMIT - 2);
         assert!(plan.unfinished);
     }

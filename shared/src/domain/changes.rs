@@ -45,9 +45,10 @@ impl Change {
     /// A session that has just joined (its first write).
     pub fn joined(&self) -> Option<&Session> {
         match self {
-            Change::Session { old: None, new: Some(new) } if new.status == SessionStatus::Waiting => {
-                Some(new)
-            }
+            Change::Session {
+                old: None,
+                new: Some(new),
+            } if new.status == SessionStatus::Waiting => Some(new),
             _ => None,
         }
     }

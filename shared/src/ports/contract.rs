@@ -112,7 +112,10 @@ async fn admit<S: SessionStore>(
     now: Timestamp,
 ) -> WriteOutcome {
     let plan = plan(store, event, capacity, now).await;
-    store.admit(&plan, now.plus(Duration::from_secs(3600))).await.unwrap()
+    store
+        .admit(&plan, now.plus(Duration::from_secs(3600)))
+        .await
+        .unwrap()
 }
 
 fn ids(entries: &[LineEntry]) -> Vec<SessionId> {
@@ -173,7 +176,11 @@ pub async fn a_join_is_in_line_at_once_in_place_order<S: SessionStore>(store: &S
         .waiting_among(&[fans[2].id.clone(), SessionId::new(&event, [99; 16])])
         .await
         .unwrap();
-    assert_eq!(ids(&waiting), vec![fans[2].id.clone()], "the unknown one is not waiting");
+    assert_eq!(
+        ids(&waiting),
+        vec![fans[2].id.clone()],
+        "the unknown one is not waiting"
+    );
 }
 
 fn ids_of(sessions: &[Session]) -> Vec<SessionId> {
@@ -186,14 +193,20 @@ pub async fn a_waiting_session_can_be_discarded<S: SessionStore>(store: &S) {
     created(store, &lost).await;
     assert_eq!(store.discard(&lost).await.unwrap(), Discard::Discarded);
     assert_eq!(store.get_session(&lost.id).await.unwrap(), None);
-    assert!(store.line_front(&event, 0, 10).await.unwrap().is_empty(), "out of line");
+    assert!(
+        store.line_front(&event, 0, 10).await.unwrap().is_empty(),
+        "out of line"
+    );
     let again = session(&event, 2, "fan");
     assert_eq!(
         store.create_session(&again, None, later(1)).await.unwrap(),
         Claim::Created,
         "the claim went with it"
     );
-    assert_eq!(admit(store, &event, 1, later(10)).await, WriteOutcome::Applied);
+    assert_eq!(
+        admit(store, &event, 1, later(10)).await,
+        WriteOutcome::Applied
+    );
     assert_eq!(
         store.discard(&again).await.unwrap(),
         Discard::NoLongerWaiting,
@@ -211,7 +224,11 @@ pub async fn touch_records_presence_of_live_sessions_only<S: SessionStore>(store
         other => panic!("expected Touched, got {other:?}"),
     }
     let front = store.line_front(&event, 0, 10).await.unwrap();
-    assert_eq!(front[0].last_seen_at, later(500), "the line index carries presence");
+    assert_eq!(
+        front[0].last_seen_at,
+        later(500),
+        "the line index carries presence"
+    );
     let outcome = store
         .end_session(
             &s.id,
@@ -222,7 +239,10 @@ pub async fn touch_records_presence_of_live_sessions_only<S: SessionStore>(store
         .await
         .unwrap();
     assert_eq!(outcome, EndOutcome::Ended);
-    assert!(store.line_front(&event, 0, 10).await.unwrap().is_empty(), "left the line");
+    assert!(
+        store.line_front(&event, 0, 10).await.unwrap().is_empty(),
+        "left the line"
+    );
     let counters = store.ticket_counters(&event, &[0]).await.unwrap();
     assert_eq!(counters[0].left_waiting, 1, "counted on its shard");
     assert!(
@@ -246,48 +266,88 @@ pub async fn admission_takes_slots_moves_heads_and_counts_exactly<S: SessionStor
         0,
         1,
     );
-    assert_eq!(store.number_sessions(&numbering).await.unwrap(), WriteOutcome::Applied);
-    assert_eq!(counters.capacity, Some(100), "the default is stored on first use");
+    assert_eq!(
+        store.number_sessions(&numbering).await.unwrap(),
+        WriteOutcome::Applied
+    );
+    assert_eq!(
+        counters.capacity,
+        Some(100),
+        "the default is stored on first use"
+    );
 
     let now = later(1_000);
     let before_change = plan(store, &event, 2, now).await;
     assert!(before_change.counters.is_some());
     store.set_capacity(&event, 2).await.unwrap();
     assert!(
-        matches!(store.admit(&before_change, later(5_000)).await.unwrap(), WriteOutcome::Conflict { .. }),
+        matches!(
+            store.admit(&before_change, later(5_000)).await.unwrap(),
+            WriteOutcome::Conflict { .. }
+        ),
         "capacity changed since the plan: nothing is written"
     );
     assert_eq!(admit(store, &event, 2, now).await, WriteOutcome::Applied);
     let counters = store.event_counters(&event, 1).await.unwrap();
     assert_eq!((counters.active, counters.admitted), (2, 2));
     assert_eq!(counters.heads, vec![2]);
-    assert_eq!(store.shard_head(&event, 0).await.unwrap(), 2, "mirrored for polls");
+    assert_eq!(
+        store.shard_head(&event, 0).await.unwrap(),
+        2,
+        "mirrored for polls"
+    );
     for (n, fan) in fans.iter().enumerate() {
         let stored = store.get_session(&fan.id).await.unwrap().unwrap();
-        let expected = if n < 2 { SessionStatus::Active } else { SessionStatus::Waiting };
+        let expected = if n < 2 {
+            SessionStatus::Active
+        } else {
+            SessionStatus::Waiting
+        };
         assert_eq!(stored.status, expected, "fan {n}");
         assert_eq!(stored.ticket, Some(n as u64));
         if n < 2 {
             let admission = stored.admission.unwrap();
-            assert_eq!((admission.admission_no, admission.admitted_at), (n as u64 + 1, now));
+            assert_eq!(
+                (admission.admission_no, admission.admitted_at),
+                (n as u64 + 1, now)
+            );
         }
     }
-    assert_eq!(ids(&store.line_front(&event, 0, 10).await.unwrap()), ids_of(&fans[2..]));
+    assert_eq!(
+        ids(&store.line_front(&event, 0, 10).await.unwrap()),
+        ids_of(&fans[2..])
+    );
 
     // Full: planning admits nobody. A leave frees one slot: exactly one more.
     let full = plan(store, &event, 2, later(1_100)).await;
     assert!(full.admitted.is_empty());
-    assert_eq!(leave_active(store, &fans[0].id, 1_200).await, EndOutcome::Ended);
+    assert_eq!(
+        leave_active(store, &fans[0].id, 1_200).await,
+        EndOutcome::Ended
+    );
     assert_eq!(
         leave_active(store, &fans[0].id, 1_300).await,
-        EndOutcome::NotAsExpected(Some(Box::new(store.get_session(&fans[0].id).await.unwrap().unwrap()))),
+        EndOutcome::NotAsExpected(Some(Box::new(
+            store.get_session(&fans[0].id).await.unwrap().unwrap()
+        ))),
         "a second leave changes nothing"
     );
-    assert_eq!(admit(store, &event, 2, later(1_400)).await, WriteOutcome::Applied);
-    let counters = store.event_counters(&event, 1).await.unwrap();
-    assert_eq!((counters.active, counters.admitted, counters.left), (2, 3, 1));
     assert_eq!(
-        store.get_session(&fans[2].id).await.unwrap().unwrap().status,
+        admit(store, &event, 2, later(1_400)).await,
+        WriteOutcome::Applied
+    );
+    let counters = store.event_counters(&event, 1).await.unwrap();
+    assert_eq!(
+        (counters.active, counters.admitted, counters.left),
+        (2, 3, 1)
+    );
+    assert_eq!(
+        store
+            .get_session(&fans[2].id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         SessionStatus::Active
     );
 }
@@ -297,10 +357,17 @@ pub async fn a_stale_plan_writes_nothing<S: SessionStore>(store: &S) {
     let fans = joined(store, &event, 3).await;
     let first = self::plan(store, &event, 1, later(100)).await;
     let second = self::plan(store, &event, 1, later(100)).await;
-    assert_eq!(store.admit(&first, later(5_000)).await.unwrap(), WriteOutcome::Applied);
+    assert_eq!(
+        store.admit(&first, later(5_000)).await.unwrap(),
+        WriteOutcome::Applied
+    );
     match store.admit(&second, later(5_000)).await.unwrap() {
         WriteOutcome::Conflict { rejected } => {
-            assert_eq!(rejected, vec![fans[0].id.clone()], "the admitted one is named")
+            assert_eq!(
+                rejected,
+                vec![fans[0].id.clone()],
+                "the admitted one is named"
+            )
         }
         WriteOutcome::Applied => panic!("two plans from one snapshot both applied"),
     }
@@ -308,7 +375,10 @@ pub async fn a_stale_plan_writes_nothing<S: SessionStore>(store: &S) {
     assert_eq!((counters.active, counters.admitted), (1, 1));
 
     // Another plan for a session that left since: refused, and named.
-    assert_eq!(leave_active(store, &fans[0].id, 200).await, EndOutcome::Ended);
+    assert_eq!(
+        leave_active(store, &fans[0].id, 200).await,
+        EndOutcome::Ended
+    );
     let stale = plan(store, &event, 1, later(300)).await;
     store
         .end_session(
@@ -344,12 +414,19 @@ pub async fn abandoned_sessions_expire_only_if_still_silent<S: SessionStore>(sto
         "the one who polled meanwhile is not skipped"
     );
     let replanned = self::plan(store, &event, 5, now).await;
-    assert_eq!(store.admit(&replanned, later(99_000)).await.unwrap(), WriteOutcome::Applied);
+    assert_eq!(
+        store.admit(&replanned, later(99_000)).await.unwrap(),
+        WriteOutcome::Applied
+    );
     let gone = store.get_session(&fans[0].id).await.unwrap().unwrap();
     assert_eq!(gone.status, SessionStatus::Expired);
     assert_eq!(gone.ending.unwrap().reason, EndReason::Timeout);
     let counters = store.event_counters(&event, 1).await.unwrap();
-    assert_eq!((counters.abandoned, counters.active), (1, 1), "no slot for the skipped one");
+    assert_eq!(
+        (counters.abandoned, counters.active),
+        (1, 1),
+        "no slot for the skipped one"
+    );
 }
 
 pub async fn numbering_is_consecutive_and_once<S: SessionStore>(store: &S) {
@@ -359,7 +436,10 @@ pub async fn numbering_is_consecutive_and_once<S: SessionStore>(store: &S) {
     assert!(!counter.stored);
     let first = plan_numbering(&event, &counter, &ids_of(&fans[..2]), 0, 1);
     let racing = first.clone();
-    assert_eq!(store.number_sessions(&first).await.unwrap(), WriteOutcome::Applied);
+    assert_eq!(
+        store.number_sessions(&first).await.unwrap(),
+        WriteOutcome::Applied
+    );
     match store.number_sessions(&racing).await.unwrap() {
         WriteOutcome::Conflict { rejected } => {
             assert_eq!(rejected, ids_of(&fans[..2]), "numbered already: named")
@@ -396,9 +476,15 @@ pub async fn numbering_is_consecutive_and_once<S: SessionStore>(store: &S) {
     let counter2 = store.ticket_counters(&other, &[0]).await.unwrap().remove(0);
     assert_eq!((counter2.next_ticket, counter2.left_waiting), (0, 1));
     let after_leave = plan_numbering(&other, &counter2, &ids_of(&fans2[1..]), 0, 1);
-    assert_eq!(store.number_sessions(&after_leave).await.unwrap(), WriteOutcome::Applied);
+    assert_eq!(
+        store.number_sessions(&after_leave).await.unwrap(),
+        WriteOutcome::Applied
+    );
     let next = plan_numbering(&event, &counter, &ids_of(&fans[2..]), 0, 1);
-    assert_eq!(store.number_sessions(&next).await.unwrap(), WriteOutcome::Applied);
+    assert_eq!(
+        store.number_sessions(&next).await.unwrap(),
+        WriteOutcome::Applied
+    );
     let third = store.get_session(&fans[2].id).await.unwrap().unwrap();
     assert_eq!((third.ticket, third.ahead_at_filing), (Some(2), Some(2)));
 }
@@ -406,7 +492,10 @@ pub async fn numbering_is_consecutive_and_once<S: SessionStore>(store: &S) {
 pub async fn expiry_is_found_by_index_and_happens_once<S: SessionStore>(store: &S) {
     let event = fresh_event("expiry");
     let fans = joined(store, &event, 3).await;
-    assert_eq!(admit(store, &event, 3, later(100)).await, WriteOutcome::Applied);
+    assert_eq!(
+        admit(store, &event, 3, later(100)).await,
+        WriteOutcome::Applied
+    );
     let ends: Vec<_> = fans
         .iter()
         .map(|f| store.get_session(&f.id))
@@ -419,7 +508,12 @@ pub async fn expiry_is_found_by_index_and_happens_once<S: SessionStore>(store: &
     let stay_over = later(900_101);
     let mut overdue = Vec::new();
     for bucket in 0..crate::domain::session::EXPIRY_BUCKETS {
-        overdue.extend(store.overdue_sessions(bucket, stay_over, 100).await.unwrap());
+        overdue.extend(
+            store
+                .overdue_sessions(bucket, stay_over, 100)
+                .await
+                .unwrap(),
+        );
     }
     // Other checks of this contract share the table.
     overdue.retain(|id| id.event_id() == event);
@@ -428,12 +522,21 @@ pub async fn expiry_is_found_by_index_and_happens_once<S: SessionStore>(store: &
     expected.sort();
     assert_eq!(overdue, expected);
     assert!(
-        store.overdue_sessions(buckets[0], later(1_000), 10).await.unwrap().is_empty(),
+        store
+            .overdue_sessions(buckets[0], later(1_000), 10)
+            .await
+            .unwrap()
+            .is_empty(),
         "nobody is overdue before their stay ends"
     );
     // A heartbeat extends one stay: the batch is refused, naming it.
     let from = later(900_100);
-    assert!(store.extend_stay(&fans[0].id, from, later(1_500_000), later(600_000)).await.unwrap());
+    assert!(
+        store
+            .extend_stay(&fans[0].id, from, later(1_500_000), later(600_000))
+            .await
+            .unwrap()
+    );
     let expiry = store
         .expire_overdue(&event, &ids_of(&fans), stay_over, later(9_999_999))
         .await
@@ -459,15 +562,29 @@ pub async fn expiry_is_found_by_index_and_happens_once<S: SessionStore>(store: &
 pub async fn an_overdue_stay_is_never_extended<S: SessionStore>(store: &S) {
     let event = fresh_event("overdue");
     let fans = joined(store, &event, 1).await;
-    assert_eq!(admit(store, &event, 1, later(100)).await, WriteOutcome::Applied);
+    assert_eq!(
+        admit(store, &event, 1, later(100)).await,
+        WriteOutcome::Applied
+    );
     let end = later(900_100);
     assert!(
-        !store.extend_stay(&fans[0].id, end, later(1_800_000), later(900_101)).await.unwrap(),
+        !store
+            .extend_stay(&fans[0].id, end, later(1_800_000), later(900_101))
+            .await
+            .unwrap(),
         "the stay is over: a heartbeat does not revive it"
     );
-    assert!(store.extend_stay(&fans[0].id, end, later(1_000_000), later(900_099)).await.unwrap());
     assert!(
-        !store.extend_stay(&fans[0].id, end, later(1_100_000), later(900_099)).await.unwrap(),
+        store
+            .extend_stay(&fans[0].id, end, later(1_000_000), later(900_099))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .extend_stay(&fans[0].id, end, later(1_100_000), later(900_099))
+            .await
+            .unwrap(),
         "extended meanwhile: the end seen is stale"
     );
 }
@@ -475,29 +592,58 @@ pub async fn an_overdue_stay_is_never_extended<S: SessionStore>(store: &S) {
 pub async fn the_backlog_hint_never_hides_a_freed_slot<S: SessionStore>(store: &S) {
     let event = fresh_event("hint");
     let fans = joined(store, &event, 2).await;
-    assert_eq!(admit(store, &event, 1, later(100)).await, WriteOutcome::Applied);
+    assert_eq!(
+        admit(store, &event, 1, later(100)).await,
+        WriteOutcome::Applied
+    );
     let snapshot = store.event_counters(&event, 1).await.unwrap();
-    assert!(snapshot.backlog.is_firm(), "the admitting write armed it: someone still waits");
+    assert!(
+        snapshot.backlog.is_firm(),
+        "the admitting write armed it: someone still waits"
+    );
 
     // Clearing takes two steps, and arming in between calls it off.
     assert!(
         !store
-            .update_backlog(&event, BacklogChange::Clear { marked_at: later(5) })
+            .update_backlog(
+                &event,
+                BacklogChange::Clear {
+                    marked_at: later(5)
+                }
+            )
             .await
             .unwrap(),
         "nothing marked: nothing to clear"
     );
-    assert!(store.update_backlog(&event, BacklogChange::MarkEmpty { at: later(10) }).await.unwrap());
     assert!(
-        !store.update_backlog(&event, BacklogChange::MarkEmpty { at: later(20) }).await.unwrap(),
+        store
+            .update_backlog(&event, BacklogChange::MarkEmpty { at: later(10) })
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .update_backlog(&event, BacklogChange::MarkEmpty { at: later(20) })
+            .await
+            .unwrap(),
         "marked once"
     );
     let marked = store.event_counters(&event, 1).await.unwrap();
     assert!(marked.backlog.armed && !marked.backlog.is_firm());
-    assert!(store.update_backlog(&event, BacklogChange::arm(&marked)).await.unwrap());
+    assert!(
+        store
+            .update_backlog(&event, BacklogChange::arm(&marked))
+            .await
+            .unwrap()
+    );
     assert!(
         !store
-            .update_backlog(&event, BacklogChange::Clear { marked_at: later(10) })
+            .update_backlog(
+                &event,
+                BacklogChange::Clear {
+                    marked_at: later(10)
+                }
+            )
             .await
             .unwrap(),
         "a granter armed it again meanwhile"
@@ -505,12 +651,33 @@ pub async fn the_backlog_hint_never_hides_a_freed_slot<S: SessionStore>(store: &
 
     // Arming on a snapshot taken before an exit is refused.
     let before_exit = store.event_counters(&event, 1).await.unwrap();
-    assert!(store.update_backlog(&event, BacklogChange::MarkEmpty { at: later(30) }).await.unwrap());
-    assert!(store.update_backlog(&event, BacklogChange::Clear { marked_at: later(30) }).await.unwrap());
-    assert!(!store.event_counters(&event, 1).await.unwrap().backlog.armed);
-    assert_eq!(leave_active(store, &fans[0].id, 40).await, EndOutcome::Ended);
     assert!(
-        !store.update_backlog(&event, BacklogChange::arm(&before_exit)).await.unwrap(),
+        store
+            .update_backlog(&event, BacklogChange::MarkEmpty { at: later(30) })
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .update_backlog(
+                &event,
+                BacklogChange::Clear {
+                    marked_at: later(30)
+                }
+            )
+            .await
+            .unwrap()
+    );
+    assert!(!store.event_counters(&event, 1).await.unwrap().backlog.armed);
+    assert_eq!(
+        leave_active(store, &fans[0].id, 40).await,
+        EndOutcome::Ended
+    );
+    assert!(
+        !store
+            .update_backlog(&event, BacklogChange::arm(&before_exit))
+            .await
+            .unwrap(),
         "an exit since the snapshot woke nobody: arming must fail so the slot is seen"
     );
 }
@@ -520,7 +687,11 @@ pub async fn events_are_listed_and_their_capacity_stored_once<S: SessionStore>(s
     let first = store.register_event(&event, 7, 2).await.unwrap();
     assert_eq!((first.capacity, first.heads.len()), (Some(7), 2));
     let again = store.register_event(&event, 9, 2).await.unwrap();
-    assert_eq!(again.capacity, Some(7), "a later default never changes a live event");
+    assert_eq!(
+        again.capacity,
+        Some(7),
+        "a later default never changes a live event"
+    );
     let set = fresh_event("set");
     store.set_capacity(&set, 3).await.unwrap();
     let joined_only = fresh_event("joined");
@@ -530,7 +701,11 @@ pub async fn events_are_listed_and_their_capacity_stored_once<S: SessionStore>(s
         assert!(listed.contains(event), "{event} not in {listed:?}");
     }
     assert_eq!(
-        store.event_counters(&joined_only, 1).await.unwrap().capacity,
+        store
+            .event_counters(&joined_only, 1)
+            .await
+            .unwrap()
+            .capacity,
         None,
         "listing stores no capacity: the granter stores its default"
     );
@@ -539,7 +714,10 @@ pub async fn events_are_listed_and_their_capacity_stored_once<S: SessionStore>(s
 pub async fn a_late_purchase_is_recorded_once<S: SessionStore>(store: &S) {
     let event = fresh_event("late");
     let fans = joined(store, &event, 1).await;
-    assert_eq!(admit(store, &event, 1, later(100)).await, WriteOutcome::Applied);
+    assert_eq!(
+        admit(store, &event, 1, later(100)).await,
+        WriteOutcome::Applied
+    );
     let expiry = store
         .expire_overdue(&event, &ids_of(&fans), later(900_101), later(9_999_999))
         .await
@@ -547,9 +725,26 @@ pub async fn a_late_purchase_is_recorded_once<S: SessionStore>(store: &S) {
     assert_eq!(expiry.expired.len(), 1);
     let mut completed = Ending::new(EndReason::CheckoutCompleted, later(900_500));
     completed.order_id = Some("o-1".into());
-    assert!(!store.record_late_completion(&fans[0].id, EndReason::UserLeft, &completed).await.unwrap(), "not how it ended");
-    assert!(store.record_late_completion(&fans[0].id, EndReason::Expired, &completed).await.unwrap());
-    assert!(!store.record_late_completion(&fans[0].id, EndReason::Expired, &completed).await.unwrap(), "once");
+    assert!(
+        !store
+            .record_late_completion(&fans[0].id, EndReason::UserLeft, &completed)
+            .await
+            .unwrap(),
+        "not how it ended"
+    );
+    assert!(
+        store
+            .record_late_completion(&fans[0].id, EndReason::Expired, &completed)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_late_completion(&fans[0].id, EndReason::Expired, &completed)
+            .await
+            .unwrap(),
+        "once"
+    );
     let session = store.get_session(&fans[0].id).await.unwrap().unwrap();
     assert_eq!(session.status, SessionStatus::Completed);
     assert_eq!(session.ending.unwrap().order_id.as_deref(), Some("o-1"));

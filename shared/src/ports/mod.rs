@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
 use crate::domain::{
-    Ending, EndReason, EventCounters, EventId, LineEntry, Session, SessionId, Timestamp,
-    TicketCounter,
+    EndReason, Ending, EventCounters, EventId, LineEntry, Session, SessionId, TicketCounter,
+    Timestamp,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,9 +74,13 @@ pub enum EndFrom {
     Active,
     /// Active and past its stay at this time: a heartbeat that extended the
     /// stay meanwhile wins over the sweeper.
-    ActiveOverdue { at: Timestamp },
+    ActiveOverdue {
+        at: Timestamp,
+    },
     /// Waiting in line: it leaves the line (and its shard counts it).
-    Waiting { shard: u16 },
+    Waiting {
+        shard: u16,
+    },
 }
 
 impl EndFrom {
@@ -106,7 +110,9 @@ pub enum WriteOutcome {
     /// Nothing was written. `rejected` sessions failed their own condition
     /// (admitted, ended, numbered already, or gone); otherwise the counters
     /// or the ticket counter moved under us and the plan must be made again.
-    Conflict { rejected: Vec<SessionId> },
+    Conflict {
+        rejected: Vec<SessionId>,
+    },
 }
 
 /// What one expiry write did.
@@ -142,7 +148,10 @@ pub trait SessionStore: Send + Sync {
 
     /// Take back a join whose message could not be sent: the session and its
     /// claim, if it is still waiting.
-    fn discard(&self, session: &Session) -> impl Future<Output = Result<Discard, StoreError>> + Send;
+    fn discard(
+        &self,
+        session: &Session,
+    ) -> impl Future<Output = Result<Discard, StoreError>> + Send;
 
     /// Record that the user is still there.
     fn touch(
@@ -412,7 +421,10 @@ impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<Vec<LineEntry>, StoreError>> + Send {
         (**self).waiting_among(ids)
     }
-    fn discard(&self, session: &Session) -> impl Future<Output = Result<Discard, StoreError>> + Send {
+    fn discard(
+        &self,
+        session: &Session,
+    ) -> impl Future<Output = Result<Discard, StoreError>> + Send {
         (**self).discard(session)
     }
     fn touch(

@@ -39,7 +39,11 @@ pub async fn handle_batch<S: SessionStore, Q: Quarantine>(
     let mut report = granter.handle_deliveries(deliveries).await;
     for delivery in std::mem::take(&mut report.unreadable) {
         match quarantine
-            .quarantine(&delivery.message_id, &delivery.body, "not a join queue message")
+            .quarantine(
+                &delivery.message_id,
+                &delivery.body,
+                "not a join queue message",
+            )
             .await
         {
             Ok(()) => report.handled.push(delivery.message_id),
@@ -121,7 +125,9 @@ pub async fn handle_stream<S: SessionStore, W: WakeQueue>(
             }
             Err(handoff) => {
                 tracing::warn!(event = %event, error = %err, handoff = %handoff, "advance failed and could not be handed off; the stream retries it");
-                report.failed.extend(todo.records.iter().map(|id| (*id).to_owned()));
+                report
+                    .failed
+                    .extend(todo.records.iter().map(|id| (*id).to_owned()));
             }
         }
     }

@@ -147,7 +147,9 @@ impl<S: SessionStore> CheckoutOutcomes<S> {
         let mut failed = Vec::new();
         for delivery in deliveries {
             match self.apply(&delivery.body).await {
-                OutcomeResult::Applied | OutcomeResult::AppliedLate | OutcomeResult::AlreadyEnded => {}
+                OutcomeResult::Applied
+                | OutcomeResult::AppliedLate
+                | OutcomeResult::AlreadyEnded => {}
                 OutcomeResult::Rejected(problem) => {
                     tracing::error!(message_id = %delivery.message_id, %problem, "checkout outcome refused; it will reach the dead-letter queue");
                     failed.push(delivery.message_id.clone());

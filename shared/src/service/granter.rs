@@ -244,7 +244,11 @@ impl<S: SessionStore> Granter<S> {
     /// abandoned; behind a full event, make sure the next freed slot wakes a
     /// granter. A wake-up that cannot finish fails, so that whatever
     /// carries it retries it: no freed slot is forgotten.
-    pub async fn advance(&self, event: &EventId, wake: Wake) -> Result<AdvanceReport, ServiceError> {
+    pub async fn advance(
+        &self,
+        event: &EventId,
+        wake: Wake,
+    ) -> Result<AdvanceReport, ServiceError> {
         let mut report = AdvanceReport::default();
         let mut counters = match wake.counters {
             Some(counters) => self.registered(event, counters).await?,
@@ -294,7 +298,10 @@ impl<S: SessionStore> Granter<S> {
                 }
                 continue;
             }
-            if self.number_before_admitting(event, &counters, &plan, &mut known).await? {
+            if self
+                .number_before_admitting(event, &counters, &plan, &mut known)
+                .await?
+            {
                 // They have tickets now: plan again, so the heads move past
                 // them and the people behind see the right position.
                 setbacks += 1;
@@ -393,7 +400,9 @@ impl<S: SessionStore> Granter<S> {
         free: u64,
         use_cache: bool,
     ) -> Result<Vec<ShardView>, ServiceError> {
-        let wanted = usize::try_from(free).unwrap_or(usize::MAX).saturating_add(1);
+        let wanted = usize::try_from(free)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
         let limit = wanted.max(FRONT_READ);
         let cached = if use_cache {
             self.fronts.get(event)
@@ -531,7 +540,10 @@ impl FrontCache {
     fn refresh(&self, event: &EventId, ids: &[SessionId], current: &[LineEntry]) {
         if let Ok(mut fronts) = self.0.lock() {
             for view in fronts.get_mut(event).into_iter().flatten() {
-                view.entries.retain(|e| !ids.contains(&e.session_id) || current.iter().any(|c| c.session_id == e.session_id));
+                view.entries.retain(|e| {
+                    !ids.contains(&e.session_id)
+                        || current.iter().any(|c| c.session_id == e.session_id)
+                });
                 for entry in &mut view.entries {
                     if let Some(now) = current.iter().find(|c| c.session_id == entry.session_id) {
                         *entry = now.clone();

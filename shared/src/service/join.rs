@@ -119,7 +119,9 @@ impl<S: SessionStore, Q: JoinQueue> JoinService<S, Q> {
         }
         match self.store.list_event(event).await {
             Ok(_) => self.listed.insert(event.clone()),
-            Err(err) => tracing::warn!(event = %event, error = %err, "could not list the event; the granter will"),
+            Err(err) => {
+                tracing::warn!(event = %event, error = %err, "could not list the event; the granter will")
+            }
         }
     }
 

@@ -130,7 +130,11 @@ impl<S: SessionStore> SessionCommands<S> {
         let retain_until = now.plus(self.ended_retention);
         let from = EndFrom::ActiveOverdue { at: now };
         for attempt in 1..=MAX_ATTEMPTS {
-            match self.store.end_session(id, from, &ending, retain_until).await {
+            match self
+                .store
+                .end_session(id, from, &ending, retain_until)
+                .await
+            {
                 Ok(outcome) => return Ok(outcome == EndOutcome::Ended),
                 Err(StoreError::Contention(_)) => {
                     tokio::time::sleep(contention_pause(attempt, id.stable_hash())).await;

@@ -66,10 +66,9 @@ pub struct Sweeper<S> {
 
 impl<S: SessionStore> Sweeper<S> {
     pub async fn sweep(&self) -> SweepReport {
-        let reports = futures::future::join_all(
-            (0..EXPIRY_BUCKETS).map(|bucket| self.sweep_bucket(bucket)),
-        )
-        .await;
+        let reports =
+            futures::future::join_all((0..EXPIRY_BUCKETS).map(|bucket| self.sweep_bucket(bucket)))
+                .await;
         reports
             .into_iter()
             .fold(SweepReport::default(), |total, r| SweepReport {
@@ -115,7 +114,12 @@ impl<S: SessionStore> Sweeper<S> {
 
     /// One write for many sessions of one event; those that are no longer
     /// overdue (extended, ended) drop out and the rest are written again.
-    async fn expire_chunk(&self, event: &EventId, mut ids: Vec<SessionId>, report: &mut SweepReport) {
+    async fn expire_chunk(
+        &self,
+        event: &EventId,
+        mut ids: Vec<SessionId>,
+        report: &mut SweepReport,
+    ) {
         let store = &self.commands.store;
         for attempt in 1..=EXPIRY_ATTEMPTS {
             if ids.is_empty() {
@@ -134,7 +138,8 @@ impl<S: SessionStore> Sweeper<S> {
                     ids.retain(|id| !expiry.skipped.contains(id) && !expiry.expired.contains(id));
                 }
                 Err(StoreError::Contention(_)) => {
-                    tokio::time::sleep(contention_pause(attempt, event.as_str().len() as u64)).await;
+                    tokio::time::sleep(contention_pause(attempt, event.as_str().len() as u64))
+                        .await;
                 }
                 Err(err) => {
                     tracing::warn!(event = %event, sessions = ids.len(), error = %err, "could not expire; the next sweep retries");
@@ -234,7 +239,11 @@ impl<S: SessionStore> Reconciler<S> {
                 let cleared = store
                     .update_backlog(event, BacklogChange::Clear { marked_at })
                     .await?;
-                Ok(if cleared { Repair::Cleared } else { Repair::None })
+                Ok(if cleared {
+                    Repair::Cleared
+                } else {
+                    Repair::None
+                })
             }
             _ => Ok(Repair::None),
         }

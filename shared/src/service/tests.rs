@@ -106,7 +106,14 @@ impl World {
         let join = self.join(shards);
         let mut ids = Vec::new();
         for n in users {
-            ids.push(join.join(event(), user(n)).await.unwrap().session().id.clone());
+            ids.push(
+                join.join(event(), user(n))
+                    .await
+                    .unwrap()
+                    .session()
+                    .id
+                    .clone(),
+            );
             self.clock.advance(Duration::from_millis(1));
         }
         ids
@@ -173,8 +180,16 @@ async fn a_join_whose_undo_also_fails_keeps_its_place_and_the_retry_resends() {
     assert!(world.queue.sent().is_empty());
 
     let again = join.join(event(), user(1)).await.unwrap();
-    assert_eq!(again.session().id, kept[0].id, "the retry finds the same session");
-    assert_eq!(again.session().joined_at, kept[0].joined_at, "and keeps its place");
+    assert_eq!(
+        again.session().id,
+        kept[0].id,
+        "the retry finds the same session"
+    );
+    assert_eq!(
+        again.session().joined_at,
+        kept[0].joined_at,
+        "and keeps its place"
+    );
     assert_eq!(world.queue.sent().len(), 1, "and sends its message");
 }
 
@@ -183,7 +198,10 @@ async fn a_join_that_cannot_be_written_in_time_says_so() {
     let world = World::new();
     world.store.fail_next(100);
     let failed = world.join(1).join(event(), user(1)).await;
-    assert!(matches!(failed, Err(ServiceError::Unavailable(_))), "{failed:?}");
+    assert!(
+        matches!(failed, Err(ServiceError::Unavailable(_))),
+        "{failed:?}"
+    );
     assert!(world.store.all_sessions().is_empty());
 }
 
@@ -199,7 +217,11 @@ async fn the_granter_admits_up_to_capacity_in_join_order_and_numbers_the_rest() 
         "every message finished, none left waiting in SQS"
     );
     let counters = world.store.event_counters(&event(), 1).await.unwrap();
-    assert_eq!((counters.active, counters.capacity), (10, Some(10)), "the default is stored");
+    assert_eq!(
+        (counters.active, counters.capacity),
+        (10, Some(10)),
+        "the default is stored"
+    );
     let status = world.status(1);
     for (place, id) in ids.iter().enumerate().skip(10) {
         let report = status.status(id).await.unwrap();
@@ -258,7 +280,11 @@ async fn a_batch_stuck_in_a_crashed_granter_overtakes_nobody() {
     let later = world.joins(8, 1..8).await;
     let granter = world.granter(1, 8);
     world.drain_queue(&granter).await;
-    assert_eq!(world.status_of(&first.id).await, SessionStatus::Active, "U0 first");
+    assert_eq!(
+        world.status_of(&first.id).await,
+        SessionStatus::Active,
+        "U0 first"
+    );
     for id in &later {
         assert_eq!(world.status_of(id).await, SessionStatus::Waiting);
     }
@@ -317,8 +343,13 @@ async fn wake_up_messages_advance_their_event() {
     let granter = world.granter(1, 1);
     world.drain_queue(&granter).await;
     world.commands().leave(&ids[0]).await.unwrap();
-    crate::ports::WakeQueue::wake(world.queue.as_ref(), &event(), "E:1").await.unwrap();
-    assert!(matches!(world.queue.pending()[0], JoinQueueMessage::Wake(_)));
+    crate::ports::WakeQueue::wake(world.queue.as_ref(), &event(), "E:1")
+        .await
+        .unwrap();
+    assert!(matches!(
+        world.queue.pending()[0],
+        JoinQueueMessage::Wake(_)
+    ));
     world.drain_queue(&granter).await;
     assert_eq!(world.status_of(&ids[1]).await, SessionStatus::Active);
 }
@@ -382,7 +413,10 @@ async fn a_waiting_user_who_left_and_was_deleted_by_ttl_holds_up_nobody() {
     world.commands().leave(&ids[1]).await.unwrap();
     world.clock.advance(Duration::from_secs(7200));
     assert!(world.store.delete_expired(world.clock.now(), || true) > 0);
-    assert!(world.store.get_session(&ids[1]).await.unwrap().is_none(), "gone");
+    assert!(
+        world.store.get_session(&ids[1]).await.unwrap().is_none(),
+        "gone"
+    );
     world.commands().leave(&ids[0]).await.unwrap();
     granter.advance(&event(), Wake::default()).await.unwrap();
     assert_eq!(world.status_of(&ids[2]).await, SessionStatus::Active);
@@ -410,7 +444,15 @@ mod lifecycle {
     async fn a_heartbeat_extends_an_active_stay_up_to_the_maximum() {
         let world = World::new();
         let id = admitted(&world, 1, 1).await.remove(0);
-        let start = world.store.get_session(&id).await.unwrap().unwrap().admission.unwrap().admitted_at;
+        let start = world
+            .store
+            .get_session(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .admission
+            .unwrap()
+            .admitted_at;
         world.clock.advance(Duration::from_secs(600));
         let session = world.commands().heartbeat(&id).await.unwrap();
         assert_eq!(
@@ -425,7 +467,13 @@ mod lifecycle {
             "capped at the maximum"
         );
         assert_eq!(
-            world.store.get_session(&id).await.unwrap().unwrap().expires_at(),
+            world
+                .store
+                .get_session(&id)
+                .await
+                .unwrap()
+                .unwrap()
+                .expires_at(),
             session.expires_at()
         );
     }
@@ -438,10 +486,17 @@ mod lifecycle {
         let ids = admitted(&world, 2, 1).await;
         world.clock.advance(Duration::from_secs(901));
         let answer = world.commands().heartbeat(&ids[0]).await;
-        assert!(matches!(answer, Err(ServiceError::SessionEnded(_))), "{answer:?}");
+        assert!(
+            matches!(answer, Err(ServiceError::SessionEnded(_))),
+            "{answer:?}"
+        );
         assert_eq!(world.status_of(&ids[0]).await, SessionStatus::Expired);
         let counters = world.store.event_counters(&event(), 1).await.unwrap();
-        assert_eq!((counters.active, counters.expired), (0, 1), "its slot went back");
+        assert_eq!(
+            (counters.active, counters.expired),
+            (0, 1),
+            "its slot went back"
+        );
     }
 
     #[tokio::test]
@@ -498,13 +553,20 @@ mod lifecycle {
         assert_eq!(world.status_of(&ids[0]).await, SessionStatus::Active);
         assert_eq!(world.status_of(&ids[2]).await, SessionStatus::Waiting);
         let counters = world.store.event_counters(&event(), 1).await.unwrap();
-        assert!(counters.backlog.is_firm(), "someone waits behind a full event");
+        assert!(
+            counters.backlog.is_firm(),
+            "someone waits behind a full event"
+        );
 
         // The last one leaves: the line is empty; two runs clear the hint.
         world.commands().leave(&ids[2]).await.unwrap();
         assert_eq!(reconciler.reconcile().await.unwrap().cleared, 0);
         world.clock.advance(Duration::from_secs(29));
-        assert_eq!(reconciler.reconcile().await.unwrap().cleared, 0, "not long enough");
+        assert_eq!(
+            reconciler.reconcile().await.unwrap().cleared,
+            0,
+            "not long enough"
+        );
         world.clock.advance(Duration::from_secs(2));
         assert_eq!(reconciler.reconcile().await.unwrap().cleared, 1);
         let counters = world.store.event_counters(&event(), 1).await.unwrap();
@@ -528,18 +590,42 @@ mod lifecycle {
             (waiting.people_ahead, waiting.position()),
             (Some(1), Some(2))
         );
-        assert_eq!(waiting.estimated_wait, None, "no admission rate measured yet");
+        assert_eq!(
+            waiting.estimated_wait, None,
+            "no admission rate measured yet"
+        );
         assert!(waiting.admission_token.is_none());
 
         // Presence is written only once half the abandonment limit passed.
-        let seen = world.store.get_session(&ids[2]).await.unwrap().unwrap().last_seen_at;
+        let seen = world
+            .store
+            .get_session(&ids[2])
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen_at;
         world.clock.advance(Duration::from_secs(100));
         status.status(&ids[2]).await.unwrap();
-        assert_eq!(world.store.get_session(&ids[2]).await.unwrap().unwrap().last_seen_at, seen);
+        assert_eq!(
+            world
+                .store
+                .get_session(&ids[2])
+                .await
+                .unwrap()
+                .unwrap()
+                .last_seen_at,
+            seen
+        );
         world.clock.advance(Duration::from_secs(60));
         status.status(&ids[2]).await.unwrap();
         assert_eq!(
-            world.store.get_session(&ids[2]).await.unwrap().unwrap().last_seen_at,
+            world
+                .store
+                .get_session(&ids[2])
+                .await
+                .unwrap()
+                .unwrap()
+                .last_seen_at,
             world.clock.now()
         );
     }
@@ -561,7 +647,11 @@ mod lifecycle {
         );
         let before = cached.status(&ids[5]).await.unwrap().position().unwrap();
         world.commands().leave(&ids[0]).await.unwrap();
-        world.granter(1, 1).advance(&event(), Wake::default()).await.unwrap();
+        world
+            .granter(1, 1)
+            .advance(&event(), Wake::default())
+            .await
+            .unwrap();
         let moved = fresh.status(&ids[5]).await.unwrap().position().unwrap();
         let from_cache = cached.status(&ids[5]).await.unwrap().position().unwrap();
         assert!(moved < before);
@@ -604,15 +694,21 @@ mod lifecycle {
         };
         let message = outcome_message;
         assert_eq!(
-            outcomes.apply(&message("CHECKOUT_COMPLETED", &ids[0], "")).await,
+            outcomes
+                .apply(&message("CHECKOUT_COMPLETED", &ids[0], ""))
+                .await,
             OutcomeResult::Applied
         );
         assert_eq!(
-            outcomes.apply(&message("CHECKOUT_COMPLETED", &ids[0], "")).await,
+            outcomes
+                .apply(&message("CHECKOUT_COMPLETED", &ids[0], ""))
+                .await,
             OutcomeResult::AlreadyEnded
         );
         assert_eq!(
-            outcomes.apply(&message("CHECKOUT_FAILED", &ids[0], "")).await,
+            outcomes
+                .apply(&message("CHECKOUT_FAILED", &ids[0], ""))
+                .await,
             OutcomeResult::AlreadyEnded,
             "a later outcome changes nothing"
         );
@@ -622,16 +718,25 @@ mod lifecycle {
 
         assert_eq!(
             outcomes
-                .apply(&message("CHECKOUT_FAILED", &ids[1], r#","reason":"card declined""#))
+                .apply(&message(
+                    "CHECKOUT_FAILED",
+                    &ids[1],
+                    r#","reason":"card declined""#
+                ))
                 .await,
             OutcomeResult::Applied
         );
         let failed = world.store.get_session(&ids[1]).await.unwrap().unwrap();
-        assert_eq!(failed.ending.unwrap().detail.as_deref(), Some("card declined"));
+        assert_eq!(
+            failed.ending.unwrap().detail.as_deref(),
+            Some("card declined")
+        );
 
         assert!(
             matches!(
-                outcomes.apply(&message("CHECKOUT_EXPIRED", &ids[2], "")).await,
+                outcomes
+                    .apply(&message("CHECKOUT_EXPIRED", &ids[2], ""))
+                    .await,
                 OutcomeResult::Rejected(_)
             ),
             "not admitted"
@@ -654,7 +759,9 @@ mod lifecycle {
         );
         world.store.fail_next(1);
         assert!(matches!(
-            outcomes.apply(&message("CHECKOUT_COMPLETED", &ids[2], "")).await,
+            outcomes
+                .apply(&message("CHECKOUT_COMPLETED", &ids[2], ""))
+                .await,
             OutcomeResult::Retry(_)
         ));
 
@@ -682,15 +789,23 @@ mod lifecycle {
         };
         let completed = outcome_message("CHECKOUT_COMPLETED", &ids[0], "");
         assert_eq!(outcomes.apply(&completed).await, OutcomeResult::AppliedLate);
-        assert_eq!(outcomes.apply(&completed).await, OutcomeResult::AlreadyEnded);
         assert_eq!(
-            outcomes.apply(&outcome_message("CHECKOUT_FAILED", &ids[0], "")).await,
+            outcomes.apply(&completed).await,
+            OutcomeResult::AlreadyEnded
+        );
+        assert_eq!(
+            outcomes
+                .apply(&outcome_message("CHECKOUT_FAILED", &ids[0], ""))
+                .await,
             OutcomeResult::AlreadyEnded
         );
         let session = world.store.get_session(&ids[0]).await.unwrap().unwrap();
         assert_eq!(session.status, SessionStatus::Completed);
         let counters = world.store.event_counters(&event(), 1).await.unwrap();
-        assert_eq!((counters.active, counters.expired, counters.completed), (0, 0, 1));
+        assert_eq!(
+            (counters.active, counters.expired, counters.completed),
+            (0, 0, 1)
+        );
     }
 
     fn record(id: &str, change: Result<Change, UnreadableRecord>) -> StreamRecord {
@@ -716,7 +831,13 @@ mod lifecycle {
             signer: signer(),
         };
         let records = vec![
-            record("1", Err(UnreadableRecord { reason: "bad".into(), raw: "{}".into() })),
+            record(
+                "1",
+                Err(UnreadableRecord {
+                    reason: "bad".into(),
+                    raw: "{}".into(),
+                }),
+            ),
             record(
                 "2",
                 Ok(Change::Session {
@@ -729,14 +850,22 @@ mod lifecycle {
         publisher.sink.fail_next(1);
         let report = publisher.publish(&records).await;
         assert_eq!(report.quarantined, vec!["1".to_owned()]);
-        assert_eq!(report.failed, vec!["2".to_owned(), "3".to_owned()], "from the first unsent");
+        assert_eq!(
+            report.failed,
+            vec!["2".to_owned(), "3".to_owned()],
+            "from the first unsent"
+        );
         assert!(publisher.sink.published().is_empty());
         let report = publisher.publish(&records[1..]).await;
         let kinds: Vec<&str> = report.published.iter().map(|e| e.kind).collect();
         assert_eq!(kinds, vec!["QUEUE_JOINED", "QUEUE_READY"]);
         assert!(report.failed.is_empty());
         assert_eq!(publisher.quarantine.held().len(), 1);
-        assert_eq!(report.published[0].partition, ids[0].to_string(), "ordered per session");
+        assert_eq!(
+            report.published[0].partition,
+            ids[0].to_string(),
+            "ordered per session"
+        );
     }
 
     #[tokio::test]
@@ -749,14 +878,23 @@ mod lifecycle {
             clock: Arc::new(world.clock.clone()),
             sessions: TtlCache::new(Duration::ZERO),
         };
-        let token = world.status(1).status(&ids[0]).await.unwrap().admission_token.unwrap();
+        let token = world
+            .status(1)
+            .status(&ids[0])
+            .await
+            .unwrap()
+            .admission_token
+            .unwrap();
         assert_eq!(check.check(&token).await.unwrap().sid, ids[0].to_string());
         world.commands().leave(&ids[0]).await.unwrap();
         assert_eq!(
             check.check(&token).await,
             Err(Refusal::SessionNotActive("LEFT"))
         );
-        assert!(matches!(check.check("nonsense").await, Err(Refusal::Token(_))));
+        assert!(matches!(
+            check.check("nonsense").await,
+            Err(Refusal::Token(_))
+        ));
     }
 }
 

@@ -194,7 +194,9 @@ pub fn decode_counters(item: Option<&Item>, shard_count: u16) -> Result<EventCou
             heads: numbers(item, "heads")?,
         },
     };
-    counters.heads.resize(usize::from(shard_count.max(1)).max(counters.heads.len()), 0);
+    counters
+        .heads
+        .resize(usize::from(shard_count.max(1)).max(counters.heads.len()), 0);
     Ok(counters)
 }
 
@@ -339,10 +341,16 @@ mod tests {
             (2, 0, None)
         );
         assert_eq!(counters.heads, vec![0, 0]);
-        assert_eq!(decode_ticket_counter(3, None).unwrap(), TicketCounter::empty(3));
+        assert_eq!(
+            decode_ticket_counter(3, None).unwrap(),
+            TicketCounter::empty(3)
+        );
         let over_released = Item::from([("active".into(), n(-1))]);
         assert!(
-            matches!(decode_counters(Some(&over_released), 1), Err(StoreError::Corrupt(_))),
+            matches!(
+                decode_counters(Some(&over_released), 1),
+                Err(StoreError::Corrupt(_))
+            ),
             "a slot given back twice must not read as zero"
         );
     }
@@ -356,6 +364,12 @@ mod tests {
         ]);
         let counters = decode_counters(Some(&item), 2).unwrap();
         assert_eq!(counters.heads, vec![3, 0, 7]);
-        assert_eq!(counters.backlog, Backlog { armed: true, empty_since: Some(Timestamp::from_millis(55)) });
+        assert_eq!(
+            counters.backlog,
+            Backlog {
+                armed: true,
+                empty_since: Some(Timestamp::from_millis(55))
+            }
+        );
     }
 }

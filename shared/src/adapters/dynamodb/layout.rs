@@ -84,7 +84,12 @@ mod tests {
             joined_at: Timestamp::from_millis(ms),
             session_id: SessionId::new(&event, [n; 16]),
         };
-        let places = [place(9, 1), place(10, 0), place(10, 3), place(1_800_000_000_000, 2)];
+        let places = [
+            place(9, 1),
+            place(10, 0),
+            place(10, 3),
+            place(1_800_000_000_000, 2),
+        ];
         for pair in places.windows(2) {
             assert!(pair[0] < pair[1]);
             assert!(place_value(&pair[0]) < place_value(&pair[1]), "{pair:?}");

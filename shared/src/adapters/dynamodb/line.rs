@@ -25,7 +25,10 @@ impl DynamoStore {
         event: &EventId,
         shard_count: u16,
     ) -> Result<EventCounters, StoreError> {
-        decode_counters(self.get(layout::event_key(event)).await?.as_ref(), shard_count)
+        decode_counters(
+            self.get(layout::event_key(event)).await?.as_ref(),
+            shard_count,
+        )
     }
 
     pub(super) async fn register(
@@ -138,7 +141,10 @@ impl DynamoStore {
         event: &EventId,
         shards: &[u16],
     ) -> Result<Vec<TicketCounter>, StoreError> {
-        let keys = shards.iter().map(|&shard| layout::line_key(event, shard)).collect();
+        let keys = shards
+            .iter()
+            .map(|&shard| layout::line_key(event, shard))
+            .collect();
         let found = self.batch_get(keys).await?;
         shards
             .iter()
@@ -150,15 +156,17 @@ impl DynamoStore {
         let mut writes = Vec::with_capacity(plan.tickets.len() + 1);
         // Sessions first, so a cancellation reason's index is the session's.
         for numbered in &plan.tickets {
-            writes.push(self.transact_update(
-                Write::new(
-                    layout::session_key(&numbered.session_id),
-                    "SET #ticket = :ticket, #aheadAtFiling = :ahead",
-                )
-                .when("attribute_exists(#pk) AND attribute_not_exists(#ticket)")
-                .value(":ticket", n(numbered.ticket))
-                .value(":ahead", n(numbered.ahead)),
-            )?);
+            writes.push(
+                self.transact_update(
+                    Write::new(
+                        layout::session_key(&numbered.session_id),
+                        "SET #ticket = :ticket, #aheadAtFiling = :ahead",
+                    )
+                    .when("attribute_exists(#pk) AND attribute_not_exists(#ticket)")
+                    .value(":ticket", n(numbered.ticket))
+                    .value(":ahead", n(numbered.ahead)),
+                )?,
+            );
         }
         let counter = Write::new(
             layout::line_key(&plan.event_id, plan.shard),
@@ -231,15 +239,17 @@ impl DynamoStore {
         for moved in &plan.heads {
             // Only admitting writes move heads, and those are serialised by
             // the event item's condition: no condition needed here.
-            writes.push(self.transact_update(
-                Write::new(
-                    layout::head_key(&plan.event_id, moved.shard),
-                    "SET #head = :head, #eventId = :event, #shard = :shard",
-                )
-                .value(":head", n(moved.head))
-                .value(":event", s(plan.event_id.as_str()))
-                .value(":shard", n(moved.shard)),
-            )?);
+            writes.push(
+                self.transact_update(
+                    Write::new(
+                        layout::head_key(&plan.event_id, moved.shard),
+                        "SET #head = :head, #eventId = :event, #shard = :shard",
+                    )
+                    .value(":head", n(moved.head))
+                    .value(":event", s(plan.event_id.as_str()))
+                    .value(":shard", n(moved.shard)),
+                )?,
+            );
         }
         if let Some(event) = event_write(plan) {
             writes.push(self.transact_update(event)?);
@@ -268,12 +278,10 @@ impl DynamoStore {
                 arm,
                 None,
             ),
-            BacklogChange::MarkEmpty { at } => {
-                Write::new(key, "SET #backlogEmptySince = :at")
-                    .when("#lineBacklog = :armed AND attribute_not_exists(#backlogEmptySince)")
-                    .value(":armed", n(1))
-                    .value(":at", n(at.as_millis()))
-            }
+            BacklogChange::MarkEmpty { at } => Write::new(key, "SET #backlogEmptySince = :at")
+                .when("#lineBacklog = :armed AND attribute_not_exists(#backlogEmptySince)")
+                .value(":armed", n(1))
+                .value(":at", n(at.as_millis())),
             BacklogChange::Clear { marked_at } => {
                 Write::new(key, "SET #lineBacklog = :clear REMOVE #backlogEmptySince")
                     .when("#backlogEmptySince = :marked")
@@ -292,14 +300,14 @@ fn with_arm_proof(write: Write, arm: Arm, also: Option<String>) -> Write {
         Some(_) => "#capacity = :capacitySeen",
         None => "attribute_not_exists(#capacity)",
     };
-    let proof = format!(
-        "(attribute_not_exists(#active) OR #active >= :activeSeen) AND {capacity}"
-    );
+    let proof = format!("(attribute_not_exists(#active) OR #active >= :activeSeen) AND {capacity}");
     let condition = match also {
         Some(also) => format!("{also} AND {proof}"),
         None => proof,
     };
-    let write = write.when(condition).value(":activeSeen", n(arm.active_seen));
+    let write = write
+        .when(condition)
+        .value(":activeSeen", n(arm.active_seen));
     match arm.capacity_seen {
         Some(capacity) => write.value(":capacitySeen", n(capacity)),
         None => write,
@@ -323,10 +331,7 @@ fn event_write(plan: &AdmissionPlan) -> Option<Write> {
             )
         });
     };
-    let mut sets = vec![
-        "#eventId = :event".to_owned(),
-        "#heads = :heads".to_owned(),
-    ];
+    let mut sets = vec!["#eventId = :event".to_owned(), "#heads = :heads".to_owned()];
     let mut adds = Vec::new();
     let mut conditions = vec![
         "(attribute_not_exists(#admitted) OR #admitted = :admittedSeen)".to_owned(),
@@ -381,4 +386,3 @@ fn event_write(plan: &AdmissionPlan) -> Option<Write> {
         None => write.when(condition),
     })
 }
-

@@ -20,7 +20,9 @@ use aws_sdk_dynamodb::types::{
     ReturnValuesOnConditionCheckFailure as OnConditionFailure, TransactWriteItem, Update,
 };
 
-use self::items::{Item, decode_session, entry_of_session, n, names_in, s, session_item, ttl_value};
+use self::items::{
+    Item, decode_session, entry_of_session, n, names_in, s, session_item, ttl_value,
+};
 use self::layout::PARTITION_KEY;
 use crate::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
 use crate::domain::{
@@ -167,9 +169,9 @@ impl DynamoStore {
             Ok(_) => Ok(true),
             Err(err) => match err.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
-                Some(UpdateItemError::TransactionConflictException(_)) => {
-                    Err(StoreError::Contention(DisplayErrorContext(&err).to_string()))
-                }
+                Some(UpdateItemError::TransactionConflictException(_)) => Err(
+                    StoreError::Contention(DisplayErrorContext(&err).to_string()),
+                ),
                 _ => Err(classify(&err)),
             },
         }
@@ -193,7 +195,10 @@ impl DynamoStore {
                             codes(&reasons)
                         )));
                     }
-                    if reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
+                    if reasons
+                        .iter()
+                        .any(|r| r.code() == Some("TransactionConflict"))
+                    {
                         // Another transaction held one of the items: nothing
                         // was wrong with ours, it is worth trying again.
                         return Err(StoreError::Contention(codes(&reasons)));
@@ -291,7 +296,9 @@ where
 {
     let detail = DisplayErrorContext(err).to_string();
     match err {
-        SdkError::ServiceError(service) if service.err().code() == Some("TransactionConflictException") => {
+        SdkError::ServiceError(service)
+            if service.err().code() == Some("TransactionConflictException") =>
+        {
             StoreError::Contention(detail)
         }
         SdkError::ServiceError(service) if !is_retryable_code(service.err().code()) => {
@@ -472,12 +479,12 @@ impl SessionStore for DynamoStore {
                 release_slots(&event, ending.reason, 1),
             ),
             EndFrom::Waiting { shard } => (
-                    with_update(end, " REMOVE #lineKey, #place")
-                        .when("#status = :waiting AND #shard = :shard")
-                        .value(":waiting", s(WAITING))
-                        .value(":shard", n(shard)),
-                    Write::new(layout::line_key(&event, shard), "ADD #leftWaiting :one")
-                        .value(":one", n(1)),
+                with_update(end, " REMOVE #lineKey, #place")
+                    .when("#status = :waiting AND #shard = :shard")
+                    .value(":waiting", s(WAITING))
+                    .value(":shard", n(shard)),
+                Write::new(layout::line_key(&event, shard), "ADD #leftWaiting :one")
+                    .value(":one", n(1)),
             ),
         };
         let writes = vec![self.transact_update(end)?, self.transact_update(give_back)?];
@@ -505,9 +512,8 @@ impl SessionStore for DynamoStore {
         ending: &Ending,
     ) -> Result<bool, StoreError> {
         let event = id.event_id();
-        let mut update = String::from(
-            "SET #status = :final, #endedAt = :now, #endReason = :reason",
-        );
+        let mut update =
+            String::from("SET #status = :final, #endedAt = :now, #endReason = :reason");
         let mut record = Write::new(layout::session_key(id), "")
             .value(":final", s(ending.reason.final_status().as_str()))
             .value(":now", n(ending.ended_at.as_millis()))
@@ -530,7 +536,10 @@ impl SessionStore for DynamoStore {
         )
         .value(":minus", n(-1))
         .value(":one", n(1));
-        let writes = vec![self.transact_update(record)?, self.transact_update(counters)?];
+        let writes = vec![
+            self.transact_update(record)?,
+            self.transact_update(counters)?,
+        ];
         match self.transact(writes).await? {
             TransactResult::Applied => Ok(true),
             TransactResult::Cancelled(reasons) if failed_condition(reasons.first()) => Ok(false),
@@ -605,11 +614,14 @@ impl SessionStore for DynamoStore {
         let ending = Ending::new(EndReason::Expired, now);
         let mut writes = Vec::with_capacity(ids.len() + 1);
         for id in ids {
-            let write = with_update(ending_write(id, &ending, retain_until), " REMOVE #expiryBucket")
-                .when("#status = :active AND #expiresAt <= :overdueAt AND #eventId = :event")
-                .value(":active", s(ACTIVE))
-                .value(":overdueAt", n(now.as_millis()))
-                .value(":event", s(event.as_str()));
+            let write = with_update(
+                ending_write(id, &ending, retain_until),
+                " REMOVE #expiryBucket",
+            )
+            .when("#status = :active AND #expiresAt <= :overdueAt AND #eventId = :event")
+            .value(":active", s(ACTIVE))
+            .value(":overdueAt", n(now.as_millis()))
+            .value(":event", s(event.as_str()));
             writes.push(self.transact_update(write)?);
         }
         let count = u64::try_from(ids.len()).unwrap_or(u64::MAX);

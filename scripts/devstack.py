@@ -201,13 +201,20 @@ def cmd_run(args):
 
 def cmd_test(_args):
     cargo("build", "--workspace", "--all-targets", "--locked")
+    calls = ROOT / "target" / "aws-calls"
+    shutil.rmtree(calls, ignore_errors=True)
     with emulator() as endpoint:
-        env = aws_env(endpoint)
+        # Every emulator test records the AWS calls the functions' code makes;
+        # the least-privilege check then runs last, over all of them.
+        env = aws_env(endpoint, WR_AWS_CALLS_DIR=calls)
         if shutil.which("cargo-nextest"):
-            cargo("nextest", "run", "--workspace", "--locked", "--no-fail-fast", env=env)
+            run = ["nextest", "run", "--workspace", "--locked", "--no-fail-fast"]
+            cargo(*run, "-E", "not binary(least_privilege)", env=env)
+            cargo(*run, "-E", "binary(least_privilege)", env=env)
         else:
             log("cargo-nextest not found; running cargo test")
-            cargo("test", "--workspace", "--locked", "--no-fail-fast", env=env)
+            cargo("test", "--workspace", "--locked", "--no-fail-fast", "--exclude", "integration-tests", env=env)
+            cargo("test", "-p", "integration-tests", "--locked", "--no-fail-fast", env=env)
         smoke_test(env)
     log("all tests passed")
 

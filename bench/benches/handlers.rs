@@ -39,6 +39,7 @@ impl World {
             clock: Arc::new(SystemClock),
             ids: Arc::new(OsRandom),
             line_shards: 4,
+            listed: Default::default(),
         }
     }
 
@@ -54,7 +55,7 @@ impl World {
             },
             line_shards: 4,
             ended_retention: Duration::from_secs(3600),
-            cache: Default::default(),
+            fronts: Default::default(),
         }
     }
 
@@ -79,7 +80,8 @@ fn user(n: u64) -> UserId {
     UserId::parse(&format!("fan-{n}")).expect("a valid user id")
 }
 
-/// Joins `count` users and files them all (capacity `capacity`).
+/// Joins `count` users and lets the granter number them and admit the
+/// first `capacity`.
 fn line_of(runtime: &Runtime, world: &World, count: u64, capacity: u32) -> Vec<SessionId> {
     runtime.block_on(async {
         let join = world.join();

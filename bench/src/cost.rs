@@ -9,10 +9,12 @@ use waiting_room::domain::estimate::poll_interval;
 use crate::prices::*;
 
 /// Index maintenance per admitted user, which the counted requests do not
-/// show: the line-index entry written at filing and removed at admission,
-/// the expiry-index entry written at admission and removed at the exit
-/// (1 WRU each, items under 1 KB).
-pub const INDEX_WRITE_UNITS_PER_ADMITTED_USER: f64 = 4.0;
+/// show: the line-index entry written at the join, rewritten when the
+/// granter numbers the session (the ticket is projected) and removed at
+/// admission, the expiry-index entry written at admission and removed at
+/// the exit (1 WRU each, items under 1 KB). A waiting user's presence
+/// refresh rewrites the line-index entry too (counted per poll, not here).
+pub const INDEX_WRITE_UNITS_PER_ADMITTED_USER: f64 = 5.0;
 
 /// What one admitted user costs, by service, in dollars.
 #[derive(Debug, Clone, Default, serde::Serialize)]

@@ -201,6 +201,7 @@ pub async fn run(users: usize, capacity: u32, ledger: &CallLedger) -> Result<End
         clock: Arc::new(SystemClock),
         ids: Arc::new(OsRandom),
         line_shards: join_settings.line.line_shards,
+        listed: Default::default(),
     });
     let status = Arc::new(StatusService::new(
         store_for(POLL),
@@ -222,21 +223,21 @@ pub async fn run(users: usize, capacity: u32, ledger: &CallLedger) -> Result<End
         policy: wiring::admission_policy(&granter_settings.lifecycle),
         line_shards: granter_settings.line.line_shards,
         ended_retention: granter_settings.lifecycle.ended_retention,
-        cache: Default::default(),
+        fronts: Default::default(),
     };
     let grant_sqs = sqs(&sdk, ledger, GRANT);
-    let consumer = SqsQueue::new(
-        grant_sqs.clone(),
-        granter_settings
-            .join_queue_url
-            .clone()
-            .ok_or("JOIN_QUEUE_URL is not set")?,
-    );
+    // The join queue is what the local poller receives from and where the
+    // granter hands the wake-ups it could not finish.
+    let consumer = SqsQueue::new(grant_sqs.clone(), granter_settings.join_queue_url.clone());
     let quarantine = SqsQuarantine::new(grant_sqs, granter_settings.join_dlq_url.clone());
     let publisher = Publisher {
         sink: SnsEventSink::new(
             sns(&sdk, ledger, PUBLISH),
             publisher_settings.events_topic_arn.clone(),
+        ),
+        quarantine: SqsQuarantine::new(
+            sqs(&sdk, ledger, PUBLISH),
+            publisher_settings.stream_dlq_url.clone(),
         ),
         signer: publisher_settings.signer,
     };
@@ -257,6 +258,7 @@ pub async fn run(users: usize, capacity: u32, ledger: &CallLedger) -> Result<End
             ),
             waiting_room::runtime::granter::poll_table_stream(
                 &granter,
+                &consumer,
                 &mut granter_stream,
                 stopped(stop_rx.clone())
             ),

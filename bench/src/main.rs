@@ -85,6 +85,16 @@ struct SimArgs {
     stay: u64,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Granter instances that die holding a batch, per thousand batches.
+    #[arg(long, default_value_t = 2)]
+    crash_per_mille: u32,
+    /// Shards of the table's stream (one granter instance follows each).
+    #[arg(long, default_value_t = 8)]
+    stream_shards: u16,
+    /// The largest lag of the line index behind the table, in ms (at most
+    /// the design's allowance, 3,000).
+    #[arg(long, default_value_t = 2_000)]
+    max_index_lag_ms: u64,
 }
 
 impl SimArgs {
@@ -98,6 +108,9 @@ impl SimArgs {
             mean_stay_seconds: self.stay,
             granters: usize::from(self.shards).max(2),
             stream_delay_millis: 250,
+            stream_shards: self.stream_shards,
+            granter_crash_per_mille: self.crash_per_mille,
+            max_index_lag_millis: self.max_index_lag_ms,
         }
     }
 }
@@ -105,6 +118,14 @@ impl SimArgs {
 fn main() -> Result<(), BoxError> {
     match Cli::parse().command {
         Command::Sim(args) => {
+            // What the services log, on stderr, when RUST_LOG asks for it
+            // (times are the machine's, not the simulation's).
+            if std::env::var_os("RUST_LOG").is_some() {
+                tracing_subscriber::fmt()
+                    .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                    .with_writer(std::io::stderr)
+                    .init();
+            }
             let report = bench::sim::run(args.config())?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
@@ -448,7 +469,7 @@ fn handler_cpu(out: &mut String) {
         ),
         (
             "grant_batch_of_10",
-            "granter, one batch of 10 join messages (file + admit)",
+            "granter, one batch of 10 join messages (number + admit)",
         ),
     ]
     .iter()
@@ -655,7 +676,7 @@ fn write_cost(out: &mut String, calls: &Calls, quiet: (f64, f64, f64), admitted:
     );
     let _ = writeln!(
         out,
-        "From the counted calls and billed units above (DynamoDB units per call from the request: 1 WRU per write, 2 per transaction item, 1 RRU per item read or query, plus 4 WRU of index maintenance per user), the medians of join ({:.1} ms), poll ({:.1} ms) and leave ({:.1} ms) measured one at a time against the emulator (whose call latency is close to DynamoDB's) as Lambda durations at 128 MB arm64, the granter and publisher at 256 MB for an assumed 100 ms per admitted user each, one HTTP API request per call, and the polls a user makes following the status answer's own `Retry-After` in a line admitting 50 users/s. Prices and their sources: `bench/src/prices.rs` (recorded 2026-11-23). Target: ≤ $25 for a 10-minute average wait.\n",
+        "From the counted calls and billed units above (DynamoDB units per call from the request: 1 WRU per write, 2 per transaction item, 1 RRU per item read or query, plus {INDEX_WRITE_UNITS_PER_ADMITTED_USER} WRU of index maintenance per user), the medians of join ({:.1} ms), poll ({:.1} ms) and leave ({:.1} ms) measured one at a time against the emulator (whose call latency is close to DynamoDB's) as Lambda durations at 128 MB arm64, the granter and publisher at 256 MB for an assumed 100 ms per admitted user each, one HTTP API request per call, and the polls a user makes following the status answer's own `Retry-After` in a line admitting 50 users/s. Prices and their sources: `bench/src/prices.rs` (recorded 2026-11-23). Target: ≤ $25 for a 10-minute average wait.\n",
         join_ms, poll_ms, leave_ms
     );
     let _ = writeln!(
@@ -689,6 +710,9 @@ fn simulated_onsale(out: &mut String, users: u64) -> Result<(), BoxError> {
         shards: 40,
         stay: 90,
         seed: 7,
+        crash_per_mille: 2,
+        stream_shards: 8,
+        max_index_lag_ms: 2_000,
     };
     eprintln!("simulating {users} users at 10,000 joins/s (this takes a while)…");
     let report: SimReport = bench::sim::run(args.config())?;
@@ -704,30 +728,43 @@ fn write_simulation(out: &mut String, report: &SimReport) {
     );
     let _ = writeln!(
         out,
-        "The real join service and granter against models of DynamoDB (per-partition 1,000 WCU / 3,000 RCU, 2 units per transaction item, throttling with SDK retries, transaction conflicts) and SQS FIFO (300 sends/s per message group, one batch in flight per group, visibility timeout), in virtual time from seed {}. Users stay an exponentially distributed {} s on average, then leave. Command: `cargo run --release -p bench -- sim --users {} --rate {} --capacity {} --shards {} --stay {} --seed {}`. Targets: no join lost, no capacity violation, Kendall tau-b ≥ 0.99.\n",
+        "The real join service, granter (join queue and table stream, through the Lambda handlers' own entry points), sweeper and reconciliation against models of DynamoDB (per-partition 1,000 WCU / 3,000 RCU on the event, ticket counter, head and index partitions, 2 units per transaction item, throttling with SDK retries, conditional-write conflicts and transaction conflicts on items in flight, indexes lagging the table by up to {} ms, TTL deleting ended sessions, the table stream filtered and batched as the granter's mapping is, {} shards, {} ms late, failed records delivered again) and SQS FIFO (300 sends/s per message group, one batch in flight per group, 60 s visibility timeout, receive counts and the dead-letter queue), in virtual time from seed {}. {} granter batches in a thousand (join queue or stream) kill their instance before, during or after its writes, always before the batch is deleted. Users stay an exponentially distributed {} s on average, then leave. Command: `cargo run --release -p bench -- sim --users {} --rate {} --capacity {} --shards {} --stay {} --seed {} --crash-per-mille {} --stream-shards {} --max-index-lag-ms {}`. Targets: no join lost, no capacity violation, nobody admitted twice, nobody admitted after someone who joined more than {} s later, Kendall tau-b (place order vs admission order) ≥ 0.99.\n",
+        config.max_index_lag_millis,
+        config.stream_shards,
+        config.stream_delay_millis,
         config.seed,
+        config.granter_crash_per_mille,
         config.mean_stay_seconds,
         config.users,
         config.joins_per_second,
         config.capacity,
         config.line_shards,
         config.mean_stay_seconds,
-        config.seed
+        config.seed,
+        config.granter_crash_per_mille,
+        config.stream_shards,
+        config.max_index_lag_millis,
+        waiting_room::domain::line::FAIRNESS_WINDOW.as_secs(),
     );
+    let admitted = report.admitted.max(1) as f64;
     let rows = vec![
         vec![
-            "users / capacity / line shards / granters".into(),
+            "users / capacity / line shards / granters / stream shards".into(),
             format!(
-                "{} / {} / {} / {}",
-                report.config.users,
-                report.config.capacity,
-                report.config.line_shards,
-                report.config.granters
+                "{} / {} / {} / {} / {}",
+                config.users,
+                config.capacity,
+                config.line_shards,
+                config.granters,
+                config.stream_shards
             ),
         ],
         vec![
-            "joins accepted (retries after a throttle)".into(),
-            format!("{} ({})", report.joins_accepted, report.join_retries),
+            "joins accepted (retries after an error; refused)".into(),
+            format!(
+                "{} ({}; {})",
+                report.joins_accepted, report.join_retries, report.joins_refused
+            ),
         ],
         vec![
             "sustained joins/s".into(),
@@ -745,12 +782,19 @@ fn write_simulation(out: &mut String, report: &SimReport) {
             ),
         ],
         vec![
-            "Kendall tau-b, join order vs admission order".into(),
+            "Kendall tau-b, place order vs admission order".into(),
             format!("{:.5}", report.kendall_tau_b),
         ],
         vec![
             "largest overtake (places)".into(),
             report.largest_overtake.to_string(),
+        ],
+        vec![
+            "admissions past the fairness bound (largest lead of someone still waiting)".into(),
+            format!(
+                "{} ({} ms)",
+                report.fairness_violations, report.largest_join_gap_millis
+            ),
         ],
         vec![
             "max ACTIVE sessions, counted from admissions and exits (capacity violations)".into(),
@@ -761,16 +805,46 @@ fn write_simulation(out: &mut String, report: &SimReport) {
             report.duplicate_admissions.to_string(),
         ],
         vec![
+            "granter instances that died holding a batch".into(),
+            report.granter_crashes.to_string(),
+        ],
+        vec![
+            "largest index lag drawn".into(),
+            format!("{} ms", report.max_index_lag_millis),
+        ],
+        vec![
             "DynamoDB / SQS throttles".into(),
             format!("{} / {}", report.dynamodb_throttles, report.sqs_throttles),
         ],
         vec![
-            "write conflicts retried; batches given back".into(),
-            format!("{}; {}", report.conflicts, report.failed_batches),
+            "conditional-write conflicts; transaction conflicts".into(),
+            format!("{}; {}", report.conflicts, report.transaction_contention),
+        ],
+        vec![
+            "join batches given back; stream batches retried (records dropped); wake-ups handed to the queue; dead letters".into(),
+            format!(
+                "{}; {} ({}); {}; {}",
+                report.failed_batches,
+                report.stream_retries,
+                report.stream_records_dropped,
+                report.wakes_handed_off,
+                report.dead_letters
+            ),
+        ],
+        vec![
+            "reconciliations that admitted / armed the hint".into(),
+            format!("{} / {}", report.reconcile_admitted, report.reconcile_armed),
         ],
         vec![
             "DynamoDB / SQS calls".into(),
             format!("{} / {}", report.dynamodb_calls, report.sqs_calls),
+        ],
+        vec![
+            "DynamoDB WRU / RRU per admitted user (index maintenance included)".into(),
+            format!(
+                "{:.1} / {:.1}",
+                report.write_units_per_admitted, report.read_units_per_admitted
+            ),
         ],
         vec![
             "virtual time / wall time".into(),
@@ -781,4 +855,40 @@ fn write_simulation(out: &mut String, report: &SimReport) {
         ],
     ];
     let _ = writeln!(out, "{}", table(&["", ""], &rows));
+    if !report.operations.is_empty() {
+        let detail: Vec<Vec<String>> = report
+            .operations
+            .iter()
+            .map(|(operation, tally)| {
+                vec![
+                    operation.clone(),
+                    format!("{:.2}", tally.calls as f64 / admitted),
+                    format!("{:.2}", tally.write_units / admitted),
+                    format!("{:.2}", tally.read_units / admitted),
+                    tally.conflicts.to_string(),
+                    tally.contention.to_string(),
+                ]
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "<details><summary>DynamoDB requests by store operation, per admitted user</summary>\n"
+        );
+        let _ = writeln!(
+            out,
+            "{}",
+            table(
+                &[
+                    "operation",
+                    "requests",
+                    "WRU",
+                    "RRU",
+                    "condition failed",
+                    "transaction conflicts"
+                ],
+                &detail
+            )
+        );
+        let _ = writeln!(out, "</details>\n");
+    }
 }

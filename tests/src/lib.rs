@@ -437,6 +437,39 @@ impl Stack {
         )
     }
 
+    /// The join queue's redrive policy: its dead-letter queue after
+    /// `max_receive_count` receives, with a short visibility timeout.
+    pub async fn set_redrive(&self, max_receive_count: u32, visibility_seconds: u32) {
+        let dlq_arn = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.resources.join_dead_letter_queue_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .cloned()
+            .unwrap();
+        let redrive = serde_json::json!({
+            "deadLetterTargetArn": dlq_arn,
+            "maxReceiveCount": max_receive_count,
+        })
+        .to_string();
+        self.sqs
+            .set_queue_attributes()
+            .queue_url(&self.resources.join_queue_url)
+            .attributes(QueueAttributeName::RedrivePolicy, redrive)
+            .attributes(
+                QueueAttributeName::VisibilityTimeout,
+                visibility_seconds.to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
     pub async fn set_visibility_timeout(&self, seconds: u32) {
         self.sqs
             .set_queue_attributes()

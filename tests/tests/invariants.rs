@@ -278,20 +278,51 @@ async fn duplicates_and_redeliveries_admit_exactly_once() {
     stack.tear_down().await;
 }
 
-/// Invariant 4: within an event, users are admitted in join order.
+/// Invariant 4: within an event, users are admitted in join order — even
+/// across shards, and even while a granter that died holds the first
+/// joiner's message (its message group is blocked for the visibility
+/// timeout). Before joins took their place themselves, the first joiner
+/// was admitted after everyone the other shards filed meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 6)]
-async fn admission_follows_join_order_across_concurrent_granters() {
+async fn admission_follows_join_order_across_shards_and_a_dead_granter() {
+    const SHARDS: u16 = 4;
+    const USERS: usize = 16;
     let stack = Stack::new("order").await;
     let e = event("E-order");
-    stack.store().set_capacity(&e, 3).await.unwrap();
-    let granters = stack.start_granters(4, &lifecycle(1_000), 1).await;
+    stack.store().set_capacity(&e, 1).await.unwrap();
+    let join = stack.join_service(SHARDS);
+    let first = join
+        .join(e.clone(), user(0))
+        .await
+        .unwrap()
+        .session()
+        .clone();
+    // A granter receives the first joiner's message and dies with it.
+    let held =
+        waiting_room::ports::QueueConsumer::receive(&stack.queue(), 10, Duration::from_secs(2))
+            .await
+            .unwrap();
+    assert!(
+        held.iter().any(|d| d.body.contains(first.id.as_str())),
+        "the dead granter holds the first joiner's message"
+    );
+    // Everyone else joins later, one at a time so join order is clear.
+    let mut joined = vec![first];
+    for n in 1..USERS {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        joined.push(
+            join.join(e.clone(), user(n))
+                .await
+                .unwrap()
+                .session()
+                .clone(),
+        );
+    }
+    let granters = stack.start_granters(3, &lifecycle(1), SHARDS).await;
     let stop = Arc::new(AtomicBool::new(false));
     let churn = churn(&stack, stop.clone());
-    // One at a time, so join order is well defined.
-    let joined = join_many(&stack, &e, 24, 1).await;
-
     eventually(PATIENCE, "all admitted", || async {
-        stack.store().event_counters(&e, 1).await.unwrap().admitted == 24
+        stack.store().event_counters(&e, 1).await.unwrap().admitted == USERS as u64
     })
     .await;
     stop.store(true, Ordering::SeqCst);
@@ -316,9 +347,11 @@ async fn admission_follows_join_order_across_concurrent_granters() {
         .collect();
     assert_eq!(
         admission_order,
-        (1..=24).collect::<Vec<_>>(),
+        (1..=USERS as u64).collect::<Vec<_>>(),
         "the n-th to join is the n-th admitted"
     );
+    let shards: HashSet<u16> = joined.iter().map(|s| s.shard).collect();
+    assert!(shards.len() > 1, "the line spread over shards");
     stack.tear_down().await;
 }
 
@@ -328,6 +361,12 @@ async fn admission_follows_join_order_across_concurrent_granters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 6)]
 async fn nobody_is_lost() {
     let stack = Stack::new("lost").await;
+    // A message handed back three times, five seconds apart, goes to the
+    // dead-letter queue: a granter that gave back the messages of a full
+    // event (the event is full for most of the test) would put its waiting
+    // users there, while a granter merely slowed by a loaded emulator has
+    // time to finish.
+    stack.set_redrive(3, 5).await;
     let e = event("E-lost");
     stack.store().set_capacity(&e, 4).await.unwrap();
     let granters = stack.start_granters(3, &lifecycle(1_000), 1).await;
@@ -465,5 +504,77 @@ async fn a_full_event_does_not_delay_another() {
             .await,
         0
     );
+    stack.tear_down().await;
+}
+
+/// Invariant 6 on the stream path: an event whose every advance fails (a
+/// damaged item in its line) never holds back another event's freed slot.
+/// Before, the stream handler returned at the first failing event and the
+/// mapping retried the batch forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 6)]
+async fn a_failing_event_never_holds_back_another_on_the_stream() {
+    let stack = Stack::new("stream-isolation").await;
+    let broken = event("E-a-broken");
+    let healthy = event("E-b-healthy");
+    for e in [&broken, &healthy] {
+        stack.store().set_capacity(e, 1).await.unwrap();
+    }
+    let granters = stack.start_granters(1, &lifecycle(1), 1).await;
+    let broken_fans = join_many(&stack, &broken, 2, 1).await;
+    let healthy_fans = join_many(&stack, &healthy, 2, 1).await;
+    eventually(PATIENCE, "one in, one waiting, in each event", || async {
+        let mut ready = true;
+        for e in [&broken, &healthy] {
+            let counters = stack.store().event_counters(e, 1).await.unwrap();
+            ready &= counters.active == 1 && counters.backlog.is_firm();
+        }
+        ready
+    })
+    .await;
+    // Damage the broken event's waiting session as the line index shows it:
+    // every read of that line fails from now on.
+    stack
+        .dynamodb
+        .update_item()
+        .table_name(&stack.resources.table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("SESSION#{}", broken_fans[1].id)),
+        )
+        .update_expression("SET joinedAt = :bad")
+        .expression_attribute_values(
+            ":bad",
+            aws_sdk_dynamodb::types::AttributeValue::S("bad".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    // Both first fans leave: two freed slots on the stream, the broken one
+    // first (events are handled in name order).
+    let commands = stack.commands();
+    commands.leave(&broken_fans[0].id).await.unwrap();
+    commands.leave(&healthy_fans[0].id).await.unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "the healthy event's next fan admitted",
+        || async {
+            stack
+                .store()
+                .get_session(&healthy_fans[1].id)
+                .await
+                .unwrap()
+                .is_some_and(|s| s.status == SessionStatus::Active)
+        },
+    )
+    .await;
+    // The broken event's wake-up was handed to the join queue, to be retried
+    // there in its own message group.
+    eventually(
+        Duration::from_secs(15),
+        "the broken event's wake-up on the join queue",
+        || async { stack.messages_in(&stack.resources.join_queue_url).await > 0 },
+    )
+    .await;
+    granters.stop().await;
     stack.tear_down().await;
 }

@@ -509,12 +509,11 @@ async fn events_are_published_once_per_change_across_a_publisher_crash() {
                 s.id
             );
         }
-        assert!(
-            events
-                .iter()
-                .all(|e| e["_partition"] == json!("E-events#0")),
-            "one partition per line shard"
-        );
+        // One message group per session: its events stay in order, and
+        // a busy event is not limited to one group's throughput.
+        for e in events {
+            assert_eq!(e["_partition"], e["session_id"], "{e}");
+        }
     }
     let ready = received[0]
         .iter()

@@ -33,12 +33,15 @@ pub trait StoreModel: Send + Sync {
     fn index_lag(&self) -> Duration;
 }
 
+type IndexChange<I, K, V> = (I, Option<(K, V)>);
+
 /// An index that shows each item's changes in order, each after a delay.
 #[derive(Debug)]
 struct Lagged<I: Ord + Clone, K: Ord + Clone, V: Clone> {
     visible: BTreeMap<K, V>,
     key_of: BTreeMap<I, K>,
-    pending: BTreeMap<(Timestamp, u64), (I, Option<(K, V)>)>,
+    /// Changes not yet shown, by when they show: (item, its new key and value, or none if removed).
+    pending: BTreeMap<(Timestamp, u64), IndexChange<I, K, V>>,
     last_due: BTreeMap<I, Timestamp>,
     seq: u64,
 }
@@ -235,6 +238,45 @@ impl MemoryStore {
     /// True when every index shows every change made so far.
     pub fn indexes_settled(&self) -> bool {
         self.with(|t| t.line_index.settled() && t.expiry_index.settled() && t.event_index.settled())
+    }
+
+    /// Test-only breakage: move an event's `active` counter by `by`, as a
+    /// slot given back twice would (the explorer's fault switches).
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn set_active_for_tests(&self, event: &EventId, by: i64) {
+        self.with(|t| {
+            let mut counters = t.events.get(event).cloned().unwrap_or_default();
+            counters.active = counters.active.saturating_add_signed(by);
+            self.put_counters(t, event, counters);
+        });
+    }
+
+    /// Test-only breakage: apply an admission without the sessions'
+    /// conditions (a redelivery admitting again).
+    #[cfg(any(test, feature = "test-support"))]
+    pub async fn admit_ignoring_status_for_tests(
+        &self,
+        plan: &AdmissionPlan,
+        _retain_until: Timestamp,
+    ) -> Result<WriteOutcome, StoreError> {
+        Ok(self.with(|t| {
+            let before = t.events.get(&plan.event_id).cloned().unwrap_or_default();
+            let after = plan.counters_after(&before);
+            for admit in &plan.admitted {
+                if let Some(stored) = t.sessions.get(&admit.session_id).cloned() {
+                    let mut session = stored.session;
+                    session.status = SessionStatus::Active;
+                    session.admission = Some(Admission {
+                        admitted_at: plan.now,
+                        admission_no: admit.admission_no,
+                        expires_at: admit.expires_at,
+                    });
+                    self.put_session(t, session, None);
+                }
+            }
+            self.put_counters(t, &plan.event_id, after);
+            WriteOutcome::Applied
+        }))
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Tables) -> R) -> R {
@@ -899,7 +941,7 @@ impl Default for QueueBehaviour {
 struct QueuedMessage {
     id: String,
     group: String,
-    body: JoinQueueMessage,
+    body: String,
     receives: u32,
     /// Invisible until then (in flight); `None` when visible.
     hidden_until: Option<Timestamp>,
@@ -909,7 +951,7 @@ struct QueuedMessage {
 #[derive(Debug, Default)]
 struct QueueState {
     messages: VecDeque<QueuedMessage>,
-    dead_letters: Vec<JoinQueueMessage>,
+    dead_letters: Vec<String>,
     /// Deduplication ids (per message group) and when they were sent.
     sent: BTreeMap<(String, String), Timestamp>,
     next_id: u64,
@@ -984,14 +1026,29 @@ impl MemoryQueue {
         self.with(|q| q.messages.len())
     }
 
-    /// Every message not yet deleted (deduplicated sends excluded).
+    /// Every join queue message not yet deleted (deduplicated sends
+    /// excluded).
     pub fn pending(&self) -> Vec<JoinQueueMessage> {
-        self.with(|q| q.messages.iter().map(|m| m.body.clone()).collect())
+        self.with(|q| {
+            q.messages
+                .iter()
+                .filter_map(|m| serde_json::from_str(&m.body).ok())
+                .collect()
+        })
     }
 
-    /// What the dead-letter queue holds.
-    pub fn dead_letters(&self) -> Vec<JoinQueueMessage> {
+    /// The bodies the dead-letter queue holds.
+    pub fn dead_letters(&self) -> Vec<String> {
         self.with(|q| q.dead_letters.clone())
+    }
+
+    /// Sends a body as is, each in a group of its own (a standard queue:
+    /// the checkout outcomes).
+    pub fn send_raw(&self, body: String) {
+        self.with(|q| {
+            let group = format!("raw-{}", q.next_id);
+            enqueue(q, group, body);
+        });
     }
 
     /// The join messages sent so far and not yet deleted.
@@ -1009,7 +1066,8 @@ impl MemoryQueue {
     /// five-minute window or a producer bug would.
     pub fn push_duplicate(&self, ticket: JoinTicket) {
         let group = group_of_ticket(&ticket);
-        self.with(|q| enqueue(q, group, JoinQueueMessage::Joined(ticket)));
+        let body = serde_json::to_string(&JoinQueueMessage::Joined(ticket)).unwrap_or_default();
+        self.with(|q| enqueue(q, group, body));
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut QueueState) -> R) -> R {
@@ -1032,6 +1090,7 @@ impl MemoryQueue {
     }
 
     fn send_message(&self, group: String, dedup: String, body: JoinQueueMessage) {
+        let body = serde_json::to_string(&body).unwrap_or_default();
         let now = self.now();
         let window = self.behaviour.deduplication_window;
         self.with(|q| {
@@ -1049,7 +1108,7 @@ impl MemoryQueue {
     }
 }
 
-fn enqueue(q: &mut QueueState, group: String, body: JoinQueueMessage) {
+fn enqueue(q: &mut QueueState, group: String, body: String) {
     q.next_id += 1;
     q.messages.push_back(QueuedMessage {
         id: format!("{:020}", q.next_id),
@@ -1136,7 +1195,7 @@ impl QueueConsumer for MemoryQueue {
                 taken.push(Delivery {
                     message_id: message.id.clone(),
                     receipt_handle: receipt,
-                    body: serde_json::to_string(&message.body).unwrap_or_default(),
+                    body: message.body.clone(),
                 });
             }
             for index in dead.into_iter().rev() {

@@ -107,6 +107,7 @@ pub async fn handle_stream<S: SessionStore, W: WakeQueue>(
         }
     }
     let outcomes = futures::future::join_all(work.into_iter().map(|(event, todo)| async move {
+        tracing::debug!(event = %event, records = todo.records.len(), freed = todo.freed.is_some(), joined = todo.joined.len(), "stream work");
         let outcome = advance_for_stream(granter, &event, &todo).await;
         (event, todo, outcome)
     }))

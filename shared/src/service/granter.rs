@@ -311,6 +311,14 @@ impl<S: SessionStore> Granter<S> {
             let retain_until = now.plus(self.ended_retention);
             match self.store.admit(&plan, retain_until).await {
                 Ok(WriteOutcome::Applied) => {
+                    tracing::info!(
+                        event = %event,
+                        admitted = plan.admitted_count(),
+                        abandoned = plan.abandoned.len(),
+                        armed = plan.arm.is_some(),
+                        setbacks,
+                        "line advanced"
+                    );
                     record(&mut report, &plan);
                     self.fronts.passed(event, &plan);
                     known.retain(|k| !passed(&plan, &k.session_id));
@@ -325,11 +333,14 @@ impl<S: SessionStore> Granter<S> {
                 Ok(WriteOutcome::Conflict { rejected }) => {
                     setbacks += 1;
                     if !rejected.is_empty() {
-                        // Admitted by another granter, left, or polled again:
-                        // the fronts read were stale.
-                        tracing::debug!(event = %event, ?rejected, "front entries no longer waiting");
-                        self.fronts.forget(event, &rejected);
+                        // Admitted by another granter or gone (they leave
+                        // the line), or polled since (they stay, and must
+                        // keep their place): read them again to tell which.
+                        tracing::debug!(event = %event, ?rejected, "front entries not as read");
+                        let current = self.store.waiting_among(&rejected).await?;
+                        self.fronts.refresh(event, &rejected, &current);
                         known.retain(|k| !rejected.contains(&k.session_id));
+                        known.extend(current);
                     } else {
                         // Another granter admitted, or a slot freed, since the
                         // read: step aside a little, differently each time.

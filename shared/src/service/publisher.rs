@@ -65,11 +65,12 @@ impl<K: EventSink, Q: Quarantine> Publisher<K, Q> {
             if events.is_empty() {
                 continue;
             }
-            if batch.len() + events.len() > EVENTS_PER_PUBLISH && !batch.is_empty() {
-                if !self.flush_now(&mut batch, &mut report).await {
-                    report.failed = ids_from(records, first);
-                    return report;
-                }
+            if batch.len() + events.len() > EVENTS_PER_PUBLISH
+                && !batch.is_empty()
+                && !self.flush_now(&mut batch, &mut report).await
+            {
+                report.failed = ids_from(records, first);
+                return report;
             }
             if batch.is_empty() {
                 first = index;

@@ -1,0 +1,166 @@
+//! The seeded schedule explorer in the test suite (see explorer/src/schedule
+//! and docs/decisions/0018-explorer.md).
+//!
+//! - `schedules_keep_every_promise`: `EXPLORER_SCHEDULES` schedules (10,000
+//!   by default), every promise checked in each; a failure prints its seed,
+//!   its set-up and its trace.
+//! - `regressions`: seeds that once found a bug, kept.
+//! - one test per promise: a switch that breaks it on purpose must turn the
+//!   explorer red, so no check here is one that cannot fail.
+//! - `replay`: `EXPLORER_SEED=<seed>` prints that schedule's whole trace.
+
+use explorer::schedule::{Invariant, Switch, explore, run};
+
+fn schedules() -> u64 {
+    std::env::var("EXPLORER_SCHEDULES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+#[test]
+fn schedules_keep_every_promise() {
+    let count = schedules();
+    let started = std::time::Instant::now();
+    let summary = explore(0, count, Switch::None, threads(), 3);
+    println!(
+        "{} schedules, {} admissions, longest strand once quiet {:.1} s, {:.1} s",
+        summary.schedules,
+        summary.admissions,
+        summary.longest_strand.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    for failure in &summary.failures {
+        println!("{}", failure.report(150));
+    }
+    assert_eq!(summary.schedules, count);
+    assert_eq!(
+        summary.failed, 0,
+        "{} of {} schedules broke a promise: {:?} (first seeds {:?})",
+        summary.failed, summary.schedules, summary.by_invariant, summary.first_seed
+    );
+}
+
+/// Seeds that found bugs while the explorer was written; each failed
+/// before its fix.
+const REGRESSIONS: &[u64] = &[];
+
+#[test]
+fn regressions() {
+    for &seed in REGRESSIONS {
+        let outcome = run(seed, Switch::None);
+        assert!(outcome.passed(), "{}", outcome.report(200));
+    }
+}
+
+/// Breaking `invariant` on purpose with `switch` must be found within
+/// `within` schedules.
+fn finds(switch: Switch, invariant: Invariant, within: u64) {
+    let summary = explore(0, within, switch, threads(), 1);
+    let key = format!("{invariant:?}");
+    for (other, seed) in &summary.first_seed {
+        if other != &key {
+            println!("{switch:?} also broke {other}, first at seed {seed}");
+        }
+    }
+    println!(
+        "{switch:?}: {} of {} schedules broke {key} (first seed {:?}); all: {:?}",
+        summary.by_invariant.get(&key).copied().unwrap_or(0),
+        summary.schedules,
+        summary.first_seed.get(&key),
+        summary.by_invariant
+    );
+    assert!(
+        summary.by_invariant.contains_key(&key),
+        "{switch:?} breaks {key}, and no schedule of {within} noticed"
+    );
+}
+
+#[test]
+fn over_admitting_is_caught() {
+    finds(Switch::OverAdmit, Invariant::Capacity, 200);
+}
+
+#[test]
+fn a_slot_given_back_twice_is_caught() {
+    finds(Switch::DoubleRelease, Invariant::Counter, 200);
+}
+
+#[test]
+fn admitting_twice_is_caught() {
+    finds(Switch::AdmitTwice, Invariant::ExactlyOnce, 200);
+}
+
+#[test]
+fn overtaking_is_caught() {
+    finds(Switch::ReverseOrder, Invariant::Fairness, 200);
+}
+
+#[test]
+fn a_position_going_up_is_caught() {
+    finds(Switch::StaleHeads, Invariant::Position, 200);
+}
+
+#[test]
+fn a_stranded_line_is_caught() {
+    finds(Switch::NoWakeOnFreedSlot, Invariant::Liveness, 200);
+}
+
+#[test]
+fn a_lost_user_is_caught() {
+    finds(Switch::DropWaiting, Invariant::NotLost, 200);
+}
+
+#[test]
+fn a_waiting_user_in_the_dead_letter_queue_is_caught() {
+    finds(Switch::GiveBackWhenFull, Invariant::DeadLetter, 200);
+}
+
+#[test]
+fn one_event_holding_back_another_is_caught() {
+    finds(Switch::StopAtFirstFailure, Invariant::Isolation, 200);
+}
+
+#[test]
+fn a_lost_event_is_caught() {
+    finds(Switch::DropEvents, Invariant::Outbox, 200);
+}
+
+#[test]
+fn a_revived_stay_is_caught() {
+    finds(Switch::ReviveStays, Invariant::Stay, 200);
+}
+
+#[test]
+fn a_schedule_is_reproducible() {
+    let a = run(42, Switch::None);
+    let b = run(42, Switch::None);
+    assert_eq!(
+        a.trace, b.trace,
+        "the same seed must give the same schedule"
+    );
+    assert!(a.admissions > 0, "the schedule did something");
+}
+
+/// `EXPLORER_SEED=<seed>` (and `EXPLORER_SWITCH=<switch>`, e.g.
+/// `ReverseOrder`) prints that schedule's whole trace.
+#[test]
+fn replay() {
+    let Some(seed) = std::env::var("EXPLORER_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    else {
+        return;
+    };
+    let switch = std::env::var("EXPLORER_SWITCH")
+        .ok()
+        .and_then(|name| Switch::parse(&name))
+        .unwrap_or(Switch::None);
+    let outcome = run(seed, switch);
+    println!("{}", outcome.report(usize::MAX));
+    assert!(switch != Switch::None || outcome.passed());
+}

@@ -7,7 +7,7 @@ PYTHON    := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed-$(shell cat requirements/dev.txt requirements/constraints.txt | cksum | cut -d' ' -f1)
 DEVSTACK  := $(PYTHON) scripts/devstack.py
 
-.PHONY: run test lint lint-infra unit venv emulator package deploy bench clean
+.PHONY: run test lint lint-infra unit venv emulator package deploy bench explore clean
 
 ## make run: the whole waiting room on localhost:8080 (Ctrl-C stops it all)
 run: $(STAMP)
@@ -50,6 +50,11 @@ deploy: package
 ## (BENCH_ARGS="--sim-users 100000" for a shorter run)
 bench: $(STAMP)
 	$(DEVSTACK) bench -- $(BENCH_ARGS)
+
+## make explore: a million explorer schedules (EXPLORE_ARGS="--schedules N"
+## for fewer), written to bench/EXPLORER.md; hours on two cores
+explore:
+	cargo run --release --locked -p explorer -- $(EXPLORE_ARGS)
 
 ## make unit: the tests that need no emulator
 unit:

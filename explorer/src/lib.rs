@@ -13,3 +13,6 @@ pub mod model;
 
 /// The seeded schedule explorer over the real services.
 pub mod schedule;
+
+/// A long exploration written to a results file (`make explore`).
+pub mod campaign;

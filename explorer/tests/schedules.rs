@@ -122,7 +122,9 @@ fn a_waiting_user_in_the_dead_letter_queue_is_caught() {
 
 #[test]
 fn one_event_holding_back_another_is_caught() {
-    finds(Switch::StopAtFirstFailure, Invariant::Isolation, 200);
+    // Every schedule of this switch poisons an event and retries its stream
+    // batch for ever, so each is long: a few are enough.
+    finds(Switch::StopAtFirstFailure, Invariant::Isolation, 20);
 }
 
 #[test]

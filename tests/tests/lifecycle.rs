@@ -15,6 +15,7 @@ use waiting_room::ports::SessionStore;
 use waiting_room::runtime::authorizer::authorize;
 use waiting_room::runtime::checkout::poll_queue;
 use waiting_room::runtime::publisher::poll_table_stream;
+use waiting_room::service::ServiceError;
 use waiting_room::token::{AdmissionClaims, AdmissionSigner};
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -28,15 +29,16 @@ async fn join(stack: &Stack, event: &EventId, users: std::ops::Range<usize>) -> 
     let mut ids = Vec::new();
     for n in users {
         let user = UserId::parse(&format!("fan-{n}")).unwrap();
-        ids.push(
-            service
-                .join(event.clone(), user)
-                .await
-                .unwrap()
-                .session()
-                .id
-                .clone(),
-        );
+        // A 503 says "join again" (the emulator under the suite's load can
+        // be slower than the join's write window); a fan does.
+        let mut attempts = 0;
+        let session = loop {
+            match service.join(event.clone(), user.clone()).await {
+                Err(ServiceError::Unavailable(_)) if attempts < 5 => attempts += 1,
+                outcome => break outcome.unwrap().session().clone(),
+            }
+        };
+        ids.push(session.id);
     }
     ids
 }
@@ -134,25 +136,27 @@ async fn an_abandoned_waiting_user_is_skipped_and_the_next_admitted() {
     let granters = stack.start_granters(1, &settings, 1).await;
     let ids = join(&stack, &e, 0..3).await;
     let (first, silent, polling) = (&ids[0], &ids[1], &ids[2]);
-    eventually(PATIENCE, "the first admitted, two filed", || async {
-        let report = waiting_room::service::admin::event_report(&stack.store(), &e, 1, 1)
-            .await
-            .unwrap();
-        report.active == 1 && report.waiting == 2
-    })
-    .await;
-
-    // The third user keeps polling; the second went quiet.
+    // The first and the third keep polling from the start; the second goes
+    // quiet. (However slow the emulator is, only the second can be skipped:
+    // at the first admission or when it reaches the front.)
     let stop = Arc::new(AtomicBool::new(false));
     let poller = {
-        let (status, id, stop) = (stack.status_with(&settings), polling.clone(), stop.clone());
+        let status = stack.status_with(&settings);
+        let (ids, stop) = ([first.clone(), polling.clone()], stop.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
-                status.status(&id).await.unwrap();
+                for id in &ids {
+                    status.status(id).await.unwrap();
+                }
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         })
     };
+    eventually(PATIENCE, "the first admitted", || async {
+        session(&stack, first).await.status == SessionStatus::Active
+    })
+    .await;
+    // Long enough for the silent user to be over the abandonment limit.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     stack.commands().leave(first).await.unwrap();
     eventually(PATIENCE, "the polling user admitted", || async {

@@ -277,7 +277,7 @@ impl Summary {
         }
     }
 
-    fn merge(&mut self, other: Summary, keep: usize) {
+    pub fn merge(&mut self, other: Summary, keep: usize) {
         self.schedules += other.schedules;
         self.failed += other.failed;
         self.admissions += other.admissions;

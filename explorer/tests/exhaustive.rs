@@ -9,7 +9,7 @@ use explorer::model::{
 /// The configuration `make test` checks exhaustively: two users, one slot
 /// that an operator may raise to two, two granters that may crash, the
 /// reconciler, unbounded index lag. (`EXHAUSTIVE_USERS=3` checks three; the
-/// bench's `model` command records the larger runs.)
+/// explorer's `--model-users 3` records the larger runs.)
 fn small() -> Config {
     let users = std::env::var("EXHAUSTIVE_USERS")
         .ok()
@@ -68,7 +68,7 @@ fn with_the_index_ahead_of_the_stream_nobody_is_stranded() {
 fn each_known_bug_put_back_is_found() {
     let cases: [(&str, Faults, &str); 5] = [
         (
-            "the admitting write clears the hint (break 4)",
+            "the admitting write clears the hint (the first design)",
             Faults {
                 granter_clears_hint: true,
                 ..Faults::default()

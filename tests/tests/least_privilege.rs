@@ -468,7 +468,7 @@ async fn every_role_grants_exactly_what_its_function_calls() {
 
 #[test]
 fn a_transaction_item_is_checked_by_its_own_action() {
-    // The rule that break 1 broke: a ConditionCheck item needs
+    // The rule the first template broke: a ConditionCheck item needs
     // ConditionCheckItem, whatever the rest of the transaction does.
     let call = Call {
         function: "granter".into(),

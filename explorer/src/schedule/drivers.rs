@@ -242,7 +242,7 @@ pub async fn granter_stream(world: Arc<World>) {
     let drop_freed = world.scenario.switch == Switch::NoWakeOnFreedSlot;
     let old_handler = world.scenario.switch == Switch::StopAtFirstFailure;
     let stream_world = world.clone();
-    // Before break 3 was fixed the mapping retried a failing batch forever.
+    // The first design's mapping retried a failing batch forever.
     let retry_limit = if old_handler {
         u32::MAX
     } else {
@@ -270,7 +270,7 @@ pub async fn granter_stream(world: Arc<World>) {
     .await;
 }
 
-/// The broken variant (the handler before break 3 was fixed): events one
+/// The broken variant (the first design's handler): events one
 /// after another, stopping at the first that fails; the stream retries
 /// the whole batch.
 async fn stop_at_first_failure(

@@ -60,7 +60,7 @@ impl Outcome {
     /// to see what happened, and the seed to replay it.
     pub fn report(&self, trace_lines: usize) -> String {
         let mut out = format!(
-            "schedule {}\nreplay: EXPLORER_SEED={} cargo test -p explorer --test schedules replay -- --nocapture\n",
+            "schedule {}\nreplay: EXPLORER_SEED={} cargo test -p explorer --test schedules replay -- --ignored --nocapture\n",
             self.scenario.describe(),
             self.scenario.seed
         );

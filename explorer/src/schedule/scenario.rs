@@ -51,8 +51,8 @@ pub enum Switch {
     /// the queue moves them to its dead-letter queue after 3 receives).
     GiveBackWhenFull,
     /// Isolation: the stream handler stops at the first event that fails
-    /// and the stream retries the batch forever, as before break 3 was
-    /// fixed; one event is poisoned.
+    /// and the stream retries the batch forever, as the first design
+    /// did; one event is poisoned.
     StopAtFirstFailure,
     /// Outbox: the topic loses some events.
     DropEvents,

@@ -17,8 +17,8 @@ pub async fn run_once<S: SessionStore>(
 ) -> Result<(SweepReport, ReconcileReport), ServiceError> {
     let swept = sweeper.sweep().await;
     let reconciled = reconciler.reconcile().await?;
-    // `reconciled` and `repaired` are the log fields a metric filter (and
-    // later an embedded metric) counts: a healthy system repairs nothing.
+    // A healthy system repairs nothing: a non-zero `repaired` means some
+    // wake-up went missing (no metric or alarm counts it yet).
     tracing::info!(
         expired = swept.expired,
         skipped = swept.skipped,

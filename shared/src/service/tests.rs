@@ -268,7 +268,7 @@ async fn sharded_lines_admit_across_shards_in_join_order() {
 
 #[tokio::test]
 async fn a_batch_stuck_in_a_crashed_granter_overtakes_nobody() {
-    // Break 5: U0's message is held by a granter that died; later joiners of
+    // The first design's flaw: U0's message is held by a granter that died; later joiners of
     // other shards must not go first (their messages, a freed slot and the
     // reconciliation all admit from the line, where U0 already stands).
     let world = World::new();
@@ -405,7 +405,7 @@ async fn heartbeat_and_leave_answer_for_unknown_and_ended_sessions() {
 
 #[tokio::test]
 async fn a_waiting_user_who_left_and_was_deleted_by_ttl_holds_up_nobody() {
-    // Break 2: a leaver's record vanishing must not stop the line behind it.
+    // The first design's flaw: a leaver's record vanishing must not stop the line behind it.
     let world = World::new();
     let ids = world.joins(1, 0..3).await;
     let granter = world.granter(1, 1);

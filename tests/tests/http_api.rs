@@ -35,7 +35,7 @@ async fn join_poll_admitted_leave_and_the_next_user_is_admitted() {
     let first_id = first["sessionId"].as_str().unwrap().to_owned();
     assert_eq!(location, session_path(&first_id));
 
-    eventually(Duration::from_secs(10), "U1 active", || async {
+    eventually(Duration::from_secs(30), "U1 active", || async {
         status_of(&api, &first_id).await["status"] == "ACTIVE"
     })
     .await;
@@ -49,7 +49,7 @@ async fn join_poll_admitted_leave_and_the_next_user_is_admitted() {
     let (code, second) = read(api.call(join_request("E1", "U2")).await);
     assert_eq!(code, StatusCode::ACCEPTED);
     let second_id = second["sessionId"].as_str().unwrap().to_owned();
-    eventually(Duration::from_secs(10), "U2 in line, first", || async {
+    eventually(Duration::from_secs(30), "U2 in line, first", || async {
         status_of(&api, &second_id).await["position"] == 1
     })
     .await;
@@ -70,7 +70,7 @@ async fn join_poll_admitted_leave_and_the_next_user_is_admitted() {
     assert_eq!((code, body), (StatusCode::NO_CONTENT, Value::Null));
     assert_eq!(status_of(&api, &first_id).await["status"], "LEFT");
     eventually(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "U2 admitted after U1 left",
         || async { status_of(&api, &second_id).await["status"] == "ACTIVE" },
     )

@@ -129,9 +129,13 @@ async fn hard_capacity_holds_with_concurrent_granters_and_leaves() {
     let churn = churn(&stack, stop.clone());
     join_many(&stack, &e, USERS, 12).await;
 
-    eventually(PATIENCE, "every user admitted once and gone", || async {
-        stack.store().event_counters(&e, 1).await.unwrap().left == USERS as u64
-    })
+    // Thousands of calls, each served one at a time by the emulator beside
+    // the rest of the suite: a hang guard, not a speed check.
+    eventually(
+        PATIENCE * 3,
+        "every user admitted once and gone",
+        || async { stack.store().event_counters(&e, 1).await.unwrap().left == USERS as u64 },
+    )
     .await;
     stop.store(true, Ordering::SeqCst);
     monitor.await.unwrap();
@@ -174,7 +178,17 @@ async fn concurrent_repeated_leaves_release_each_slot_exactly_once() {
         .flat_map(|s| std::iter::repeat_n(s.id.clone(), 8))
         .map(|id| {
             let commands = commands.clone();
-            async move { commands.leave(&id).await }
+            async move {
+                // A 503 says "try again" (96 leaves at once queue up in the
+                // emulator past the SDK's timeout); a client does.
+                let mut attempts = 0;
+                loop {
+                    match commands.leave(&id).await {
+                        Err(ServiceError::Unavailable(_)) if attempts < 5 => attempts += 1,
+                        outcome => break outcome,
+                    }
+                }
+            }
         });
     for outcome in futures::future::join_all(leaves).await {
         outcome.unwrap();
@@ -185,7 +199,10 @@ async fn concurrent_repeated_leaves_release_each_slot_exactly_once() {
         for s in stack.sessions().await {
             if s.status != SessionStatus::Left {
                 all_left = false;
-                commands.leave(&s.id).await.unwrap();
+                match commands.leave(&s.id).await {
+                    Ok(_) | Err(ServiceError::Unavailable(_)) => {}
+                    Err(other) => panic!("leave failed: {other}"),
+                }
             }
         }
         all_left
@@ -474,14 +491,14 @@ async fn a_full_event_does_not_delay_another() {
     join_many(&stack, &full, 40, 10).await;
     let open_sessions = join_many(&stack, &open, 5, 5).await;
 
-    eventually(
-        Duration::from_secs(10),
-        "the open event's users admitted",
-        || async { stack.store().event_counters(&open, 1).await.unwrap().active == 5 },
-    )
+    // Isolation, not speed: the open event fills while the full one's line
+    // is still waiting (the explorer bounds the delay in virtual time).
+    eventually(PATIENCE, "the open event's users admitted", || async {
+        stack.store().event_counters(&open, 1).await.unwrap().active == 5
+    })
     .await;
     eventually(
-        Duration::from_secs(10),
+        PATIENCE,
         "the full event's line filed, none of it left in the queue",
         || async { stack.messages_in(&stack.resources.join_queue_url).await == 0 },
     )
@@ -561,7 +578,7 @@ async fn a_failing_event_never_holds_back_another_on_the_stream() {
     commands.leave(&broken_fans[0].id).await.unwrap();
     commands.leave(&healthy_fans[0].id).await.unwrap();
     eventually(
-        Duration::from_secs(15),
+        Duration::from_secs(45),
         "the healthy event's next fan admitted",
         || async {
             stack
@@ -576,7 +593,7 @@ async fn a_failing_event_never_holds_back_another_on_the_stream() {
     // The broken event's wake-up was handed to the join queue, to be retried
     // there in its own message group.
     eventually(
-        Duration::from_secs(15),
+        Duration::from_secs(45),
         "the broken event's wake-up on the join queue",
         || async { stack.messages_in(&stack.resources.join_queue_url).await > 0 },
     )

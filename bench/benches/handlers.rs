@@ -87,7 +87,7 @@ fn line_of(runtime: &Runtime, world: &World, count: u64, capacity: u32) -> Vec<S
         let join = world.join();
         let mut ids = Vec::new();
         for n in 0..count {
-            let outcome = join.join(event(), user(n)).await.expect("join");
+            let outcome = join.join(event(), user(n), None).await.expect("join");
             ids.push(outcome.session().id.clone());
         }
         let granter = world.granter(capacity);
@@ -116,7 +116,9 @@ fn handlers(c: &mut Criterion) {
     c.bench_function("join", |b| {
         b.iter(|| {
             n += 1;
-            runtime.block_on(join.join(event(), user(n))).expect("join")
+            runtime
+                .block_on(join.join(event(), user(n), None))
+                .expect("join")
         })
     });
 
@@ -139,7 +141,7 @@ fn handlers(c: &mut Criterion) {
                 runtime.block_on(async {
                     let join = world.join();
                     for n in 0..10 {
-                        join.join(event(), user(n)).await.expect("join");
+                        join.join(event(), user(n), None).await.expect("join");
                     }
                     let batch = world
                         .queue

@@ -15,7 +15,9 @@ use waiting_room::adapters::sns::SnsEventSink;
 use waiting_room::adapters::sqs::{SqsQuarantine, SqsQueue};
 use waiting_room::adapters::streams::TableStreamReader;
 use waiting_room::config::process_env;
-use waiting_room::domain::{EventId, SessionId, SessionStatus, SystemClock, UserId};
+use waiting_room::domain::{
+    EventId, IdempotencyKey, SessionId, SessionStatus, SystemClock, UserId,
+};
 use waiting_room::ports::OsRandom;
 use waiting_room::ports::SessionStore;
 use waiting_room::service::granter::Granter;
@@ -108,7 +110,9 @@ async fn one_user(
     stay: Duration,
 ) -> Result<UserRun, BoxError> {
     let started = Instant::now();
-    let session = retried(|| join.join(event.clone(), user.clone()))
+    // Retries repeat the first attempt's key, as a fan's client does.
+    let key = IdempotencyKey::parse(&format!("join-{user}"))?;
+    let session = retried(|| join.join(event.clone(), user.clone(), Some(key.clone())))
         .await?
         .session()
         .id
@@ -364,7 +368,8 @@ async fn latency_probe(rounds: usize) -> Result<Latency, BoxError> {
     let mut line = Vec::with_capacity(rounds + 1);
     for n in 0..=rounds {
         let user = UserId::parse(&format!("probe-{n}"))?;
-        let joined = retried(|| join.join(event.clone(), user.clone())).await?;
+        let key = IdempotencyKey::parse(&format!("join-{user}"))?;
+        let joined = retried(|| join.join(event.clone(), user.clone(), Some(key.clone()))).await?;
         line.push(joined.session().id.clone());
     }
     let mut samples = Vec::with_capacity(rounds);
@@ -494,7 +499,12 @@ pub async fn quiet_durations(samples: usize) -> Result<(f64, f64, f64), BoxError
     for n in 0..samples {
         let user = UserId::parse(&format!("quiet-{n}"))?;
         let started = Instant::now();
-        let session = join.join(event.clone(), user).await?.session().id.clone();
+        let session = join
+            .join(event.clone(), user, None)
+            .await?
+            .session()
+            .id
+            .clone();
         joins.push(started.elapsed());
         let started = Instant::now();
         status.status(&session).await?;

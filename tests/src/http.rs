@@ -19,6 +19,14 @@ pub fn join_request(event: &str, user: &str) -> lambda_http::Request {
     request(Method::POST, "/api/waiting-room/sessions", Some(&body))
 }
 
+/// A join that a client may retry: it carries an `Idempotency-Key`.
+pub fn keyed_join_request(event: &str, user: &str, key: &str) -> lambda_http::Request {
+    let mut request = join_request(event, user);
+    let value = lambda_http::http::HeaderValue::from_str(key).unwrap();
+    request.headers_mut().insert("idempotency-key", value);
+    request
+}
+
 /// Status code and JSON body (`Value::Null` when empty).
 pub fn read(response: Response<Body>) -> (StatusCode, Value) {
     let status = response.status();

@@ -613,3 +613,31 @@ pub fn lifecycle(default_capacity: u32) -> LifecycleSettings {
         ..LifecycleSettings::default()
     }
 }
+
+/// Join as a fan's client does: a 503 says "join again" (the emulator under
+/// the suite's load can be slower than the join's write window), and the
+/// retry repeats the first attempt's key so that it keeps its place.
+pub async fn join_as_fan(
+    service: &JoinService<DynamoStore, SqsQueue>,
+    event: &waiting_room::domain::EventId,
+    user: &waiting_room::domain::UserId,
+) -> Session {
+    use waiting_room::service::ServiceError;
+    let key = waiting_room::domain::IdempotencyKey::parse(&format!("join-{user}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut attempts = 0;
+    loop {
+        match service
+            .join(event.clone(), user.clone(), Some(key.clone()))
+            .await
+        {
+            Err(
+                ServiceError::Unavailable(_)
+                | ServiceError::JoinUnconfirmed { .. }
+                | ServiceError::Contention,
+            ) if attempts < 5 => attempts += 1,
+            Ok(outcome) => return outcome.session().clone(),
+            Err(err) => panic!("join of {user} failed: {err}"),
+        }
+    }
+}

@@ -39,7 +39,7 @@ async fn an_outage_mid_batch_loses_no_user_and_leaks_no_slot() {
     for n in 0..24 {
         let user = UserId::parse(&format!("fan-{n}")).unwrap();
         joined.insert(
-            join.join(e.clone(), user)
+            join.join(e.clone(), user, None)
                 .await
                 .unwrap()
                 .session()

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use integration_tests::http::{Api, join_request, read, request, session_path};
-use integration_tests::{Stack, eventually, lifecycle};
+use integration_tests::http::{Api, join_request, keyed_join_request, read, request, session_path};
+use integration_tests::proxy::FaultProxy;
+use integration_tests::{Stack, emulator_endpoint, eventually, lifecycle};
 use lambda_http::http::{Method, StatusCode};
 use serde_json::Value;
 use waiting_room::domain::{EventId, SessionStatus};
@@ -81,13 +82,53 @@ async fn join_poll_admitted_leave_and_the_next_user_is_admitted() {
 }
 
 #[tokio::test]
-async fn joining_twice_keeps_the_session_and_place_until_it_ends() {
+async fn a_user_id_alone_cannot_take_over_a_place() {
+    let stack = Stack::new("http-takeover").await;
+    let api = Api::new(&stack);
+    let (code, victim) = read(api.call(join_request("E1", "fan@example.com")).await);
+    assert_eq!(code, StatusCode::ACCEPTED);
+    let victim_id = victim["sessionId"].as_str().unwrap().to_owned();
+
+    // Whoever knows the user id (an e-mail address) and joins with it, with
+    // no key or a guessed one, learns nothing about the victim's session.
+    for attempt in [
+        join_request("E1", "fan@example.com"),
+        keyed_join_request("E1", "fan@example.com", "guess-1"),
+    ] {
+        let (code, body) = read(api.call(attempt).await);
+        assert_eq!(code, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"], "already_joined");
+        let text = body.to_string();
+        assert!(!text.contains(&victim_id), "the session id leaked: {text}");
+        let fields: Vec<&String> = body.as_object().unwrap().keys().collect();
+        assert_eq!(fields, ["error", "message"], "nothing else is told");
+    }
+    let status = status_of(&api, &victim_id).await;
+    assert_eq!(status["status"], "WAITING", "the victim keeps the place");
+    assert_eq!(
+        stack.sessions().await.len(),
+        1,
+        "no refused join stored anything"
+    );
+    stack.tear_down().await;
+}
+
+#[tokio::test]
+async fn a_retried_join_with_its_key_keeps_the_session_and_place_until_it_ends() {
     let stack = Stack::new("http-idem").await;
     let api = Api::new(&stack);
-    let (_, first) = read(api.call(join_request("E1", "fan@example.com")).await);
-    let (code, again) = read(api.call(join_request("E1", "fan@example.com")).await);
+    let key = "0b6f3c1e-retry";
+    let (_, first) = read(
+        api.call(keyed_join_request("E1", "fan@example.com", key))
+            .await,
+    );
+    let (code, again) = read(
+        api.call(keyed_join_request("E1", "fan@example.com", key))
+            .await,
+    );
     assert_eq!(code, StatusCode::ACCEPTED);
     assert_eq!(again["sessionId"], first["sessionId"]);
+    assert_eq!(again["position"], first["position"]);
     let (_, other_event) = read(api.call(join_request("E2", "fan@example.com")).await);
     assert_ne!(
         other_event["sessionId"], first["sessionId"],
@@ -104,6 +145,55 @@ async fn joining_twice_keeps_the_session_and_place_until_it_ends() {
         "after leaving, a join starts a new session"
     );
     assert_eq!(rejoined["status"], "WAITING");
+    stack.tear_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_join_whose_answer_was_lost_says_so_and_its_retry_keeps_the_place() {
+    let stack = Stack::new("http-lost").await;
+    let proxy = FaultProxy::start(&emulator_endpoint().await).await;
+    let mut api = Api::new(&stack);
+    api.join = stack.via(&proxy.endpoint).await.join_service(1);
+    // The join's write lands, and its answer is lost on the way back.
+    proxy.down_after("TransactWriteItems");
+    let (code, lost) = read(api.call(join_request("E1", "first@example.com")).await);
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{lost}");
+    assert_eq!(lost["error"], "join_unconfirmed", "{lost}");
+    let key = lost["idempotencyKey"].as_str().unwrap().to_owned();
+    assert!(
+        lost["message"].as_str().unwrap().contains(&key),
+        "the message says how to get the place: {lost}"
+    );
+    let stored = stack.sessions().await;
+    assert_eq!(stored.len(), 1, "the place was taken");
+    proxy.up();
+
+    // Someone joins after it; then the first fan's client retries.
+    let direct = Api::new(&stack);
+    let (_, later) = read(direct.call(join_request("E1", "later@example.com")).await);
+    let (code, refused) = read(direct.call(join_request("E1", "first@example.com")).await);
+    assert_eq!(
+        (code, refused["error"].as_str()),
+        (StatusCode::CONFLICT, Some("already_joined")),
+        "without the key the place stays hidden"
+    );
+    let (code, again) = read(
+        direct
+            .call(keyed_join_request("E1", "first@example.com", &key))
+            .await,
+    );
+    assert_eq!(code, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(again["sessionId"], stored[0].id.as_str());
+    let later = stack
+        .sessions()
+        .await
+        .into_iter()
+        .find(|s| s.id.as_str() == later["sessionId"].as_str().unwrap())
+        .unwrap();
+    assert!(
+        stored[0].place() < later.place(),
+        "the retry keeps the first attempt's place, ahead of the later fan"
+    );
     stack.tear_down().await;
 }
 
@@ -427,6 +517,27 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
             Some("unsupported_media_type")
         )
     );
+
+    // An Idempotency-Key that is not 1–64 visible ASCII characters.
+    for key in [
+        String::new(),
+        "two words".into(),
+        "k".repeat(65),
+        "caf\u{e9}".into(),
+    ] {
+        let mut keyed = join_request("E1", "U-keyed");
+        keyed.headers_mut().insert(
+            "idempotency-key",
+            lambda_http::http::HeaderValue::from_bytes(key.as_bytes()).unwrap(),
+        );
+        let (status, json) = read(api.call(keyed).await);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{key:?} -> {json}");
+        assert_eq!(
+            (json["error"].as_str(), json["field"].as_str()),
+            (Some("invalid_field"), Some("Idempotency-Key")),
+            "{key:?} -> {json}"
+        );
+    }
 
     assert_eq!(
         stack.sessions().await,

@@ -31,18 +31,7 @@ async fn join_many(stack: &Stack, event: &EventId, count: usize, parallel: usize
         let joins = chunk.iter().map(|&n| {
             let service = service.clone();
             let event = event.clone();
-            async move {
-                // A 503 says "join again", and a fan does: the emulator under
-                // the whole suite's load can be slower than the join's write
-                // window.
-                let mut attempts = 0;
-                loop {
-                    match service.join(event.clone(), user(n)).await {
-                        Err(ServiceError::Unavailable(_)) if attempts < 5 => attempts += 1,
-                        outcome => break outcome.unwrap().session().clone(),
-                    }
-                }
-            }
+            async move { integration_tests::join_as_fan(&service, &event, &user(n)).await }
         });
         sessions.extend(futures::future::join_all(joins).await);
     }
@@ -315,7 +304,7 @@ async fn admission_follows_join_order_across_shards_and_a_dead_granter() {
     stack.store().set_capacity(&e, 1).await.unwrap();
     let join = stack.join_service(SHARDS);
     let first = join
-        .join(e.clone(), user(0))
+        .join(e.clone(), user(0), None)
         .await
         .unwrap()
         .session()
@@ -334,7 +323,7 @@ async fn admission_follows_join_order_across_shards_and_a_dead_granter() {
     for n in 1..USERS {
         tokio::time::sleep(Duration::from_millis(20)).await;
         joined.push(
-            join.join(e.clone(), user(n))
+            join.join(e.clone(), user(n), None)
                 .await
                 .unwrap()
                 .session()
@@ -450,7 +439,7 @@ async fn a_join_whose_message_cannot_be_sent_leaves_nothing_behind() {
     broken.queue =
         waiting_room::adapters::sqs::SqsQueue::new(dead_sqs, &stack.resources.join_queue_url);
 
-    let failed = broken.join(e.clone(), user(1)).await;
+    let failed = broken.join(e.clone(), user(1), None).await;
     assert!(
         matches!(failed, Err(ServiceError::Unavailable(_))),
         "{failed:?}"
@@ -469,7 +458,7 @@ async fn a_join_whose_message_cannot_be_sent_leaves_nothing_behind() {
     // The user's retry starts afresh: the failed attempt held no claim.
     let retried = stack
         .join_service(1)
-        .join(e.clone(), user(1))
+        .join(e.clone(), user(1), None)
         .await
         .unwrap();
     assert!(matches!(

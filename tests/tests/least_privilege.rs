@@ -18,7 +18,7 @@ use integration_tests::{Stack, emulator_endpoint};
 use waiting_room::adapters::sqs::SqsQueue;
 use waiting_room::config::LifecycleSettings;
 use waiting_room::domain::changes::UnreadableRecord;
-use waiting_room::domain::{EventId, SessionStatus, StreamRecord, UserId};
+use waiting_room::domain::{EventId, IdempotencyKey, SessionStatus, StreamRecord, UserId};
 use waiting_room::ports::{Delivery, QueueConsumer, SessionStore};
 use waiting_room::runtime::granter::{handle_batch, handle_stream};
 use waiting_room::service::granter::Wake;
@@ -260,24 +260,25 @@ async fn scenario(stack: &Stack) {
         abandon_after: Some(Duration::from_secs(3)),
         ..short.clone()
     };
-    // join: new, repeated (reads the holder), listed; one whose message
-    // cannot be sent is taken back.
+    // join: new, retried with its key (reads the holder), listed; one whose
+    // message cannot be sent is taken back.
     let join = stack.join_service(1);
+    let key = IdempotencyKey::parse("first-join").unwrap();
     let first = join
-        .join(e.clone(), user(0))
+        .join(e.clone(), user(0), Some(key.clone()))
         .await
         .unwrap()
         .session()
         .clone();
-    join.join(e.clone(), user(0)).await.unwrap();
+    join.join(e.clone(), user(0), Some(key)).await.unwrap();
     let second = join
-        .join(e.clone(), user(1))
+        .join(e.clone(), user(1), None)
         .await
         .unwrap()
         .session()
         .clone();
     let third = join
-        .join(e.clone(), user(2))
+        .join(e.clone(), user(2), None)
         .await
         .unwrap()
         .session()
@@ -290,7 +291,7 @@ async fn scenario(stack: &Stack) {
         unreachable.clients_for("join").sqs,
         &stack.resources.join_queue_url,
     );
-    assert!(broken.join(e.clone(), user(3)).await.is_err());
+    assert!(broken.join(e.clone(), user(3), None).await.is_err());
 
     // granter, join queue: number, admit the first, arm the hint behind a
     // full event; set an unreadable message aside.
@@ -384,7 +385,7 @@ async fn scenario(stack: &Stack) {
     };
     outcomes.apply(&completed(second.id.as_str())).await;
     let late = join
-        .join(e.clone(), user(5))
+        .join(e.clone(), user(5), None)
         .await
         .unwrap()
         .session()
@@ -402,7 +403,7 @@ async fn scenario(stack: &Stack) {
     reconciler.reconcile().await.unwrap();
     // A heartbeat of an active user whose stay is over expires it.
     let overdue = join
-        .join(e.clone(), user(6))
+        .join(e.clone(), user(6), None)
         .await
         .unwrap()
         .session()

@@ -15,7 +15,6 @@ use waiting_room::ports::SessionStore;
 use waiting_room::runtime::authorizer::authorize;
 use waiting_room::runtime::checkout::poll_queue;
 use waiting_room::runtime::publisher::poll_table_stream;
-use waiting_room::service::ServiceError;
 use waiting_room::token::{AdmissionClaims, AdmissionSigner};
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -29,16 +28,11 @@ async fn join(stack: &Stack, event: &EventId, users: std::ops::Range<usize>) -> 
     let mut ids = Vec::new();
     for n in users {
         let user = UserId::parse(&format!("fan-{n}")).unwrap();
-        // A 503 says "join again" (the emulator under the suite's load can
-        // be slower than the join's write window); a fan does.
-        let mut attempts = 0;
-        let session = loop {
-            match service.join(event.clone(), user.clone()).await {
-                Err(ServiceError::Unavailable(_)) if attempts < 5 => attempts += 1,
-                outcome => break outcome.unwrap().session().clone(),
-            }
-        };
-        ids.push(session.id);
+        ids.push(
+            integration_tests::join_as_fan(&service, event, &user)
+                .await
+                .id,
+        );
     }
     ids
 }

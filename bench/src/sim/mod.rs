@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use waiting_room::adapters::memory::MemoryQuarantine;
 use waiting_room::domain::admission::AdmissionPolicy;
 use waiting_room::domain::line::INDEX_LAG_ALLOWANCE;
-use waiting_room::domain::{EventId, SessionId, StayPolicy, Timestamp, UserId};
+use waiting_room::domain::{EventId, IdempotencyKey, SessionId, StayPolicy, Timestamp, UserId};
 use waiting_room::ports::{Delivery, QueueConsumer};
 use waiting_room::runtime::granter::{handle_batch, handle_stream};
 use waiting_room::service::granter::Granter;
@@ -189,6 +189,8 @@ const VIRTUAL_DEADLINE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// With every join settled, a run without an admission for this long is
 /// stuck.
 const STUCK_AFTER: Duration = Duration::from_secs(3600);
+/// How often (virtual seconds) a run reports its progress.
+const PROGRESS_EVERY_SECONDS: u64 = 300;
 /// How long an ended session stays before TTL may delete it (the smallest
 /// the deployment allows, so that deletions happen during the run).
 const ENDED_RETENTION: Duration = Duration::from_secs(60);
@@ -329,10 +331,25 @@ async fn simulate(config: SimConfig, event: EventId) -> SimReport {
             recorder.clone(),
         ));
     }
+    let mut ticks = 0u64;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let nobody_waits = world.state().waiting.is_empty();
+        let waiting = world.state().waiting.len();
+        let nobody_waits = waiting == 0;
         let recorder = lock(&recorder);
+        ticks += 1;
+        // A long run says how far it is, on stderr (the report is stdout).
+        if ticks % PROGRESS_EVERY_SECONDS == 0 {
+            eprintln!(
+                "sim: {} virtual s, {:.0} wall s: {} joined, {} admitted, {} left, {} waiting",
+                start.elapsed().as_secs(),
+                wall.elapsed().as_secs_f64(),
+                recorder.accepted.len(),
+                recorder.admissions.len(),
+                recorder.left,
+                waiting
+            );
+        }
         let settled = recorder.accepted.len() as u64 + recorder.failed_users;
         let all_out = recorder.left == recorder.admissions.len() as u64;
         if settled == config.users && nobody_waits && all_out {
@@ -549,8 +566,16 @@ async fn join_with_retries(
     let Ok(user) = UserId::parse(&format!("fan-{n}")) else {
         return;
     };
+    // A fan's client retries with the key of its first attempt, so a join
+    // whose answer was lost keeps its place.
+    let Ok(key) = IdempotencyKey::parse(&format!("join-{n}")) else {
+        return;
+    };
     for _ in 0..30 {
-        if let Ok(outcome) = join.join(event.clone(), user.clone()).await {
+        if let Ok(outcome) = join
+            .join(event.clone(), user.clone(), Some(key.clone()))
+            .await
+        {
             let now = Instant::now();
             let session = outcome.session();
             let mut recorder = lock(&recorder);

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use waiting_room::domain::{SessionId, SessionStatus, UserId};
+use waiting_room::domain::{IdempotencyKey, SessionId, SessionStatus, UserId};
 use waiting_room::service::join::{JoinOutcome, JoinService};
 use waiting_room::service::status::StatusService;
 
@@ -103,9 +103,14 @@ pub async fn fan(
     let Ok(user) = UserId::parse(&format!("fan-{n}")) else {
         return;
     };
+    // Every retry repeats the first attempt's key, as a fan's client does.
+    let Ok(key) = IdempotencyKey::parse(&format!("join-{n}")) else {
+        return;
+    };
     let mut session: Option<SessionId> = None;
     for _ in 0..4 {
-        match tokio::time::timeout(HTTP_TIMEOUT, join.join(event.id.clone(), user.clone())).await {
+        let attempt = join.join(event.id.clone(), user.clone(), Some(key.clone()));
+        match tokio::time::timeout(HTTP_TIMEOUT, attempt).await {
             Ok(Ok(outcome)) => {
                 let kind = match outcome {
                     JoinOutcome::Created(_) => "joined",

@@ -137,6 +137,7 @@ pub struct MemoryStore {
     model: Option<Arc<dyn StoreModel>>,
     successes_before_failure: AtomicUsize,
     failures_left: AtomicUsize,
+    joins_to_unconfirm: AtomicUsize,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -168,6 +169,12 @@ impl MemoryStore {
         self.successes_before_failure
             .store(successes, Ordering::SeqCst);
         self.failures_left.store(failures, Ordering::SeqCst);
+    }
+
+    /// The next `joins` session writes are applied and then answered with
+    /// `Unavailable`, as a timeout after the write landed would be.
+    pub fn lose_next_join_answers(&self, joins: usize) {
+        self.joins_to_unconfirm.store(joins, Ordering::SeqCst);
     }
 
     pub fn all_sessions(&self) -> Vec<Session> {
@@ -419,7 +426,7 @@ impl SessionStore for MemoryStore {
         claim_ttl: Timestamp,
     ) -> Result<Claim, StoreError> {
         self.check_fault()?;
-        self.with(|t| {
+        let claim = self.with(|t| {
             let key = claim_key(session);
             match (t.claims.get(&key), replacing) {
                 (Some(holder), _) if holder.session_id == session.id => return Ok(Claim::Created),
@@ -443,7 +450,16 @@ impl SessionStore for MemoryStore {
             push(t, Change::Other);
             self.put_session(t, session.clone(), None);
             Ok(Claim::Created)
-        })
+        })?;
+        let lose_answer = claim == Claim::Created
+            && self
+                .joins_to_unconfirm
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if lose_answer {
+            return Err(StoreError::Unavailable("the answer was lost".into()));
+        }
+        Ok(claim)
     }
 
     async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::json::{ApiError, SessionBody, empty_response, json_response};
 use super::{BASE_PATH, Route, not_served, route};
-use crate::domain::{EventId, SessionId, SessionStatus, UserId};
+use crate::domain::{EventId, IdempotencyKey, SessionId, SessionStatus, UserId};
 use crate::ports::{JoinQueue, SessionStore};
 use crate::service::join::JoinService;
 use crate::service::session_command::SessionCommands;
@@ -28,11 +28,11 @@ pub async fn join<S: SessionStore, Q: JoinQueue>(
         Ok(_) => return not_served(&request),
         Err(err) => return err.into_response(),
     }
-    let (event, user) = match parse_join(&request) {
+    let (event, user, key) = match parse_join(&request) {
         Ok(parsed) => parsed,
         Err(err) => return err.into_response(),
     };
-    match service.join(event, user).await {
+    match service.join(event, user, key).await {
         Ok(outcome) => {
             let session = outcome.session();
             let waiting = session.status == SessionStatus::Waiting;
@@ -151,7 +151,25 @@ fn is_json(request: &Request) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-fn parse_join(request: &Request) -> Result<(EventId, UserId), ApiError> {
+/// The header a client repeats on a retried join, to get the same place back.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+fn parse_join(request: &Request) -> Result<(EventId, UserId, Option<IdempotencyKey>), ApiError> {
+    let key = match request.headers().get(IDEMPOTENCY_KEY_HEADER) {
+        None => None,
+        Some(value) => {
+            let text = value.to_str().map_err(|_| {
+                ApiError::invalid_field(
+                    "Idempotency-Key",
+                    "may contain only visible ASCII characters",
+                )
+            })?;
+            Some(
+                IdempotencyKey::parse(text)
+                    .map_err(|e| ApiError::invalid_field("Idempotency-Key", e.problem))?,
+            )
+        }
+    };
     if !is_json(request) {
         return Err(ApiError::unsupported_media_type());
     }
@@ -174,7 +192,7 @@ fn parse_join(request: &Request) -> Result<(EventId, UserId), ApiError> {
         .map_err(|e| ApiError::invalid_field("eventId", e.problem))?;
     let user = UserId::parse(string_field(&fields, "userId")?)
         .map_err(|e| ApiError::invalid_field("userId", e.problem))?;
-    Ok((event, user))
+    Ok((event, user, key))
 }
 
 fn string_field<'a>(

@@ -4,7 +4,7 @@ use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
-use crate::domain::{Session, SessionStatus};
+use crate::domain::{IdempotencyKey, Session, SessionStatus};
 use crate::service::ServiceError;
 use crate::service::status::StatusReport;
 
@@ -19,6 +19,7 @@ pub struct ApiError {
     allow: Option<&'static str>,
     retry_after_seconds: Option<u64>,
     session_status: Option<SessionStatus>,
+    idempotency_key: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -29,6 +30,9 @@ struct ErrorBody<'a> {
     field: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<&'a str>,
+    /// The key that finds out what became of a join that was not confirmed.
+    #[serde(rename = "idempotencyKey", skip_serializing_if = "Option::is_none")]
+    idempotency_key: Option<&'a str>,
 }
 
 impl ApiError {
@@ -41,6 +45,7 @@ impl ApiError {
             allow: None,
             retry_after_seconds: None,
             session_status: None,
+            idempotency_key: None,
         }
     }
 
@@ -131,6 +136,31 @@ impl ApiError {
         err
     }
 
+    fn already_joined() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "already_joined",
+            "this user already has a place in this event's line; only the join that took it \
+             (the same Idempotency-Key) can see it again, and a new one can be taken once it ends",
+        )
+    }
+
+    fn join_unconfirmed(key: &IdempotencyKey) -> Self {
+        let mut err = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "join_unconfirmed",
+            format!(
+                "the waiting room is busy and could not confirm this join; it may hold a place \
+                 already: join again with the header Idempotency-Key: {} to get that place, or \
+                 a new one if none was taken",
+                key.as_str()
+            ),
+        );
+        err.retry_after_seconds = Some(2);
+        err.idempotency_key = Some(key.as_str().to_owned());
+        err
+    }
+
     fn unavailable() -> Self {
         let mut err = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -155,6 +185,7 @@ impl ApiError {
             message: &self.message,
             field: self.field,
             status: self.session_status.map(SessionStatus::as_str),
+            idempotency_key: self.idempotency_key.as_deref(),
         };
         let mut response = json_response(self.status, &body);
         if let Some(allow) = self.allow {
@@ -184,6 +215,11 @@ impl From<ServiceError> for ApiError {
                 );
                 err.session_status = Some(session.status);
                 err
+            }
+            ServiceError::AlreadyJoined => Self::already_joined(),
+            ServiceError::JoinUnconfirmed { key, detail } => {
+                tracing::warn!(%detail, "join not confirmed");
+                Self::join_unconfirmed(&key)
             }
             ServiceError::Unavailable(detail) => {
                 tracing::warn!(%detail, "dependency unavailable");

@@ -150,6 +150,71 @@ impl SessionId {
     }
 }
 
+pub const IDEMPOTENCY_KEY_MAX_LEN: usize = 64;
+
+/// The `Idempotency-Key` a client sends with a join so that a retry whose
+/// first answer was lost gets the same session back. Whoever presents it
+/// with the user's id can see that session, so it is a credential: only its
+/// digest is stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(value: &str) -> Result<Self, InvalidId> {
+        check(
+            "Idempotency-Key",
+            value,
+            IDEMPOTENCY_KEY_MAX_LEN,
+            |b| b.is_ascii_graphic(),
+            "visible ASCII characters (no spaces)",
+        )?;
+        Ok(Self(value.to_owned()))
+    }
+
+    /// A key the waiting room picks for a client that sent none, so that an
+    /// answer it cannot make certain can still name a way back to the session.
+    pub fn generated(random: [u8; 16]) -> Self {
+        Self(base32(&random))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn digest(&self) -> KeyDigest {
+        use sha2::Digest;
+        let hash = sha2::Sha256::digest(self.0.as_bytes());
+        KeyDigest(hash.iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+/// Never printed: it opens the session it created.
+impl fmt::Debug for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IdempotencyKey(..)")
+    }
+}
+
+/// The SHA-256 of an idempotency key, in lowercase hex: what a session keeps
+/// to recognise the join that created it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyDigest(String);
+
+impl KeyDigest {
+    /// A digest read back from storage; `None` unless it is 64 hex digits.
+    pub fn from_stored(value: &str) -> Option<Self> {
+        let valid = value.len() == 64
+            && value
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        valid.then(|| Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 fn base32(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
     let mut buffer: u32 = 0;
@@ -193,6 +258,30 @@ display_as_str!(EventId, UserId, SessionId);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idempotency_keys_are_one_to_64_visible_characters() {
+        assert!(IdempotencyKey::parse("a").is_ok());
+        assert!(IdempotencyKey::parse("3f2b-9c1e/retry#1!").is_ok());
+        assert!(IdempotencyKey::parse(&"k".repeat(64)).is_ok());
+        for bad in ["", " key", "key two", "tab\tkey", "é", &"k".repeat(65)] {
+            let err = IdempotencyKey::parse(bad).unwrap_err();
+            assert_eq!(err.field, "Idempotency-Key", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_key_is_stored_as_its_digest_only() {
+        let key = IdempotencyKey::parse("retry-me").unwrap();
+        let digest = key.digest();
+        assert_eq!(digest.as_str().len(), 64);
+        assert!(!digest.as_str().contains("retry-me"));
+        assert_eq!(digest, IdempotencyKey::parse("retry-me").unwrap().digest());
+        assert_ne!(digest, IdempotencyKey::parse("retry-me2").unwrap().digest());
+        assert_eq!(KeyDigest::from_stored(digest.as_str()), Some(digest));
+        assert_eq!(KeyDigest::from_stored("not-hex"), None);
+        assert_eq!(format!("{key:?}"), "IdempotencyKey(..)");
+    }
 
     #[test]
     fn event_ids_accept_the_documented_alphabet_only() {

@@ -11,7 +11,7 @@ pub mod time;
 
 pub use admission::{AdmissionPlan, AdmissionPolicy, BacklogChange, NumberingPlan};
 pub use changes::{Change, StreamRecord};
-pub use ids::{EventId, InvalidId, SessionId, UserId};
+pub use ids::{EventId, IdempotencyKey, InvalidId, KeyDigest, SessionId, UserId};
 pub use line::{Backlog, EventCounters, LineEntry, Place, ShardView, TicketCounter};
 pub use session::{Admission, EndReason, Ending, Session, SessionStatus, StayPolicy};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

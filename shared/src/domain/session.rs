@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use super::ids::{EventId, SessionId, UserId};
+use super::ids::{EventId, KeyDigest, SessionId, UserId};
 use super::line::Place;
 use super::time::Timestamp;
 
@@ -164,6 +164,9 @@ pub struct Session {
     pub ahead_at_filing: Option<u64>,
     pub admission: Option<Admission>,
     pub ending: Option<Ending>,
+    /// The digest of the idempotency key of the join that created it: the
+    /// only join of the same user that may see this session again.
+    pub idempotency_key: Option<KeyDigest>,
 }
 
 impl Session {
@@ -180,6 +183,7 @@ impl Session {
             ahead_at_filing: None,
             admission: None,
             ending: None,
+            idempotency_key: None,
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::domain::line::{JOIN_WRITE_WINDOW, shard_for};
-use crate::domain::{Clock, EventId, Session, SessionId, SessionStatus, UserId};
+use crate::domain::{Clock, EventId, IdempotencyKey, Session, SessionId, SessionStatus, UserId};
 use crate::ports::{Claim, Discard, IdSource, JoinQueue, JoinTicket, SessionStore};
 
 use super::{MAX_ATTEMPTS, ServiceError};
@@ -18,7 +18,8 @@ const CLAIM_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JoinOutcome {
     Created(Session),
-    /// The user already had a live session: same session, same place.
+    /// The same join again (same idempotency key), its first answer lost:
+    /// same session, same place.
     Existing(Session),
 }
 
@@ -62,19 +63,36 @@ impl ListedEvents {
 }
 
 impl<S: SessionStore, Q: JoinQueue> JoinService<S, Q> {
-    pub async fn join(&self, event: EventId, user: UserId) -> Result<JoinOutcome, ServiceError> {
+    /// Take a place in line for `user`, or, for a retry of the join that
+    /// took it (the same `key`), answer with that place again. A user with a
+    /// live place and any other key (or none) is refused and learns nothing
+    /// about it: knowing a user id must not open someone's session.
+    pub async fn join(
+        &self,
+        event: EventId,
+        user: UserId,
+        key: Option<IdempotencyKey>,
+    ) -> Result<JoinOutcome, ServiceError> {
         let random = self
             .ids
             .random_id()
             .ok_or_else(|| ServiceError::Unavailable("no randomness for a session id".into()))?;
+        // A client that sent no key still gets one to come back with, should
+        // this answer be unable to say whether the place was taken.
+        let key = key.unwrap_or_else(|| IdempotencyKey::generated(random));
         let id = SessionId::new(&event, random);
         let shard = shard_for(&id, self.line_shards);
         let now = self.clock.now();
-        let session = Session::new_waiting(id, user, shard, now);
+        let mut session = Session::new_waiting(id, user, shard, now);
+        session.idempotency_key = Some(key.digest());
         let claim_ttl = now.plus(CLAIM_LIFETIME);
         // The place is the join time: written later than the window, it
         // would be older than anything a granter could have seen.
         let deadline = now.plus(JOIN_WRITE_WINDOW);
+        let unconfirmed = |detail: String| ServiceError::JoinUnconfirmed {
+            key: key.clone(),
+            detail,
+        };
 
         let mut replacing: Option<SessionId> = None;
         for _ in 0..MAX_ATTEMPTS {
@@ -85,29 +103,43 @@ impl<S: SessionStore, Q: JoinQueue> JoinService<S, Q> {
             let write = self
                 .store
                 .create_session(&session, replacing.as_ref(), claim_ttl);
+            // From here on a failure cannot tell whether the write landed.
             let claim = match tokio::time::timeout(left, write).await {
-                Ok(claim) => claim?,
-                Err(_) => break,
+                Ok(Ok(claim)) => claim,
+                Ok(Err(err)) => return Err(unconfirmed(err.to_string())),
+                Err(_) => return Err(unconfirmed("the join write timed out".into())),
             };
             match claim {
                 Claim::Created => {
                     self.list_event(&session.event_id).await;
-                    return self.send_new(session).await;
+                    return self.send_new(session, &key).await;
                 }
                 Claim::Vacant => replacing = None,
-                Claim::HeldBy(holder) => match self.store.get_session(&holder).await? {
-                    Some(existing) if existing.is_live() => {
-                        self.resend_if_unnumbered(&existing).await?;
-                        return Ok(JoinOutcome::Existing(existing));
+                Claim::HeldBy(holder) => {
+                    let existing = self
+                        .store
+                        .get_session(&holder)
+                        .await
+                        .map_err(|err| unconfirmed(err.to_string()))?;
+                    match existing {
+                        Some(existing) if existing.is_live() => {
+                            if existing.idempotency_key != session.idempotency_key {
+                                return Err(ServiceError::AlreadyJoined);
+                            }
+                            self.resend_if_unnumbered(&existing)
+                                .await
+                                .map_err(|err| unconfirmed(err.to_string()))?;
+                            return Ok(JoinOutcome::Existing(existing));
+                        }
+                        // Ended (or already deleted): the claim is free to take.
+                        _ => replacing = Some(holder),
                     }
-                    // Ended (or already deleted): the claim is free to take.
-                    _ => replacing = Some(holder),
-                },
+                }
             }
         }
-        Err(ServiceError::Unavailable(
-            "the join could not be written in time; join again".into(),
-        ))
+        // Every write was refused (the claim kept changing hands) or time
+        // ran out between them: nothing of this join is stored.
+        Err(ServiceError::Contention)
     }
 
     /// The first join of an event (per instance) lists it, so that the
@@ -127,7 +159,11 @@ impl<S: SessionStore, Q: JoinQueue> JoinService<S, Q> {
 
     /// Send the join message; if that fails, take the session back so the
     /// user is not left holding a place they were told they do not have.
-    async fn send_new(&self, session: Session) -> Result<JoinOutcome, ServiceError> {
+    async fn send_new(
+        &self,
+        session: Session,
+        key: &IdempotencyKey,
+    ) -> Result<JoinOutcome, ServiceError> {
         let Err(send_error) = self.queue.send(&JoinTicket::for_session(&session)).await else {
             return Ok(JoinOutcome::Created(session));
         };
@@ -141,7 +177,10 @@ impl<S: SessionStore, Q: JoinQueue> JoinService<S, Q> {
                 // reconciliation still admit it, and the user's retry finds
                 // it (same place) and sends the message again.
                 tracing::error!(session = %session.id, error = %discard_error, "could not undo the join");
-                Err(send_error.into())
+                Err(ServiceError::JoinUnconfirmed {
+                    key: key.clone(),
+                    detail: send_error.to_string(),
+                })
             }
         }
     }

@@ -12,7 +12,7 @@ pub mod session_command;
 pub mod status;
 pub mod sweeper;
 
-use crate::domain::Session;
+use crate::domain::{IdempotencyKey, Session};
 use crate::ports::{QueueError, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,6 +24,14 @@ pub enum ServiceError {
     /// The operation needs an admitted session and this one is not.
     #[error("session is not active")]
     NotActive(Box<Session>),
+    /// The user already holds a live place in the event's line, taken by a
+    /// join with another idempotency key (or none).
+    #[error("the user already has a place in this line")]
+    AlreadyJoined,
+    /// A join failed at a point where its place may have been stored: the
+    /// same join with `key` finds out, and keeps that place if it was.
+    #[error("join not confirmed: {detail}")]
+    JoinUnconfirmed { key: IdempotencyKey, detail: String },
     /// A dependency is down or throttling; the caller may retry.
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),

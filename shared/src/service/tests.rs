@@ -6,7 +6,8 @@ use std::time::Duration;
 use crate::adapters::memory::{MemoryQueue, MemoryStore};
 use crate::domain::admission::AdmissionPolicy;
 use crate::domain::{
-    Clock, EventId, ManualClock, SessionId, SessionStatus, StayPolicy, Timestamp, UserId,
+    Clock, EventId, IdempotencyKey, ManualClock, SessionId, SessionStatus, StayPolicy, Timestamp,
+    UserId,
 };
 use crate::ports::{Delivery, JoinQueueMessage, OsRandom, QueueConsumer, SessionStore};
 use crate::token::AdmissionSigner;
@@ -107,7 +108,7 @@ impl World {
         let mut ids = Vec::new();
         for n in users {
             ids.push(
-                join.join(event(), user(n))
+                join.join(event(), user(n), None)
                     .await
                     .unwrap()
                     .session()
@@ -132,17 +133,29 @@ fn user(n: usize) -> UserId {
     UserId::parse(&format!("u{n}")).unwrap()
 }
 
+fn key(text: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(text).unwrap()
+}
+
+/// The key a join that could not be confirmed tells its client to come back with.
+fn unconfirmed_key(outcome: Result<JoinOutcome, ServiceError>) -> IdempotencyKey {
+    match outcome {
+        Err(ServiceError::JoinUnconfirmed { key, .. }) => key,
+        other => panic!("expected an unconfirmed join, got {other:?}"),
+    }
+}
+
 #[tokio::test]
-async fn a_join_takes_its_place_at_once_and_a_repeat_gets_the_same_session() {
+async fn a_join_takes_its_place_at_once_and_its_retry_gets_the_same_session() {
     let world = World::new();
     let join = world.join(1);
-    let first = join.join(event(), user(1)).await.unwrap();
+    let first = join.join(event(), user(1), Some(key("k1"))).await.unwrap();
     assert_eq!(
         world.store.line_front(&event(), 0, 10).await.unwrap()[0].session_id,
         first.session().id,
         "in line before any granter ran"
     );
-    let again = join.join(event(), user(1)).await.unwrap();
+    let again = join.join(event(), user(1), Some(key("k1"))).await.unwrap();
     assert!(matches!(first, JoinOutcome::Created(_)));
     assert_eq!(again, JoinOutcome::Existing(first.session().clone()));
     assert_eq!(
@@ -153,16 +166,68 @@ async fn a_join_takes_its_place_at_once_and_a_repeat_gets_the_same_session() {
 }
 
 #[tokio::test]
+async fn a_user_id_alone_opens_nobody_s_place() {
+    // Whoever knows a fan's user id (often an e-mail address) must not get
+    // their session: without the key of the join that took the place, a
+    // join is refused and learns nothing about it.
+    let world = World::new();
+    let join = world.join(1);
+    let victim = join.join(event(), user(1), None).await.unwrap();
+    for attempt in [None, Some(key("guess")), Some(key("k1"))] {
+        let taken = join.join(event(), user(1), attempt).await;
+        assert_eq!(taken, Err(ServiceError::AlreadyJoined));
+    }
+    let keyed = join.join(event(), user(2), Some(key("k1"))).await.unwrap();
+    for attempt in [None, Some(key("k2"))] {
+        assert_eq!(
+            join.join(event(), user(2), attempt).await,
+            Err(ServiceError::AlreadyJoined)
+        );
+    }
+    let sessions = world.store.all_sessions();
+    assert_eq!(sessions.len(), 2, "no refused join stored anything");
+    assert!(sessions.iter().all(|s| s.status == SessionStatus::Waiting));
+    assert_eq!(world.queue.sent().len(), 2);
+    assert_ne!(victim.session().id, keyed.session().id);
+}
+
+#[tokio::test]
+async fn a_join_whose_answer_was_lost_keeps_its_place_when_retried_with_its_key() {
+    let world = World::new();
+    let join = world.join(1);
+    world.store.lose_next_join_answers(1);
+    // Stored, but the store's answer never came: the client is told so, with
+    // a key to come back with (it sent none).
+    let key = unconfirmed_key(join.join(event(), user(1), None).await);
+    let stored = world.store.all_sessions();
+    assert_eq!(stored.len(), 1, "the place was taken");
+    world.clock.advance(Duration::from_secs(20));
+    let later = join.join(event(), user(2), None).await.unwrap();
+
+    assert_eq!(
+        join.join(event(), user(1), None).await,
+        Err(ServiceError::AlreadyJoined),
+        "a retry without the key cannot see it"
+    );
+    let again = join.join(event(), user(1), Some(key)).await.unwrap();
+    assert_eq!(again, JoinOutcome::Existing(stored[0].clone()));
+    assert!(
+        again.session().place() < later.session().place(),
+        "the retry keeps the place of the first attempt"
+    );
+}
+
+#[tokio::test]
 async fn a_join_whose_send_fails_is_undone() {
     let world = World::new();
     world.queue.fail_next(1);
-    let failed = world.join(1).join(event(), user(1)).await;
+    let failed = world.join(1).join(event(), user(1), None).await;
     assert!(matches!(failed, Err(ServiceError::Unavailable(_))));
     assert!(
         world.store.all_sessions().is_empty(),
         "no session holds a place"
     );
-    let retried = world.join(1).join(event(), user(1)).await.unwrap();
+    let retried = world.join(1).join(event(), user(1), None).await.unwrap();
     assert!(matches!(retried, JoinOutcome::Created(_)));
 }
 
@@ -173,13 +238,13 @@ async fn a_join_whose_undo_also_fails_keeps_its_place_and_the_retry_resends() {
     world.queue.fail_next(1);
     // Stored and listed; then the send fails, and so does taking it back.
     world.store.fail_after(2, 1);
-    assert!(join.join(event(), user(1)).await.is_err());
+    let key = unconfirmed_key(join.join(event(), user(1), None).await);
     let kept = world.store.all_sessions();
     assert_eq!(kept.len(), 1, "the session stays, in line");
     assert_eq!(kept[0].ticket, None);
     assert!(world.queue.sent().is_empty());
 
-    let again = join.join(event(), user(1)).await.unwrap();
+    let again = join.join(event(), user(1), Some(key)).await.unwrap();
     assert_eq!(
         again.session().id,
         kept[0].id,
@@ -194,15 +259,19 @@ async fn a_join_whose_undo_also_fails_keeps_its_place_and_the_retry_resends() {
 }
 
 #[tokio::test]
-async fn a_join_that_cannot_be_written_in_time_says_so() {
+async fn a_join_that_cannot_be_written_says_how_to_find_out() {
     let world = World::new();
-    world.store.fail_next(100);
-    let failed = world.join(1).join(event(), user(1)).await;
-    assert!(
-        matches!(failed, Err(ServiceError::Unavailable(_))),
-        "{failed:?}"
-    );
+    world.store.fail_next(1);
+    // The store could not say whether the write landed: the answer says
+    // the place may exist and gives the key that finds out.
+    let key = unconfirmed_key(world.join(1).join(event(), user(1), None).await);
     assert!(world.store.all_sessions().is_empty());
+    // It had not: the retry with that key takes a place.
+    let retried = world.join(1).join(event(), user(1), Some(key)).await;
+    assert!(
+        matches!(retried, Ok(JoinOutcome::Created(_))),
+        "{retried:?}"
+    );
 }
 
 #[tokio::test]
@@ -273,7 +342,12 @@ async fn a_batch_stuck_in_a_crashed_granter_overtakes_nobody() {
     // reconciliation all admit from the line, where U0 already stands).
     let world = World::new();
     let join = world.join(8);
-    let first = join.join(event(), user(0)).await.unwrap().session().clone();
+    let first = join
+        .join(event(), user(0), None)
+        .await
+        .unwrap()
+        .session()
+        .clone();
     let stuck = world.queue.receive(1, Duration::ZERO).await.unwrap();
     assert_eq!(stuck.len(), 1, "the crashed granter holds U0's message");
     world.clock.advance(Duration::from_secs(30));
@@ -293,7 +367,7 @@ async fn a_batch_stuck_in_a_crashed_granter_overtakes_nobody() {
 #[tokio::test]
 async fn unreadable_messages_are_set_aside_and_store_failures_retried() {
     let world = World::new();
-    world.join(1).join(event(), user(1)).await.unwrap();
+    world.join(1).join(event(), user(1), None).await.unwrap();
     let granter = world.granter(5, 1);
     let mut batch = world.queue.receive(10, Duration::ZERO).await.unwrap();
     batch.push(Delivery {
@@ -323,9 +397,13 @@ async fn unreadable_messages_are_set_aside_and_store_failures_retried() {
 async fn one_failing_event_does_not_hold_up_another_in_a_batch() {
     let world = World::new();
     let granter = world.granter(5, 1);
-    world.join(1).join(event(), user(1)).await.unwrap();
+    world.join(1).join(event(), user(1), None).await.unwrap();
     let other = EventId::parse("F").unwrap();
-    world.join(1).join(other.clone(), user(2)).await.unwrap();
+    world
+        .join(1)
+        .join(other.clone(), user(2), None)
+        .await
+        .unwrap();
     let batch = world.queue.receive(10, Duration::ZERO).await.unwrap();
     assert_eq!(batch.len(), 2);
     // Every read of event E fails; F goes on.

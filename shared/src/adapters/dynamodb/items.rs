@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::layout::{self, PARTITION_KEY, TTL_ATTRIBUTE};
 use crate::domain::estimate::AdmissionRate;
 use crate::domain::{
-    Admission, Backlog, EndReason, Ending, EventCounters, LineEntry, Session, SessionId,
+    Admission, Backlog, EndReason, Ending, EventCounters, KeyDigest, LineEntry, Session, SessionId,
     SessionStatus, TicketCounter, Timestamp, UserId,
 };
 use crate::ports::StoreError;
@@ -54,6 +54,9 @@ pub fn session_item(session: &Session) -> Item {
     }
     if let Some(ahead) = session.ahead_at_filing {
         item.insert("aheadAtFiling".into(), n(ahead));
+    }
+    if let Some(key) = &session.idempotency_key {
+        item.insert("idempotencyKey".into(), s(key.as_str()));
     }
     if let Some(admission) = &session.admission {
         item.insert("admittedAt".into(), n(admission.admitted_at.as_millis()));
@@ -167,6 +170,13 @@ pub fn decode_session(item: &Item) -> Result<Session, StoreError> {
         ahead_at_filing: opt_num(item, "aheadAtFiling")?,
         admission,
         ending,
+        idempotency_key: match opt_str(item, "idempotencyKey") {
+            Some(digest) => Some(
+                KeyDigest::from_stored(&digest)
+                    .ok_or_else(|| corrupt("bad idempotencyKey", item))?,
+            ),
+            None => None,
+        },
     })
 }
 
@@ -280,7 +290,7 @@ pub const TTL: &str = TTL_ATTRIBUTE;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::EventId;
+    use crate::domain::{EventId, IdempotencyKey};
 
     #[test]
     fn sessions_survive_a_round_trip() {
@@ -300,6 +310,7 @@ mod tests {
             expires_at: Timestamp::from_millis(7),
         });
         session.ahead_at_filing = Some(3);
+        session.idempotency_key = Some(IdempotencyKey::parse("k-1").unwrap().digest());
         session.ending = Some(Ending {
             ended_at: Timestamp::from_millis(8),
             reason: EndReason::CheckoutFailed,

@@ -173,8 +173,15 @@ impl IdempotencyKey {
 
     /// A key the waiting room picks for a client that sent none, so that an
     /// answer it cannot make certain can still name a way back to the session.
+    /// Made from the session id's random bytes, one way: an error body that
+    /// ends up in a log must not spell out the session id.
     pub fn generated(random: [u8; 16]) -> Self {
-        Self(base32(&random))
+        use sha2::Digest;
+        let hash = sha2::Sha256::new()
+            .chain_update(b"idempotency-key:")
+            .chain_update(random)
+            .finalize();
+        Self(base32(&hash[..16]))
     }
 
     pub fn as_str(&self) -> &str {
@@ -281,6 +288,16 @@ mod tests {
         assert_eq!(KeyDigest::from_stored(digest.as_str()), Some(digest));
         assert_eq!(KeyDigest::from_stored("not-hex"), None);
         assert_eq!(format!("{key:?}"), "IdempotencyKey(..)");
+    }
+
+    #[test]
+    fn a_generated_key_does_not_spell_out_the_session_id() {
+        let event = EventId::parse("E1").unwrap();
+        let session = SessionId::new(&event, [9; 16]);
+        let key = IdempotencyKey::generated([9; 16]);
+        assert!(IdempotencyKey::parse(key.as_str()).is_ok());
+        assert!(!session.as_str().contains(key.as_str()));
+        assert_ne!(key, IdempotencyKey::generated([8; 16]));
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! (`iat`), valid until the session's stay ends (`exp`). The status answer and
 //! the `QUEUE_READY` event therefore carry the same token, and a heartbeat
 //! that extends the stay yields a fresh token with the later `exp`.
+//!
+//! A token opens one event: its audience (`aud`) is the event id, and every
+//! check names the event of the route it protects. Its subject (`sub`) is the
+//! session id, never the user id (often an e-mail address, readable by anyone
+//! holding the token).
 
 use std::fmt;
 
@@ -22,8 +27,12 @@ const ALGORITHM: &str = "EdDSA";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdmissionClaims {
     pub iss: String,
-    /// The user the session belongs to.
+    /// The admitted session (as `sid`).
     pub sub: String,
+    /// The event it opens: its id.
+    pub aud: String,
+    /// This token: the session and the end of the stay it grants.
+    pub jti: String,
     /// The admitted session.
     pub sid: String,
     pub event_id: String,
@@ -54,6 +63,8 @@ pub enum TokenError {
     Expired,
     #[error("token not issued by this waiting room")]
     WrongIssuer,
+    #[error("token of another event")]
+    WrongAudience,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -132,13 +143,16 @@ impl AdmissionSigner {
         if session.status != SessionStatus::Active {
             return None;
         }
+        let exp = admission.expires_at.as_secs();
         let claims = AdmissionClaims {
             iss: ISSUER.to_owned(),
-            sub: session.user_id.to_string(),
+            sub: session.id.to_string(),
+            aud: session.event_id.to_string(),
+            jti: format!("{}.{exp}", session.id),
             sid: session.id.to_string(),
             event_id: session.event_id.to_string(),
             iat: admission.admitted_at.as_secs(),
-            exp: admission.expires_at.as_secs(),
+            exp,
         };
         Some(self.sign(&claims))
     }
@@ -212,8 +226,9 @@ pub fn jwks(keys: &[PublicKey]) -> serde_json::Value {
     serde_json::json!({ "keys": keys.iter().map(PublicKey::jwk).collect::<Vec<_>>() })
 }
 
-/// Checks tokens offline: format, algorithm, key, signature, issuer, expiry.
-/// Whether the session is still active is `admission::AdmissionCheck`'s job.
+/// Checks tokens offline: format, algorithm, key, signature, issuer,
+/// audience, expiry. Whether the session is still active is
+/// `admission_check::AdmissionCheck`'s job.
 #[derive(Debug, Clone)]
 pub struct TokenVerifier {
     keys: Vec<PublicKey>,
@@ -224,7 +239,13 @@ impl TokenVerifier {
         Self { keys }
     }
 
-    pub fn verify(&self, token: &str, now: Timestamp) -> Result<AdmissionClaims, TokenError> {
+    /// A token that opens `event` (the event of the route it was sent to).
+    pub fn verify(
+        &self,
+        token: &str,
+        event: &EventId,
+        now: Timestamp,
+    ) -> Result<AdmissionClaims, TokenError> {
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -258,8 +279,14 @@ impl TokenVerifier {
             return Err(TokenError::WrongIssuer);
         }
         let session = SessionId::parse(&claims.sid).map_err(|_| TokenError::Malformed)?;
-        if EventId::parse(&claims.event_id).ok() != Some(session.event_id()) {
+        let consistent = EventId::parse(&claims.event_id).ok() == Some(session.event_id())
+            && claims.sub == claims.sid
+            && claims.aud == claims.event_id;
+        if !consistent {
             return Err(TokenError::Malformed);
+        }
+        if claims.aud != event.as_str() {
+            return Err(TokenError::WrongAudience);
         }
         if claims.exp <= now.as_secs() {
             return Err(TokenError::Expired);
@@ -298,24 +325,61 @@ mod tests {
 
     const DURING: Timestamp = Timestamp::from_millis(2_100_000);
 
+    fn e1() -> EventId {
+        EventId::parse("E1").unwrap()
+    }
+
     #[test]
     fn a_minted_token_verifies_and_carries_the_session() {
         let signer = signer("k1", 1);
         let session = active_session();
         let token = signer.token_for(&session).unwrap();
         let claims = TokenVerifier::new(vec![signer.public_key()])
-            .verify(&token, DURING)
+            .verify(&token, &e1(), DURING)
             .unwrap();
         assert_eq!(claims.sid, session.id.to_string());
+        assert_eq!(claims.sub, claims.sid, "the subject is the session");
+        assert!(!token_payload(&token).contains("fan@example.com"));
         assert_eq!(
-            (claims.sub.as_str(), claims.event_id.as_str()),
-            ("fan@example.com", "E1")
+            (claims.aud.as_str(), claims.event_id.as_str()),
+            ("E1", "E1")
         );
+        assert_eq!(claims.jti, format!("{}.2900", session.id));
         assert_eq!((claims.iat, claims.exp), (2_000, 2_900));
         assert_eq!(
             signer.token_for(&session),
             Some(token),
             "minting is deterministic"
+        );
+    }
+
+    fn token_payload(token: &str) -> String {
+        let payload = token.split('.').nth(1).unwrap();
+        String::from_utf8(B64.decode(payload).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_token_opens_its_own_event_only() {
+        let signer = signer("k1", 1);
+        let verifier = TokenVerifier::new(vec![signer.public_key()]);
+        let token = signer.token_for(&active_session()).unwrap();
+        let other = EventId::parse("E2").unwrap();
+        assert_eq!(
+            verifier.verify(&token, &other, DURING),
+            Err(TokenError::WrongAudience)
+        );
+        // Signed claims whose audience disagrees with their own session are
+        // not ours, whatever route they are sent to.
+        let mut claims: AdmissionClaims = serde_json::from_str(&token_payload(&token)).unwrap();
+        claims.aud = "E2".into();
+        let odd = signer.sign(&claims);
+        assert_eq!(
+            verifier.verify(&odd, &other, DURING),
+            Err(TokenError::Malformed)
+        );
+        assert_eq!(
+            verifier.verify(&odd, &e1(), DURING),
+            Err(TokenError::Malformed)
         );
     }
 
@@ -332,7 +396,10 @@ mod tests {
         let verifier = TokenVerifier::new(vec![signer.public_key()]);
         let token = signer.token_for(&active_session()).unwrap();
         let after = Timestamp::from_millis(2_900_000).plus(Duration::from_millis(1));
-        assert_eq!(verifier.verify(&token, after), Err(TokenError::Expired));
+        assert_eq!(
+            verifier.verify(&token, &e1(), after),
+            Err(TokenError::Expired)
+        );
 
         let (head, rest) = token.split_once('.').unwrap();
         let (payload, signature) = rest.split_once('.').unwrap();
@@ -344,30 +411,30 @@ mod tests {
             B64.encode(serde_json::to_vec(&claims).unwrap())
         );
         assert_eq!(
-            verifier.verify(&forged, DURING),
+            verifier.verify(&forged, &e1(), DURING),
             Err(TokenError::BadSignature)
         );
 
         let impostor = AdmissionSigner::generate("k1", [9; 32]).unwrap();
         let foreign = impostor.token_for(&active_session()).unwrap();
         assert_eq!(
-            verifier.verify(&foreign, DURING),
+            verifier.verify(&foreign, &e1(), DURING),
             Err(TokenError::BadSignature)
         );
         let unknown = signer_named("k2").token_for(&active_session()).unwrap();
         assert_eq!(
-            verifier.verify(&unknown, DURING),
+            verifier.verify(&unknown, &e1(), DURING),
             Err(TokenError::UnknownKey)
         );
 
         let none_header = B64.encode(br#"{"alg":"none","typ":"JWT","kid":"k1"}"#);
         assert_eq!(
-            verifier.verify(&format!("{none_header}.{payload}."), DURING),
+            verifier.verify(&format!("{none_header}.{payload}."), &e1(), DURING),
             Err(TokenError::UnsupportedAlgorithm)
         );
         for garbage in ["", "a.b", "a.b.c.d", "!!.??.##"] {
             assert_eq!(
-                verifier.verify(garbage, DURING),
+                verifier.verify(garbage, &e1(), DURING),
                 Err(TokenError::Malformed),
                 "{garbage:?}"
             );
@@ -386,12 +453,12 @@ mod tests {
         let session = active_session();
         assert!(
             verifier
-                .verify(&old.token_for(&session).unwrap(), DURING)
+                .verify(&old.token_for(&session).unwrap(), &e1(), DURING)
                 .is_ok()
         );
         assert!(
             verifier
-                .verify(&new.token_for(&session).unwrap(), DURING)
+                .verify(&new.token_for(&session).unwrap(), &e1(), DURING)
                 .is_ok()
         );
     }

@@ -335,7 +335,7 @@ async fn scenario(stack: &Stack) {
         .unwrap()
         .admission_token
         .unwrap();
-    stack.admission_check().check(&token).await.unwrap();
+    stack.admission_check().check(&token, &e).await.unwrap();
 
     // session-command: heartbeat (waiting, active), a waiting user leaves.
     let commands = stack.commands_with(&short);

@@ -178,24 +178,32 @@ async fn an_abandoned_waiting_user_is_skipped_and_the_next_admitted() {
     stack.tear_down().await;
 }
 
-fn authorizer_request(token: Option<&str>) -> Value {
+/// An authorizer request for `GET /events/{eventId}/checkout` of `event`
+/// (`None`: a route that names no event).
+fn authorizer_request(token: Option<&str>, event: Option<&str>) -> Value {
+    let path = format!("/events/{}/checkout", event.unwrap_or("-"));
+    let parameters = match event {
+        Some(event) => json!({ "eventId": event }),
+        None => json!({}),
+    };
     json!({
         "version": "2.0",
         "type": "REQUEST",
-        "routeArn": "arn:aws:execute-api:us-east-1:123456789012:api/$default/GET/checkout",
+        "routeArn": format!("arn:aws:execute-api:us-east-1:123456789012:api/$default/GET{path}"),
         "identitySource": token.map(|t| vec![format!("Bearer {t}")]),
-        "routeKey": "GET /checkout",
-        "rawPath": "/checkout",
+        "routeKey": "GET /events/{eventId}/checkout",
+        "rawPath": path,
         "rawQueryString": "",
+        "pathParameters": parameters,
         "headers": {},
         "requestContext": {
             "accountId": "123456789012",
             "apiId": "api",
             "domainName": "example.com",
             "domainPrefix": "example",
-            "http": {"method": "GET", "path": "/checkout", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
+            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
             "requestId": "r1",
-            "routeKey": "GET /checkout",
+            "routeKey": "GET /events/{eventId}/checkout",
             "stage": "$default",
             "time": "23/Nov/2026:20:00:00 +0000",
             "timeEpoch": 1_795_000_000_000u64
@@ -224,15 +232,28 @@ async fn the_authorizer_admits_valid_tokens_of_active_sessions_only() {
     let check = stack.admission_check();
     let allowed = |answer: &Value| answer["isAuthorized"] == json!(true);
 
-    let answer = authorize(&check, authorizer_request(Some(&token))).await;
+    let here = Some(e.as_str());
+    let answer = authorize(&check, authorizer_request(Some(&token), here)).await;
     assert!(allowed(&answer), "{answer}");
     assert_eq!(answer["context"]["session_id"], json!(ids[0].to_string()));
     assert_eq!(answer["context"]["user_id"], json!("fan-0"));
+    // A token opens the event it was issued for, on a route that says so.
+    for (what, route) in [("another event's", Some("E-other")), ("no event's", None)] {
+        assert!(
+            !allowed(&authorize(&check, authorizer_request(Some(&token), route)).await),
+            "a token of {e} opened {what} route"
+        );
+    }
 
     let claims: AdmissionClaims = stack
         .verifier()
-        .verify(&token, waiting_room::domain::Timestamp::from_millis(0))
+        .verify(&token, &e, waiting_room::domain::Timestamp::from_millis(0))
         .unwrap();
+    assert_eq!(
+        claims.sub,
+        ids[0].to_string(),
+        "the subject is the session, not the user"
+    );
     let mut tampered: Vec<char> = token.chars().collect();
     let middle = token.find('.').unwrap() + 5;
     tampered[middle] = if tampered[middle] == 'A' { 'B' } else { 'A' };
@@ -255,14 +276,14 @@ async fn the_authorizer_admits_valid_tokens_of_active_sessions_only() {
         ("missing", None),
     ] {
         assert!(
-            !allowed(&authorize(&check, authorizer_request(bad)).await),
+            !allowed(&authorize(&check, authorizer_request(bad, here)).await),
             "{what} token let in"
         );
     }
 
     stack.commands().leave(&ids[0]).await.unwrap();
     assert!(
-        !allowed(&authorize(&check, authorizer_request(Some(&token))).await),
+        !allowed(&authorize(&check, authorizer_request(Some(&token), here)).await),
         "a session that left is refused"
     );
     stack.tear_down().await;
@@ -522,6 +543,7 @@ async fn events_are_published_once_per_change_across_a_publisher_crash() {
             .verifier()
             .verify(
                 ready["admission_token"].as_str().unwrap(),
+                &EventId::parse(ready["event_id"].as_str().unwrap()).unwrap(),
                 waiting_room::domain::Timestamp::from_millis(0)
             )
             .is_ok()

@@ -7,6 +7,7 @@ use aws_lambda_events::apigw::{
 };
 use serde_json::Value;
 
+use crate::domain::EventId;
 use crate::ports::SessionStore;
 use crate::service::admission_check::AdmissionCheck;
 
@@ -34,24 +35,46 @@ fn token_of(request: &ApiGatewayV2CustomAuthorizerV2Request) -> Option<String> {
     (!token.is_empty()).then(|| token.trim().to_owned())
 }
 
+/// The name of the path parameter, or else the stage variable, that tells
+/// which event a protected route belongs to.
+pub const EVENT_PARAMETER: &str = "eventId";
+
+/// The event the protected route belongs to: its `{eventId}` path
+/// parameter, or else the stage's `eventId` variable (an API for one event).
+fn route_event(request: &ApiGatewayV2CustomAuthorizerV2Request) -> Option<EventId> {
+    let named = request
+        .path_parameters
+        .get(EVENT_PARAMETER)
+        .or_else(|| request.stage_variables.get(EVENT_PARAMETER))?;
+    EventId::parse(named).ok()
+}
+
 /// Allow with the session in the context (the origin gets it in
-/// `$context.authorizer`), or deny. Anything unexpected denies.
+/// `$context.authorizer`), or deny. Anything unexpected denies, and so does
+/// a route that names no event: a token opens one event only.
 pub async fn authorize<S: SessionStore>(check: &AdmissionCheck<S>, event: Value) -> Value {
     let mut response = ApiGatewayV2CustomAuthorizerSimpleResponse::<Value>::default();
     let request: Option<ApiGatewayV2CustomAuthorizerV2Request> = serde_json::from_value(event).ok();
-    match request.as_ref().and_then(token_of) {
-        None => tracing::info!("refused: no admission token"),
-        Some(token) => match check.check(&token).await {
-            Ok(claims) => {
+    let token = request.as_ref().and_then(token_of);
+    let route_event = request.as_ref().and_then(route_event);
+    match (token, route_event) {
+        (None, _) => tracing::info!("refused: no admission token"),
+        (Some(_), None) => {
+            tracing::warn!(
+                "refused: the route names no event (path parameter or stage variable eventId)"
+            )
+        }
+        (Some(token), Some(event)) => match check.check(&token, &event).await {
+            Ok(admitted) => {
                 response.is_authorized = true;
                 response.context = serde_json::json!({
-                    "session_id": claims.sid,
-                    "event_id": claims.event_id,
-                    "user_id": claims.sub,
-                    "expires_at": claims.exp,
+                    "session_id": admitted.claims.sid,
+                    "event_id": admitted.claims.event_id,
+                    "user_id": admitted.user_id.as_str(),
+                    "expires_at": admitted.claims.exp,
                 });
             }
-            Err(refusal) => tracing::info!(%refusal, "refused"),
+            Err(refusal) => tracing::info!(event = %event, %refusal, "refused"),
         },
     }
     serde_json::to_value(response).unwrap_or_else(|_| serde_json::json!({"isAuthorized": false}))

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::domain::{Clock, Session, SessionId, SessionStatus};
+use crate::domain::{Clock, EventId, Session, SessionId, SessionStatus, UserId};
 use crate::ports::SessionStore;
 use crate::token::{AdmissionClaims, TokenError, TokenVerifier};
 
@@ -24,6 +24,13 @@ pub enum Refusal {
     Unavailable(String),
 }
 
+/// What a valid token of an active session vouches for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    pub claims: AdmissionClaims,
+    pub user_id: UserId,
+}
+
 pub struct AdmissionCheck<S> {
     pub verifier: TokenVerifier,
     pub store: S,
@@ -34,9 +41,11 @@ pub struct AdmissionCheck<S> {
 }
 
 impl<S: SessionStore> AdmissionCheck<S> {
-    pub async fn check(&self, token: &str) -> Result<AdmissionClaims, Refusal> {
+    /// A token sent to a route of `event`: valid, of that event, and of a
+    /// session that is active now.
+    pub async fn check(&self, token: &str, event: &EventId) -> Result<Admitted, Refusal> {
         let now = self.clock.now();
-        let claims = self.verifier.verify(token, now)?;
+        let claims = self.verifier.verify(token, event, now)?;
         let id = SessionId::parse(&claims.sid).map_err(|_| Refusal::Mismatch)?;
         let session = match self.sessions.get(&id) {
             Some(cached) => cached,
@@ -51,11 +60,14 @@ impl<S: SessionStore> AdmissionCheck<S> {
             }
         };
         let session = session.ok_or(Refusal::SessionGone)?;
-        if session.user_id.as_str() != claims.sub {
+        if session.id.as_str() != claims.sid {
             return Err(Refusal::Mismatch);
         }
         match session.expires_at() {
-            Some(end) if session.status == SessionStatus::Active && end > now => Ok(claims),
+            Some(end) if session.status == SessionStatus::Active && end > now => Ok(Admitted {
+                user_id: session.user_id.clone(),
+                claims,
+            }),
             _ if session.status == SessionStatus::Active => {
                 Err(Refusal::SessionNotActive("past its stay"))
             }

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::domain::admission::{
-    AdmissionPlan, AdmissionPolicy, BacklogChange, plan_admissions, plan_numbering,
+    AdmissionPlan, AdmissionPolicy, BacklogChange, TRANSACTION_ITEM_LIMIT, plan_admissions,
+    plan_numbering,
 };
 use crate::domain::{
     Clock, EventCounters, EventId, LineEntry, SessionId, ShardView, TicketCounter, Timestamp,
@@ -140,12 +141,16 @@ impl<S: SessionStore> Granter<S> {
     ) -> Result<AdvanceReport, ServiceError> {
         let counters = self.counters(event).await?;
         let known = self.number(event, &counters, arrivals).await?;
+        // The joins stand behind whatever this instance read of the line in
+        // the last half minute: a cached front serves them as it serves a
+        // freed slot (reading every shard's front for every batch of joins
+        // made a sale's first minutes read the line over and over).
         self.advance(
             event,
             Wake {
                 counters: Some(counters),
                 known,
-                use_cache: false,
+                use_cache: true,
             },
         )
         .await
@@ -411,8 +416,12 @@ impl<S: SessionStore> Granter<S> {
         free: u64,
         use_cache: bool,
     ) -> Result<Vec<ShardView>, ServiceError> {
+        // One write admits fewer than a transaction's items: reading more of
+        // each shard than that only fills the cache, and makes every wake-up
+        // of an event with thousands of free slots read thousands per shard.
         let wanted = usize::try_from(free)
             .unwrap_or(usize::MAX)
+            .min(TRANSACTION_ITEM_LIMIT)
             .saturating_add(1);
         let limit = wanted.max(FRONT_READ);
         let cached = if use_cache {
@@ -421,35 +430,38 @@ impl<S: SessionStore> Granter<S> {
             None
         };
         let now = self.clock.now();
-        let mut views = Vec::with_capacity(usize::from(self.line_shards));
-        for shard in 0..self.line_shards.max(1) {
+        // Every shard read at once: a wake-up waits for one query, not one
+        // per shard in turn.
+        let reads = (0..self.line_shards.max(1)).map(|shard| {
             let usable = cached
                 .as_ref()
                 .and_then(|c| c.get(usize::from(shard)))
-                .filter(|v| now.since(v.read_at) < FRONT_CACHE_AGE && v.entries.len() >= wanted);
-            let view = match usable {
-                // Whoever joined since the read is not in it: a cached front
-                // serves what it shows, never the claim that nobody is behind.
-                Some(view) => ShardView {
-                    complete: false,
-                    ..view.clone()
-                },
-                None => {
-                    // Stamped before the read: whoever the read misses
-                    // joined after this, or is behind the index by less than
-                    // its allowance.
-                    let read_at = self.clock.now();
-                    let entries = self.store.line_front(event, shard, limit).await?;
-                    ShardView {
-                        shard,
-                        complete: entries.len() < limit,
-                        entries,
-                        read_at,
-                    }
+                .filter(|v| now.since(v.read_at) < FRONT_CACHE_AGE && v.entries.len() >= wanted)
+                .cloned();
+            async move {
+                if let Some(view) = usable {
+                    // Whoever joined since the read is not in it: a cached
+                    // front serves what it shows, never the claim that
+                    // nobody is behind.
+                    return Ok(ShardView {
+                        complete: false,
+                        ..view
+                    });
                 }
-            };
-            views.push(view);
-        }
+                // Stamped before the read: whoever the read misses joined
+                // after this, or is behind the index by less than its
+                // allowance.
+                let read_at = self.clock.now();
+                let entries = self.store.line_front(event, shard, limit).await?;
+                Ok::<_, StoreError>(ShardView {
+                    shard,
+                    complete: entries.len() < limit,
+                    entries,
+                    read_at,
+                })
+            }
+        });
+        let views = futures::future::try_join_all(reads).await?;
         self.fronts.put(event, views.clone());
         Ok(views)
     }

@@ -510,7 +510,7 @@ mod lifecycle {
     use crate::service::checkout::{CheckoutOutcomes, OutcomeResult};
     use crate::service::publisher::Publisher;
     use crate::service::sweeper::{Reconciler, Sweeper};
-    use crate::token::TokenVerifier;
+    use crate::token::{TokenError, TokenVerifier};
 
     async fn admitted(world: &World, n: usize, capacity: u32) -> Vec<SessionId> {
         let ids = world.joins(1, 0..n).await;
@@ -659,7 +659,7 @@ mod lifecycle {
         let active = status.status(&ids[0]).await.unwrap();
         let token = active.admission_token.clone().unwrap();
         let claims = TokenVerifier::new(vec![signer().public_key()])
-            .verify(&token, world.clock.now())
+            .verify(&token, &event(), world.clock.now())
             .unwrap();
         assert_eq!(claims.sid, ids[0].to_string());
 
@@ -963,14 +963,22 @@ mod lifecycle {
             .unwrap()
             .admission_token
             .unwrap();
-        assert_eq!(check.check(&token).await.unwrap().sid, ids[0].to_string());
+        let admitted = check.check(&token, &event()).await.unwrap();
+        assert_eq!(admitted.claims.sid, ids[0].to_string());
+        assert_eq!(admitted.user_id, user(0));
+        let other = EventId::parse("F").unwrap();
+        assert_eq!(
+            check.check(&token, &other).await,
+            Err(Refusal::Token(TokenError::WrongAudience)),
+            "a token opens its own event only"
+        );
         world.commands().leave(&ids[0]).await.unwrap();
         assert_eq!(
-            check.check(&token).await,
+            check.check(&token, &event()).await,
             Err(Refusal::SessionNotActive("LEFT"))
         );
         assert!(matches!(
-            check.check("nonsense").await,
+            check.check("nonsense", &event()).await,
             Err(Refusal::Token(_))
         ));
     }

@@ -354,6 +354,8 @@ def cmd_bench(args):
     """Release builds, criterion, then `bench report` against a freshly
     provisioned table and queues on the emulator."""
     cargo("build", "--release", "--workspace", "--locked")
+    # `provision` runs the debug admin CLI, which a fresh clone has not built.
+    cargo("build", "-p", "admin", "--locked")
     cargo("bench", "-p", "bench", "--bench", "handlers", "--locked")
     with emulator() as endpoint:
         env = aws_env(endpoint)

@@ -283,7 +283,11 @@ async fn peak_memory(
     let joins: Vec<Value> = (0..count)
         .map(|n| {
             let body = json!({"eventId": event_id, "userId": format!("fan-{n}")});
-            functions::http_event("POST", "/api/waiting-room/sessions", Some(&body))
+            let mut event =
+                functions::http_event("POST", "/api/waiting-room/sessions", Some(&body));
+            // The key that lets `joined_sessions` find these sessions again.
+            event["headers"]["idempotency-key"] = json!(format!("join-fan-{n}"));
+            event
         })
         .collect();
     let mut rows = Vec::new();
@@ -423,15 +427,16 @@ fn mib(bytes: u64) -> String {
 }
 
 /// The sessions the join function created for `fan-0..count`, found again
-/// through a join of the same users (idempotent: same sessions).
+/// through a join of the same users with the same keys (same sessions).
 async fn joined_sessions(event: &str, count: usize) -> Result<Vec<SessionId>, BoxError> {
     let join = waiting_room::wiring::join_service().await?;
     let event = waiting_room::domain::EventId::parse(event)?;
     let mut sessions = Vec::with_capacity(count);
     for n in 0..count {
         let user = waiting_room::domain::UserId::parse(&format!("fan-{n}"))?;
+        let key = waiting_room::domain::IdempotencyKey::parse(&format!("join-fan-{n}"))?;
         sessions.push(
-            join.join(event.clone(), user, None)
+            join.join(event.clone(), user, Some(key))
                 .await?
                 .session()
                 .id

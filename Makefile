@@ -47,7 +47,8 @@ deploy: package
 
 ## make bench: cold start, memory, handler CPU, AWS calls, cost, admission
 ## latency and the 10,000 joins/s simulation, written to bench/RESULTS.md
-## (BENCH_ARGS="--sim-users 100000" for a shorter run)
+## (100,000 simulated users; BENCH_ARGS="--sim-users 1000000" for a million,
+## hours on two cores)
 bench: $(STAMP)
 	$(DEVSTACK) bench -- $(BENCH_ARGS)
 

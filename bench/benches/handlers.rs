@@ -127,6 +127,13 @@ fn handlers(c: &mut Criterion) {
     let status = world.status();
     let waiting = ids[500].clone();
     let admitted = ids[0].clone();
+    // The admitted case must really sign a token, or it measures nothing.
+    let first = runtime.block_on(status.status(&admitted)).expect("status");
+    assert!(
+        first.admission_token.is_some(),
+        "the first joiner is not admitted: {:?}",
+        first.session.status
+    );
     c.bench_function("status_waiting", |b| {
         b.iter(|| runtime.block_on(status.status(&waiting)).expect("status"))
     });

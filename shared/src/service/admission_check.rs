@@ -60,9 +60,6 @@ impl<S: SessionStore> AdmissionCheck<S> {
             }
         };
         let session = session.ok_or(Refusal::SessionGone)?;
-        if session.id.as_str() != claims.sid {
-            return Err(Refusal::Mismatch);
-        }
         match session.expires_at() {
             Some(end) if session.status == SessionStatus::Active && end > now => Ok(Admitted {
                 user_id: session.user_id.clone(),

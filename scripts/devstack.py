@@ -21,6 +21,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -141,25 +142,90 @@ def free_port():
 
 
 # The functions that AWS invokes from queues, streams and schedules, run
-# locally as pollers of the same handlers.
+# locally as pollers of the same handlers. The stream pollers save their
+# position in .local/, so a restarted one neither replays nor skips records.
 WORKERS = {
-    "granter": ["granter", "poll"],
+    "granter": ["granter", "poll", "--checkpoint", STATE / "granter-{table}.stream"],
     "sweeper": ["sweeper", "every", "5"],
     "checkout-outcomes": ["checkout-outcomes", "poll"],
-    "publisher": ["publisher", "poll"],
+    "publisher": ["publisher", "poll", "--checkpoint", STATE / "publisher-{table}.stream"],
 }
+
+
+class Supervisor:
+    """Keeps the workers running, as Lambda keeps its functions: a worker
+    that exits is started again after a pause that grows while it keeps
+    dying, and the terminal says so (its output stays in .local/<name>.log
+    when quiet)."""
+
+    def __init__(self, env, quiet):
+        self.env, self.quiet = env, quiet
+        self.processes, self.started_at, self.restart_at, self.pauses = {}, {}, {}, {}
+        self.restarts = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def start(self):
+        STATE.mkdir(exist_ok=True)
+        for name in WORKERS:
+            self._spawn(name, mode="w")
+        self.thread.start()
+        return self
+
+    def _spawn(self, name, mode):
+        binary, *args = WORKERS[name]
+        args = [str(a).format(table=self.env["TABLE_NAME"]) for a in args]
+        output = open(STATE / f"{name}.log", mode) if self.quiet else None
+        self.processes[name] = subprocess.Popen(
+            [str(TARGET / binary), *args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=output,
+            stderr=subprocess.STDOUT if self.quiet else None,
+        )
+        self.started_at[name] = time.time()
+        if output:
+            output.close()  # the child holds its own copy
+
+    def _watch(self):
+        while not self.stopping.wait(0.5):
+            now = time.time()
+            for name, process in list(self.processes.items()):
+                due = self.restart_at.get(name)
+                if due is not None:
+                    if now >= due:
+                        del self.restart_at[name]
+                        self._spawn(name, mode="a")
+                        self.restarts += 1
+                        log(f"restarted the {name} worker (pid {self.processes[name].pid})")
+                    continue
+                code = process.poll()
+                if code is None:
+                    if now - self.started_at[name] > 60:
+                        self.pauses.pop(name, None)  # up a while: next pause is short again
+                    continue
+                pause = self.pauses.get(name, 0.5)
+                self.pauses[name] = min(pause * 2, 30)
+                self.restart_at[name] = now + pause
+                log(f"the {name} worker exited with code {code}; restarting it in {pause:g} s")
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join()
+        for process in self.processes.values():
+            stop(process)
 
 
 @contextmanager
 def waiting_room(env, port, quiet):
-    """The workers as local pollers and the HTTP functions behind
-    `cargo lambda watch`, as in AWS behind API Gateway."""
+    """The workers as local pollers, supervised, and the HTTP functions
+    behind `cargo lambda watch`, as in AWS behind API Gateway."""
     if answers(f"http://127.0.0.1:{port}/"):
         sys.exit(f"something already answers on port {port}; stop it first")
     watch = ["cargo", "lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port", port]
     with ExitStack() as stack:
-        for name, (binary, *args) in WORKERS.items():
-            stack.enter_context(running(name, [TARGET / binary, *args], env, quiet))
+        workers = Supervisor(env, quiet).start()
+        stack.callback(workers.stop)
         api = stack.enter_context(running("api", watch, env, quiet))
         deadline = time.time() + 180
         while not answers(f"http://127.0.0.1:{port}/"):
@@ -168,7 +234,7 @@ def waiting_room(env, port, quiet):
             if time.time() > deadline:
                 sys.exit("the API did not answer within 180 s")
             time.sleep(0.5)
-        yield api
+        yield api, workers
 
 
 def cmd_emulator(_args):
@@ -186,7 +252,7 @@ def cmd_run(args):
     with emulator() as endpoint:
         env = aws_env(endpoint)
         env = aws_env(endpoint, **provision(env, "waiting-room"))
-        with waiting_room(env, args.port, quiet=False) as api:
+        with waiting_room(env, args.port, quiet=False) as (api, _workers):
             log(f"the waiting room answers on http://localhost:{args.port}/api/waiting-room/sessions")
             log(
                 f"try: curl -s -XPOST localhost:{args.port}/api/waiting-room/sessions "
@@ -194,7 +260,8 @@ def cmd_run(args):
             )
             log("Ctrl-C stops the API, the workers and the emulator")
             try:
-                api.wait()
+                code = api.wait()
+                log(f"cargo lambda watch exited with code {code}; stopping everything")
             except KeyboardInterrupt:
                 pass
 
@@ -256,7 +323,14 @@ def smoke_test(env):
     base = f"localhost:{port}"
     env = aws_env(env["AWS_ENDPOINT_URL"], DEFAULT_CAPACITY=1, **provision(env, name))
     try:
-        with waiting_room(env, port, quiet=True):
+        with waiting_room(env, port, quiet=True) as (_api, workers):
+            # A worker that dies is restarted (its stream poller resuming from
+            # its checkpoint); the rest of the session runs on the new one.
+            workers.processes["granter"].kill()
+            deadline = time.time() + 30
+            while workers.restarts == 0 and time.time() < deadline:
+                time.sleep(0.2)
+            expect(workers.restarts == 1, "a killed granter worker is restarted")
             join = [f"-XPOST", f"{base}/api/waiting-room/sessions", "-H", "content-type: application/json", "-d"]
             status, first = curl(*join, '{"eventId":"E1","userId":"U1"}')
             expect(status == 202 and first["status"] == "WAITING", "POST /sessions answers 202 WAITING")
@@ -296,6 +370,8 @@ def remove_resources(env):
     for name in ("JOIN_QUEUE_URL", "JOIN_DLQ_URL", "CHECKOUT_QUEUE_URL", "CHECKOUT_DLQ_URL"):
         sqs.delete_queue(QueueUrl=env[name])
     session.client("sns", endpoint_url=endpoint).delete_topic(TopicArn=env["EVENTS_TOPIC_ARN"])
+    for checkpoint in STATE.glob(f"*-{env['TABLE_NAME']}.stream"):
+        checkpoint.unlink()
 
 
 # --- Release packages for AWS Lambda (provided.al2023) ------------------------

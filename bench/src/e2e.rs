@@ -13,7 +13,7 @@ use waiting_room::adapters::aws::sdk_config;
 use waiting_room::adapters::dynamodb::DynamoStore;
 use waiting_room::adapters::sns::SnsEventSink;
 use waiting_room::adapters::sqs::{SqsQuarantine, SqsQueue};
-use waiting_room::adapters::streams::TableStreamReader;
+use waiting_room::adapters::streams::{StartAt, TableStreamReader};
 use waiting_room::config::process_env;
 use waiting_room::domain::{
     EventId, IdempotencyKey, SessionId, SessionStatus, SystemClock, UserId,
@@ -96,7 +96,13 @@ async fn stream_reader(
         .interceptor(ledger.interceptor(STREAM_READS))
         .build();
     let streams = aws_sdk_dynamodbstreams::Client::from_conf(config);
-    Ok(TableStreamReader::open(&dynamodb(sdk, ledger, STREAM_READS), streams, table).await?)
+    Ok(TableStreamReader::open(
+        &dynamodb(sdk, ledger, STREAM_READS),
+        streams,
+        table,
+        StartAt::Oldest,
+    )
+    .await?)
 }
 
 /// One user: join, poll until admitted, stay `stay`, leave. Returns the

@@ -11,7 +11,7 @@ use crate::adapters::aws::{dynamodb_client, sdk_config, sns_client, sqs_client};
 use crate::adapters::dynamodb::DynamoStore;
 use crate::adapters::sns::SnsEventSink;
 use crate::adapters::sqs::{SqsQuarantine, SqsQueue};
-use crate::adapters::streams::TableStreamReader;
+use crate::adapters::streams::{StartAt, TableStreamReader};
 use crate::config::{self, ConfigError, Env, LifecycleSettings, LineSettings, Read};
 use crate::domain::SystemClock;
 use crate::domain::admission::AdmissionPolicy;
@@ -385,10 +385,10 @@ pub fn jwks_keys() -> Result<Vec<PublicKey>, ConfigError> {
 }
 
 /// The table's stream, for the local pollers.
-pub async fn table_stream(table: &str) -> Result<TableStreamReader, StoreError> {
+pub async fn table_stream(table: &str, start: StartAt) -> Result<TableStreamReader, StoreError> {
     let sdk = sdk_config().await;
     let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
-    TableStreamReader::open(&dynamodb_client(&sdk), streams, table).await
+    TableStreamReader::open(&dynamodb_client(&sdk), streams, table, start).await
 }
 
 #[cfg(test)]

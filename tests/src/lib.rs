@@ -20,7 +20,7 @@ use waiting_room::adapters::dynamodb::DynamoStore;
 use waiting_room::adapters::dynamodb::items::decode_session;
 use waiting_room::adapters::sns::SnsEventSink;
 use waiting_room::adapters::sqs::{SqsQuarantine, SqsQueue};
-use waiting_room::adapters::streams::TableStreamReader;
+use waiting_room::adapters::streams::{StartAt, TableStreamReader};
 use waiting_room::config::LifecycleSettings;
 use waiting_room::domain::{Session, SessionStatus, SystemClock};
 use waiting_room::ports::OsRandom;
@@ -322,12 +322,23 @@ impl Stack {
         }
     }
 
-    /// The table stream as `function`'s local poller reads it.
+    /// The table stream as `function`'s local poller reads it, from its
+    /// oldest record (each test's table is new).
     pub async fn stream_reader(&self, function: &str) -> TableStreamReader {
+        self.stream_reader_at(function, StartAt::Oldest).await
+    }
+
+    /// The table stream as `function`'s local poller reads it from `start`.
+    pub async fn stream_reader_at(&self, function: &str, start: StartAt) -> TableStreamReader {
         let clients = self.clients_for(function);
-        TableStreamReader::open(&clients.dynamodb, clients.streams, &self.resources.table)
-            .await
-            .unwrap()
+        TableStreamReader::open(
+            &clients.dynamodb,
+            clients.streams,
+            &self.resources.table,
+            start,
+        )
+        .await
+        .unwrap()
     }
 
     /// A new consumer of the domain events: its own SQS FIFO queue,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use integration_tests::{Stack, eventually, lifecycle};
 use serde_json::{Value, json};
 use waiting_room::adapters::sqs::SqsQueue;
+use waiting_room::adapters::streams::StartAt;
 use waiting_room::config::LifecycleSettings;
 use waiting_room::domain::{EndReason, EventId, Session, SessionId, SessionStatus, UserId};
 use waiting_room::ports::SessionStore;
@@ -549,4 +550,57 @@ async fn events_are_published_once_per_change_across_a_publisher_crash() {
             .is_ok()
     );
     stack.tear_down().await;
+}
+
+/// A local worker that restarts must not replay the stream from its start:
+/// on the emulator each read of that history holds every DynamoDB request
+/// for seconds. With a checkpoint it continues where it stopped; without
+/// one it reads only what is written from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_stream_poller_reads_no_history() {
+    let stack = Stack::new("restart").await;
+    let e = event("E-restart");
+    let store = stack.store();
+    for capacity in 1..=5 {
+        store.set_capacity(&e, capacity).await.unwrap();
+    }
+    let history = stack
+        .stream_reader("granter")
+        .await
+        .next_records()
+        .await
+        .unwrap();
+    assert!(history.len() >= 5, "the stream holds the five writes");
+
+    let checkpoint = std::env::temp_dir().join(format!("{}.stream", stack.resources.table));
+    let _ = std::fs::remove_file(&checkpoint);
+    let at_checkpoint =
+        || stack.stream_reader_at("granter", StartAt::Checkpoint(checkpoint.clone()));
+    let mut first_run = at_checkpoint().await;
+    assert_eq!(
+        first_run.next_records().await.unwrap().len(),
+        history.len(),
+        "with nothing saved yet, a checkpointed reader starts at the oldest record"
+    );
+    first_run.save_checkpoint();
+    drop(first_run);
+
+    let mut newest = stack.stream_reader_at("granter", StartAt::Newest).await;
+    let mut restarted = at_checkpoint().await;
+    assert!(newest.next_records().await.unwrap().is_empty());
+    assert!(
+        restarted.next_records().await.unwrap().is_empty(),
+        "a restart after a checkpoint replays nothing"
+    );
+
+    store.set_capacity(&e, 6).await.unwrap();
+    for (name, reader) in [("newest", &mut newest), ("restarted", &mut restarted)] {
+        let fresh = reader.next_records().await.unwrap();
+        assert_eq!(fresh.len(), 1, "{name} reads the new write");
+        assert!(
+            history.iter().all(|r| r.id != fresh[0].id),
+            "{name} reads a record it had not seen"
+        );
+    }
+    let _ = std::fs::remove_file(&checkpoint);
 }

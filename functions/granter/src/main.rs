@@ -4,8 +4,8 @@
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
-use waiting_room::runtime::Shutdown;
 use waiting_room::runtime::granter::{handle_lambda_event, poll_join_queue, poll_table_stream};
+use waiting_room::runtime::{Shutdown, stream_start};
 use waiting_room::{telemetry, wiring};
 
 #[tokio::main]
@@ -27,7 +27,8 @@ async fn main() -> Result<(), Error> {
             .await
         }
         Some("poll") => {
-            let mut stream = wiring::table_stream(granter.store.table()).await?;
+            let start = stream_start(std::env::args().skip(2))?;
+            let mut stream = wiring::table_stream(granter.store.table(), start).await?;
             let shutdown = Shutdown::on_signals();
             tracing::info!("granter polling the join queue and the table stream");
             tokio::join!(

@@ -3,8 +3,8 @@
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
-use waiting_room::runtime::Shutdown;
 use waiting_room::runtime::publisher::{handle_lambda_event, poll_table_stream};
+use waiting_room::runtime::{Shutdown, stream_start};
 use waiting_room::{telemetry, wiring};
 
 #[tokio::main]
@@ -23,7 +23,8 @@ async fn main() -> Result<(), Error> {
         }
         Some("poll") => {
             let table = table.ok_or("the local poller needs TABLE_NAME")?;
-            let mut stream = wiring::table_stream(&table).await?;
+            let start = stream_start(std::env::args().skip(2))?;
+            let mut stream = wiring::table_stream(&table, start).await?;
             tracing::info!("publishing domain events from the table stream");
             poll_table_stream(&publisher, &mut stream, Shutdown::on_signals().wait()).await;
             Ok(())

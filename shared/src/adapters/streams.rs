@@ -4,12 +4,14 @@
 //! `StreamRecord`s here, at the edge, so the services never see an item.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use aws_lambda_events::dynamodb::Event as LambdaStreamEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodbstreams::types::{AttributeValue as StreamValue, ShardIteratorType};
 
 pub use aws_sdk_dynamodbstreams::Client as StreamsClient;
+use serde::{Deserialize, Serialize};
 
 use super::dynamodb::items::{Item, decode_counters, decode_session};
 use crate::domain::changes::UnreadableRecord;
@@ -155,20 +157,56 @@ fn unavailable(err: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }
 
-/// Follows every shard of a table's stream from its oldest record, the way
-/// the Lambda event source mapping does. Local use only.
+/// Follows every shard of a table's stream the way the Lambda event source
+/// mapping does, from where `StartAt` says. Local use only.
 pub struct TableStreamReader {
     client: aws_sdk_dynamodbstreams::Client,
     stream_arn: String,
     /// Per shard, where to read next; `None` once a shard is closed and read.
     iterators: HashMap<String, Option<String>>,
+    /// Per shard, the sequence number of the last record handed out.
+    read_to: HashMap<String, String>,
+    /// Where the position is saved between runs, if anywhere.
+    checkpoint: Option<PathBuf>,
+    /// Where a shard with no saved position starts: as asked for the shards
+    /// that exist when the reader opens, at the oldest record for shards
+    /// that appear later (children of shards being read: nothing skipped).
+    start_new_shards_at: ShardIteratorType,
+    /// Saved positions not yet turned into iterators.
+    resume_after: HashMap<String, String>,
+}
+
+/// Where a reader starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartAt {
+    /// Every record the stream still holds.
+    Oldest,
+    /// Only records written from now on: a worker started by hand replays
+    /// no history (each read of it holds the emulator for seconds); what it
+    /// missed is repaired by the reconciliation (decision 0017).
+    Newest,
+    /// After the position last saved in this file by `save_checkpoint`, or
+    /// at the oldest record if nothing was saved yet for this stream: a
+    /// restarted worker neither replays nor skips (decision 0023).
+    Checkpoint(PathBuf),
+}
+
+/// What a poller saves so that a restart continues where it stopped: the
+/// stream (a re-created table has a new one) and each shard's last handled
+/// sequence number.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Checkpoint {
+    stream_arn: String,
+    shards: HashMap<String, String>,
 }
 
 impl TableStreamReader {
+    /// A reader of `table`'s stream, starting at `start`.
     pub async fn open(
         dynamodb: &aws_sdk_dynamodb::Client,
         client: aws_sdk_dynamodbstreams::Client,
         table: &str,
+        start: StartAt,
     ) -> Result<Self, StoreError> {
         let described = dynamodb
             .describe_table()
@@ -181,11 +219,29 @@ impl TableStreamReader {
             .and_then(|t| t.latest_stream_arn())
             .ok_or_else(|| StoreError::Rejected(format!("table {table} has no stream")))?
             .to_owned();
-        Ok(Self {
+        let (checkpoint, first) = match start {
+            StartAt::Oldest => (None, ShardIteratorType::TrimHorizon),
+            StartAt::Newest => (None, ShardIteratorType::Latest),
+            StartAt::Checkpoint(path) => (Some(path), ShardIteratorType::TrimHorizon),
+        };
+        let resume_after = checkpoint
+            .as_deref()
+            .and_then(read_checkpoint)
+            .filter(|saved| saved.stream_arn == stream_arn)
+            .map(|saved| saved.shards)
+            .unwrap_or_default();
+        let mut reader = Self {
             client,
             stream_arn,
             iterators: HashMap::new(),
-        })
+            read_to: resume_after.clone(),
+            checkpoint,
+            start_new_shards_at: first,
+            resume_after,
+        };
+        reader.discover_shards().await?;
+        reader.start_new_shards_at = ShardIteratorType::TrimHorizon;
+        Ok(reader)
     }
 
     /// Records written since the last call.
@@ -216,6 +272,9 @@ impl TableStreamReader {
                     .sequence_number()
                     .map(str::to_owned)
                     .unwrap_or_default();
+                if !id.is_empty() {
+                    self.read_to.insert(shard.clone(), id.clone());
+                }
                 let old = from_stream_image(change.old_image());
                 let new = from_stream_image(change.new_image());
                 records.push(record(id, pk, old.as_ref(), new.as_ref(), || {
@@ -226,6 +285,28 @@ impl TableStreamReader {
             *iterator = output.next_shard_iterator().map(str::to_owned);
         }
         Ok(records)
+    }
+
+    /// Saves the position reached: call it once every record handed out so
+    /// far has been handled, so that a restart neither replays nor skips.
+    /// A failure to save costs at most a replay, so it is logged, not fatal.
+    pub fn save_checkpoint(&self) {
+        let Some(path) = &self.checkpoint else { return };
+        let saved = Checkpoint {
+            stream_arn: self.stream_arn.clone(),
+            shards: self.read_to.clone(),
+        };
+        let written = serde_json::to_vec(&saved)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| {
+                // Write then rename, so a crash mid-write leaves the old one.
+                let partial = path.with_extension("partial");
+                std::fs::write(&partial, bytes)?;
+                std::fs::rename(&partial, path)
+            });
+        if let Err(err) = written {
+            tracing::warn!(path = %path.display(), error = %err, "saving the stream checkpoint failed");
+        }
     }
 
     async fn discover_shards(&mut self) -> Result<(), StoreError> {
@@ -245,12 +326,18 @@ impl TableStreamReader {
             if self.iterators.contains_key(id) {
                 continue;
             }
-            let iterator = self
+            let request = self
                 .client
                 .get_shard_iterator()
                 .stream_arn(&self.stream_arn)
-                .shard_id(id)
-                .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                .shard_id(id);
+            let request = match self.resume_after.remove(id) {
+                Some(sequence) => request
+                    .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                    .sequence_number(sequence),
+                None => request.shard_iterator_type(self.start_new_shards_at.clone()),
+            };
+            let iterator = request
                 .send()
                 .await
                 .map_err(|e| unavailable(aws_sdk_dynamodbstreams::error::DisplayErrorContext(e)))?;
@@ -258,6 +345,19 @@ impl TableStreamReader {
                 .insert(id.to_owned(), iterator.shard_iterator().map(str::to_owned));
         }
         Ok(())
+    }
+}
+
+/// A saved position, or none if there is no file or it cannot be read (the
+/// reader then starts at the oldest record, as on a first run).
+fn read_checkpoint(path: &Path) -> Option<Checkpoint> {
+    let bytes = std::fs::read(path).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(saved) => Some(saved),
+        Err(err) => {
+            tracing::warn!(path = %path.display(), error = %err, "ignoring an unreadable stream checkpoint");
+            None
+        }
     }
 }
 

@@ -285,6 +285,7 @@ pub async fn poll_table_stream<S: SessionStore, W: WakeQueue>(
                     let report = handle_stream(granter, wakes, &pending).await;
                     pending.retain(|r| report.failed.contains(&r.id));
                     if pending.is_empty() {
+                        stream.save_checkpoint();
                         backoff.succeeded();
                         STREAM_POLL
                     } else {

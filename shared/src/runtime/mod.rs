@@ -12,6 +12,7 @@ use std::time::Duration;
 use aws_lambda_events::sqs::SqsEvent;
 use tokio::sync::watch;
 
+use crate::adapters::streams::StartAt;
 use crate::ports::Delivery;
 use crate::service::ServiceError;
 
@@ -33,6 +34,17 @@ pub fn deliveries_of(event: SqsEvent) -> Result<Vec<Delivery>, ServiceError> {
             )),
         })
         .collect()
+}
+
+/// Where a local poller's stream reader starts, from the arguments after
+/// `poll`: `--checkpoint FILE` continues from the position saved in FILE
+/// (`make run` gives each worker one); without it, at the newest record.
+pub fn stream_start(mut args: impl Iterator<Item = String>) -> Result<StartAt, String> {
+    match (args.next().as_deref(), args.next(), args.next()) {
+        (None, _, _) => Ok(StartAt::Newest),
+        (Some("--checkpoint"), Some(file), None) => Ok(StartAt::Checkpoint(file.into())),
+        _ => Err("usage: poll [--checkpoint FILE]".into()),
+    }
 }
 
 /// Ctrl-C or SIGTERM, observed by any number of loops.
@@ -106,6 +118,23 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_poller_starts_at_its_checkpoint_or_at_the_newest_record() {
+        let start = |args: &[&str]| stream_start(args.iter().map(|a| a.to_string()));
+        assert_eq!(start(&[]), Ok(StartAt::Newest));
+        assert_eq!(
+            start(&["--checkpoint", ".local/granter.stream"]),
+            Ok(StartAt::Checkpoint(".local/granter.stream".into()))
+        );
+        for wrong in [
+            &["--checkpoint"][..],
+            &["--from", "x"],
+            &["--checkpoint", "a", "b"],
+        ] {
+            assert!(start(wrong).is_err(), "{wrong:?}");
+        }
+    }
 
     #[test]
     fn backoff_grows_to_a_cap_and_resets() {

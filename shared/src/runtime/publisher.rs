@@ -49,6 +49,7 @@ pub async fn poll_table_stream<K: EventSink, Q: Quarantine>(
                     let report = publisher.publish(&pending).await;
                     pending.retain(|r| report.failed.contains(&r.id));
                     if pending.is_empty() {
+                        stream.save_checkpoint();
                         backoff.succeeded();
                         STREAM_POLL
                     } else {

@@ -116,7 +116,9 @@ def aws_env(endpoint, **settings):
 
 
 def cargo(*args, env=None):
+    start = time.time()
     subprocess.run(["cargo", *args], cwd=ROOT, env=env, check=True)
+    log(f"cargo {' '.join(map(str, args))} took {time.time() - start:.0f} s")
 
 
 def admin(env, *args):
@@ -283,7 +285,9 @@ def cmd_test(_args):
             cargo("test", "--workspace", "--locked", "--no-fail-fast", env=env)
             # Once more, now that every other test's calls are recorded.
             cargo("test", "-p", "integration-tests", "--test", "least_privilege", "--locked", env=env)
+        start = time.time()
         smoke_test(env)
+        log(f"the smoke test took {time.time() - start:.0f} s")
     log("all tests passed")
 
 

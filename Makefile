@@ -34,15 +34,17 @@ package: $(STAMP)
 
 ## make deploy: package, then SAM deploys infra/template.yaml (needs the sam
 ## CLI and AWS credentials; ADMISSION_SIGNING_KEY / ADMISSION_PUBLIC_KEYS from
-## `waiting-room-admin new-signing-key`)
+## `waiting-room-admin new-signing-key`; ALLOWED_ORIGINS for CORS)
 STACK ?= waiting-room
 deploy: package
 	@command -v sam >/dev/null || { echo "make deploy needs the AWS SAM CLI (pip install aws-sam-cli)"; exit 1; }
 	@test -n "$$ADMISSION_SIGNING_KEY" && test -n "$$ADMISSION_PUBLIC_KEYS" || { echo "set ADMISSION_SIGNING_KEY and ADMISSION_PUBLIC_KEYS (waiting-room-admin new-signing-key --kid <id>)"; exit 1; }
+	@test -n "$$ALLOWED_ORIGINS" || { echo "set ALLOWED_ORIGINS to the origins whose pages call the API (https://tickets.example.com,...)"; exit 1; }
 	sam deploy --template-file infra/template.yaml --stack-name $(STACK) \
 	  --capabilities CAPABILITY_IAM --resolve-s3 --no-fail-on-empty-changeset \
 	  --parameter-overrides Architecture=$$(cat target/lambda/ARCHITECTURE) \
 	    AdmissionSigningKey=$$ADMISSION_SIGNING_KEY AdmissionPublicKeys=$$ADMISSION_PUBLIC_KEYS \
+	    AllowedOrigins=$$ALLOWED_ORIGINS \
 	    $(DEPLOY_PARAMETERS)
 
 ## make bench: cold start, memory, handler CPU, AWS calls, cost, admission

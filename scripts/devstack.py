@@ -224,7 +224,10 @@ def waiting_room(env, port, quiet):
     behind `cargo lambda watch`, as in AWS behind API Gateway."""
     if answers(f"http://127.0.0.1:{port}/"):
         sys.exit(f"something already answers on port {port}; stop it first")
-    watch = ["cargo", "lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port", port]
+    # cargo-lambda's default CORS answers any Origin, with credentials; in
+    # AWS, API Gateway allows only the configured origins. Locally the pages
+    # come from this same origin and need none.
+    watch = ["cargo", "lambda", "watch", "--disable-cors", "--invoke-address", "127.0.0.1", "--invoke-port", port]
     with ExitStack() as stack:
         workers = Supervisor(env, quiet).start()
         stack.callback(workers.stop)
@@ -303,6 +306,13 @@ def curl(*args):
     return int(status), (json.loads(body) if body.strip() else None)
 
 
+def response_headers(*args):
+    """The response headers (lower-cased names) of a curl request."""
+    result = subprocess.run(["curl", "-s", "-o", "/dev/null", "-D", "-", *args], check=True, capture_output=True, text=True)
+    lines = result.stdout.splitlines()[1:]
+    return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines if ":" in line)}
+
+
 def expect(condition, message):
     if not condition:
         sys.exit(f"smoke test failed: {message}")
@@ -354,6 +364,13 @@ def smoke_test(env):
             expect(status == 204, "leaving again answers 204")
             status, error = curl(*join, '{"eventId":"","userId":"U3"}')
             expect(status == 400 and error["field"] == "eventId", "an empty eventId gets a 400 JSON error")
+            for method in ("GET", "OPTIONS"):
+                headers = response_headers(
+                    "-X", method, f"{base}/api/waiting-room/sessions/{first['sessionId']}",
+                    "-H", "Origin: https://elsewhere.example", "-H", "Access-Control-Request-Method: POST",
+                )
+                leaked = {k for k in headers if k.startswith("access-control-allow")}
+                expect(not leaked, f"{method} from another origin gets no CORS grant (got {sorted(leaked)})")
             status, error = curl(f"{base}/nowhere")
             expect(status == 404 and error["error"] == "not_found", "an unknown route gets a 404 JSON error")
             status, error = curl("-XDELETE", f"{base}/api/waiting-room/sessions/{first['sessionId']}")

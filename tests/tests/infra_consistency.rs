@@ -472,3 +472,64 @@ fn the_localstack_init_hook_creates_the_same_resources() {
         names.stream_dead_letter_queue().as_str()
     );
 }
+
+/// CORS: each deployment lists its origins; a wildcard is refused by a rule
+/// (no default to fall back on), and credentials are never allowed.
+#[test]
+fn cors_allows_only_the_listed_origins_and_never_credentials() {
+    let template = template();
+    let origins = &template["Parameters"]["AllowedOrigins"];
+    assert!(!origins.is_badvalue(), "the template takes AllowedOrigins");
+    assert!(
+        origins["Default"].is_badvalue(),
+        "AllowedOrigins has no default: a deployment names its origins"
+    );
+    let rule = format!(
+        "{:?}",
+        template["Rules"]["OriginsAreListed"]["Assertions"][0]["Assert"]
+    );
+    assert!(
+        rule.contains("String(\"AllowedOrigins\")") && rule.contains("String(\"*\")"),
+        "a rule refuses a wildcard origin: {rule}"
+    );
+    let cors = &resource(&template, "HttpApi")["CorsConfiguration"];
+    assert_eq!(text(&cors["AllowOrigins"]), "AllowedOrigins");
+    assert!(
+        matches!(
+            cors["AllowCredentials"],
+            Yaml::BadValue | Yaml::Boolean(false)
+        ),
+        "the API takes bearer tokens: no credentials, so no cookie rides a cross-origin call"
+    );
+}
+
+/// The authorizer is shipped as an API Gateway resource on the origin's
+/// API, and API Gateway's result cache is off: its key cannot hold the
+/// route's event, and a cached answer would outlive a leave by its TTL. The
+/// revocation delay is the function's own session cache, bounded here.
+#[test]
+fn the_admission_authorizer_is_deployed_with_no_result_cache() {
+    let template = template();
+    let authorizer = resource(&template, "AdmissionAuthorizer");
+    assert_eq!(text(&authorizer["ApiId"]), "ProtectedApiId");
+    assert_eq!(text(&authorizer["AuthorizerType"]), "REQUEST");
+    assert_eq!(text(&authorizer["AuthorizerPayloadFormatVersion"]), "2.0");
+    assert_eq!(authorizer["EnableSimpleResponses"], Yaml::Boolean(true));
+    assert!(text(&authorizer["AuthorizerUri"]).contains("${AuthorizerFunction.Arn}"));
+    assert_eq!(text(&authorizer["AuthorizerResultTtlInSeconds"]), "0");
+    let permission = resource(&template, "AuthorizerInvokePermission");
+    assert!(
+        text(&permission["SourceArn"]).ends_with("/authorizers/${AdmissionAuthorizer}"),
+        "only this authorizer may invoke the function"
+    );
+    let delay = &template["Parameters"]["SessionCheckCacheSeconds"];
+    assert!(
+        text(&delay["MaxValue"]).parse::<u64>().unwrap() <= 300,
+        "the documented revocation delay is bounded"
+    );
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(
+        readme.contains("**Revocation delay.**") && readme.contains("`SessionCheckCacheSeconds`"),
+        "the README documents the revocation delay"
+    );
+}

@@ -63,20 +63,26 @@ def stop(process, timeout=10):
             process.wait()
 
 
+def spawn(name, args, env, quiet, mode="w"):
+    """A child process whose output goes to .local/<name>.log when quiet
+    (appended with mode "a"), to the terminal otherwise."""
+    STATE.mkdir(exist_ok=True)
+    if not quiet:
+        return subprocess.Popen([str(a) for a in args], cwd=ROOT, env=env)
+    with open(STATE / f"{name}.log", mode) as log_file:  # the child keeps its own copy
+        return subprocess.Popen(
+            [str(a) for a in args], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+
+
 @contextmanager
 def running(name, args, env, quiet=False):
-    """A child process for the duration of the block; its output goes to
-    .local/<name>.log when quiet, to the terminal otherwise."""
-    STATE.mkdir(exist_ok=True)
-    with open(STATE / f"{name}.log", "w") as log_file:
-        output = log_file if quiet else None
-        process = subprocess.Popen(
-            [str(a) for a in args], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT if quiet else None
-        )
-        try:
-            yield process
-        finally:
-            stop(process)
+    """A child process (see `spawn`) for the duration of the block."""
+    process = spawn(name, args, env, quiet)
+    try:
+        yield process
+    finally:
+        stop(process)
 
 
 @contextmanager
@@ -168,7 +174,6 @@ class Supervisor:
         self.thread = threading.Thread(target=self._watch, daemon=True)
 
     def start(self):
-        STATE.mkdir(exist_ok=True)
         for name in WORKERS:
             self._spawn(name, mode="w")
         self.thread.start()
@@ -176,18 +181,9 @@ class Supervisor:
 
     def _spawn(self, name, mode):
         binary, *args = WORKERS[name]
-        args = [str(a).format(table=self.env["TABLE_NAME"]) for a in args]
-        output = open(STATE / f"{name}.log", mode) if self.quiet else None
-        self.processes[name] = subprocess.Popen(
-            [str(TARGET / binary), *args],
-            cwd=ROOT,
-            env=self.env,
-            stdout=output,
-            stderr=subprocess.STDOUT if self.quiet else None,
-        )
+        args = [TARGET / binary, *(str(a).format(table=self.env["TABLE_NAME"]) for a in args)]
+        self.processes[name] = spawn(name, args, self.env, self.quiet, mode)
         self.started_at[name] = time.time()
-        if output:
-            output.close()  # the child holds its own copy
 
     def _watch(self):
         while not self.stopping.wait(0.5):

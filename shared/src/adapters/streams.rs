@@ -164,16 +164,17 @@ pub struct TableStreamReader {
     stream_arn: String,
     /// Per shard, where to read next; `None` once a shard is closed and read.
     iterators: HashMap<String, Option<String>>,
-    /// Per shard, the sequence number of the last record handed out.
+    /// Per shard, the sequence number of the last record handed out (at
+    /// open: the saved one, where a shard not yet followed resumes).
     read_to: HashMap<String, String>,
+    /// Whether `read_to` moved since it was last saved.
+    unsaved: bool,
     /// Where the position is saved between runs, if anywhere.
     checkpoint: Option<PathBuf>,
     /// Where a shard with no saved position starts: as asked for the shards
     /// that exist when the reader opens, at the oldest record for shards
     /// that appear later (children of shards being read: nothing skipped).
     start_new_shards_at: ShardIteratorType,
-    /// Saved positions not yet turned into iterators.
-    resume_after: HashMap<String, String>,
 }
 
 /// Where a reader starts.
@@ -224,7 +225,7 @@ impl TableStreamReader {
             StartAt::Newest => (None, ShardIteratorType::Latest),
             StartAt::Checkpoint(path) => (Some(path), ShardIteratorType::TrimHorizon),
         };
-        let resume_after = checkpoint
+        let read_to = checkpoint
             .as_deref()
             .and_then(read_checkpoint)
             .filter(|saved| saved.stream_arn == stream_arn)
@@ -234,10 +235,10 @@ impl TableStreamReader {
             client,
             stream_arn,
             iterators: HashMap::new(),
-            read_to: resume_after.clone(),
+            read_to,
+            unsaved: false,
             checkpoint,
             start_new_shards_at: first,
-            resume_after,
         };
         reader.discover_shards().await?;
         reader.start_new_shards_at = ShardIteratorType::TrimHorizon;
@@ -274,6 +275,7 @@ impl TableStreamReader {
                     .unwrap_or_default();
                 if !id.is_empty() {
                     self.read_to.insert(shard.clone(), id.clone());
+                    self.unsaved = true;
                 }
                 let old = from_stream_image(change.old_image());
                 let new = from_stream_image(change.new_image());
@@ -289,9 +291,13 @@ impl TableStreamReader {
 
     /// Saves the position reached: call it once every record handed out so
     /// far has been handled, so that a restart neither replays nor skips.
-    /// A failure to save costs at most a replay, so it is logged, not fatal.
-    pub fn save_checkpoint(&self) {
+    /// Writes only when the position moved; a failure to save costs at most
+    /// a replay, so it is logged, not fatal.
+    pub fn save_checkpoint(&mut self) {
         let Some(path) = &self.checkpoint else { return };
+        if !self.unsaved {
+            return;
+        }
         let saved = Checkpoint {
             stream_arn: self.stream_arn.clone(),
             shards: self.read_to.clone(),
@@ -304,8 +310,11 @@ impl TableStreamReader {
                 std::fs::write(&partial, bytes)?;
                 std::fs::rename(&partial, path)
             });
-        if let Err(err) = written {
-            tracing::warn!(path = %path.display(), error = %err, "saving the stream checkpoint failed");
+        match written {
+            Ok(()) => self.unsaved = false,
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "saving the stream checkpoint failed");
+            }
         }
     }
 
@@ -331,7 +340,8 @@ impl TableStreamReader {
                 .get_shard_iterator()
                 .stream_arn(&self.stream_arn)
                 .shard_id(id);
-            let request = match self.resume_after.remove(id) {
+            // A position for a shard not yet followed is the saved one.
+            let request = match self.read_to.get(id).cloned() {
                 Some(sequence) => request
                     .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                     .sequence_number(sequence),

@@ -29,6 +29,8 @@ import uuid
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from frontdoor import FrontDoor
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 STATE = ROOT / ".local"
@@ -216,25 +218,30 @@ class Supervisor:
 
 @contextmanager
 def waiting_room(env, port, quiet):
-    """The workers as local pollers, supervised, and the HTTP functions
-    behind `cargo lambda watch`, as in AWS behind API Gateway."""
+    """The workers as local pollers, supervised, and the HTTP functions run
+    by `cargo lambda watch` behind the local front door on `port`, as in AWS
+    behind API Gateway (scripts/frontdoor.py says why)."""
     if answers(f"http://127.0.0.1:{port}/"):
         sys.exit(f"something already answers on port {port}; stop it first")
-    # cargo-lambda's default CORS answers any Origin, with credentials; in
-    # AWS, API Gateway allows only the configured origins. Locally the pages
-    # come from this same origin and need none.
-    watch = ["cargo", "lambda", "watch", "--disable-cors", "--invoke-address", "127.0.0.1", "--invoke-port", port]
+    # cargo-lambda's own HTTP server and invoke API stay on a private
+    # loopback port; only the front door is on `port`. Its CORS is off: in
+    # AWS only the configured origins get a grant, locally the pages come
+    # from this same origin and need none.
+    invoke_port = free_port()
+    watch = ["cargo", "lambda", "watch", "--disable-cors", "--invoke-address", "127.0.0.1", "--invoke-port", invoke_port]
     with ExitStack() as stack:
         workers = Supervisor(env, quiet).start()
         stack.callback(workers.stop)
         api = stack.enter_context(running("api", watch, env, quiet))
         deadline = time.time() + 180
-        while not answers(f"http://127.0.0.1:{port}/"):
+        while not answers(f"http://127.0.0.1:{invoke_port}/"):
             if api.poll() is not None:
                 sys.exit(f"cargo lambda watch exited; see {STATE / 'api.log'}")
             if time.time() > deadline:
                 sys.exit("the API did not answer within 180 s")
             time.sleep(0.5)
+        door = FrontDoor(port, f"http://127.0.0.1:{invoke_port}", ROOT / "Cargo.toml").start()
+        stack.callback(door.stop)
         yield api, workers
 
 
@@ -371,8 +378,38 @@ def smoke_test(env):
             expect(status == 404 and error["error"] == "not_found", "an unknown route gets a 404 JSON error")
             status, error = curl("-XDELETE", f"{base}/api/waiting-room/sessions/{first['sessionId']}")
             expect(status == 405 and error["error"] == "method_not_allowed", "a wrong method gets 405 JSON")
+            local_edges(base, first["sessionId"])
     finally:
         remove_resources(env)
+
+
+def local_edges(base, session_id):
+    """What cargo-lambda's own server used to answer, now our functions'
+    JSON through the front door (scripts/frontdoor.py)."""
+    session = f"{base}/api/waiting-room/sessions/{session_id}"
+    status, error = curl(f"{base}/")
+    expect(status == 404 and error["error"] == "not_found", "GET / gets a 404 JSON error")
+    for method in ("TRACE", "get"):
+        status, error = curl("-X", method, session)
+        expect(status == 405 and error["error"] == "method_not_allowed", f"{method} gets a 405 JSON error")
+    headers = response_headers("-I", session)
+    status, size = subprocess.run(
+        ["curl", "-s", "-I", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", session],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()
+    expect(
+        status == "405" and headers.get("allow") == "GET" and size == "0",
+        "HEAD gets the 405 headers (Allow: GET) and no body, as API Gateway routes it",
+    )
+    not_utf8 = STATE / "not-utf8.json"
+    not_utf8.write_bytes(b'{"eventId":"E1","userId":"\xff\xfe"}')
+    status, error = curl(
+        "-XPOST", f"{base}/api/waiting-room/sessions", "-H", "content-type: application/json",
+        "--data-binary", f"@{not_utf8}",
+    )
+    expect(status == 400 and error["error"] == "invalid_json", "a body that is not UTF-8 gets a 400 JSON error")
+    status, error = curl("-XPOST", f"{base}/2015-03-31/functions/join/invocations", "-d", "{}")
+    expect(status == 404 and error["error"] == "not_found", "the function-invoke API is not on the public port")
 
 
 def remove_resources(env):
@@ -386,7 +423,9 @@ def remove_resources(env):
     sqs = session.client("sqs", endpoint_url=endpoint)
     for name in ("JOIN_QUEUE_URL", "JOIN_DLQ_URL", "CHECKOUT_QUEUE_URL", "CHECKOUT_DLQ_URL"):
         sqs.delete_queue(QueueUrl=env[name])
-    session.client("sns", endpoint_url=endpoint).delete_topic(TopicArn=env["EVENTS_TOPIC_ARN"])
+    sns = session.client("sns", endpoint_url=endpoint)
+    for name in ("EVENTS_TOPIC_ARN", "ADMISSIONS_TOPIC_ARN"):
+        sns.delete_topic(TopicArn=env[name])
     for checkpoint in STATE.glob(f"*-{env['TABLE_NAME']}.stream"):
         checkpoint.unlink()
 

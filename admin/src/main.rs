@@ -108,6 +108,7 @@ async fn run(cli: Cli) -> Result<String, String> {
                 "CHECKOUT_QUEUE_URL": provisioned.checkout_queue_url,
                 "CHECKOUT_DLQ_URL": provisioned.checkout_dead_letter_queue_url,
                 "EVENTS_TOPIC_ARN": provisioned.events_topic_arn,
+                "ADMISSIONS_TOPIC_ARN": provisioned.admissions_topic_arn,
                 "STREAM_DLQ_URL": provisioned.stream_dead_letter_queue_url,
             })
             .to_string())

@@ -244,6 +244,7 @@ pub async fn run(users: usize, capacity: u32, ledger: &CallLedger) -> Result<End
         sink: SnsEventSink::new(
             sns(&sdk, ledger, PUBLISH),
             publisher_settings.events_topic_arn.clone(),
+            publisher_settings.admissions_topic_arn.clone(),
         ),
         quarantine: SqsQuarantine::new(
             sqs(&sdk, ledger, PUBLISH),

@@ -15,6 +15,10 @@
 //! `partition` is the session id), the order a consumer acts on; sessions are
 //! published in parallel, so no on-sale is held to one message group's
 //! 300 messages a second.
+//!
+//! The admission token is a bearer credential: it goes only to the checkout
+//! (the admissions topic). Every other subscriber gets each event
+//! [`DomainEvent::for_everyone`], without it (docs/decisions/0025-admissions-topic.md).
 
 use serde::Serialize;
 
@@ -53,6 +57,19 @@ pub struct DomainEvent {
 }
 
 impl DomainEvent {
+    /// Whether the event carries a bearer token (only `QUEUE_READY` does).
+    pub fn carries_token(&self) -> bool {
+        self.admission_token.is_some()
+    }
+
+    /// The event as every subscriber may see it: without the token.
+    pub fn for_everyone(&self) -> DomainEvent {
+        DomainEvent {
+            admission_token: None,
+            ..self.clone()
+        }
+    }
+
     fn new(kind: &'static str, session: &Session, at: Timestamp) -> Self {
         Self {
             id: format!("{}/{kind}", session.id),
@@ -258,6 +275,13 @@ mod tests {
                 .is_some_and(|t| t.split('.').count() == 3)
         );
         assert_eq!(ready.id, format!("{}/QUEUE_READY", waiting().id));
+        assert!(ready.carries_token());
+        let public = serde_json::to_value(ready.for_everyone()).unwrap();
+        assert!(
+            public.get("admission_token").is_none(),
+            "the copy for every subscriber has no token: {public}"
+        );
+        assert_eq!(public["expires_at"], serde_json::json!(ready.expires_at));
 
         let left = ended(
             filed(2),

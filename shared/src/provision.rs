@@ -44,6 +44,11 @@ impl ResourceNames {
         format!("{}-events.fifo", self.queue_prefix)
     }
 
+    /// `QUEUE_READY` with the admission token, for the checkout alone.
+    pub fn admissions_topic(&self) -> String {
+        format!("{}-admissions.fifo", self.queue_prefix)
+    }
+
     /// Stream records that can never be processed, and what the stream
     /// mappings give up on.
     pub fn stream_dead_letter_queue(&self) -> String {
@@ -59,6 +64,7 @@ pub struct Provisioned {
     pub checkout_queue_url: String,
     pub checkout_dead_letter_queue_url: String,
     pub events_topic_arn: String,
+    pub admissions_topic_arn: String,
     pub stream_dead_letter_queue_url: String,
 }
 
@@ -159,6 +165,7 @@ pub async fn provision(
     )
     .await?;
     let events_topic_arn = create_events_topic(clients.sns, &names.events_topic()).await?;
+    let admissions_topic_arn = create_events_topic(clients.sns, &names.admissions_topic()).await?;
     let stream_dead_letter = create_queue(
         clients.sqs,
         &names.stream_dead_letter_queue(),
@@ -175,6 +182,7 @@ pub async fn provision(
         checkout_queue_url: checkout,
         checkout_dead_letter_queue_url: checkout_dead_letter,
         events_topic_arn,
+        admissions_topic_arn,
         stream_dead_letter_queue_url: stream_dead_letter,
     })
 }
@@ -203,8 +211,9 @@ async fn create_queue_pair(
 /// Days the events topic keeps messages for replays.
 pub const EVENTS_ARCHIVE_DAYS: u32 = 7;
 
-/// The domain events topic: FIFO, deduplicated by event id, throughput per
-/// message group, archived for replays. Creating it again returns its ARN.
+/// A domain events topic (the events topic, or the admissions topic): FIFO,
+/// deduplicated by event id, throughput per message group, archived for
+/// replays. Creating it again returns its ARN.
 async fn create_events_topic(
     sns: &aws_sdk_sns::Client,
     name: &str,
@@ -436,10 +445,10 @@ pub async fn tear_down(clients: &Clients<'_>, provisioned: &Provisioned) {
     for url in queues {
         let _ = clients.sqs.delete_queue().queue_url(url).send().await;
     }
-    let _ = clients
-        .sns
-        .delete_topic()
-        .topic_arn(&provisioned.events_topic_arn)
-        .send()
-        .await;
+    for topic in [
+        &provisioned.events_topic_arn,
+        &provisioned.admissions_topic_arn,
+    ] {
+        let _ = clients.sns.delete_topic().topic_arn(topic).send().await;
+    }
 }

@@ -157,6 +157,8 @@ impl CheckoutSettings {
 
 pub struct PublisherSettings {
     pub events_topic_arn: String,
+    /// `QUEUE_READY` with its token, for the checkout alone.
+    pub admissions_topic_arn: String,
     pub signer: AdmissionSigner,
     /// Where unreadable stream records are put aside.
     pub stream_dlq_url: String,
@@ -168,6 +170,7 @@ impl PublisherSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             events_topic_arn: env.required(config::EVENTS_TOPIC_ARN)?,
+            admissions_topic_arn: env.required(config::ADMISSIONS_TOPIC_ARN)?,
             signer: config::admission_signer(env)?,
             stream_dlq_url: env.required(config::STREAM_DLQ_URL)?,
             table: env.optional(config::TABLE_NAME),
@@ -221,6 +224,9 @@ fn sample_value(name: &str) -> Option<String> {
         config::TABLE_NAME => "sample".to_owned(),
         config::EVENTS_TOPIC_ARN => {
             "arn:aws:sns:us-east-1:123456789012:sample-events.fifo".to_owned()
+        }
+        config::ADMISSIONS_TOPIC_ARN => {
+            "arn:aws:sns:us-east-1:123456789012:sample-admissions.fifo".to_owned()
         }
         url if url.ends_with("_URL") => "http://127.0.0.1/queue".to_owned(),
         _ => return None,
@@ -363,7 +369,11 @@ pub async fn publisher()
     let settings = PublisherSettings::from_env(&config::process_env())?;
     let sdk = sdk_config().await;
     let publisher = Publisher {
-        sink: SnsEventSink::new(sns_client(&sdk), settings.events_topic_arn),
+        sink: SnsEventSink::new(
+            sns_client(&sdk),
+            settings.events_topic_arn,
+            settings.admissions_topic_arn,
+        ),
         quarantine: SqsQuarantine::new(sqs_client(&sdk), settings.stream_dlq_url),
         signer: settings.signer,
     };

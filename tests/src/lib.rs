@@ -304,7 +304,11 @@ impl Stack {
     pub fn publisher(&self) -> Publisher<SnsEventSink, SqsQuarantine> {
         let clients = self.clients_for("publisher");
         Publisher {
-            sink: SnsEventSink::new(clients.sns, &self.resources.events_topic_arn),
+            sink: SnsEventSink::new(
+                clients.sns,
+                &self.resources.events_topic_arn,
+                &self.resources.admissions_topic_arn,
+            ),
             quarantine: SqsQuarantine::new(
                 clients.sqs,
                 &self.resources.stream_dead_letter_queue_url,
@@ -342,8 +346,18 @@ impl Stack {
     }
 
     /// A new consumer of the domain events: its own SQS FIFO queue,
-    /// subscribed to the topic. Returns the queue's URL.
+    /// subscribed to the events topic. Returns the queue's URL.
     pub async fn subscribe_consumer(&self, name: &str) -> String {
+        self.subscribe(name, &self.resources.events_topic_arn).await
+    }
+
+    /// The checkout's subscription: `QUEUE_READY` with the admission token.
+    pub async fn subscribe_checkout(&self) -> String {
+        self.subscribe("checkout", &self.resources.admissions_topic_arn)
+            .await
+    }
+
+    async fn subscribe(&self, name: &str, topic_arn: &str) -> String {
         let queue = self
             .sqs
             .create_queue()
@@ -367,7 +381,7 @@ impl Stack {
             .unwrap();
         self.sns
             .subscribe()
-            .topic_arn(&self.resources.events_topic_arn)
+            .topic_arn(topic_arn)
             .protocol("sqs")
             .endpoint(arn)
             .attributes("RawMessageDelivery", "true")

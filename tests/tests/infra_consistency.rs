@@ -207,19 +207,62 @@ fn the_queues_match_what_provision_creates() {
             "{id}"
         );
     }
-    let topic = resource(&template, "EventsTopic");
-    assert_eq!(text(&topic["TopicName"]), names.events_topic());
+    for (id, name) in [
+        ("EventsTopic", names.events_topic()),
+        ("AdmissionsTopic", names.admissions_topic()),
+    ] {
+        let topic = resource(&template, id);
+        assert_eq!(text(&topic["TopicName"]), name);
+        assert_eq!(
+            (
+                text(&topic["FifoTopic"]),
+                text(&topic["ContentBasedDeduplication"])
+            ),
+            ("true".to_owned(), "false".to_owned()),
+            "{id}"
+        );
+        assert_eq!(text(&topic["FifoThroughputScope"]), "MessageGroup", "{id}");
+        assert_eq!(
+            text(&topic["ArchivePolicy"]["MessageRetentionPeriod"]),
+            provision::EVENTS_ARCHIVE_DAYS.to_string(),
+            "{id}"
+        );
+    }
+}
+
+/// The admission token is a bearer credential: the topic that carries it
+/// refuses every subscriber but the configured checkout principal (and
+/// everyone while none is configured).
+#[test]
+fn only_the_checkout_may_subscribe_to_the_admissions_topic() {
+    // The loader drops CloudFormation's tags: `!Ref X` reads as "X", and
+    // `!If [c, a, b]` as the list.
+    let template = template();
+    let policy = resource(&template, "AdmissionsTopicPolicy");
+    assert_eq!(text(&policy["Topics"][0]), "AdmissionsTopic");
+    let statements = policy["PolicyDocument"]["Statement"].as_vec().unwrap();
+    let deny = statements
+        .iter()
+        .find(|s| text(&s["Effect"]) == "Deny" && text(&s["Action"]) == "sns:Subscribe")
+        .expect("a statement denying sns:Subscribe");
+    assert_eq!(text(&deny["Principal"]), "*");
+    assert_eq!(text(&deny["Resource"]), "AdmissionsTopic");
+    let branches = deny["Condition"].as_vec().unwrap();
+    assert_eq!(text(&branches[0]), "HasCheckoutSubscriber");
     assert_eq!(
-        (
-            text(&topic["FifoTopic"]),
-            text(&topic["ContentBasedDeduplication"])
-        ),
-        ("true".to_owned(), "false".to_owned())
+        text(&branches[1]["ArnNotEquals"]["aws:PrincipalArn"]),
+        "CheckoutSubscriberArn",
+        "the configured checkout is the one exception"
     );
-    assert_eq!(text(&topic["FifoThroughputScope"]), "MessageGroup");
     assert_eq!(
-        text(&topic["ArchivePolicy"]["MessageRetentionPeriod"]),
-        provision::EVENTS_ARCHIVE_DAYS.to_string()
+        text(&branches[2]),
+        "AWS::NoValue",
+        "with no checkout configured, nobody may subscribe"
+    );
+    let publisher = resource(&template, "PublisherFunction");
+    assert_eq!(
+        text(&publisher["Environment"]["Variables"]["ADMISSIONS_TOPIC_ARN"]),
+        "AdmissionsTopic"
     );
 }
 

@@ -159,6 +159,7 @@ impl Names {
                 "StreamDeadLetterQueue.Arn".to_owned(),
             ),
             (r.events_topic_arn.clone(), "EventsTopic".to_owned()),
+            (r.admissions_topic_arn.clone(), "AdmissionsTopic".to_owned()),
         ]);
         for index in ["line-index", "expiry-index", "event-index"] {
             names.insert(
@@ -190,6 +191,8 @@ impl Names {
             "StreamDeadLetterQueue.Arn".into()
         } else if queue("-events.fifo") {
             "EventsTopic".into()
+        } else if queue("-admissions.fifo") {
+            "AdmissionsTopic".into()
         } else if resource.starts_with("wr-") && !resource.contains('/') {
             "Table.Arn".into()
         } else {

@@ -32,6 +32,10 @@ queue_pair checkout
 awslocal sqs create-queue --queue-name waiting-room-stream-dlq \
   --attributes "$(python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["streamDeadLetter"]["attributes"]))' "$here/queues.json")" >/dev/null
 
-awslocal sns create-topic --name waiting-room-events.fifo \
-  --attributes '{"FifoTopic":"true","ContentBasedDeduplication":"false","FifoThroughputScope":"MessageGroup","ArchivePolicy":"{\"MessageRetentionPeriod\":\"7\"}"}' >/dev/null
+# Every event without the admission token, and QUEUE_READY with it (the
+# checkout's topic).
+for topic in events admissions; do
+  awslocal sns create-topic --name "waiting-room-$topic.fifo" \
+    --attributes '{"FifoTopic":"true","ContentBasedDeduplication":"false","FifoThroughputScope":"MessageGroup","ArchivePolicy":"{\"MessageRetentionPeriod\":\"7\"}"}' >/dev/null
+done
 echo "waiting room resources ready"

@@ -3,6 +3,10 @@
 //! a line shard while a big on-sale's shards publish in parallel; the event
 //! id is the deduplication id. Every consumer subscribes its own SQS FIFO
 //! queue; the topic's archive allows replays. Nothing is paid while idle.
+//!
+//! Two topics: the events topic gets every event without the admission
+//! token; the admissions topic gets `QUEUE_READY` with it, and only the
+//! checkout may subscribe to it (docs/decisions/0025-admissions-topic.md).
 
 use aws_sdk_sns::Client;
 use aws_sdk_sns::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -18,14 +22,20 @@ const ATTEMPTS: usize = 5;
 #[derive(Debug, Clone)]
 pub struct SnsEventSink {
     client: Client,
-    topic_arn: String,
+    events_topic_arn: String,
+    admissions_topic_arn: String,
 }
 
 impl SnsEventSink {
-    pub fn new(client: Client, topic_arn: impl Into<String>) -> Self {
+    pub fn new(
+        client: Client,
+        events_topic_arn: impl Into<String>,
+        admissions_topic_arn: impl Into<String>,
+    ) -> Self {
         Self {
             client,
-            topic_arn: topic_arn.into(),
+            events_topic_arn: events_topic_arn.into(),
+            admissions_topic_arn: admissions_topic_arn.into(),
         }
     }
 }
@@ -73,9 +83,21 @@ fn entry(index: usize, event: &DomainEvent) -> Result<PublishBatchRequestEntry, 
 }
 
 impl EventSink for SnsEventSink {
+    /// Both topics must take the events for the call to succeed; a retry
+    /// sends both again and the deduplication ids drop what arrived before.
     async fn publish(&self, events: &[DomainEvent]) -> Result<(), QueueError> {
-        for chunk in events.chunks(BATCH) {
-            self.publish_in_order(chunk).await?;
+        let for_everyone: Vec<DomainEvent> = events.iter().map(DomainEvent::for_everyone).collect();
+        for chunk in for_everyone.chunks(BATCH) {
+            self.publish_in_order(&self.events_topic_arn, chunk).await?;
+        }
+        let admissions: Vec<DomainEvent> = events
+            .iter()
+            .filter(|e| e.carries_token())
+            .cloned()
+            .collect();
+        for chunk in admissions.chunks(BATCH) {
+            self.publish_in_order(&self.admissions_topic_arn, chunk)
+                .await?;
         }
         Ok(())
     }
@@ -87,7 +109,11 @@ impl SnsEventSink {
     /// refused entry on is sent again: order holds, and what arrives twice
     /// within five minutes is dropped by the deduplication id (later, by
     /// consumers on the event id).
-    async fn publish_in_order(&self, events: &[DomainEvent]) -> Result<(), QueueError> {
+    async fn publish_in_order(
+        &self,
+        topic_arn: &str,
+        events: &[DomainEvent],
+    ) -> Result<(), QueueError> {
         let mut pending = events;
         for attempt in 0..ATTEMPTS {
             if pending.is_empty() {
@@ -101,7 +127,7 @@ impl SnsEventSink {
             let output = self
                 .client
                 .publish_batch()
-                .topic_arn(&self.topic_arn)
+                .topic_arn(topic_arn)
                 .set_publish_batch_request_entries(Some(entries))
                 .send()
                 .await

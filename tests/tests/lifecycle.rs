@@ -427,6 +427,33 @@ fn expected_events(sessions: &[Session]) -> HashSet<String> {
     expected
 }
 
+/// What each consumer queue receives, read until each has seen exactly the
+/// event ids expected of it.
+async fn receive_all(stack: &Stack, queues: &[(&str, &HashSet<String>)]) -> Vec<Vec<Value>> {
+    let mut received: Vec<Vec<Value>> = vec![Vec::new(); queues.len()];
+    let started = std::time::Instant::now();
+    loop {
+        for ((queue, _), events) in queues.iter().zip(received.iter_mut()) {
+            events.extend(stack.consume(queue).await);
+        }
+        let complete = queues.iter().zip(&received).all(|((_, expected), events)| {
+            let ids: HashSet<String> = events
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_owned())
+                .collect();
+            &ids == *expected
+        });
+        if complete {
+            return received;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "not every change reached every consumer"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 6)]
 async fn events_are_published_once_per_change_across_a_publisher_crash() {
     let stack = Stack::new("events").await;
@@ -474,28 +501,21 @@ async fn events_are_published_once_per_change_across_a_publisher_crash() {
     let expected = expected_events(&sessions);
     assert_eq!(expected.len(), 30, "ten sessions: joined, ready, ended");
 
-    let mut received: Vec<Vec<Value>> = vec![Vec::new(), Vec::new()];
-    let started = std::time::Instant::now();
-    loop {
-        for (queue, events) in consumers.iter().zip(received.iter_mut()) {
-            events.extend(stack.consume(queue).await);
-        }
-        let complete = received.iter().all(|events| {
-            let ids: HashSet<String> = events
-                .iter()
-                .map(|e| e["id"].as_str().unwrap().to_owned())
-                .collect();
-            ids == expected
-        });
-        if complete {
-            break;
-        }
-        assert!(
-            started.elapsed() < PATIENCE,
-            "not every change reached both consumers"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let expected_ready: HashSet<String> = expected
+        .iter()
+        .filter(|id| id.ends_with("/QUEUE_READY"))
+        .cloned()
+        .collect();
+    let mut received = receive_all(
+        &stack,
+        &[
+            (consumers[0].as_str(), &expected),
+            (consumers[1].as_str(), &expected),
+            (checkout.as_str(), &expected_ready),
+        ],
+    )
+    .await;
+    let admissions = received.pop().unwrap();
     for events in &received {
         let mut copies: HashMap<&str, Vec<&Value>> = HashMap::new();
         for event in events {
@@ -540,21 +560,6 @@ async fn events_are_published_once_per_change_across_a_publisher_crash() {
     // gets it, only the checkout's subscription to the admissions topic.
     for event in received.iter().flatten() {
         assert!(event.get("admission_token").is_none(), "{event}");
-    }
-    let mut admissions: Vec<Value> = Vec::new();
-    let admitted = sessions.iter().filter(|s| s.admission.is_some()).count();
-    let started = std::time::Instant::now();
-    loop {
-        admissions.extend(stack.consume(&checkout).await);
-        let ids: HashSet<&str> = admissions.iter().filter_map(|e| e["id"].as_str()).collect();
-        if ids.len() >= admitted {
-            break;
-        }
-        assert!(
-            started.elapsed() < PATIENCE,
-            "not every QUEUE_READY reached the checkout"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for ready in &admissions {
         assert_eq!(ready["type"], "QUEUE_READY", "only admissions: {ready}");

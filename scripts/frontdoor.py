@@ -8,8 +8,8 @@ the same port serves its function-invoke API to anything local. So, as API
 Gateway does in AWS, this front door turns every request into a payload 2.0
 event and invokes the function the route names through cargo-lambda's
 invoke API, which listens only on a private loopback port. Every answer on
-8080 is then our functions' own JSON. The exceptions are documented in the
-README's "Known limits": a function that fails answers 500
+8080 is then our functions' own JSON. The exceptions are documented in
+docs/local-stack.md: a function that fails answers 500
 `{"message":"Internal Server Error"}`, as API Gateway does.
 
 The routes are read from `[workspace.metadata.lambda.watch.router]` in

@@ -1,6 +1,6 @@
 //! `docs/openapi.yaml` against the code: every documented operation reaches
 //! the handler it names, every route is documented, the error codes agree
-//! with the README, and a seeded fuzz of every operation, built from the
+//! with the API reference (docs/api.md), and a seeded fuzz of every operation, built from the
 //! description, gets only documented answers and never a 5xx (against the
 //! emulator, through the same handlers Lambda runs).
 //!
@@ -109,12 +109,12 @@ fn every_documented_operation_is_routed_and_every_route_is_documented() {
     );
 }
 
-/// The README's error table and the description list the same codes.
+/// The API reference's error table and the description list the same codes.
 #[test]
-fn the_error_codes_agree_with_the_readme() {
+fn the_error_codes_agree_with_the_api_reference() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let table: BTreeSet<String> = readme
+    let reference = std::fs::read_to_string(root.join("docs/api.md")).unwrap();
+    let table: BTreeSet<String> = reference
         .lines()
         .filter(|l| l.starts_with("| 4") || l.starts_with("| 5"))
         .flat_map(|l| {
@@ -128,7 +128,7 @@ fn the_error_codes_agree_with_the_readme() {
         .collect();
     let mut described = error_codes(&spec());
     // A bug's answer: documented in the description so a client can parse
-    // it, but not in the README's table of answers a client should expect.
+    // it, but not in the reference's table of answers a client should expect.
     described.remove("internal");
     assert_eq!(table, described);
 }

@@ -61,7 +61,7 @@ impl ApiError {
         Self::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            "no such route; see the API in the README",
+            "no such route; see the API reference (docs/api.md)",
         )
     }
 

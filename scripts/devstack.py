@@ -55,6 +55,16 @@ def answers(url):
         return False
 
 
+def listening(port):
+    """True once something accepts connections on 127.0.0.1:`port`. A probe
+    that sends no request, so cargo-lambda logs no "no such function" error."""
+    try:
+        with socket.create_connection(("127.0.0.1", int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def stop(process, timeout=10):
     if process.poll() is None:
         process.terminate()
@@ -156,7 +166,7 @@ def free_port():
 # position in .local/, so a restarted one neither replays nor skips records.
 WORKERS = {
     "granter": ["granter", "poll", "--checkpoint", STATE / "granter-{table}.stream"],
-    "sweeper": ["sweeper", "every", "5"],
+    "sweeper": ["sweeper", "poll", "--every", "5"],
     "checkout-outcomes": ["checkout-outcomes", "poll"],
     "publisher": ["publisher", "poll", "--checkpoint", STATE / "publisher-{table}.stream"],
 }
@@ -234,7 +244,7 @@ def waiting_room(env, port, quiet):
         stack.callback(workers.stop)
         api = stack.enter_context(running("api", watch, env, quiet))
         deadline = time.time() + 180
-        while not answers(f"http://127.0.0.1:{invoke_port}/"):
+        while not listening(invoke_port):
             if api.poll() is not None:
                 sys.exit(f"cargo lambda watch exited; see {STATE / 'api.log'}")
             if time.time() > deadline:
@@ -261,7 +271,11 @@ def cmd_run(args):
         env = aws_env(endpoint)
         env = aws_env(endpoint, **provision(env, "waiting-room"))
         with waiting_room(env, args.port, quiet=False) as (api, _workers):
-            log(f"the waiting room answers on http://localhost:{args.port}/api/waiting-room/sessions")
+            log("running:")
+            log(f"  API       http://localhost:{args.port}/api/waiting-room (front door; functions by cargo lambda watch)")
+            log(f"  emulator  {endpoint} (table {env['TABLE_NAME']})")
+            log(f"  workers   {', '.join(WORKERS)} (their output below; restarted if they exit)")
+            log(f"  admin     AWS_ENDPOINT_URL={endpoint} cargo run -q -p admin -- show --event E1")
             log(
                 f"try: curl -s -XPOST localhost:{args.port}/api/waiting-room/sessions "
                 "-H 'content-type: application/json' -d '{\"eventId\":\"E1\",\"userId\":\"U1\"}'"
@@ -379,8 +393,20 @@ def smoke_test(env):
             status, error = curl("-XDELETE", f"{base}/api/waiting-room/sessions/{first['sessionId']}")
             expect(status == 405 and error["error"] == "method_not_allowed", "a wrong method gets 405 JSON")
             local_edges(base, first["sessionId"])
+        quiet_logs()
     finally:
         remove_resources(env)
+
+
+def quiet_logs():
+    """A healthy run, bad requests and a killed worker included, logs no
+    WARN or ERROR line: one there means something is wrong."""
+    noisy = []
+    for name in ["api", *WORKERS]:
+        for line in (STATE / f"{name}.log").read_text(errors="replace").splitlines():
+            if re.search(r'"level":"(WARN|ERROR)"|\b(WARN|ERROR)\b', line):
+                noisy.append(f"{name}: {line[:200]}")
+    expect(not noisy, "the functions and workers logged no WARN or ERROR line" + "".join(f"\n  {n}" for n in noisy[:10]))
 
 
 def local_edges(base, session_id):

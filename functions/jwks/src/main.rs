@@ -1,16 +1,14 @@
 //! `GET /.well-known/jwks.json`: the public keys admission tokens are
 //! verified with. Reads configuration only, never AWS.
 
-use lambda_http::{Error, Request, run, service_fn};
+use waiting_room::runtime::serve;
 use waiting_room::{api, telemetry, wiring};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init();
-    let keys = wiring::jwks_keys()?;
-    let keys = &keys;
-    run(service_fn(move |request: Request| async move {
-        Ok::<_, Error>(api::handlers::jwks(keys, &request))
-    }))
+    serve::http(wiring::jwks_keys()?, |keys, request| async move {
+        api::handlers::jwks(&keys, &request)
+    })
     .await
 }

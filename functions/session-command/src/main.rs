@@ -1,15 +1,14 @@
 //! `POST /api/waiting-room/sessions/{id}:heartbeat` and `…:leave`.
 
-use lambda_http::{Error, Request, run, service_fn};
+use waiting_room::runtime::serve;
 use waiting_room::{api, telemetry, wiring};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init();
-    let commands = wiring::session_commands().await?;
-    let commands = &commands;
-    run(service_fn(move |request: Request| async move {
-        Ok::<_, Error>(api::handlers::session_command(commands, request).await)
-    }))
+    serve::http(
+        wiring::session_commands().await?,
+        |commands, request| async move { api::handlers::session_command(&commands, request).await },
+    )
     .await
 }

@@ -1,15 +1,14 @@
 //! `GET /api/waiting-room/sessions/{id}`: where a session stands.
 
-use lambda_http::{Error, Request, run, service_fn};
+use waiting_room::runtime::serve;
 use waiting_room::{api, telemetry, wiring};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init();
-    let service = wiring::status_service().await?;
-    let service = &service;
-    run(service_fn(move |request: Request| async move {
-        Ok::<_, Error>(api::handlers::status(service, request).await)
-    }))
+    serve::http(
+        wiring::status_service().await?,
+        |service, request| async move { api::handlers::status(&service, request).await },
+    )
     .await
 }

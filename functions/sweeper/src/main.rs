@@ -1,50 +1,47 @@
 //! The sweeper: expires active sessions whose stay is over and reconciles
 //! every event's line. In Lambda it runs on an EventBridge schedule;
-//! `sweeper every <seconds>` runs it locally.
+//! `sweeper poll [--every SECONDS]` runs it locally (every 60 s by default).
 
 use std::time::Duration;
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use waiting_room::runtime::Shutdown;
+use waiting_room::runtime::serve::{self, Mode};
 use waiting_room::runtime::sweeper::{handle_lambda_event, run_every};
 use waiting_room::{telemetry, wiring};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
-    let wiring::SweeperParts {
-        sweeper,
-        reconciler,
-    } = wiring::sweeper().await?;
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        [] => {
-            let (sweeper, reconciler) = (&sweeper, &reconciler);
-            lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
-                handle_lambda_event(sweeper, reconciler)
-                    .await
-                    .map_err(Error::from)
-            }))
+    let parts = wiring::sweeper().await?;
+    match Mode::of_process()? {
+        // The schedule's event says only that it is time: nothing to read.
+        Mode::Lambda => {
+            serve::events(parts, |parts, _: Value| async move {
+                handle_lambda_event(&parts.sweeper, &parts.reconciler).await
+            })
             .await
         }
-        ["every", seconds] => {
-            let interval = Duration::from_secs(seconds.parse()?);
+        Mode::Poll(args) => {
+            let interval = match args
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .as_slice()
+            {
+                [] => Duration::from_secs(60),
+                ["--every", seconds] => Duration::from_secs(seconds.parse()?),
+                _ => return Err("usage: sweeper poll [--every SECONDS]".into()),
+            };
             tracing::info!(?interval, "sweeping locally");
             run_every(
-                &sweeper,
-                &reconciler,
+                &parts.sweeper,
+                &parts.reconciler,
                 interval,
                 Shutdown::on_signals().wait(),
             )
             .await;
             Ok(())
         }
-        _ => Err("usage: sweeper (in Lambda) | sweeper every <seconds>".into()),
     }
 }

@@ -1,6 +1,7 @@
 //! The API Gateway (HTTP API) Lambda authorizer in front of the protected
-//! origin: payload format 2.0, simple responses. API Gateway caches each
-//! answer for the token briefly (see infra/), so most requests never reach it.
+//! origin: payload format 2.0, simple responses. API Gateway's own result
+//! cache is off (its key cannot hold the route's event, see infra/); the
+//! session check caches a session's status for `SESSION_CHECK_CACHE_SECONDS`.
 
 use aws_lambda_events::apigw::{
     ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,

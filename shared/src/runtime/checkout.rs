@@ -5,25 +5,19 @@ use std::future::Future;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use serde_json::Value;
 
 use crate::ports::{Delivery, QueueConsumer, SessionStore};
 use crate::service::ServiceError;
 use crate::service::checkout::CheckoutOutcomes;
 
-use super::Backoff;
+use super::{Backoff, queue_response};
 
 pub async fn handle_lambda_event<S: SessionStore>(
     outcomes: &CheckoutOutcomes<S>,
-    event: Value,
-) -> Result<Value, ServiceError> {
-    let event: SqsEvent = serde_json::from_value(event)
-        .map_err(|e| ServiceError::Internal(format!("bad SQS event: {e}")))?;
-    let mut response = SqsBatchResponse::default();
-    for id in outcomes.handle_batch(&super::deliveries_of(event)?).await {
-        response.add_failure(id);
-    }
-    serde_json::to_value(response).map_err(|e| ServiceError::Internal(e.to_string()))
+    event: SqsEvent,
+) -> Result<SqsBatchResponse, ServiceError> {
+    let failed = outcomes.handle_batch(&super::deliveries_of(event)?).await;
+    Ok(queue_response(failed))
 }
 
 pub async fn poll_queue<S: SessionStore, C: QueueConsumer>(

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_lambda_events::streams::DynamoDbEventResponse;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::adapters::streams::{TableStreamReader, records_in_lambda_event};
@@ -23,7 +25,7 @@ use crate::ports::{Delivery, Quarantine, QueueConsumer, SessionStore, WakeQueue}
 use crate::service::ServiceError;
 use crate::service::granter::{BatchReport, Granter, Wake};
 
-use super::{Backoff, STREAM_POLL};
+use super::{Backoff, STREAM_POLL, queue_response, stream_response};
 
 /// Long-poll wait of the local receive loop.
 const RECEIVE_WAIT: Duration = Duration::from_secs(5);
@@ -163,54 +165,61 @@ async fn advance_for_stream<S: SessionStore>(
         .map(drop)
 }
 
+/// What Lambda hands the granter: a batch of its join queue or of the
+/// table stream, told apart by the records' `eventSource` as Lambda names
+/// it (both shapes have a `Records` list, so their fields cannot tell).
+/// Anything else, an empty batch included, is not a granter's input.
+#[derive(Debug)]
+pub enum GranterEvent {
+    Queue(SqsEvent),
+    Stream(StreamEvent),
+}
+
+impl<'de> Deserialize<'de> for GranterEvent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let event = Value::deserialize(deserializer)?;
+        let source = event
+            .pointer("/Records/0/eventSource")
+            .and_then(Value::as_str);
+        match source {
+            Some("aws:sqs") => serde_json::from_value(event).map(GranterEvent::Queue),
+            Some("aws:dynamodb") => serde_json::from_value(event).map(GranterEvent::Stream),
+            other => {
+                return Err(D::Error::custom(format!(
+                    "not an SQS or DynamoDB stream batch (eventSource {other:?})"
+                )));
+            }
+        }
+        .map_err(D::Error::custom)
+    }
+}
+
+/// The per-item failures of the batch, in the shape its source expects.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum GranterResponse {
+    Queue(SqsBatchResponse),
+    Stream(DynamoDbEventResponse),
+}
+
 /// The Lambda entry point: SQS batches and stream batches both answer with
-/// per-item failures. Anything else is an error.
+/// per-item failures.
 pub async fn handle_lambda_event<S: SessionStore, Q: Quarantine, W: WakeQueue>(
     granter: &Granter<S>,
     quarantine: &Q,
     wakes: &W,
-    event: Value,
-) -> Result<Value, ServiceError> {
-    let source = event
-        .pointer("/Records/0/eventSource")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let bad = |e: serde_json::Error| ServiceError::Internal(format!("unreadable event: {e}"));
-    match source.as_deref() {
-        Some("aws:sqs") => {
-            let event: SqsEvent = serde_json::from_value(event).map_err(bad)?;
-            let deliveries = super::deliveries_of(event)?;
-            let report = handle_batch(granter, quarantine, &deliveries).await;
-            let mut response = SqsBatchResponse::default();
-            for id in report.failed {
-                response.add_failure(id);
-            }
-            serde_json::to_value(response).map_err(bad)
+    event: GranterEvent,
+) -> Result<GranterResponse, ServiceError> {
+    match event {
+        GranterEvent::Queue(event) => {
+            let report = handle_batch(granter, quarantine, &super::deliveries_of(event)?).await;
+            Ok(GranterResponse::Queue(queue_response(report.failed)))
         }
-        Some("aws:dynamodb") => {
-            let event: StreamEvent = serde_json::from_value(event).map_err(bad)?;
+        GranterEvent::Stream(event) => {
             let report = handle_stream(granter, wakes, &records_in_lambda_event(&event)).await;
-            serde_json::to_value(stream_response(report.failed)).map_err(bad)
+            Ok(GranterResponse::Stream(stream_response(report.failed)))
         }
-        other => Err(ServiceError::Internal(format!(
-            "not an SQS or DynamoDB stream event (eventSource {other:?})"
-        ))),
     }
-}
-
-/// A partial batch response for a stream: Lambda retries from the first
-/// failed record (and checkpoints everything before it).
-pub fn stream_response(failed: Vec<String>) -> DynamoDbEventResponse {
-    let mut response = DynamoDbEventResponse::default();
-    response.batch_item_failures = failed
-        .into_iter()
-        .map(|id| {
-            let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = Some(id);
-            failure
-        })
-        .collect();
-    response
 }
 
 /// The local receive loop, until `shutdown` completes.
@@ -299,5 +308,59 @@ pub async fn poll_table_stream<S: SessionStore, W: WakeQueue>(
     tokio::select! {
         () = work => {}
         () = shutdown => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn parse(event: Value) -> Result<GranterEvent, serde_json::Error> {
+        serde_json::from_value(event)
+    }
+
+    #[test]
+    fn a_queue_batch_and_a_stream_batch_are_told_apart_by_their_source() {
+        let queue = json!({"Records": [{"messageId": "m1", "receiptHandle": "r1", "body": "{}", "eventSource": "aws:sqs"}]});
+        assert!(matches!(parse(queue), Ok(GranterEvent::Queue(e)) if e.records.len() == 1));
+        let stream = json!({"Records": [{"eventID": "1", "eventName": "MODIFY", "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb", "awsRegion": "us-east-1", "eventSourceARN": "arn:aws:dynamodb:us-east-1:0:table/t/stream/1",
+            "dynamodb": {"Keys": {"pk": {"S": "EVENT#E1"}}, "SequenceNumber": "1", "SizeBytes": 20, "StreamViewType": "NEW_AND_OLD_IMAGES"}}]});
+        assert!(matches!(parse(stream), Ok(GranterEvent::Stream(e)) if e.records.len() == 1));
+    }
+
+    #[test]
+    fn anything_else_is_not_a_granter_input() {
+        for event in [
+            json!({}),
+            json!({"Records": []}),
+            json!({"Records": [{"eventSource": "aws:kinesis"}]}),
+            json!({"detail-type": "Scheduled Event"}),
+        ] {
+            let refused = parse(event.clone()).map(drop).unwrap_err().to_string();
+            assert!(
+                refused.contains("not an SQS or DynamoDB stream batch"),
+                "{event}: {refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_source_gets_its_own_shape_of_failures() {
+        let queue = serde_json::to_value(GranterResponse::Queue(queue_response(["m1".to_owned()])))
+            .unwrap();
+        assert_eq!(
+            queue,
+            json!({"batchItemFailures": [{"itemIdentifier": "m1"}]})
+        );
+        let stream =
+            serde_json::to_value(GranterResponse::Stream(stream_response(vec!["7".into()])))
+                .unwrap();
+        assert_eq!(
+            stream,
+            json!({"batchItemFailures": [{"itemIdentifier": "7"}]})
+        );
     }
 }

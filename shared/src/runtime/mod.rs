@@ -5,11 +5,13 @@ pub mod authorizer;
 pub mod checkout;
 pub mod granter;
 pub mod publisher;
+pub mod serve;
 pub mod sweeper;
 
 use std::time::Duration;
 
-use aws_lambda_events::sqs::SqsEvent;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use tokio::sync::watch;
 
 use crate::adapters::streams::StartAt;
@@ -34,6 +36,31 @@ pub fn deliveries_of(event: SqsEvent) -> Result<Vec<Delivery>, ServiceError> {
             )),
         })
         .collect()
+}
+
+/// A partial batch response for SQS: Lambda deletes every message but the
+/// failed ones, which come back after the visibility timeout.
+pub fn queue_response(failed: impl IntoIterator<Item = String>) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for id in failed {
+        response.add_failure(id);
+    }
+    response
+}
+
+/// A partial batch response for a stream: Lambda retries from the first
+/// failed record (and checkpoints everything before it).
+pub fn stream_response(failed: Vec<String>) -> DynamoDbEventResponse {
+    let mut response = DynamoDbEventResponse::default();
+    response.batch_item_failures = failed
+        .into_iter()
+        .map(|id| {
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = Some(id);
+            failure
+        })
+        .collect();
+    response
 }
 
 /// Where a local poller's stream reader starts, from the arguments after

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use aws_lambda_events::dynamodb::Event as StreamEvent;
-use serde_json::Value;
+use aws_lambda_events::streams::DynamoDbEventResponse;
 
 use crate::adapters::streams::{TableStreamReader, records_in_lambda_event};
 use crate::domain::StreamRecord;
@@ -12,20 +12,16 @@ use crate::ports::{EventSink, Quarantine};
 use crate::service::ServiceError;
 use crate::service::publisher::Publisher;
 
-use super::granter::stream_response;
-use super::{Backoff, STREAM_POLL};
+use super::{Backoff, STREAM_POLL, stream_response};
 
 /// Records that could not be published are reported, so Lambda retries
 /// from the first of them (events keep their ids); the rest are done.
 pub async fn handle_lambda_event<K: EventSink, Q: Quarantine>(
     publisher: &Publisher<K, Q>,
-    event: Value,
-) -> Result<Value, ServiceError> {
-    let event: StreamEvent = serde_json::from_value(event)
-        .map_err(|e| ServiceError::Internal(format!("not a DynamoDB stream event: {e}")))?;
+    event: StreamEvent,
+) -> Result<DynamoDbEventResponse, ServiceError> {
     let report = publisher.publish(&records_in_lambda_event(&event)).await;
-    serde_json::to_value(stream_response(report.failed))
-        .map_err(|e| ServiceError::Internal(e.to_string()))
+    Ok(stream_response(report.failed))
 }
 
 /// The local loop. Records stay pending until published, so an outage

@@ -148,7 +148,7 @@ def admin(env, *args):
 
 
 def provision(env, name):
-    """Table, queues and events stream named after `name`, and a fresh
+    """Table, queues and topics named after `name`, and a fresh
     admission signing key: everything the functions' settings need."""
     settings = admin(env, "--table", name, "provision", "--queue-prefix", name)
     settings.update(admin(env, "new-signing-key", "--kid", f"local-{uuid.uuid4().hex[:6]}"))

@@ -21,7 +21,7 @@ use waiting_room::adapters::aws::sdk_config;
 use waiting_room::adapters::dynamodb::DynamoStore;
 use waiting_room::config::process_env;
 use waiting_room::domain::SessionId;
-use waiting_room::ports::{JoinTicket, SessionStore};
+use waiting_room::ports::{Arrival, SessionStore};
 use waiting_room::wiring::JoinSettings;
 
 #[derive(Parser)]
@@ -302,11 +302,11 @@ async fn peak_memory(
         aws_sdk_dynamodb::Client::new(&sdk_config().await),
         JoinSettings::from_env(&process_env())?.table,
     );
-    let mut tickets = Vec::new();
+    let mut arrivals = Vec::new();
     let mut images = Vec::new();
     for id in &sessions {
         if let Some(session) = store.get_session(id).await? {
-            tickets.push(json!(JoinTicket {
+            arrivals.push(json!(Arrival {
                 session_id: id.to_string(),
                 event_id: session.event_id.to_string(),
                 shard: session.shard,
@@ -346,7 +346,7 @@ async fn peak_memory(
         ),
         (
             "granter",
-            tickets
+            arrivals
                 .iter()
                 .enumerate()
                 .map(|(n, t)| {

@@ -48,7 +48,7 @@ pub struct DomainEvent {
     pub admission_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
-    /// `QUEUE_LEFT`: `user_left`, `timeout` or `expired`; `CHECKOUT_FAILED`:
+    /// `QUEUE_LEFT`: `user_left`, `abandoned` or `expired`; `CHECKOUT_FAILED`:
     /// the checkout's own reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -130,11 +130,11 @@ pub fn events_for(
                 EndReason::CheckoutCompleted => "CHECKOUT_COMPLETED",
                 EndReason::CheckoutFailed => "CHECKOUT_FAILED",
                 EndReason::CheckoutExpired => "CHECKOUT_EXPIRED",
-                EndReason::UserLeft | EndReason::Timeout | EndReason::Expired => "QUEUE_LEFT",
+                EndReason::UserLeft | EndReason::Abandoned | EndReason::Expired => "QUEUE_LEFT",
             };
             let mut ended = DomainEvent::new(kind, new, ending.ended_at);
             ended.reason = match ending.reason {
-                EndReason::UserLeft | EndReason::Timeout | EndReason::Expired => {
+                EndReason::UserLeft | EndReason::Abandoned | EndReason::Expired => {
                     Some(ending.reason.as_str().to_owned())
                 }
                 _ => ending.detail.clone(),
@@ -285,7 +285,7 @@ mod tests {
 
         let left = ended(
             filed(2),
-            Ending::new(EndReason::Timeout, Timestamp::from_millis(7_000)),
+            Ending::new(EndReason::Abandoned, Timestamp::from_millis(7_000)),
         );
         let event = &events(
             &SessionUpdate {
@@ -296,7 +296,7 @@ mod tests {
         )[0];
         assert_eq!(
             (event.kind, event.reason.as_deref()),
-            ("QUEUE_LEFT", Some("timeout"))
+            ("QUEUE_LEFT", Some("abandoned"))
         );
 
         let failed = Ending {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use integration_tests::{Stack, eventually, lifecycle};
 use waiting_room::domain::{EventId, Session, SessionId, SessionStatus, UserId};
-use waiting_room::ports::{JoinTicket, SessionStore};
+use waiting_room::ports::{Arrival, SessionStore};
 use waiting_room::service::ServiceError;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -235,7 +235,7 @@ async fn duplicates_and_redeliveries_admit_exactly_once() {
     // The same sessions again under new deduplication ids, as a send retried
     // after SQS's five-minute window would arrive.
     for session in &sessions {
-        let body = serde_json::to_string(&JoinTicket::for_session(session)).unwrap();
+        let body = serde_json::to_string(&Arrival::for_session(session)).unwrap();
         stack
             .sqs
             .send_message()

@@ -164,18 +164,11 @@ async fn an_abandoned_waiting_user_is_skipped_and_the_next_admitted() {
 
     let skipped = session(&stack, silent).await;
     assert_eq!(skipped.status, SessionStatus::Expired);
-    assert_eq!(skipped.ending.map(|e| e.reason), Some(EndReason::Timeout));
+    assert_eq!(skipped.ending.map(|e| e.reason), Some(EndReason::Abandoned));
     let report = waiting_room::service::admin::event_report(&stack.store(), &e, 1, 1)
         .await
         .unwrap();
-    assert_eq!(
-        (
-            report.active,
-            report.abandoned_while_waiting,
-            report.waiting
-        ),
-        (1, 1, 0)
-    );
+    assert_eq!((report.active, report.abandoned, report.waiting), (1, 1, 0));
     stack.tear_down().await;
 }
 

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use waiting_room::domain::EventId;
 use waiting_room::domain::line::{message_group_id, wake_group_id};
 use waiting_room::ports::{
-    Delivery, JoinQueue, JoinQueueMessage, JoinTicket, QueueConsumer, QueueError, WakeQueue, WakeUp,
+    Arrival, Delivery, JoinQueue, JoinQueueMessage, QueueConsumer, QueueError, WakeQueue, WakeUp,
 };
 
 use super::quota::GROUP_SENDS_PER_SECOND;
@@ -161,13 +161,13 @@ impl SimQueue {
 }
 
 impl JoinQueue for SimQueue {
-    async fn send(&self, ticket: &JoinTicket) -> Result<(), QueueError> {
+    async fn send(&self, arrival: &Arrival) -> Result<(), QueueError> {
         let event =
-            EventId::parse(&ticket.event_id).map_err(|e| QueueError::Rejected(e.to_string()))?;
+            EventId::parse(&arrival.event_id).map_err(|e| QueueError::Rejected(e.to_string()))?;
         self.send_message(
-            message_group_id(&event, ticket.shard),
-            ticket.session_id.clone(),
-            &JoinQueueMessage::Joined(ticket.clone()),
+            message_group_id(&event, arrival.shard),
+            arrival.session_id.clone(),
+            &JoinQueueMessage::Joined(arrival.clone()),
         )
         .await
     }

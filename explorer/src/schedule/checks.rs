@@ -308,7 +308,7 @@ impl Checker {
     }
 
     /// Fairness, at the end of the write that admitted: whoever the same
-    /// write skipped (silent too long) is not waiting any more.
+    /// write abandoned (silent too long) is not waiting any more.
     fn overtakes(&mut self, new: &Session, now: Timestamp, actor: &Actor, op: &str) -> Vec<String> {
         let mut found = Vec::new();
         let event = new.event_id.clone();

@@ -135,12 +135,12 @@ async fn give_back_when_full(
     report: &mut waiting_room::service::granter::BatchReport,
 ) {
     for delivery in batch {
-        let Ok(waiting_room::ports::JoinQueueMessage::Joined(ticket)) =
+        let Ok(waiting_room::ports::JoinQueueMessage::Joined(arrival)) =
             serde_json::from_str(&delivery.body)
         else {
             continue;
         };
-        let Ok(event) = EventId::parse(&ticket.event_id) else {
+        let Ok(event) = EventId::parse(&arrival.event_id) else {
             continue;
         };
         let full = world

@@ -17,7 +17,7 @@ use waiting_room::domain::{
 };
 use waiting_room::events::DomainEvent;
 use waiting_room::ports::{
-    Claim, Discard, EndFrom, EndOutcome, EventSink, Expiry, JoinQueue, JoinTicket, Quarantine,
+    Arrival, Claim, Discard, EndFrom, EndOutcome, EventSink, Expiry, JoinQueue, Quarantine,
     QueueError, SessionStore, StoreError, Touch, WakeQueue, WriteOutcome,
 };
 
@@ -492,9 +492,9 @@ impl GatedQueue {
 }
 
 impl JoinQueue for GatedQueue {
-    async fn send(&self, ticket: &JoinTicket) -> Result<(), QueueError> {
+    async fn send(&self, arrival: &Arrival) -> Result<(), QueueError> {
         let fault = self.gate("send").await?;
-        self.world.join_queue.send(ticket).await?;
+        self.world.join_queue.send(arrival).await?;
         self.after("send", fault).await
     }
 }

@@ -186,7 +186,7 @@ async fn schedule(seed: u64, scenario: Scenario) -> Outcome {
         .iter()
         .filter_map(
             |body| match serde_json::from_str::<JoinQueueMessage>(body) {
-                Ok(JoinQueueMessage::Joined(ticket)) => SessionId::parse(&ticket.session_id).ok(),
+                Ok(JoinQueueMessage::Joined(arrival)) => SessionId::parse(&arrival.session_id).ok(),
                 _ => None,
             },
         )

@@ -20,9 +20,9 @@ use crate::domain::{
 };
 use crate::events::DomainEvent;
 use crate::ports::{
-    Claim, Delivery, Discard, EndFrom, EndOutcome, EventSink, Expiry, JoinQueue, JoinQueueMessage,
-    JoinTicket, Quarantine, QueueConsumer, QueueError, SessionStore, StoreError, Touch, WakeQueue,
-    WakeUp, WriteOutcome,
+    Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSink, Expiry, JoinQueue,
+    JoinQueueMessage, Quarantine, QueueConsumer, QueueError, SessionStore, StoreError, Touch,
+    WakeQueue, WakeUp, WriteOutcome,
 };
 
 /// How the in-memory store tells time and how far its indexes lag: the
@@ -870,7 +870,7 @@ impl SessionStore for MemoryStore {
             for abandon in &plan.abandoned {
                 if let Some(stored) = t.sessions.get(&abandon.session_id).cloned() {
                     let mut session = stored.session;
-                    end(&mut session, &Ending::new(EndReason::Timeout, plan.now));
+                    end(&mut session, &Ending::new(EndReason::Abandoned, plan.now));
                     self.put_session(t, session, Some(retain_until));
                 }
             }
@@ -1068,11 +1068,11 @@ impl MemoryQueue {
     }
 
     /// The join messages sent so far and not yet deleted.
-    pub fn sent(&self) -> Vec<JoinTicket> {
+    pub fn sent(&self) -> Vec<Arrival> {
         self.pending()
             .into_iter()
             .filter_map(|m| match m {
-                JoinQueueMessage::Joined(ticket) => Some(ticket),
+                JoinQueueMessage::Joined(arrival) => Some(arrival),
                 JoinQueueMessage::Wake(_) => None,
             })
             .collect()
@@ -1080,9 +1080,9 @@ impl MemoryQueue {
 
     /// Adds a message bypassing deduplication, as a redelivery after the
     /// five-minute window or a producer bug would.
-    pub fn push_duplicate(&self, ticket: JoinTicket) {
-        let group = group_of_ticket(&ticket);
-        let body = serde_json::to_string(&JoinQueueMessage::Joined(ticket)).unwrap_or_default();
+    pub fn push_duplicate(&self, arrival: Arrival) {
+        let group = group_of_arrival(&arrival);
+        let body = serde_json::to_string(&JoinQueueMessage::Joined(arrival)).unwrap_or_default();
         self.with(|q| enqueue(q, group, body));
     }
 
@@ -1136,17 +1136,17 @@ fn enqueue(q: &mut QueueState, group: String, body: String) {
     });
 }
 
-fn group_of_ticket(ticket: &JoinTicket) -> String {
-    format!("{}#{}", ticket.event_id, ticket.shard)
+fn group_of_arrival(arrival: &Arrival) -> String {
+    format!("{}#{}", arrival.event_id, arrival.shard)
 }
 
 impl JoinQueue for MemoryQueue {
-    async fn send(&self, ticket: &JoinTicket) -> Result<(), QueueError> {
+    async fn send(&self, arrival: &Arrival) -> Result<(), QueueError> {
         self.check_fault()?;
         self.send_message(
-            group_of_ticket(ticket),
-            ticket.session_id.clone(),
-            JoinQueueMessage::Joined(ticket.clone()),
+            group_of_arrival(arrival),
+            arrival.session_id.clone(),
+            JoinQueueMessage::Joined(arrival.clone()),
         );
         Ok(())
     }

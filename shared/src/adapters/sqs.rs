@@ -17,7 +17,7 @@ use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use crate::domain::EventId;
 use crate::domain::line::{message_group_id, wake_group_id};
 use crate::ports::{
-    Delivery, JoinQueue, JoinQueueMessage, JoinTicket, Quarantine, QueueConsumer, QueueError,
+    Arrival, Delivery, JoinQueue, JoinQueueMessage, Quarantine, QueueConsumer, QueueError,
     WakeQueue, WakeUp,
 };
 
@@ -71,14 +71,14 @@ where
 }
 
 impl JoinQueue for SqsQueue {
-    async fn send(&self, ticket: &JoinTicket) -> Result<(), QueueError> {
+    async fn send(&self, arrival: &Arrival) -> Result<(), QueueError> {
         let event =
-            EventId::parse(&ticket.event_id).map_err(|e| QueueError::Rejected(e.to_string()))?;
-        let body = JoinQueueMessage::Joined(ticket.clone());
+            EventId::parse(&arrival.event_id).map_err(|e| QueueError::Rejected(e.to_string()))?;
+        let body = JoinQueueMessage::Joined(arrival.clone());
         self.send_message(
             &body,
-            &message_group_id(&event, ticket.shard),
-            &ticket.session_id,
+            &message_group_id(&event, arrival.shard),
+            &arrival.session_id,
         )
         .await
     }

@@ -18,7 +18,7 @@ pub struct AdmissionPolicy {
     pub default_capacity: u32,
     /// How long an admitted user may stay before the slot is taken back.
     pub active_stay: Duration,
-    /// A waiting user silent for longer than this is skipped and expired.
+    /// A waiting user silent for longer than this is abandoned (expired).
     pub abandon_after: Option<Duration>,
     /// Admissions and expiries per write; DynamoDB allows 100 items in one
     /// transaction and the event and head items need room too.
@@ -55,7 +55,7 @@ pub struct Admit {
     pub expires_at: Timestamp,
 }
 
-/// A waiting user skipped for not polling: expired with reason `timeout`,
+/// A waiting user abandoned for not polling: expired with reason `abandoned`,
 /// conditioned on not having polled since `silent_since`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Abandon {

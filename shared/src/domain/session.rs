@@ -62,8 +62,9 @@ impl SessionStatus {
 pub enum EndReason {
     /// The user called `:leave`.
     UserLeft,
-    /// A waiting user stopped polling for longer than the abandonment limit.
-    Timeout,
+    /// A waiting user stopped polling for longer than the abandonment limit
+    /// (`WAITING_ABANDON_SECONDS`): abandoned, the place given up.
+    Abandoned,
     /// An admitted user's stay ran out.
     Expired,
     CheckoutCompleted,
@@ -74,7 +75,7 @@ pub enum EndReason {
 impl EndReason {
     pub const ALL: [EndReason; 6] = [
         Self::UserLeft,
-        Self::Timeout,
+        Self::Abandoned,
         Self::Expired,
         Self::CheckoutCompleted,
         Self::CheckoutFailed,
@@ -84,7 +85,7 @@ impl EndReason {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::UserLeft => "user_left",
-            Self::Timeout => "timeout",
+            Self::Abandoned => "abandoned",
             Self::Expired => "expired",
             Self::CheckoutCompleted => "checkout_completed",
             Self::CheckoutFailed => "checkout_failed",
@@ -93,14 +94,19 @@ impl EndReason {
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == value)
+        match value {
+            // Its earlier name, still on sessions stored before the rename
+            // until their retention ends.
+            "timeout" => Some(Self::Abandoned),
+            _ => Self::ALL.into_iter().find(|r| r.as_str() == value),
+        }
     }
 
     /// The status a session ends in for this reason.
     pub fn final_status(self) -> SessionStatus {
         match self {
             Self::UserLeft => SessionStatus::Left,
-            Self::Timeout | Self::Expired | Self::CheckoutExpired => SessionStatus::Expired,
+            Self::Abandoned | Self::Expired | Self::CheckoutExpired => SessionStatus::Expired,
             Self::CheckoutCompleted => SessionStatus::Completed,
             Self::CheckoutFailed => SessionStatus::Failed,
         }
@@ -278,6 +284,12 @@ mod tests {
             assert!(reason.final_status().is_ended());
         }
         assert_eq!(SessionStatus::parse("waiting"), None);
+        assert_eq!(
+            EndReason::parse("timeout"),
+            Some(EndReason::Abandoned),
+            "sessions stored under the earlier name still read"
+        );
+        assert_eq!(EndReason::Abandoned.as_str(), "abandoned");
     }
 
     #[test]

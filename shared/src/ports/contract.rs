@@ -420,7 +420,7 @@ pub async fn abandoned_sessions_expire_only_if_still_silent<S: SessionStore>(sto
     );
     let gone = store.get_session(&fans[0].id).await.unwrap().unwrap();
     assert_eq!(gone.status, SessionStatus::Expired);
-    assert_eq!(gone.ending.unwrap().reason, EndReason::Timeout);
+    assert_eq!(gone.ending.unwrap().reason, EndReason::Abandoned);
     let counters = store.event_counters(&event, 1).await.unwrap();
     assert_eq!(
         (counters.abandoned, counters.active),

@@ -285,18 +285,19 @@ pub trait SessionStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// The body of a join message: what the granter needs to number the session
-/// and to admit it before the line index shows it.
+/// The body of a join message: a session that arrived in line, with what
+/// the granter needs to number it and to admit it before the line index
+/// shows it. (A "ticket" is only ever the number of a place in line.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct JoinTicket {
+pub struct Arrival {
     pub session_id: String,
     pub event_id: String,
     pub shard: u16,
     pub joined_at: u64,
 }
 
-impl JoinTicket {
+impl Arrival {
     pub fn for_session(session: &Session) -> Self {
         Self {
             session_id: session.id.to_string(),
@@ -320,7 +321,7 @@ pub struct WakeUp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum JoinQueueMessage {
-    Joined(JoinTicket),
+    Joined(Arrival),
     Wake(WakeUp),
 }
 
@@ -334,7 +335,7 @@ pub struct Delivery {
 
 pub trait JoinQueue: Send + Sync {
     /// Send to the shard's message group, deduplicated by session id.
-    fn send(&self, ticket: &JoinTicket) -> impl Future<Output = Result<(), QueueError>> + Send;
+    fn send(&self, arrival: &Arrival) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
 /// Where the granter hands a failed wake-up so it is retried apart from
@@ -550,8 +551,8 @@ impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
 }
 
 impl<T: JoinQueue> JoinQueue for std::sync::Arc<T> {
-    fn send(&self, ticket: &JoinTicket) -> impl Future<Output = Result<(), QueueError>> + Send {
-        (**self).send(ticket)
+    fn send(&self, arrival: &Arrival) -> impl Future<Output = Result<(), QueueError>> + Send {
+        (**self).send(arrival)
     }
 }
 

@@ -27,7 +27,7 @@ pub struct EventReport {
     pub left: u64,
     pub left_while_waiting: u64,
     pub expired: u64,
-    pub abandoned_while_waiting: u64,
+    pub abandoned: u64,
     pub completed: u64,
     pub failed: u64,
     /// The backlog hint: whether a freed slot wakes the granter.
@@ -61,7 +61,7 @@ pub async fn event_report<S: SessionStore>(
         left: counters.left + left_while_waiting,
         left_while_waiting,
         expired: counters.expired,
-        abandoned_while_waiting: counters.abandoned,
+        abandoned: counters.abandoned,
         completed: counters.completed,
         failed: counters.failed,
         backlog_armed: counters.backlog.armed,

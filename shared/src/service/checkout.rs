@@ -9,7 +9,7 @@ use crate::domain::{EndReason, Ending, EventId, Session, SessionId, UserId};
 use crate::ports::{Delivery, SessionStore};
 
 use super::ServiceError;
-use super::session_command::{EndsWhen, LeaveOutcome, SessionCommands};
+use super::session_command::{AppliesTo, Ended, SessionCommands};
 
 const MAX_ORDER_ID: usize = 128;
 const MAX_REASON: usize = 1024;
@@ -99,9 +99,13 @@ impl<S: SessionStore> CheckoutOutcomes<S> {
             order_id,
             detail,
         };
-        match self.commands.end(&session, &ending, EndsWhen::Active).await {
-            Ok(LeaveOutcome::Left) => OutcomeResult::Applied,
-            Ok(LeaveOutcome::AlreadyEnded(ended)) => self.late(&ended, &ending).await,
+        match self
+            .commands
+            .end(&session, &ending, AppliesTo::Active)
+            .await
+        {
+            Ok(Ended::Now) => OutcomeResult::Applied,
+            Ok(Ended::Before(ended)) => self.late(&ended, &ending).await,
             Err(ServiceError::SessionNotFound) => {
                 OutcomeResult::Rejected(format!("no session {session}"))
             }

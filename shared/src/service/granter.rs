@@ -471,18 +471,18 @@ impl<S: SessionStore> Granter<S> {
 /// for a wake-up). `None` for anything no part of the system sends.
 fn read_message(body: &str) -> Option<(EventId, Option<LineEntry>)> {
     match serde_json::from_str::<JoinQueueMessage>(body).ok()? {
-        JoinQueueMessage::Joined(ticket) => {
-            let session_id = SessionId::parse(&ticket.session_id).ok()?;
+        JoinQueueMessage::Joined(arrival) => {
+            let session_id = SessionId::parse(&arrival.session_id).ok()?;
             let event = session_id.event_id();
-            if event.as_str() != ticket.event_id {
+            if event.as_str() != arrival.event_id {
                 return None;
             }
-            let joined_at = Timestamp::from_millis(ticket.joined_at);
+            let joined_at = Timestamp::from_millis(arrival.joined_at);
             Some((
                 event,
                 Some(LineEntry {
                     session_id,
-                    shard: ticket.shard,
+                    shard: arrival.shard,
                     joined_at,
                     last_seen_at: joined_at,
                     ticket: None,

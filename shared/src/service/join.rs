@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::domain::line::{JOIN_WRITE_WINDOW, shard_for};
 use crate::domain::{Clock, EventId, IdempotencyKey, Session, SessionId, SessionStatus, UserId};
-use crate::ports::{Claim, Discard, IdSource, JoinQueue, JoinTicket, SessionStore};
+use crate::ports::{Arrival, Claim, Discard, IdSource, JoinQueue, SessionStore};
 
 use super::{MAX_ATTEMPTS, ServiceError};
 
@@ -164,7 +164,7 @@ impl<S: SessionStore, Q: JoinQueue> JoinService<S, Q> {
         session: Session,
         key: &IdempotencyKey,
     ) -> Result<JoinOutcome, ServiceError> {
-        let Err(send_error) = self.queue.send(&JoinTicket::for_session(&session)).await else {
+        let Err(send_error) = self.queue.send(&Arrival::for_session(&session)).await else {
             return Ok(JoinOutcome::Created(session));
         };
         tracing::warn!(session = %session.id, error = %send_error, "join message not sent; undoing the join");
@@ -189,7 +189,7 @@ impl<S: SessionStore, Q: JoinQueue> JoinService<S, Q> {
     /// queue sends it now. SQS drops the duplicate when the first did arrive.
     async fn resend_if_unnumbered(&self, session: &Session) -> Result<(), ServiceError> {
         if session.status == SessionStatus::Waiting && session.ticket.is_none() {
-            self.queue.send(&JoinTicket::for_session(session)).await?;
+            self.queue.send(&Arrival::for_session(session)).await?;
         }
         Ok(())
     }

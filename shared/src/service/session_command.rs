@@ -10,16 +10,19 @@ use crate::ports::{EndFrom, EndOutcome, SessionStore, StoreError, Touch};
 use super::granter::contention_pause;
 use super::{MAX_ATTEMPTS, ServiceError};
 
+/// What a leave or a checkout outcome did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeaveOutcome {
-    Left,
+pub enum Ended {
+    /// It ended now, by this call (its slot or place given back).
+    Now,
     /// It had ended before (left, expired, completed): nothing changed.
-    AlreadyEnded(Box<Session>),
+    Before(Box<Session>),
 }
 
-/// Which sessions an ending may apply to.
+/// Which sessions an ending applies to (the store's `EndFrom` is then the
+/// one state its write is conditioned on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndsWhen {
+pub enum AppliesTo {
     /// Waiting or active (a leave).
     Live,
     /// Active only (a checkout outcome): a waiting session cannot have one.
@@ -80,17 +83,17 @@ impl<S: SessionStore> SessionCommands<S> {
 
     /// End the session and give back its slot (or place) in the same write,
     /// exactly once however often or concurrently it is called.
-    pub async fn leave(&self, id: &SessionId) -> Result<LeaveOutcome, ServiceError> {
+    pub async fn leave(&self, id: &SessionId) -> Result<Ended, ServiceError> {
         let ending = Ending::new(EndReason::UserLeft, self.clock.now());
-        self.end(id, &ending, EndsWhen::Live).await
+        self.end(id, &ending, AppliesTo::Live).await
     }
 
     pub async fn end(
         &self,
         id: &SessionId,
         ending: &Ending,
-        when: EndsWhen,
-    ) -> Result<LeaveOutcome, ServiceError> {
+        applies_to: AppliesTo,
+    ) -> Result<Ended, ServiceError> {
         let retain_until = ending.ended_at.plus(self.ended_retention);
         // Most sessions that end are active: try that first, and learn the
         // real state from the failed condition otherwise.
@@ -107,12 +110,12 @@ impl<S: SessionStore> SessionCommands<S> {
                 Err(err) => return Err(err.into()),
             };
             match outcome {
-                EndOutcome::Ended => return Ok(LeaveOutcome::Left),
+                EndOutcome::Ended => return Ok(Ended::Now),
                 EndOutcome::NotAsExpected(None) => return Err(ServiceError::SessionNotFound),
                 EndOutcome::NotAsExpected(Some(current)) => match EndFrom::of(&current) {
-                    None => return Ok(LeaveOutcome::AlreadyEnded(current)),
+                    None => return Ok(Ended::Before(current)),
                     Some(EndFrom::Active) => from = EndFrom::Active,
-                    Some(_) if when == EndsWhen::Active => {
+                    Some(_) if applies_to == AppliesTo::Active => {
                         return Err(ServiceError::NotActive(current));
                     }
                     Some(actual) => from = actual,

@@ -15,7 +15,7 @@ use crate::token::AdmissionSigner;
 use super::ServiceError;
 use super::granter::{Granter, Wake};
 use super::join::{JoinOutcome, JoinService};
-use super::session_command::{LeaveOutcome, SessionCommands};
+use super::session_command::{Ended, SessionCommands};
 use super::status::StatusService;
 
 struct World {
@@ -304,7 +304,7 @@ async fn the_granter_admits_up_to_capacity_in_join_order_and_numbers_the_rest() 
     // Five leave; the stream would wake the granter: the next five go in.
     let commands = world.commands();
     for id in &ids[..5] {
-        assert_eq!(commands.leave(id).await.unwrap(), LeaveOutcome::Left);
+        assert_eq!(commands.leave(id).await.unwrap(), Ended::Now);
     }
     granter.advance(&event(), Wake::default()).await.unwrap();
     for (place, id) in ids.iter().enumerate() {
@@ -446,7 +446,7 @@ async fn concurrent_leaves_end_a_session_once() {
     let outcomes = futures::future::join_all(leaves).await;
     let left = outcomes
         .iter()
-        .filter(|o| matches!(o, Ok(LeaveOutcome::Left)))
+        .filter(|o| matches!(o, Ok(Ended::Now)))
         .count();
     assert_eq!(left, 1);
     let counters = world.store.event_counters(&event(), 1).await.unwrap();
@@ -461,10 +461,10 @@ async fn heartbeat_and_leave_answer_for_unknown_and_ended_sessions() {
     world.clock.advance(Duration::from_secs(5));
     let touched = commands.heartbeat(&id).await.unwrap();
     assert_eq!(touched.last_seen_at, world.clock.now());
-    assert_eq!(commands.leave(&id).await.unwrap(), LeaveOutcome::Left);
+    assert_eq!(commands.leave(&id).await.unwrap(), Ended::Now);
     assert!(matches!(
         commands.leave(&id).await.unwrap(),
-        LeaveOutcome::AlreadyEnded(_)
+        Ended::Before(_)
     ));
     assert!(matches!(
         commands.heartbeat(&id).await,

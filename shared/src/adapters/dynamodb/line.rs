@@ -225,13 +225,13 @@ impl DynamoStore {
             writes.push(self.transact_update(
                 Write::new(
                     layout::session_key(&abandon.session_id),
-                    "SET #status = :expired, #endedAt = :now, #endReason = :timeout, #ttl = :ttl REMOVE #lineKey, #place",
+                    "SET #status = :expired, #endedAt = :now, #endReason = :abandoned, #ttl = :ttl REMOVE #lineKey, #place",
                 )
                 .when("#status = :waiting AND #lastSeenAt <= :silent")
                 .value(":waiting", s(WAITING))
                 .value(":expired", s(SessionStatus::Expired.as_str()))
                 .value(":now", n(plan.now.as_millis()))
-                .value(":timeout", s(EndReason::Timeout.as_str()))
+                .value(":abandoned", s(EndReason::Abandoned.as_str()))
                 .value(":ttl", ttl_value(retain_until))
                 .value(":silent", n(abandon.silent_since.as_millis())),
             )?);

@@ -1,11 +1,7 @@
-//! The DynamoDB store keeps the same contract as the in-memory one.
+//! The DynamoDB store keeps the same contract as the in-memory one: each
+//! check of `waiting_room::ports::contract` is a test of its own here,
+//! against the emulator.
 
 use integration_tests::Stack;
-use waiting_room::ports::contract;
 
-#[tokio::test]
-async fn the_dynamodb_store_keeps_the_contract() {
-    let stack = Stack::new("contract").await;
-    contract::run_all(&stack.store()).await;
-    stack.tear_down().await;
-}
+waiting_room::store_contract_tests!(Stack::new("contract"), Stack::store, Stack::tear_down);

@@ -756,26 +756,79 @@ pub async fn a_late_purchase_is_recorded_once<S: SessionStore>(store: &S) {
     );
 }
 
-pub async fn run_all<S: SessionStore>(store: &S) {
-    claims_make_join_idempotent(store).await;
-    a_join_is_in_line_at_once_in_place_order(store).await;
-    a_waiting_session_can_be_discarded(store).await;
-    touch_records_presence_of_live_sessions_only(store).await;
-    admission_takes_slots_moves_heads_and_counts_exactly(store).await;
-    a_stale_plan_writes_nothing(store).await;
-    abandoned_sessions_expire_only_if_still_silent(store).await;
-    numbering_is_consecutive_and_once(store).await;
-    expiry_is_found_by_index_and_happens_once(store).await;
-    an_overdue_stay_is_never_extended(store).await;
-    the_backlog_hint_never_hides_a_freed_slot(store).await;
-    events_are_listed_and_their_capacity_stored_once(store).await;
-    a_late_purchase_is_recorded_once(store).await;
+/// One test per check of the contract, so a failure of one hides none of
+/// the others. `$store` makes a fresh store (an async expression), `$of`
+/// turns what it made into the store checked, and `$done` tidies up after a
+/// check that passed (a failed one leaves its resources for a look).
+///
+/// ```ignore
+/// waiting_room::store_contract_tests!(async { Arc::new(MemoryStore::new()) }, Arc::clone, |_| async {});
+/// ```
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($store:expr, $of:expr, $done:expr) => {
+        $crate::store_contract_tests!(@each $store, $of, $done;
+            claims_make_join_idempotent,
+            a_join_is_in_line_at_once_in_place_order,
+            a_waiting_session_can_be_discarded,
+            touch_records_presence_of_live_sessions_only,
+            admission_takes_slots_moves_heads_and_counts_exactly,
+            a_stale_plan_writes_nothing,
+            abandoned_sessions_expire_only_if_still_silent,
+            numbering_is_consecutive_and_once,
+            expiry_is_found_by_index_and_happens_once,
+            an_overdue_stay_is_never_extended,
+            the_backlog_hint_never_hides_a_freed_slot,
+            events_are_listed_and_their_capacity_stored_once,
+            a_late_purchase_is_recorded_once,
+        );
+    };
+    (@each $store:expr, $of:expr, $done:expr; $($check:ident,)*) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let made = ($store).await;
+                $crate::ports::contract::$check(&($of)(&made)).await;
+                ($done)(made).await;
+            }
+        )*
+    };
 }
 
 #[cfg(test)]
 mod tests {
-    #[tokio::test]
-    async fn the_memory_store_keeps_the_contract() {
-        super::run_all(&crate::adapters::memory::MemoryStore::new()).await;
+    use std::sync::Arc;
+
+    use crate::adapters::memory::MemoryStore;
+
+    crate::store_contract_tests!(
+        async { Arc::new(MemoryStore::new()) },
+        Arc::clone,
+        |_| async {}
+    );
+
+    /// A check written but left out of the macro's list would run nowhere.
+    #[test]
+    fn every_check_is_in_the_list() {
+        let source = include_str!("contract.rs");
+        let written: Vec<&str> = source
+            .lines()
+            .filter(|l| l.ends_with("<S: SessionStore>(store: &S) {"))
+            .filter_map(|l| l.strip_prefix("pub async fn "))
+            .map(|l| l.split('<').next().unwrap())
+            .collect();
+        let listed: Vec<&str> = source
+            .split_once("(@each $store, $of, $done;\n")
+            .unwrap()
+            .1
+            .split_once(");")
+            .unwrap()
+            .0
+            .lines()
+            .map(|l| l.trim().trim_end_matches(','))
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(written.len(), 13);
+        assert_eq!(written, listed);
     }
 }

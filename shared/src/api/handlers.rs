@@ -9,6 +9,7 @@ use super::json::{ApiError, SessionBody, empty_response, json_response};
 use super::{BASE_PATH, Route, not_served, route};
 use crate::domain::{EventId, IdempotencyKey, SessionId, SessionStatus, UserId};
 use crate::ports::{JoinQueue, SessionStore};
+use crate::service::ServiceError;
 use crate::service::join::JoinService;
 use crate::service::session_command::SessionCommands;
 use crate::service::status::StatusService;
@@ -52,8 +53,27 @@ pub async fn join<S: SessionStore, Q: JoinQueue>(
             }
             response
         }
-        Err(err) => ApiError::from(err).into_response(),
+        Err(err) => failed(err),
     }
+}
+
+/// A service's failure as its answer, logged here once: the failures a
+/// fan cannot cause (a dependency down, write conflicts, a bug) at WARN or
+/// ERROR; the others are answers, not incidents.
+fn failed(err: ServiceError) -> Response<Body> {
+    match &err {
+        ServiceError::JoinUnconfirmed { detail, .. } => {
+            tracing::warn!(%detail, "join not confirmed")
+        }
+        ServiceError::Unavailable(detail) => tracing::warn!(%detail, "dependency unavailable"),
+        ServiceError::Contention => tracing::warn!("gave up after repeated write conflicts"),
+        ServiceError::Internal(detail) => tracing::error!(%detail, "internal error"),
+        ServiceError::SessionNotFound
+        | ServiceError::SessionEnded(_)
+        | ServiceError::NotActive(_)
+        | ServiceError::AlreadyJoined => {}
+    }
+    ApiError::from(err).into_response()
 }
 
 /// `GET /.well-known/jwks.json`. Public keys change only on rotation, so
@@ -95,7 +115,7 @@ pub async fn status<S: SessionStore>(
             }
             response
         }
-        Err(err) => ApiError::from(err).into_response(),
+        Err(err) => failed(err),
     }
 }
 
@@ -120,7 +140,7 @@ pub async fn session_command<S: SessionStore>(
     };
     match outcome {
         Ok(()) => empty_response(StatusCode::NO_CONTENT),
-        Err(err) => ApiError::from(err).into_response(),
+        Err(err) => failed(err),
     }
 }
 

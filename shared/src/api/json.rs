@@ -202,6 +202,8 @@ impl ApiError {
     }
 }
 
+/// The answer for a service's failure. Pure: the handler that met the
+/// failure logs it (`handlers::failed`), with its context.
 impl From<ServiceError> for ApiError {
     fn from(err: ServiceError) -> Self {
         match err {
@@ -217,22 +219,9 @@ impl From<ServiceError> for ApiError {
                 err
             }
             ServiceError::AlreadyJoined => Self::already_joined(),
-            ServiceError::JoinUnconfirmed { key, detail } => {
-                tracing::warn!(%detail, "join not confirmed");
-                Self::join_unconfirmed(&key)
-            }
-            ServiceError::Unavailable(detail) => {
-                tracing::warn!(%detail, "dependency unavailable");
-                Self::unavailable()
-            }
-            ServiceError::Contention => {
-                tracing::warn!("gave up after repeated write conflicts");
-                Self::unavailable()
-            }
-            ServiceError::Internal(detail) => {
-                tracing::error!(%detail, "internal error");
-                Self::internal()
-            }
+            ServiceError::JoinUnconfirmed { key, .. } => Self::join_unconfirmed(&key),
+            ServiceError::Unavailable(_) | ServiceError::Contention => Self::unavailable(),
+            ServiceError::Internal(_) => Self::internal(),
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use crate::domain::{EndReason, Ending, EventId, Session, SessionId, UserId};
+use crate::domain::{EndReason, Ending, EventId, InvalidId, Session, SessionId, UserId};
 use crate::ports::{Delivery, SessionStore};
 
 use super::ServiceError;
@@ -37,50 +37,74 @@ pub enum OutcomeResult {
     AppliedLate,
     /// The session had ended already (a duplicate, or a later outcome).
     AlreadyEnded,
-    /// Can never apply (malformed, unknown session, not admitted): it goes
-    /// to the dead-letter queue after the queue's retries.
-    Rejected(String),
+    /// Can never apply: it goes to the dead-letter queue after the queue's
+    /// retries.
+    Rejected(Refusal),
     /// A dependency failed: try again.
     Retry(ServiceError),
 }
 
-fn reason_of(kind: &str) -> Option<EndReason> {
-    match kind {
-        "CHECKOUT_COMPLETED" => Some(EndReason::CheckoutCompleted),
-        "CHECKOUT_FAILED" => Some(EndReason::CheckoutFailed),
-        "CHECKOUT_EXPIRED" => Some(EndReason::CheckoutExpired),
-        _ => None,
-    }
+/// Why an outcome message can never apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("not an outcome message: {0}")]
+    NotAnOutcome(String),
+    #[error("unknown type {0:?}")]
+    UnknownType(String),
+    #[error(transparent)]
+    InvalidId(#[from] InvalidId),
+    #[error("{0} is too long or not printable")]
+    Unprintable(&'static str),
+    #[error("event_id does not match the session")]
+    OtherEvent,
+    #[error("no session {0}")]
+    NoSuchSession(SessionId),
+    #[error("session {0} is {1}, not admitted")]
+    NotAdmitted(SessionId, &'static str),
 }
 
-fn parse(body: &str) -> Result<(SessionId, EndReason, Option<String>, Option<String>), String> {
-    let message: OutcomeMessage =
-        serde_json::from_str(body).map_err(|e| format!("not an outcome message: {e}"))?;
-    let reason =
-        reason_of(&message.kind).ok_or_else(|| format!("unknown type {:?}", message.kind))?;
-    let session = SessionId::parse(&message.session_id).map_err(|e| e.to_string())?;
-    let event = EventId::parse(&message.event_id).map_err(|e| e.to_string())?;
-    if session.event_id() != event {
-        return Err("event_id does not match the session".into());
+/// An outcome message, checked: which session it ends, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutOutcome {
+    pub session: SessionId,
+    pub reason: EndReason,
+    pub order_id: Option<String>,
+    /// The checkout's own words on why (a failure's cause).
+    pub detail: Option<String>,
+}
+
+impl CheckoutOutcome {
+    pub fn parse(body: &str) -> Result<Self, Refusal> {
+        let message: OutcomeMessage =
+            serde_json::from_str(body).map_err(|e| Refusal::NotAnOutcome(e.to_string()))?;
+        let reason = match message.kind.as_str() {
+            "CHECKOUT_COMPLETED" => EndReason::CheckoutCompleted,
+            "CHECKOUT_FAILED" => EndReason::CheckoutFailed,
+            "CHECKOUT_EXPIRED" => EndReason::CheckoutExpired,
+            _ => return Err(Refusal::UnknownType(message.kind)),
+        };
+        let session = SessionId::parse(&message.session_id)?;
+        if session.event_id() != EventId::parse(&message.event_id)? {
+            return Err(Refusal::OtherEvent);
+        }
+        UserId::parse(&message.user_id)?;
+        let printable = |text: &Option<String>, max: usize| {
+            text.as_ref()
+                .is_none_or(|t| t.len() <= max && !t.chars().any(char::is_control))
+        };
+        if !printable(&message.order_id, MAX_ORDER_ID) {
+            return Err(Refusal::Unprintable("order_id"));
+        }
+        if !printable(&message.reason, MAX_REASON) {
+            return Err(Refusal::Unprintable("reason"));
+        }
+        Ok(Self {
+            session,
+            reason,
+            order_id: message.order_id,
+            detail: message.reason,
+        })
     }
-    UserId::parse(&message.user_id).map_err(|e| e.to_string())?;
-    let printable =
-        |text: &String, max: usize| text.len() <= max && !text.chars().any(char::is_control);
-    if message
-        .order_id
-        .as_ref()
-        .is_some_and(|o| !printable(o, MAX_ORDER_ID))
-    {
-        return Err("order_id is too long or not printable".into());
-    }
-    if message
-        .reason
-        .as_ref()
-        .is_some_and(|r| !printable(r, MAX_REASON))
-    {
-        return Err("reason is too long or not printable".into());
-    }
-    Ok((session, reason, message.order_id, message.reason))
 }
 
 pub struct CheckoutOutcomes<S> {
@@ -89,16 +113,17 @@ pub struct CheckoutOutcomes<S> {
 
 impl<S: SessionStore> CheckoutOutcomes<S> {
     pub async fn apply(&self, body: &str) -> OutcomeResult {
-        let (session, reason, order_id, detail) = match parse(body) {
-            Ok(parsed) => parsed,
-            Err(problem) => return OutcomeResult::Rejected(problem),
+        let outcome = match CheckoutOutcome::parse(body) {
+            Ok(outcome) => outcome,
+            Err(refusal) => return OutcomeResult::Rejected(refusal),
         };
         let ending = Ending {
             ended_at: self.commands.clock.now(),
-            reason,
-            order_id,
-            detail,
+            reason: outcome.reason,
+            order_id: outcome.order_id,
+            detail: outcome.detail,
         };
+        let session = outcome.session;
         match self
             .commands
             .end(&session, &ending, AppliesTo::Active)
@@ -107,12 +132,11 @@ impl<S: SessionStore> CheckoutOutcomes<S> {
             Ok(Ended::Now) => OutcomeResult::Applied,
             Ok(Ended::Before(ended)) => self.late(&ended, &ending).await,
             Err(ServiceError::SessionNotFound) => {
-                OutcomeResult::Rejected(format!("no session {session}"))
+                OutcomeResult::Rejected(Refusal::NoSuchSession(session))
             }
-            Err(ServiceError::NotActive(current)) => OutcomeResult::Rejected(format!(
-                "session {session} is {}, not admitted",
-                current.status.as_str()
-            )),
+            Err(ServiceError::NotActive(current)) => {
+                OutcomeResult::Rejected(Refusal::NotAdmitted(session, current.status.as_str()))
+            }
             Err(err) => OutcomeResult::Retry(err),
         }
     }
@@ -154,8 +178,8 @@ impl<S: SessionStore> CheckoutOutcomes<S> {
                 OutcomeResult::Applied
                 | OutcomeResult::AppliedLate
                 | OutcomeResult::AlreadyEnded => {}
-                OutcomeResult::Rejected(problem) => {
-                    tracing::error!(message_id = %delivery.message_id, %problem, "checkout outcome refused; it will reach the dead-letter queue");
+                OutcomeResult::Rejected(refusal) => {
+                    tracing::error!(message_id = %delivery.message_id, %refusal, "checkout outcome refused; it will reach the dead-letter queue");
                     failed.push(delivery.message_id.clone());
                 }
                 OutcomeResult::Retry(err) => {
@@ -165,5 +189,61 @@ impl<S: SessionStore> CheckoutOutcomes<S> {
             }
         }
         failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const SESSION: &str = "E1.aaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    fn body(changes: serde_json::Value) -> String {
+        let mut message = json!({"type": "CHECKOUT_COMPLETED", "session_id": SESSION, "event_id": "E1", "user_id": "U1", "order_id": "o-1"});
+        for (field, value) in changes.as_object().unwrap() {
+            message[field] = value.clone();
+        }
+        message.to_string()
+    }
+
+    #[test]
+    fn a_well_formed_outcome_names_its_session_and_reason() {
+        let outcome = CheckoutOutcome::parse(&body(json!({"reason": "paid"}))).unwrap();
+        assert_eq!(outcome.session.to_string(), SESSION);
+        assert_eq!(outcome.reason, EndReason::CheckoutCompleted);
+        assert_eq!(
+            (outcome.order_id.as_deref(), outcome.detail.as_deref()),
+            (Some("o-1"), Some("paid"))
+        );
+    }
+
+    #[test]
+    fn each_malformed_outcome_is_refused_for_its_own_reason() {
+        let refused = |changes| CheckoutOutcome::parse(&body(changes)).unwrap_err();
+        assert!(matches!(
+            CheckoutOutcome::parse("{"),
+            Err(Refusal::NotAnOutcome(_))
+        ));
+        assert_eq!(
+            refused(json!({"type": "CHECKOUT_MAYBE"})),
+            Refusal::UnknownType("CHECKOUT_MAYBE".into())
+        );
+        assert!(
+            matches!(refused(json!({"session_id": "E1"})), Refusal::InvalidId(e) if e.field == "sessionId")
+        );
+        assert_eq!(refused(json!({"event_id": "E2"})), Refusal::OtherEvent);
+        assert!(
+            matches!(refused(json!({"user_id": ""})), Refusal::InvalidId(e) if e.field == "userId")
+        );
+        assert_eq!(
+            refused(json!({"order_id": "o\n1"})),
+            Refusal::Unprintable("order_id")
+        );
+        assert_eq!(
+            refused(json!({"reason": "x".repeat(MAX_REASON + 1)})),
+            Refusal::Unprintable("reason")
+        );
     }
 }

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use waiting_room::adapters::aws::{dynamodb_client, sdk_config_for, sns_client, sqs_client};
 use waiting_room::adapters::dynamodb::DynamoStore;
-use waiting_room::config::{self, LifecycleSettings, LineSettings};
+use waiting_room::adapters::provision::{Clients, ResourceNames, provision};
 use waiting_room::domain::EventId;
+use waiting_room::domain::token::AdmissionSigner;
 use waiting_room::ports::SessionStore;
-use waiting_room::provision::{Clients, ResourceNames, provision};
 use waiting_room::service::admin::event_report;
-use waiting_room::token::AdmissionSigner;
+use waiting_room::setup::config::{self, LifecycleSettings, LineSettings};
 
 #[derive(Parser)]
 #[command(version, about = "Operate a waiting room deployment")]

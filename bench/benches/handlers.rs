@@ -12,12 +12,12 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 use waiting_room::adapters::memory::{MemoryQueue, MemoryStore};
 use waiting_room::domain::admission::AdmissionPolicy;
+use waiting_room::domain::token::AdmissionSigner;
 use waiting_room::domain::{EventId, SessionId, SystemClock, UserId};
 use waiting_room::ports::{OsRandom, QueueConsumer};
 use waiting_room::service::granter::Granter;
 use waiting_room::service::join::JoinService;
 use waiting_room::service::status::StatusService;
-use waiting_room::token::AdmissionSigner;
 
 struct World {
     store: Arc<MemoryStore>,

@@ -14,7 +14,6 @@ use waiting_room::adapters::dynamodb::DynamoStore;
 use waiting_room::adapters::sns::SnsEventSink;
 use waiting_room::adapters::sqs::{SqsQuarantine, SqsQueue};
 use waiting_room::adapters::streams::{StartAt, TableStreamReader};
-use waiting_room::config::process_env;
 use waiting_room::domain::{
     EventId, IdempotencyKey, SessionId, SessionStatus, SystemClock, UserId,
 };
@@ -25,7 +24,8 @@ use waiting_room::service::join::JoinService;
 use waiting_room::service::publisher::Publisher;
 use waiting_room::service::session_command::SessionCommands;
 use waiting_room::service::status::StatusService;
-use waiting_room::wiring::{
+use waiting_room::setup::config::process_env;
+use waiting_room::setup::wiring::{
     self, CommandSettings, GranterSettings, JoinSettings, PublisherSettings, StatusSettings,
 };
 

@@ -208,7 +208,7 @@ pub fn stream_event(image: &Value, n: usize) -> Value {
 
 /// The binaries of every function in `target/release`.
 pub fn binaries(release_dir: &Path) -> HashMap<&'static str, PathBuf> {
-    waiting_room::wiring::FUNCTIONS
+    waiting_room::setup::wiring::FUNCTIONS
         .iter()
         .map(|name| (*name, release_dir.join(name)))
         .collect()

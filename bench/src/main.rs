@@ -19,10 +19,10 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use waiting_room::adapters::aws::sdk_config;
 use waiting_room::adapters::dynamodb::DynamoStore;
-use waiting_room::config::process_env;
 use waiting_room::domain::SessionId;
 use waiting_room::ports::{Arrival, SessionStore};
-use waiting_room::wiring::JoinSettings;
+use waiting_room::setup::config::process_env;
+use waiting_room::setup::wiring::JoinSettings;
 
 #[derive(Parser)]
 #[command(about = "Benchmarks of the waiting room (see bench/RESULTS.md)")]
@@ -430,7 +430,7 @@ fn mib(bytes: u64) -> String {
 /// The sessions the join function created for `fan-0..count`, found again
 /// through a join of the same users with the same keys (same sessions).
 async fn joined_sessions(event: &str, count: usize) -> Result<Vec<SessionId>, BoxError> {
-    let join = waiting_room::wiring::join_service().await?;
+    let join = waiting_room::setup::wiring::join_service().await?;
     let event = waiting_room::domain::EventId::parse(event)?;
     let mut sessions = Vec::with_capacity(count);
     for n in 0..count {
@@ -665,7 +665,7 @@ fn write_cost(out: &mut String, calls: &Calls, quiet: (f64, f64, f64), admitted:
         http_requests: 1.0,
         ..Usage::default()
     };
-    let abandon = waiting_room::config::LifecycleSettings::from_env(&process_env())
+    let abandon = waiting_room::setup::config::LifecycleSettings::from_env(&process_env())
         .ok()
         .and_then(|l| l.abandon_after);
     let mut rows = Vec::new();

@@ -18,18 +18,21 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use waiting_room::adapters::dynamodb::DynamoStore;
 use waiting_room::adapters::dynamodb::items::decode_session;
+use waiting_room::adapters::provision::{
+    Clients, Provisioned, ResourceNames, provision, tear_down,
+};
 use waiting_room::adapters::sns::SnsEventSink;
 use waiting_room::adapters::sqs::{SqsQuarantine, SqsQueue};
 use waiting_room::adapters::streams::{StartAt, TableStreamReader};
-use waiting_room::config::LifecycleSettings;
 use waiting_room::domain::{Session, SessionStatus, SystemClock};
 use waiting_room::ports::OsRandom;
-use waiting_room::provision::{Clients, Provisioned, ResourceNames, provision, tear_down};
 use waiting_room::runtime::granter::{poll_join_queue, poll_table_stream};
 use waiting_room::service::granter::FrontCache;
 use waiting_room::service::sweeper::Reconciler;
+use waiting_room::setup::config::LifecycleSettings;
 
 use crate::recording::CallLog;
+use waiting_room::domain::token::{AdmissionSigner, TokenVerifier};
 use waiting_room::service::admission_check::AdmissionCheck;
 use waiting_room::service::cache::TtlCache;
 use waiting_room::service::checkout::CheckoutOutcomes;
@@ -39,8 +42,7 @@ use waiting_room::service::publisher::Publisher;
 use waiting_room::service::session_command::SessionCommands;
 use waiting_room::service::status::StatusService;
 use waiting_room::service::sweeper::Sweeper;
-use waiting_room::token::{AdmissionSigner, TokenVerifier};
-use waiting_room::wiring::admission_policy;
+use waiting_room::setup::wiring::admission_policy;
 
 /// The emulator the tests talk to (see `emulator` for how it is chosen).
 pub async fn emulator_endpoint() -> String {

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use waiting_room::adapters::dynamodb::layout;
-use waiting_room::provision::{self, ResourceNames};
-use waiting_room::wiring::{FUNCTIONS, variables_read};
+use waiting_room::adapters::provision::{self, ResourceNames};
+use waiting_room::setup::wiring::{FUNCTIONS, variables_read};
 use yaml_rust2::{Yaml, YamlLoader};
 
 fn root() -> &'static Path {

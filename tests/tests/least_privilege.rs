@@ -16,13 +16,13 @@ use integration_tests::proxy::FaultProxy;
 use integration_tests::recording::{Call, suite_calls};
 use integration_tests::{Stack, emulator_endpoint};
 use waiting_room::adapters::sqs::SqsQueue;
-use waiting_room::config::LifecycleSettings;
 use waiting_room::domain::changes::UnreadableRecord;
 use waiting_room::domain::{EventId, IdempotencyKey, SessionStatus, StreamRecord, UserId};
 use waiting_room::ports::{Delivery, QueueConsumer, SessionStore};
 use waiting_room::runtime::granter::{handle_batch, handle_stream};
 use waiting_room::service::granter::Wake;
-use waiting_room::wiring::FUNCTIONS;
+use waiting_room::setup::config::LifecycleSettings;
+use waiting_room::setup::wiring::FUNCTIONS;
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// An IAM grant: action and resource, the resource as the template names it

@@ -10,13 +10,13 @@ use integration_tests::{Stack, eventually, lifecycle};
 use serde_json::{Value, json};
 use waiting_room::adapters::sqs::SqsQueue;
 use waiting_room::adapters::streams::StartAt;
-use waiting_room::config::LifecycleSettings;
+use waiting_room::domain::token::{AdmissionClaims, AdmissionSigner};
 use waiting_room::domain::{EndReason, EventId, Session, SessionId, SessionStatus, UserId};
 use waiting_room::ports::SessionStore;
 use waiting_room::runtime::authorizer::authorize;
 use waiting_room::runtime::checkout::poll_queue;
 use waiting_room::runtime::publisher::poll_table_stream;
-use waiting_room::token::{AdmissionClaims, AdmissionSigner};
+use waiting_room::setup::config::LifecycleSettings;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 

@@ -6,10 +6,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use waiting_room::domain::token::{
+    self, AdmissionClaims, AdmissionSigner, TokenError, TokenVerifier,
+};
 use waiting_room::domain::{
     Admission, EventId, Session, SessionId, SessionStatus, Timestamp, UserId,
 };
-use waiting_room::token::{self, AdmissionClaims, AdmissionSigner, TokenError, TokenVerifier};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -389,7 +389,7 @@ fn granter<S>(store: S, world: &Arc<World>, config: &SimConfig) -> Granter<S> {
             active_stay: ACTIVE_STAY,
             // Simulated users keep polling: nobody is abandoned.
             abandon_after: None,
-            max_changes_per_write: waiting_room::wiring::ADMISSIONS_PER_WRITE,
+            max_changes_per_write: waiting_room::setup::wiring::ADMISSIONS_PER_WRITE,
         },
         line_shards: config.line_shards,
         ended_retention: ENDED_RETENTION,
@@ -497,7 +497,7 @@ async fn sweep(run: Arc<Run>) {
     };
     let sweeper = Sweeper {
         commands: commands(run.store.clone()),
-        page: waiting_room::wiring::SWEEP_PAGE,
+        page: waiting_room::setup::wiring::SWEEP_PAGE,
     };
     let reconciler = Reconciler {
         granter: granter(run.store.clone(), &run.world, &run.config),

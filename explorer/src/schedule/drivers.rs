@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use waiting_room::domain::admission::AdmissionPolicy;
+use waiting_room::domain::token::AdmissionSigner;
 use waiting_room::domain::{Change, EventId, StayPolicy, StreamRecord};
 use waiting_room::ports::{Delivery, QueueConsumer, SessionStore};
 use waiting_room::runtime::granter::{handle_batch, handle_stream};
@@ -19,7 +20,6 @@ use waiting_room::service::granter::{FrontCache, Granter, Wake};
 use waiting_room::service::publisher::Publisher;
 use waiting_room::service::session_command::SessionCommands;
 use waiting_room::service::sweeper::{Reconciler, Sweeper};
-use waiting_room::token::AdmissionSigner;
 
 use super::gates::{GatedQuarantine, GatedQueue, GatedSink, GatedStore, LAMBDA_TIMEOUT};
 use super::scenario::Switch;
@@ -35,7 +35,7 @@ pub fn policy(world: &World) -> AdmissionPolicy {
         default_capacity: 1,
         active_stay: world.scenario.stay,
         abandon_after: Some(world.scenario.abandon_after),
-        max_changes_per_write: waiting_room::wiring::ADMISSIONS_PER_WRITE,
+        max_changes_per_write: waiting_room::setup::wiring::ADMISSIONS_PER_WRITE,
     }
 }
 

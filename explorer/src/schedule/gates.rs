@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use waiting_room::adapters::memory::MemoryStore;
 use waiting_room::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
+use waiting_room::domain::events::DomainEvent;
 use waiting_room::domain::{
     EndReason, Ending, EventCounters, EventId, LineEntry, Session, SessionId, TicketCounter,
     Timestamp,
 };
-use waiting_room::events::DomainEvent;
 use waiting_room::ports::{
     Arrival, Claim, Discard, EndFrom, EndOutcome, EventSink, Expiry, JoinQueue, Quarantine,
     QueueError, SessionStore, StoreError, Touch, WakeQueue, WriteOutcome,

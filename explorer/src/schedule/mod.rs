@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use waiting_room::domain::SessionId;
+use waiting_room::domain::token::AdmissionSigner;
 use waiting_room::ports::JoinQueueMessage;
-use waiting_room::token::AdmissionSigner;
 
 pub use self::checks::{Invariant, Violation};
 pub use self::scenario::{Scenario, Switch};

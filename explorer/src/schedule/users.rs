@@ -21,7 +21,7 @@ const PATIENCE: Duration = Duration::from_secs(20 * 60);
 /// The status function's instances: polls are answered by any of them.
 pub fn status_instances(
     world: &Arc<World>,
-    signer: &waiting_room::token::AdmissionSigner,
+    signer: &waiting_room::domain::token::AdmissionSigner,
 ) -> Vec<StatusService<GatedStore>> {
     (0..3)
         .map(|n| {

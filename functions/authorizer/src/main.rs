@@ -4,7 +4,7 @@
 use serde_json::Value;
 use waiting_room::runtime::authorizer::authorize;
 use waiting_room::runtime::serve;
-use waiting_room::{telemetry, wiring};
+use waiting_room::{setup::telemetry, setup::wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

@@ -4,7 +4,7 @@
 use waiting_room::runtime::Shutdown;
 use waiting_room::runtime::checkout::{handle_lambda_event, poll_queue};
 use waiting_room::runtime::serve::{self, Mode};
-use waiting_room::{telemetry, wiring};
+use waiting_room::{setup::telemetry, setup::wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

@@ -5,7 +5,7 @@
 use waiting_room::runtime::granter::{handle_lambda_event, poll_join_queue, poll_table_stream};
 use waiting_room::runtime::serve::{self, Mode};
 use waiting_room::runtime::{Shutdown, stream_start};
-use waiting_room::{telemetry, wiring};
+use waiting_room::{setup::telemetry, setup::wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

@@ -2,7 +2,7 @@
 //! verified with. Reads configuration only, never AWS.
 
 use waiting_room::runtime::serve;
-use waiting_room::{api, telemetry, wiring};
+use waiting_room::{api, setup::telemetry, setup::wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

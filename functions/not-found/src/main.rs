@@ -2,7 +2,7 @@
 //! HTML page or an empty body. Needs no AWS access at all.
 
 use waiting_room::runtime::serve;
-use waiting_room::{api, telemetry};
+use waiting_room::{api, setup::telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

@@ -1,7 +1,7 @@
 //! `POST /api/waiting-room/sessions/{id}:heartbeat` and `…:leave`.
 
 use waiting_room::runtime::serve;
-use waiting_room::{api, telemetry, wiring};
+use waiting_room::{api, setup::telemetry, setup::wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

@@ -1,7 +1,7 @@
 //! `GET /api/waiting-room/sessions/{id}`: where a session stands.
 
 use waiting_room::runtime::serve;
-use waiting_room::{api, telemetry, wiring};
+use waiting_room::{api, setup::telemetry, setup::wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

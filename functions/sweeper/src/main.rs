@@ -8,7 +8,7 @@ use serde_json::Value;
 use waiting_room::runtime::Shutdown;
 use waiting_room::runtime::serve::{self, Mode};
 use waiting_room::runtime::sweeper::{handle_lambda_event, run_every};
-use waiting_room::{telemetry, wiring};
+use waiting_room::{setup::telemetry, setup::wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

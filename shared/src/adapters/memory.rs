@@ -12,13 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
+use crate::domain::events::DomainEvent;
 use crate::domain::line::{Place, wake_group_id};
 use crate::domain::session::expiry_bucket;
 use crate::domain::{
     Admission, Change, Clock, EndReason, Ending, EventCounters, EventId, LineEntry, Session,
     SessionId, SessionStatus, StreamRecord, TicketCounter, Timestamp, UserId,
 };
-use crate::events::DomainEvent;
 use crate::ports::{
     Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSink, Expiry, JoinQueue,
     JoinQueueMessage, Quarantine, QueueConsumer, QueueError, SessionStore, StoreError, Touch,

@@ -12,7 +12,7 @@ use aws_sdk_sns::Client;
 use aws_sdk_sns::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 
-use crate::events::DomainEvent;
+use crate::domain::events::DomainEvent;
 use crate::ports::{EventSink, QueueError};
 
 /// SNS takes at most ten messages per `PublishBatch`.

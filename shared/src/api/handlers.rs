@@ -7,13 +7,13 @@ use serde_json::Value;
 
 use super::json::{ApiError, SessionBody, empty_response, json_response};
 use super::{BASE_PATH, Route, not_served, route};
+use crate::domain::token::{self, PublicKey};
 use crate::domain::{EventId, IdempotencyKey, SessionId, SessionStatus, UserId};
 use crate::ports::{JoinQueue, SessionStore};
 use crate::service::ServiceError;
 use crate::service::join::JoinService;
 use crate::service::session_command::SessionCommands;
 use crate::service::status::StatusService;
-use crate::token::{self, PublicKey};
 
 /// Join bodies are two short identifiers; anything bigger is a mistake.
 pub const MAX_JOIN_BODY_BYTES: usize = 1024;

@@ -1,13 +1,16 @@
-//! The waiting room's domain: identifiers, sessions, the line and admission
-//! planning. Nothing here knows about AWS.
+//! The waiting room's domain: identifiers, sessions, the line, admission
+//! planning, the domain events and the admission token. Nothing here knows
+//! about AWS.
 
 pub mod admission;
 pub mod changes;
 pub mod estimate;
+pub mod events;
 pub mod ids;
 pub mod line;
 pub mod session;
 pub mod time;
+pub mod token;
 
 pub use admission::{AdmissionPlan, AdmissionPolicy, BacklogChange, NumberingPlan};
 pub use changes::{Change, StreamRecord};

@@ -367,7 +367,7 @@ pub trait QueueConsumer: Send + Sync {
 pub trait EventSink: Send + Sync {
     fn publish(
         &self,
-        events: &[crate::events::DomainEvent],
+        events: &[crate::domain::events::DomainEvent],
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 

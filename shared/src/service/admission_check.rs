@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use crate::domain::token::{AdmissionClaims, TokenError, TokenVerifier};
 use crate::domain::{Clock, EventId, Session, SessionId, SessionStatus, UserId};
 use crate::ports::SessionStore;
-use crate::token::{AdmissionClaims, TokenError, TokenVerifier};
 
 use super::cache::TtlCache;
 

@@ -6,10 +6,10 @@
 //! records from the first unpublished one on are reported, so the stream
 //! retries exactly those and order per session holds.
 
+use crate::domain::events::{DomainEvent, events_for};
+use crate::domain::token::AdmissionSigner;
 use crate::domain::{Change, StreamRecord};
-use crate::events::{DomainEvent, events_for};
 use crate::ports::{EventSink, Quarantine};
-use crate::token::AdmissionSigner;
 
 pub struct Publisher<K, Q> {
     pub sink: K,

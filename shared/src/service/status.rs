@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use crate::domain::estimate::{estimated_wait, poll_interval};
 use crate::domain::line::people_ahead;
+use crate::domain::token::AdmissionSigner;
 use crate::domain::{Clock, EventCounters, EventId, Session, SessionId, SessionStatus};
 use crate::ports::{SessionStore, Touch};
-use crate::token::AdmissionSigner;
 
 use super::ServiceError;
 use super::cache::TtlCache;

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use crate::adapters::memory::{MemoryQueue, MemoryStore};
 use crate::domain::admission::AdmissionPolicy;
+use crate::domain::token::AdmissionSigner;
 use crate::domain::{
     Clock, EventId, IdempotencyKey, ManualClock, SessionId, SessionStatus, StayPolicy, Timestamp,
     UserId,
 };
 use crate::ports::{Delivery, JoinQueueMessage, OsRandom, QueueConsumer, SessionStore};
-use crate::token::AdmissionSigner;
 
 use super::ServiceError;
 use super::granter::{Granter, Wake};
@@ -504,13 +504,13 @@ mod lifecycle {
     use super::*;
     use crate::adapters::memory::{MemoryEventSink, MemoryQuarantine};
     use crate::domain::changes::UnreadableRecord;
+    use crate::domain::token::{TokenError, TokenVerifier};
     use crate::domain::{Change, StreamRecord};
     use crate::service::admission_check::{AdmissionCheck, Refusal};
     use crate::service::cache::TtlCache;
     use crate::service::checkout::{CheckoutOutcomes, OutcomeResult};
     use crate::service::publisher::Publisher;
     use crate::service::sweeper::{Reconciler, Sweeper};
-    use crate::token::{TokenError, TokenVerifier};
 
     async fn admitted(world: &World, n: usize, capacity: u32) -> Vec<SessionId> {
         let ids = world.joins(1, 0..n).await;

@@ -12,9 +12,9 @@ use crate::adapters::dynamodb::DynamoStore;
 use crate::adapters::sns::SnsEventSink;
 use crate::adapters::sqs::{SqsQuarantine, SqsQueue};
 use crate::adapters::streams::{StartAt, TableStreamReader};
-use crate::config::{self, ConfigError, Env, LifecycleSettings, LineSettings, Read};
 use crate::domain::SystemClock;
 use crate::domain::admission::AdmissionPolicy;
+use crate::domain::token::{AdmissionSigner, PublicKey, TokenVerifier};
 use crate::ports::{OsRandom, StoreError};
 use crate::service::admission_check::AdmissionCheck;
 use crate::service::cache::TtlCache;
@@ -25,7 +25,7 @@ use crate::service::publisher::Publisher;
 use crate::service::session_command::SessionCommands;
 use crate::service::status::StatusService;
 use crate::service::sweeper::{Reconciler, Sweeper};
-use crate::token::{AdmissionSigner, PublicKey, TokenVerifier};
+use crate::setup::config::{self, ConfigError, Env, LifecycleSettings, LineSettings, Read};
 
 /// Admissions per DynamoDB transaction (at most 100 items, minus the event
 /// and line items). Smaller writes conflict less under concurrency.

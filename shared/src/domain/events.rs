@@ -22,8 +22,8 @@
 
 use serde::Serialize;
 
+use crate::domain::token::AdmissionSigner;
 use crate::domain::{EndReason, Session, SessionStatus, Timestamp};
-use crate::token::AdmissionSigner;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DomainEvent {

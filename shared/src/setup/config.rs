@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use crate::domain::StayPolicy;
-use crate::token::{AdmissionSigner, PublicKey};
+use crate::domain::token::{AdmissionSigner, PublicKey};
 
 pub const TABLE_NAME: &str = "TABLE_NAME";
 pub const JOIN_QUEUE_URL: &str = "JOIN_QUEUE_URL";

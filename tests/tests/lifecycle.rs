@@ -120,7 +120,7 @@ async fn expiry_returns_each_slot_once_under_concurrent_sweepers_and_leaves() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 6)]
-async fn an_abandoned_waiting_user_is_skipped_and_the_next_admitted() {
+async fn an_abandoned_waiting_user_gives_up_the_place_and_the_next_is_admitted() {
     let stack = Stack::new("abandon").await;
     let e = event("E-abandon");
     stack.store().set_capacity(&e, 1).await.unwrap();
@@ -162,9 +162,9 @@ async fn an_abandoned_waiting_user_is_skipped_and_the_next_admitted() {
     poller.await.unwrap();
     granters.stop().await;
 
-    let skipped = session(&stack, silent).await;
-    assert_eq!(skipped.status, SessionStatus::Expired);
-    assert_eq!(skipped.ending.map(|e| e.reason), Some(EndReason::Abandoned));
+    let abandoned = session(&stack, silent).await;
+    assert_eq!(abandoned.status, SessionStatus::Expired);
+    assert_eq!(abandoned.ending.map(|e| e.reason), Some(EndReason::Abandoned));
     let report = waiting_room::service::admin::event_report(&stack.store(), &e, 1, 1)
         .await
         .unwrap();

@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::Duration;
 
 use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
@@ -25,10 +24,8 @@ use crate::ports::{Delivery, Quarantine, QueueConsumer, SessionStore, WakeQueue}
 use crate::service::ServiceError;
 use crate::service::granter::{BatchReport, Granter, Wake};
 
-use super::{Backoff, STREAM_POLL, queue_response, stream_response};
-
-/// Long-poll wait of the local receive loop.
-const RECEIVE_WAIT: Duration = Duration::from_secs(5);
+use super::poll::{self, QueueHandler, StreamHandler};
+use super::{queue_response, stream_response};
 
 /// Finish a batch: admit or number what can be, quarantine what cannot be
 /// read. Returns the ids of messages to delete and of those to leave for
@@ -222,6 +219,35 @@ pub async fn handle_lambda_event<S: SessionStore, Q: Quarantine, W: WakeQueue>(
     }
 }
 
+/// A join queue batch for the local poller: numbered and admitted, the
+/// unreadable quarantined.
+struct JoinBatches<'a, S, Q> {
+    granter: &'a Granter<S>,
+    quarantine: &'a Q,
+}
+
+impl<S: SessionStore, Q: Quarantine> QueueHandler for JoinBatches<'_, S, Q> {
+    async fn handle(&self, batch: &[Delivery]) -> Vec<String> {
+        handle_batch(self.granter, self.quarantine, batch)
+            .await
+            .failed
+    }
+}
+
+/// Stream records for the local poller: the events they concern advanced.
+struct StreamBatches<'a, S, W> {
+    granter: &'a Granter<S>,
+    wakes: &'a W,
+}
+
+impl<S: SessionStore, W: WakeQueue> StreamHandler for StreamBatches<'_, S, W> {
+    async fn handle(&self, records: &[StreamRecord]) -> Vec<String> {
+        handle_stream(self.granter, self.wakes, records)
+            .await
+            .failed
+    }
+}
+
 /// The local receive loop, until `shutdown` completes.
 pub async fn poll_join_queue<S, C, Q>(
     granter: &Granter<S>,
@@ -233,42 +259,11 @@ pub async fn poll_join_queue<S, C, Q>(
     C: QueueConsumer,
     Q: Quarantine,
 {
-    let work = async {
-        let mut backoff = Backoff::default();
-        loop {
-            let pause = match consumer.receive(10, RECEIVE_WAIT).await {
-                Ok(deliveries) if deliveries.is_empty() => None,
-                Ok(deliveries) => {
-                    let report = handle_batch(granter, quarantine, &deliveries).await;
-                    let handled: Vec<Delivery> = deliveries
-                        .into_iter()
-                        .filter(|d| report.handled.contains(&d.message_id))
-                        .collect();
-                    let deleted = consumer.delete(&handled).await;
-                    if let Err(err) = &deleted {
-                        tracing::warn!(error = %err, "could not delete handled messages; their redelivery is harmless");
-                    }
-                    if report.failed.is_empty() && deleted.is_ok() {
-                        backoff.succeeded();
-                        None
-                    } else {
-                        Some(backoff.failed())
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "receive failed");
-                    Some(backoff.failed())
-                }
-            };
-            if let Some(pause) = pause {
-                tokio::time::sleep(pause).await;
-            }
-        }
+    let batches = JoinBatches {
+        granter,
+        quarantine,
     };
-    tokio::select! {
-        () = work => {}
-        () = shutdown => {}
-    }
+    poll::queue(consumer, &batches, shutdown).await;
 }
 
 /// The local stream loop, until `shutdown` completes. Records whose event
@@ -280,35 +275,7 @@ pub async fn poll_table_stream<S: SessionStore, W: WakeQueue>(
     stream: &mut TableStreamReader,
     shutdown: impl Future<Output = ()>,
 ) {
-    let work = async {
-        let mut backoff = Backoff::default();
-        let mut pending: Vec<StreamRecord> = Vec::new();
-        loop {
-            let pause = match stream.next_records().await {
-                Err(err) => {
-                    tracing::warn!(error = %err, "reading the table stream failed");
-                    backoff.failed()
-                }
-                Ok(records) => {
-                    pending.extend(records);
-                    let report = handle_stream(granter, wakes, &pending).await;
-                    pending.retain(|r| report.failed.contains(&r.id));
-                    if pending.is_empty() {
-                        stream.save_checkpoint();
-                        backoff.succeeded();
-                        STREAM_POLL
-                    } else {
-                        backoff.failed()
-                    }
-                }
-            };
-            tokio::time::sleep(pause).await;
-        }
-    };
-    tokio::select! {
-        () = work => {}
-        () = shutdown => {}
-    }
+    poll::stream(stream, &StreamBatches { granter, wakes }, shutdown).await;
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod authorizer;
 pub mod checkout;
 pub mod granter;
+pub mod poll;
 pub mod publisher;
 pub mod serve;
 pub mod sweeper;

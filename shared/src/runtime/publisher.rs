@@ -12,7 +12,8 @@ use crate::ports::{EventSink, Quarantine};
 use crate::service::ServiceError;
 use crate::service::publisher::Publisher;
 
-use super::{Backoff, STREAM_POLL, stream_response};
+use super::poll::{self, StreamHandler};
+use super::stream_response;
 
 /// Records that could not be published are reported, so Lambda retries
 /// from the first of them (events keep their ids); the rest are done.
@@ -31,33 +32,11 @@ pub async fn poll_table_stream<K: EventSink, Q: Quarantine>(
     stream: &mut TableStreamReader,
     shutdown: impl Future<Output = ()>,
 ) {
-    let work = async {
-        let mut backoff = Backoff::default();
-        let mut pending: Vec<StreamRecord> = Vec::new();
-        loop {
-            let pause = match stream.next_records().await {
-                Err(err) => {
-                    tracing::warn!(error = %err, "reading the table stream failed");
-                    backoff.failed()
-                }
-                Ok(records) => {
-                    pending.extend(records);
-                    let report = publisher.publish(&pending).await;
-                    pending.retain(|r| report.failed.contains(&r.id));
-                    if pending.is_empty() {
-                        stream.save_checkpoint();
-                        backoff.succeeded();
-                        STREAM_POLL
-                    } else {
-                        backoff.failed()
-                    }
-                }
-            };
-            tokio::time::sleep(pause).await;
-        }
-    };
-    tokio::select! {
-        () = work => {}
-        () = shutdown => {}
+    poll::stream(stream, publisher, shutdown).await;
+}
+
+impl<K: EventSink, Q: Quarantine> StreamHandler for Publisher<K, Q> {
+    async fn handle(&self, records: &[StreamRecord]) -> Vec<String> {
+        self.publish(records).await.failed
     }
 }

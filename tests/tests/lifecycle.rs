@@ -164,7 +164,10 @@ async fn an_abandoned_waiting_user_gives_up_the_place_and_the_next_is_admitted()
 
     let abandoned = session(&stack, silent).await;
     assert_eq!(abandoned.status, SessionStatus::Expired);
-    assert_eq!(abandoned.ending.map(|e| e.reason), Some(EndReason::Abandoned));
+    assert_eq!(
+        abandoned.ending.map(|e| e.reason),
+        Some(EndReason::Abandoned)
+    );
     let report = waiting_room::service::admin::event_report(&stack.store(), &e, 1, 1)
         .await
         .unwrap();

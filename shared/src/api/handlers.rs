@@ -4,6 +4,7 @@
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::json::{ApiError, SessionBody, empty_response, json_response};
 use super::{BASE_PATH, Route, not_served, route};
@@ -33,7 +34,8 @@ pub async fn join<S: SessionStore, Q: JoinQueue>(
         Ok(parsed) => parsed,
         Err(err) => return err.into_response(),
     };
-    match service.join(event, user, key).await {
+    let span = tracing::info_span!("join", event = %event);
+    match service.join(event, user, key).instrument(span).await {
         Ok(outcome) => {
             let session = outcome.session();
             let waiting = session.status == SessionStatus::Waiting;
@@ -105,7 +107,11 @@ pub async fn status<S: SessionStore>(
     let Ok(id) = SessionId::parse(&raw_id) else {
         return ApiError::session_not_found().into_response();
     };
-    match service.status(&id).await {
+    match service
+        .status(&id)
+        .instrument(tracing::info_span!("status", session = %id))
+        .await
+    {
         Ok(report) => {
             let mut response = json_response(StatusCode::OK, &SessionBody::of_report(&report));
             if let Some(poll_after) = report.poll_after {
@@ -132,12 +138,18 @@ pub async fn session_command<S: SessionStore>(
     let Ok(id) = SessionId::parse(&raw_id) else {
         return ApiError::session_not_found().into_response();
     };
-    let outcome = if is_leave {
-        // Leaving an ended session is a success that changes nothing.
-        commands.leave(&id).await.map(|_| ())
-    } else {
-        commands.heartbeat(&id).await.map(|_| ())
-    };
+    let action = if is_leave { "leave" } else { "heartbeat" };
+    let span = tracing::info_span!("session_command", session = %id, action);
+    let outcome = async {
+        if is_leave {
+            // Leaving an ended session is a success that changes nothing.
+            commands.leave(&id).await.map(|_| ())
+        } else {
+            commands.heartbeat(&id).await.map(|_| ())
+        }
+    }
+    .instrument(span)
+    .await;
     match outcome {
         Ok(()) => empty_response(StatusCode::NO_CONTENT),
         Err(err) => failed(err),

@@ -82,6 +82,7 @@ struct EventWork<'a> {
 /// (a granter that crashed holding them). Events run side by side; one that
 /// fails is handed to the join queue, in its own message group, so the
 /// stream moves on for everyone else.
+#[tracing::instrument(name = "stream_records", skip_all, fields(records = records.len()))]
 pub async fn handle_stream<S: SessionStore, W: WakeQueue>(
     granter: &Granter<S>,
     wakes: &W,

@@ -4,6 +4,7 @@
 //! a completed purchase reported after the stay ran out is recorded.
 
 use serde::Deserialize;
+use tracing::Instrument;
 
 use crate::domain::{EndReason, Ending, EventId, InvalidId, Session, SessionId, UserId};
 use crate::ports::{Delivery, SessionStore};
@@ -174,7 +175,8 @@ impl<S: SessionStore> CheckoutOutcomes<S> {
     pub async fn handle_batch(&self, deliveries: &[Delivery]) -> Vec<String> {
         let mut failed = Vec::new();
         for delivery in deliveries {
-            match self.apply(&delivery.body).await {
+            let span = tracing::info_span!("checkout_outcome", message_id = %delivery.message_id);
+            match self.apply(&delivery.body).instrument(span).await {
                 OutcomeResult::Applied
                 | OutcomeResult::AppliedLate
                 | OutcomeResult::AlreadyEnded => {}

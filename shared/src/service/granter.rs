@@ -92,6 +92,7 @@ impl<S: SessionStore> Granter<S> {
     /// Handle a batch of join queue messages (from a Lambda event or a
     /// receive): number the joins, then advance each event once. Events are
     /// independent: one failing gives back its own messages only.
+    #[tracing::instrument(name = "join_messages", skip_all, fields(messages = deliveries.len()))]
     pub async fn handle_deliveries(&self, deliveries: &[Delivery]) -> BatchReport {
         let mut report = BatchReport::default();
         let mut by_event: BTreeMap<EventId, (Vec<&Delivery>, Vec<LineEntry>)> = BTreeMap::new();
@@ -249,6 +250,7 @@ impl<S: SessionStore> Granter<S> {
     /// abandoned; behind a full event, make sure the next freed slot wakes a
     /// granter. A wake-up that cannot finish fails, so that whatever
     /// carries it retries it: no freed slot is forgotten.
+    #[tracing::instrument(name = "advance", skip_all, fields(event = %event))]
     pub async fn advance(
         &self,
         event: &EventId,

@@ -31,6 +31,7 @@ pub struct PublishReport {
 impl<K: EventSink, Q: Quarantine> Publisher<K, Q> {
     /// Publish the events of `records`. Events keep their ids when a record
     /// is delivered again, so consumers see each event once.
+    #[tracing::instrument(name = "publish", skip_all, fields(records = records.len()))]
     pub async fn publish(&self, records: &[StreamRecord]) -> PublishReport {
         let mut report = PublishReport::default();
         // Events of consecutive records, sent together; `first` is the

@@ -159,6 +159,7 @@ pub struct Reconciler<S> {
 }
 
 impl<S: SessionStore> Reconciler<S> {
+    #[tracing::instrument(name = "reconcile", skip_all)]
     pub async fn reconcile(&self) -> Result<ReconcileReport, ServiceError> {
         let events = self.granter.store.events().await?;
         let mut report = ReconcileReport {

@@ -13,9 +13,12 @@ pub fn init() {
         .with_target(false);
     // `try_init` fails only if a subscriber is already set, which is fine.
     let _ = if in_lambda {
+        // Every line carries its spans: the runtime's (request id) and ours
+        // (event, session, batch), so a line is found by any of them.
         builder
             .json()
             .with_current_span(false)
+            .with_span_list(true)
             .without_time()
             .try_init()
     } else {

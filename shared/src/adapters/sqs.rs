@@ -138,17 +138,23 @@ impl QueueConsumer for SqsQueue {
             .send()
             .await
             .map_err(|e| classify(&e))?;
-        Ok(output
+        // SQS always names a message; one it did not could be neither
+        // reported nor deleted, so it fails the receive (as `deliveries_of`
+        // fails a Lambda event) instead of vanishing from the batch.
+        output
             .messages()
             .iter()
-            .filter_map(|m| {
-                Some(Delivery {
-                    message_id: m.message_id()?.to_owned(),
-                    receipt_handle: m.receipt_handle()?.to_owned(),
+            .map(|m| match (m.message_id(), m.receipt_handle()) {
+                (Some(message_id), Some(receipt_handle)) => Ok(Delivery {
+                    message_id: message_id.to_owned(),
+                    receipt_handle: receipt_handle.to_owned(),
                     body: m.body().unwrap_or_default().to_owned(),
-                })
+                }),
+                _ => Err(QueueError::Rejected(
+                    "SQS returned a message without an id or receipt handle".into(),
+                )),
             })
-            .collect())
+            .collect()
     }
 
     async fn delete(&self, deliveries: &[Delivery]) -> Result<(), QueueError> {

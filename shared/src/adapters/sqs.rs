@@ -138,23 +138,26 @@ impl QueueConsumer for SqsQueue {
             .send()
             .await
             .map_err(|e| classify(&e))?;
-        // SQS always names a message; one it did not could be neither
-        // reported nor deleted, so it fails the receive (as `deliveries_of`
-        // fails a Lambda event) instead of vanishing from the batch.
-        output
+        // SQS always names a message. One it did not could be neither
+        // reported nor deleted: it is left out of the batch (and said so),
+        // so it comes back after the visibility timeout and reaches the
+        // dead-letter queue by its receive count, without holding back the
+        // messages received with it.
+        Ok(output
             .messages()
             .iter()
-            .map(|m| match (m.message_id(), m.receipt_handle()) {
-                (Some(message_id), Some(receipt_handle)) => Ok(Delivery {
+            .filter_map(|m| match (m.message_id(), m.receipt_handle()) {
+                (Some(message_id), Some(receipt_handle)) => Some(Delivery {
                     message_id: message_id.to_owned(),
                     receipt_handle: receipt_handle.to_owned(),
                     body: m.body().unwrap_or_default().to_owned(),
                 }),
-                _ => Err(QueueError::Rejected(
-                    "SQS returned a message without an id or receipt handle".into(),
-                )),
+                _ => {
+                    tracing::warn!("SQS returned a message without an id or receipt handle; left for redelivery");
+                    None
+                }
             })
-            .collect()
+            .collect())
     }
 
     async fn delete(&self, deliveries: &[Delivery]) -> Result<(), QueueError> {
@@ -181,7 +184,7 @@ impl QueueConsumer for SqsQueue {
             if let Some(failure) = output.failed().first() {
                 // An expired receipt handle means the message was redelivered
                 // meanwhile; its next delivery is handled idempotently.
-                tracing::warn!(code = failure.code(), message = ?failure.message(), "could not delete a handled join message");
+                tracing::warn!(code = failure.code(), message = ?failure.message(), "could not delete a finished message");
             }
         }
         Ok(())

@@ -30,7 +30,7 @@ pub struct AdmissionPolicy {
 pub struct CounterExpectation {
     /// Present when the write takes slots.
     pub slots: Option<SlotCheck>,
-    /// No other admission or skip since the snapshot: admission numbers stay
+    /// No other admission or abandonment since the snapshot: admission numbers stay
     /// unique, and the stored heads are the ones the plan moved on from (so
     /// they never move back).
     pub admitted_seen: u64,
@@ -65,7 +65,7 @@ pub struct Abandon {
 }
 
 /// A shard's head after the write: everyone of the shard with a lower
-/// ticket has been passed (admitted, skipped or gone).
+/// ticket has been passed (admitted, abandoned or gone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeadMove {
     pub shard: u16,
@@ -135,7 +135,7 @@ impl BacklogChange {
 pub struct AdmissionPlan {
     pub event_id: EventId,
     pub now: Timestamp,
-    /// Present when the write admits or skips anyone.
+    /// Present when the write admits or abandons anyone.
     pub counters: Option<CounterExpectation>,
     pub admitted: Vec<Admit>,
     pub abandoned: Vec<Abandon>,
@@ -574,7 +574,7 @@ mod tests {
     }
 
     #[test]
-    fn the_silent_are_skipped_without_a_slot_and_the_head_passes_them() {
+    fn the_silent_are_abandoned_without_a_slot_and_the_head_passes_them() {
         let mut silent = entry(1, 0, 10, Some(4));
         silent.last_seen_at = Timestamp::from_millis(NOW - 61_000);
         let views = [view(0, vec![silent, entry(2, 0, 20, Some(5))], true)];

@@ -411,7 +411,7 @@ pub async fn abandoned_sessions_expire_only_if_still_silent<S: SessionStore>(sto
         WriteOutcome::Conflict {
             rejected: vec![fans[1].id.clone()]
         },
-        "the one who polled meanwhile is not skipped"
+        "the one who polled meanwhile is not abandoned"
     );
     let replanned = self::plan(store, &event, 5, now).await;
     assert_eq!(
@@ -425,7 +425,7 @@ pub async fn abandoned_sessions_expire_only_if_still_silent<S: SessionStore>(sto
     assert_eq!(
         (counters.abandoned, counters.active),
         (1, 1),
-        "no slot for the skipped one"
+        "no slot for the abandoned one"
     );
 }
 

@@ -40,7 +40,10 @@ pub async fn queue<C: QueueConsumer, H: QueueHandler>(
         let mut backoff = Backoff::default();
         loop {
             let pause = match consumer.receive(BATCH, RECEIVE_WAIT).await {
-                Ok(batch) if batch.is_empty() => None,
+                Ok(batch) if batch.is_empty() => {
+                    backoff.succeeded();
+                    None
+                }
                 Ok(batch) => {
                     let failed = handler.handle(&batch).await;
                     let finished: Vec<Delivery> = batch

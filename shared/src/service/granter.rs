@@ -54,7 +54,7 @@ pub struct BatchReport {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct AdvanceReport {
     pub admitted: u64,
-    /// Waiting users skipped and expired for not polling.
+    /// Waiting users abandoned (expired) for not polling.
     pub abandoned: u64,
     /// The backlog hint was armed (someone waits behind a full event).
     pub armed: bool,

@@ -315,13 +315,13 @@ fn with_arm_proof(write: Write, arm: Arm, also: Option<String>) -> Write {
 }
 
 /// The event item's part of an admission: slots taken (conditioned on
-/// capacity and on nothing else admitted or skipped since the snapshot),
-/// skips counted, heads, the rate, and the hint. `None` when the write
+/// capacity and on nothing else admitted or abandoned since the snapshot),
+/// abandonments counted, heads, the rate, and the hint. `None` when the write
 /// leaves the event item alone.
 fn event_write(plan: &AdmissionPlan) -> Option<Write> {
     let key = layout::event_key(&plan.event_id);
     let Some(expect) = plan.counters.as_ref() else {
-        // Nobody admitted or skipped: at most the hint.
+        // Nobody admitted or abandoned: at most the hint.
         return plan.arm.map(|arm| {
             with_arm_proof(
                 Write::new(key, "SET #lineBacklog = :armed REMOVE #backlogEmptySince")
@@ -363,8 +363,8 @@ fn event_write(plan: &AdmissionPlan) -> Option<Write> {
         }
     }
     if !plan.abandoned.is_empty() {
-        adds.push("#abandoned :skipped");
-        write = write.value(":skipped", n(plan.abandoned.len()));
+        adds.push("#abandoned :abandoned_now");
+        write = write.value(":abandoned_now", n(plan.abandoned.len()));
     }
     let mut removes = Vec::new();
     if plan.arm.is_some() {

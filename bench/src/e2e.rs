@@ -156,6 +156,9 @@ async fn one_user(
 /// but not so often that the emulator is the bottleneck.
 const POLL_EVERY: Duration = Duration::from_secs(2);
 
+/// Tries of `retried`, the last one's error returned.
+const RETRIES: usize = 10;
+
 /// A call, tried again after an error as a browser would (the emulator
 /// answers slowly under this load, and a timeout is not a lost user).
 async fn retried<T, E, F, Fut>(mut call: F) -> Result<T, E>
@@ -163,17 +166,20 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
 {
-    let mut attempt = 0;
-    loop {
+    // Doubling pauses, 0.5 s up to 8 s, for about a minute in all: long
+    // enough to ride out a slow spell of the (serialised) emulator on a
+    // loaded machine, as a fan's retries would.
+    let mut pause = Duration::from_millis(500);
+    for _ in 1..RETRIES {
         match call().await {
             Ok(value) => return Ok(value),
-            Err(err) if attempt >= 4 => return Err(err),
             Err(_) => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(8));
             }
         }
     }
+    call().await
 }
 
 struct UserRun {

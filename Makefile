@@ -50,7 +50,7 @@ deploy: package
 ## make bench: cold start, memory, handler CPU, AWS calls, cost, admission
 ## latency and the 10,000 joins/s simulation, written to bench/RESULTS.md
 ## (100,000 simulated users; BENCH_ARGS="--sim-users 1000000" for a million,
-## hours on two cores)
+## about 45 minutes)
 bench: $(STAMP)
 	$(DEVSTACK) bench -- $(BENCH_ARGS)
 

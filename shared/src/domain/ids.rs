@@ -4,6 +4,7 @@
 //! session id separator, and all are short ASCII.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Why an identifier was refused; the message is shown to the caller as is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -103,7 +104,9 @@ impl UserId {
 /// whoever holds it controls the session.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId {
-    value: String,
+    /// Shared, not owned: the granter copies thousands of line entries per
+    /// wake-up, and a copy of an `Arc` allocates nothing.
+    value: Arc<str>,
     event_len: usize,
 }
 
@@ -111,7 +114,7 @@ impl SessionId {
     pub fn new(event: &EventId, random: [u8; 16]) -> Self {
         let value = format!("{}.{}", event.as_str(), base32(&random));
         Self {
-            value,
+            value: value.into(),
             event_len: event.as_str().len(),
         }
     }
@@ -131,7 +134,7 @@ impl SessionId {
             return Err(invalid());
         }
         Ok(Self {
-            value: value.to_owned(),
+            value: value.into(),
             event_len: event.len(),
         })
     }

@@ -15,6 +15,7 @@
 //! reach the front of the line (docs/decisions/0009-expiry.md).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::domain::admission::BacklogChange;
 use crate::domain::line::BACKLOG_CLEAR_DELAY;
@@ -152,6 +153,13 @@ impl<S: SessionStore> Sweeper<S> {
     }
 }
 
+/// How long a join may wait for its own wake-up (its join message reaching a
+/// granter) before the reconciliation, finding it unserved, counts a repair.
+/// Seconds in practice; a granter that died holding the message delays it by
+/// the queue's visibility timeout, and then the reconciliation that serves
+/// the fan first does count: it shortened a wait.
+pub const SERVED_WITHIN: Duration = Duration::from_secs(10);
+
 /// The reconciliation: the granter's logic, run for every event on the
 /// sweeper's schedule instead of on a wake-up.
 pub struct Reconciler<S> {
@@ -202,6 +210,13 @@ impl<S: SessionStore> Reconciler<S> {
             waiting.extend(store.line_front(event, shard, 1).await?);
         }
         let free = counters.free_slots(granter.policy.default_capacity);
+        let now = granter.clock.now();
+        // Someone who joined a moment ago may simply not be served yet: their
+        // own join message is on its way. Only a fan left longer than that
+        // counts as a wake-up gone missing (the repair is made either way).
+        let missed = waiting
+            .iter()
+            .any(|entry| now.since(entry.joined_at) >= SERVED_WITHIN);
         if !waiting.is_empty() && free > 0 {
             let report = granter
                 .advance(
@@ -213,7 +228,7 @@ impl<S: SessionStore> Reconciler<S> {
                     },
                 )
                 .await?;
-            if report.admitted + report.abandoned > 0 {
+            if report.admitted + report.abandoned > 0 && missed {
                 tracing::warn!(event = %event, admitted = report.admitted, "reconciliation admitted from a line no wake-up served");
                 return Ok(Repair::Admitted);
             }
@@ -226,9 +241,12 @@ impl<S: SessionStore> Reconciler<S> {
             let armed = store
                 .update_backlog(event, BacklogChange::arm(&counters))
                 .await?;
-            return Ok(if armed { Repair::Armed } else { Repair::None });
+            return Ok(if armed && missed {
+                Repair::Armed
+            } else {
+                Repair::None
+            });
         }
-        let now = granter.clock.now();
         match counters.backlog.empty_since {
             None if counters.backlog.armed => {
                 store

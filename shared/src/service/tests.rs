@@ -510,7 +510,7 @@ mod lifecycle {
     use crate::service::cache::TtlCache;
     use crate::service::checkout::{CheckoutOutcomes, OutcomeResult};
     use crate::service::publisher::Publisher;
-    use crate::service::sweeper::{Reconciler, Sweeper};
+    use crate::service::sweeper::{Reconciler, SERVED_WITHIN, Sweeper};
 
     async fn admitted(world: &World, n: usize, capacity: u32) -> Vec<SessionId> {
         let ids = world.joins(1, 0..n).await;
@@ -618,11 +618,31 @@ mod lifecycle {
     }
 
     #[tokio::test]
+    async fn a_join_whose_own_wake_up_is_still_on_its_way_is_served_but_not_counted_a_repair() {
+        let world = World::new();
+        // Joined a moment ago, their messages not yet handled: capacity 1.
+        let ids = world.joins(1, 0..2).await;
+        let reconciler = Reconciler {
+            granter: world.granter(1, 1),
+        };
+        let report = reconciler.reconcile().await.unwrap();
+        assert_eq!((report.repaired, report.armed), (0, 0), "{report:?}");
+        assert_eq!(world.status_of(&ids[0]).await, SessionStatus::Active);
+        // The second still waits, and the next run finds the hint armed.
+        world.clock.advance(SERVED_WITHIN);
+        let counters = world.store.event_counters(&event(), 1).await.unwrap();
+        assert!(counters.backlog.is_firm(), "{counters:?}");
+        let report = reconciler.reconcile().await.unwrap();
+        assert_eq!((report.repaired, report.armed), (0, 0), "{report:?}");
+    }
+
+    #[tokio::test]
     async fn the_reconciliation_admits_a_line_no_wake_up_served_and_clears_an_empty_one() {
         let world = World::new();
         // No granter ever saw these joins: their messages and stream
         // records were lost. The joins listed the event all the same.
         let ids = world.joins(1, 0..3).await;
+        world.clock.advance(SERVED_WITHIN);
         let reconciler = Reconciler {
             granter: world.granter(2, 1),
         };

@@ -24,8 +24,8 @@ use waiting_room::adapters::provision::{
 use waiting_room::adapters::sns::SnsEventSink;
 use waiting_room::adapters::sqs::{SqsQuarantine, SqsQueue};
 use waiting_room::adapters::streams::{StartAt, TableStreamReader};
-use waiting_room::domain::{Session, SessionStatus, SystemClock};
-use waiting_room::ports::OsRandom;
+use waiting_room::domain::{Session, SessionId, SessionStatus, SystemClock};
+use waiting_room::ports::{OsRandom, SessionStore};
 use waiting_room::runtime::granter::{poll_join_queue, poll_table_stream};
 use waiting_room::service::granter::FrontCache;
 use waiting_room::service::sweeper::Reconciler;
@@ -200,6 +200,15 @@ impl Stack {
     /// The test's own store, for setting up and looking (not recorded).
     pub fn store(&self) -> DynamoStore {
         DynamoStore::new(self.dynamodb.clone(), &self.resources.table)
+    }
+
+    /// A session's stored status (`None`: no such session).
+    pub async fn status_of(&self, id: &SessionId) -> Option<SessionStatus> {
+        self.store()
+            .get_session(id)
+            .await
+            .unwrap()
+            .map(|session| session.status)
     }
 
     /// The join queue as `function` uses it.

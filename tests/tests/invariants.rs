@@ -508,16 +508,7 @@ async fn a_full_event_does_not_delay_another() {
         .unwrap();
     assert_eq!((full_report.active, full_report.waiting), (1, 39));
     for s in &open_sessions {
-        assert_eq!(
-            stack
-                .store()
-                .get_session(&s.id)
-                .await
-                .unwrap()
-                .unwrap()
-                .status,
-            SessionStatus::Active
-        );
+        assert_eq!(stack.status_of(&s.id).await, Some(SessionStatus::Active));
     }
     assert_eq!(
         stack
@@ -578,14 +569,7 @@ async fn a_failing_event_never_holds_back_another_on_the_stream() {
     eventually(
         Duration::from_secs(45),
         "the healthy event's next fan admitted",
-        || async {
-            stack
-                .store()
-                .get_session(&healthy_fans[1].id)
-                .await
-                .unwrap()
-                .is_some_and(|s| s.status == SessionStatus::Active)
-        },
+        || async { stack.status_of(&healthy_fans[1].id).await == Some(SessionStatus::Active) },
     )
     .await;
     // The broken event's wake-up was handed to the join queue, to be retried

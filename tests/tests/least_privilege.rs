@@ -18,7 +18,7 @@ use integration_tests::{Stack, emulator_endpoint};
 use waiting_room::adapters::sqs::SqsQueue;
 use waiting_room::domain::changes::UnreadableRecord;
 use waiting_room::domain::{EventId, IdempotencyKey, SessionStatus, StreamRecord, UserId};
-use waiting_room::ports::{Delivery, QueueConsumer, SessionStore};
+use waiting_room::ports::{Delivery, QueueConsumer};
 use waiting_room::runtime::granter::{handle_batch, handle_stream};
 use waiting_room::service::granter::Wake;
 use waiting_room::setup::config::LifecycleSettings;
@@ -364,14 +364,8 @@ async fn scenario(stack: &Stack) {
     let report = handle_stream(&granter, &wakes, &records).await;
     assert!(report.failed.is_empty(), "{report:?}");
     assert_eq!(
-        stack
-            .store()
-            .get_session(&second.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
-        SessionStatus::Active
+        stack.status_of(&second.id).await,
+        Some(SessionStatus::Active)
     );
     // A stream wake-up that fails is handed to the join queue.
     let failing = unreachable.granter(&short, 1);
@@ -400,14 +394,8 @@ async fn scenario(stack: &Stack) {
     let report = reconciler.reconcile().await.unwrap();
     assert_eq!(report.failed, 0, "{report:?}");
     assert_eq!(
-        stack
-            .store()
-            .get_session(&late.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
-        SessionStatus::Active,
+        stack.status_of(&late.id).await,
+        Some(SessionStatus::Active),
         "{report:?}"
     );
     tokio::time::sleep(Duration::from_secs(11)).await;

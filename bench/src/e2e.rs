@@ -271,6 +271,7 @@ pub async fn run(users: usize, capacity: u32, ledger: &CallLedger) -> Result<End
                 &granter,
                 &consumer,
                 &quarantine,
+                &consumer,
                 stopped(stop_rx.clone())
             ),
             waiting_room::runtime::granter::poll_table_stream(

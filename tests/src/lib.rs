@@ -593,7 +593,7 @@ impl Stack {
             let quarantine = self.join_quarantine();
             let shutdown = until(stopped.clone());
             tasks.push(tokio::spawn(async move {
-                poll_join_queue(&granter, &consumer, &quarantine, shutdown).await;
+                poll_join_queue(&granter, &consumer, &quarantine, &consumer, shutdown).await;
             }));
         }
         let granter = self.granter(lifecycle, line_shards);

@@ -312,7 +312,7 @@ async fn scenario(stack: &Stack) {
         receipt_handle: "junk".into(),
         body: "{}".into(),
     });
-    let report = handle_batch(&granter, &stack.join_quarantine(), &batch).await;
+    let report = handle_batch(&granter, &stack.join_quarantine(), &consumer, &batch).await;
     assert_eq!(report.admitted, 1, "{report:?}");
 
     // status: a numbered waiting user (reads its shard's head), presence

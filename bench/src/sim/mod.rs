@@ -411,7 +411,12 @@ async fn grant_from_queue(run: Arc<Run>) {
         }
         instance.may_die(&run);
         let handled = instance
-            .handle(handle_batch(&instance.granter, &run.quarantine, &batch))
+            .handle(handle_batch(
+                &instance.granter,
+                &run.quarantine,
+                &instance.wakes,
+                &batch,
+            ))
             .await;
         let Some(report) = handled else {
             run.world.state().counters.granter_crashes += 1;
@@ -422,6 +427,7 @@ async fn grant_from_queue(run: Arc<Run>) {
         if !report.failed.is_empty() {
             run.world.state().counters.failed_batches += 1;
         }
+        run.world.state().counters.wakes_handed_off += report.handed_off.len() as u64;
         let done: Vec<Delivery> = batch
             .into_iter()
             .filter(|d| report.handled.contains(&d.message_id))

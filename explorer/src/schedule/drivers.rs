@@ -79,6 +79,7 @@ fn queue(world: &Arc<World>, actor: Actor) -> GatedQueue {
 pub async fn join_queue_mapping(world: Arc<World>, instance: usize) {
     let actor = Actor::Granter(instance);
     let mut granter = granter(&world, actor.clone());
+    let wakes = queue(&world, actor.clone());
     let quarantine = GatedQuarantine {
         queue: queue(&world, actor.clone()),
         target: world.join_quarantine.clone(),
@@ -98,8 +99,11 @@ pub async fn join_queue_mapping(world: Arc<World>, instance: usize) {
         idle = Duration::from_millis(100);
         let ids: Vec<&str> = batch.iter().map(|d| d.message_id.as_str()).collect();
         world.note(format!("{actor} receives {}", ids.join(",")));
-        match tokio::time::timeout(LAMBDA_TIMEOUT, handle_batch(&granter, &quarantine, &batch))
-            .await
+        match tokio::time::timeout(
+            LAMBDA_TIMEOUT,
+            handle_batch(&granter, &quarantine, &wakes, &batch),
+        )
+        .await
         {
             Ok(mut report) => {
                 if world.scenario.switch == Switch::GiveBackWhenFull {

@@ -35,7 +35,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             let shutdown = Shutdown::on_signals();
             tracing::info!("granter polling the join queue and the table stream");
             tokio::join!(
-                poll_join_queue(granter, join_queue, quarantine, shutdown.clone().wait()),
+                poll_join_queue(
+                    granter,
+                    join_queue,
+                    quarantine,
+                    join_queue,
+                    shutdown.clone().wait()
+                ),
                 poll_table_stream(granter, join_queue, &mut stream, shutdown.wait()),
             );
             Ok(())

@@ -138,6 +138,7 @@ pub struct MemoryStore {
     successes_before_failure: AtomicUsize,
     failures_left: AtomicUsize,
     joins_to_unconfirm: AtomicUsize,
+    admits_to_contend: AtomicUsize,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -169,6 +170,12 @@ impl MemoryStore {
         self.successes_before_failure
             .store(successes, Ordering::SeqCst);
         self.failures_left.store(failures, Ordering::SeqCst);
+    }
+
+    /// The next `admits` admitting writes are refused as DynamoDB refuses a
+    /// transaction on items another has in flight (`TransactionConflict`).
+    pub fn contend_next_admits(&self, admits: usize) {
+        self.admits_to_contend.store(admits, Ordering::SeqCst);
     }
 
     /// The next `joins` session writes are applied and then answered with
@@ -823,6 +830,15 @@ impl SessionStore for MemoryStore {
         retain_until: Timestamp,
     ) -> Result<WriteOutcome, StoreError> {
         self.check_fault()?;
+        if self
+            .admits_to_contend
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(StoreError::Contention(
+                "injected transaction conflict".into(),
+            ));
+        }
         Ok(self.with(|t| {
             let waiting = |id: &SessionId| {
                 t.sessions

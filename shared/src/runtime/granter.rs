@@ -28,14 +28,30 @@ use super::poll::{self, QueueHandler, StreamHandler};
 use super::{queue_response, stream_response};
 
 /// Finish a batch: admit or number what can be, quarantine what cannot be
-/// read. Returns the ids of messages to delete and of those to leave for
-/// redelivery.
-pub async fn handle_batch<S: SessionStore, Q: Quarantine>(
+/// read, hand to the event's wake-up group an advance that gave up under
+/// contention once its joins were numbered. Returns the ids of messages to
+/// delete and of those to leave for redelivery.
+pub async fn handle_batch<S: SessionStore, Q: Quarantine, W: WakeQueue>(
     granter: &Granter<S>,
     quarantine: &Q,
+    wakes: &W,
     deliveries: &[Delivery],
 ) -> BatchReport {
     let mut report = granter.handle_deliveries(deliveries).await;
+    for (event, ids) in std::mem::take(&mut report.unadvanced) {
+        let first = ids.first().map(String::as_str).unwrap_or_default();
+        match wakes.wake(&event, &format!("{event}:{first}")).await {
+            Ok(()) => {
+                tracing::info!(event = %event, messages = ids.len(), "line not advanced under contention; retried from the event's wake-up group");
+                report.handed_off.push(event);
+                report.handled.extend(ids);
+            }
+            Err(err) => {
+                tracing::warn!(event = %event, error = %err, "line not advanced and could not be handed off; the join messages will be redelivered");
+                report.failed.extend(ids);
+            }
+        }
+    }
     for delivery in std::mem::take(&mut report.unreadable) {
         match quarantine
             .quarantine(
@@ -210,7 +226,8 @@ pub async fn handle_lambda_event<S: SessionStore, Q: Quarantine, W: WakeQueue>(
 ) -> Result<GranterResponse, ServiceError> {
     match event {
         GranterEvent::Queue(event) => {
-            let report = handle_batch(granter, quarantine, &super::deliveries_of(event)?).await;
+            let report =
+                handle_batch(granter, quarantine, wakes, &super::deliveries_of(event)?).await;
             Ok(GranterResponse::Queue(queue_response(report.failed)))
         }
         GranterEvent::Stream(event) => {
@@ -222,14 +239,15 @@ pub async fn handle_lambda_event<S: SessionStore, Q: Quarantine, W: WakeQueue>(
 
 /// A join queue batch for the local poller: numbered and admitted, the
 /// unreadable quarantined.
-struct JoinBatches<'a, S, Q> {
+struct JoinBatches<'a, S, Q, W> {
     granter: &'a Granter<S>,
     quarantine: &'a Q,
+    wakes: &'a W,
 }
 
-impl<S: SessionStore, Q: Quarantine> QueueHandler for JoinBatches<'_, S, Q> {
+impl<S: SessionStore, Q: Quarantine, W: WakeQueue> QueueHandler for JoinBatches<'_, S, Q, W> {
     async fn handle(&self, batch: &[Delivery]) -> Vec<String> {
-        handle_batch(self.granter, self.quarantine, batch)
+        handle_batch(self.granter, self.quarantine, self.wakes, batch)
             .await
             .failed
     }
@@ -250,19 +268,22 @@ impl<S: SessionStore, W: WakeQueue> StreamHandler for StreamBatches<'_, S, W> {
 }
 
 /// The local receive loop, until `shutdown` completes.
-pub async fn poll_join_queue<S, C, Q>(
+pub async fn poll_join_queue<S, C, Q, W>(
     granter: &Granter<S>,
     consumer: &C,
     quarantine: &Q,
+    wakes: &W,
     shutdown: impl Future<Output = ()>,
 ) where
     S: SessionStore,
     C: QueueConsumer,
     Q: Quarantine,
+    W: WakeQueue,
 {
     let batches = JoinBatches {
         granter,
         quarantine,
+        wakes,
     };
     poll::queue(consumer, &batches, shutdown).await;
 }

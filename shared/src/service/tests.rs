@@ -1038,3 +1038,92 @@ async fn a_cached_front_never_hides_who_joined_after_it_was_read() {
     stream_granter.advance(&event(), freed).await.unwrap();
     assert_eq!(world.status_of(&newcomer).await, SessionStatus::Active);
 }
+
+/// A store model whose indexes show every change `lag` after it, on the
+/// world's clock.
+struct LaggingIndexes {
+    clock: ManualClock,
+    lag: Duration,
+}
+
+impl crate::adapters::memory::StoreModel for LaggingIndexes {
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn index_lag(&self) -> Duration {
+        self.lag
+    }
+}
+
+#[tokio::test]
+async fn sessions_the_lagging_index_still_shows_waiting_are_passed_over_once() {
+    // Found by the simulator: at 10,000 joins a second the line index, a
+    // second or two behind the table, shows dozens of sessions other
+    // granters have just admitted. A granter planned them, found them gone,
+    // read the index again, planned them again… and gave up after its
+    // setbacks with slots free, so its join messages came back, failed the
+    // same way, and in the end filled the dead-letter queue.
+    let mut world = World::new();
+    world.store = Arc::new(MemoryStore::modelled(Arc::new(LaggingIndexes {
+        clock: world.clock.clone(),
+        lag: Duration::from_secs(1),
+    })));
+    let early = world.joins(1, 0..5).await;
+    world.clock.advance(Duration::from_secs(2));
+    // One granter numbers and admits them; the index will not show that
+    // for a second.
+    let first = world.granter(10, 1);
+    world.drain_queue(&first).await;
+    for id in &early {
+        assert_eq!(world.status_of(id).await, SessionStatus::Active);
+    }
+    let late = world.joins(1, 5..6).await.remove(0);
+    // Another instance, with nothing cached, handles the newcomer's join.
+    let second = world.granter(10, 1);
+    let batch = world.queue.receive(10, Duration::ZERO).await.unwrap();
+    let report = second.handle_deliveries(&batch).await;
+    assert_eq!(report.failed, Vec::<String>::new(), "{report:?}");
+    assert!(report.unadvanced.is_empty(), "{report:?}");
+    assert_eq!(report.admitted, 1);
+    assert_eq!(world.status_of(&late).await, SessionStatus::Active);
+}
+
+#[tokio::test]
+async fn a_join_batch_that_gives_up_under_contention_hands_its_event_to_a_wake_up() {
+    // Found by the simulator: join batches that gave up under the first
+    // minute's contention were retried as they were, holding their shard's
+    // message group for a visibility timeout each time; they came back
+    // together, failed together, and reached the dead-letter queue after
+    // a hundred receives, while every later join of those shards waited
+    // behind them.
+    use crate::adapters::memory::MemoryQuarantine;
+    use crate::runtime::granter::handle_batch;
+
+    let world = World::new();
+    let ids = world.joins(1, 0..3).await;
+    let granter = world.granter(5, 1);
+    let batch = world.queue.receive(10, Duration::ZERO).await.unwrap();
+    assert_eq!(batch.len(), 3);
+    world.store.contend_next_admits(1_000);
+    let report = handle_batch(&granter, &MemoryQuarantine::default(), &world.queue, &batch).await;
+    world.store.contend_next_admits(0);
+    assert_eq!(report.failed, Vec::<String>::new());
+    assert_eq!(report.handled.len(), 3);
+    assert_eq!(report.handed_off, vec![event()]);
+    world.queue.delete(&batch).await.unwrap();
+    // Numbered, in line, and the event's wake-up is on the queue.
+    for id in &ids {
+        let session = world.store.get_session(id).await.unwrap().unwrap();
+        assert_eq!(session.status, SessionStatus::Waiting);
+        assert!(session.ticket.is_some(), "{session:?}");
+    }
+    assert!(matches!(
+        world.queue.pending().as_slice(),
+        [JoinQueueMessage::Wake(wake)] if wake.wake_event_id == "E"
+    ));
+    world.drain_queue(&granter).await;
+    for id in &ids {
+        assert_eq!(world.status_of(id).await, SessionStatus::Active);
+    }
+}

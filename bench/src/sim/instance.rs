@@ -14,8 +14,8 @@ use waiting_room::domain::{
     Timestamp,
 };
 use waiting_room::ports::{
-    Claim, Discard, EndFrom, EndOutcome, Expiry, QueueError, SessionStore, StoreError, Touch,
-    WakeQueue, WriteOutcome,
+    Arrival, Claim, Discard, EndFrom, EndOutcome, Expiry, QueueError, SessionStore, StoreError,
+    Touch, WakeQueue, WriteOutcome,
 };
 
 use super::queue::SimQueue;
@@ -159,9 +159,14 @@ pub struct InstanceWakes {
 }
 
 impl WakeQueue for InstanceWakes {
-    async fn wake(&self, event: &EventId, deduplication_id: &str) -> Result<(), QueueError> {
+    async fn wake(
+        &self,
+        event: &EventId,
+        arrivals: &[Arrival],
+        deduplication_id: &str,
+    ) -> Result<(), QueueError> {
         self.fuse
-            .guard(self.queue.wake(event, deduplication_id))
+            .guard(self.queue.wake(event, arrivals, deduplication_id))
             .await
     }
 }

@@ -174,12 +174,18 @@ impl JoinQueue for SimQueue {
 }
 
 impl WakeQueue for SimQueue {
-    async fn wake(&self, event: &EventId, deduplication_id: &str) -> Result<(), QueueError> {
+    async fn wake(
+        &self,
+        event: &EventId,
+        arrivals: &[Arrival],
+        deduplication_id: &str,
+    ) -> Result<(), QueueError> {
         self.send_message(
             wake_group_id(event),
             deduplication_id.chars().take(128).collect(),
             &JoinQueueMessage::Wake(WakeUp {
                 wake_event_id: event.to_string(),
+                arrivals: arrivals.to_vec(),
             }),
         )
         .await

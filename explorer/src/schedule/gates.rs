@@ -500,11 +500,19 @@ impl JoinQueue for GatedQueue {
 }
 
 impl WakeQueue for GatedQueue {
-    async fn wake(&self, event: &EventId, deduplication_id: &str) -> Result<(), QueueError> {
+    async fn wake(
+        &self,
+        event: &EventId,
+        arrivals: &[Arrival],
+        deduplication_id: &str,
+    ) -> Result<(), QueueError> {
         let fault = self.gate("wake").await?;
         self.world
             .note(format!("{} wake-up for {event} queued", self.actor));
-        self.world.join_queue.wake(event, deduplication_id).await?;
+        self.world
+            .join_queue
+            .wake(event, arrivals, deduplication_id)
+            .await?;
         self.after("wake", fault).await
     }
 }

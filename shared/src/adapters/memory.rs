@@ -1169,13 +1169,19 @@ impl JoinQueue for MemoryQueue {
 }
 
 impl WakeQueue for MemoryQueue {
-    async fn wake(&self, event: &EventId, deduplication_id: &str) -> Result<(), QueueError> {
+    async fn wake(
+        &self,
+        event: &EventId,
+        arrivals: &[Arrival],
+        deduplication_id: &str,
+    ) -> Result<(), QueueError> {
         self.check_fault()?;
         self.send_message(
             wake_group_id(event),
             deduplication_id.to_owned(),
             JoinQueueMessage::Wake(WakeUp {
                 wake_event_id: event.to_string(),
+                arrivals: arrivals.to_vec(),
             }),
         );
         Ok(())

@@ -85,9 +85,15 @@ impl JoinQueue for SqsQueue {
 }
 
 impl WakeQueue for SqsQueue {
-    async fn wake(&self, event: &EventId, deduplication_id: &str) -> Result<(), QueueError> {
+    async fn wake(
+        &self,
+        event: &EventId,
+        arrivals: &[Arrival],
+        deduplication_id: &str,
+    ) -> Result<(), QueueError> {
         let body = JoinQueueMessage::Wake(WakeUp {
             wake_event_id: event.to_string(),
+            arrivals: arrivals.to_vec(),
         });
         self.send_message(&body, &wake_group_id(event), deduplication_id)
             .await

@@ -308,13 +308,18 @@ impl Arrival {
     }
 }
 
-/// A wake-up for an event whose admission after a freed slot failed: it is
-/// retried from the join queue, in the event's own message group, so the
-/// table stream goes on for every other event.
+/// A wake-up for an event whose advance gave up (after a freed slot, or
+/// after a batch of joins): it is retried from the join queue, in the
+/// event's own message group, so the table stream and the joins' shard
+/// groups go on for everyone else.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WakeUp {
     pub wake_event_id: String,
+    /// The joins whose advance it carries on, which the line index may not
+    /// show yet (a wake-up from the stream carries none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arrivals: Vec<Arrival>,
 }
 
 /// Anything on the join queue.
@@ -344,6 +349,7 @@ pub trait WakeQueue: Send + Sync {
     fn wake(
         &self,
         event: &EventId,
+        arrivals: &[Arrival],
         deduplication_id: &str,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
@@ -560,8 +566,9 @@ impl<T: WakeQueue> WakeQueue for std::sync::Arc<T> {
     fn wake(
         &self,
         event: &EventId,
+        arrivals: &[Arrival],
         deduplication_id: &str,
     ) -> impl Future<Output = Result<(), QueueError>> + Send {
-        (**self).wake(event, deduplication_id)
+        (**self).wake(event, arrivals, deduplication_id)
     }
 }

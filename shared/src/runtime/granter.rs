@@ -22,7 +22,7 @@ use crate::adapters::streams::{TableStreamReader, records_in_lambda_event};
 use crate::domain::{EventCounters, EventId, SessionId, StreamRecord};
 use crate::ports::{Delivery, Quarantine, QueueConsumer, SessionStore, WakeQueue};
 use crate::service::ServiceError;
-use crate::service::granter::{BatchReport, Granter, Wake};
+use crate::service::granter::{BatchReport, Granter, Unadvanced, Wake};
 
 use super::poll::{self, QueueHandler, StreamHandler};
 use super::{queue_response, stream_response};
@@ -38,17 +38,25 @@ pub async fn handle_batch<S: SessionStore, Q: Quarantine, W: WakeQueue>(
     deliveries: &[Delivery],
 ) -> BatchReport {
     let mut report = granter.handle_deliveries(deliveries).await;
-    for (event, ids) in std::mem::take(&mut report.unadvanced) {
-        let first = ids.first().map(String::as_str).unwrap_or_default();
-        match wakes.wake(&event, &format!("{event}:{first}")).await {
+    for unadvanced in std::mem::take(&mut report.unadvanced) {
+        let Unadvanced {
+            event,
+            messages,
+            arrivals,
+        } = unadvanced;
+        let first = messages.first().map(String::as_str).unwrap_or_default();
+        match wakes
+            .wake(&event, &arrivals, &format!("{event}:join:{first}"))
+            .await
+        {
             Ok(()) => {
-                tracing::info!(event = %event, messages = ids.len(), "line not advanced under contention; retried from the event's wake-up group");
+                tracing::warn!(event = %event, messages = messages.len(), "advance after join messages gave up; retried from the event's wake-up group");
                 report.handed_off.push(event);
-                report.handled.extend(ids);
+                report.handled.extend(messages);
             }
-            Err(err) => {
-                tracing::warn!(event = %event, error = %err, "line not advanced and could not be handed off; the join messages will be redelivered");
-                report.failed.extend(ids);
+            Err(handoff) => {
+                tracing::warn!(event = %event, handoff = %handoff, "advance after join messages gave up and could not be handed off; the messages will be redelivered");
+                report.failed.extend(messages);
             }
         }
     }
@@ -135,9 +143,12 @@ pub async fn handle_stream<S: SessionStore, W: WakeQueue>(
             continue;
         };
         let first = todo.records.first().copied().unwrap_or_default();
-        match wakes.wake(&event, &format!("{event}:{first}")).await {
+        match wakes
+            .wake(&event, &[], &format!("{event}:stream:{first}"))
+            .await
+        {
             Ok(()) => {
-                tracing::warn!(event = %event, error = %err, "advance after a stream record failed; retried from the join queue");
+                tracing::warn!(event = %event, error = %err, "advance after a stream record failed; retried from the event's wake-up group");
                 report.handed_off.push(event);
             }
             Err(handoff) => {

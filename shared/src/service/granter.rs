@@ -22,7 +22,7 @@ use crate::domain::admission::{
 use crate::domain::{
     Clock, EventCounters, EventId, LineEntry, SessionId, ShardView, TicketCounter, Timestamp,
 };
-use crate::ports::{Delivery, JoinQueueMessage, SessionStore, StoreError, WriteOutcome};
+use crate::ports::{Arrival, Delivery, JoinQueueMessage, SessionStore, StoreError, WriteOutcome};
 
 use super::ServiceError;
 
@@ -47,18 +47,25 @@ pub struct BatchReport {
     /// Bodies nothing could have produced: retrying cannot help, so they go
     /// to the dead-letter queue for a human to look at.
     pub unreadable: Vec<Delivery>,
-    /// Events whose joins were numbered but whose line could not be
-    /// advanced (contention outlasted the wake-up's patience): the messages
-    /// are done but for that advance, which whoever runs the batch hands to
-    /// the event's wake-up group as a fresh wake-up. Retrying the messages
-    /// themselves held their message group for a visibility timeout each
-    /// time, and in the simulated million-user sale the batches that failed
-    /// together in the first minute came back together, failed together
-    /// again, and went on so until the dead-letter queue took them.
-    pub unadvanced: Vec<(EventId, Vec<String>)>,
+    /// Events whose joins were numbered but whose advance ran out of
+    /// setbacks: the messages are done but for that advance, which whoever
+    /// runs the batch hands to the event's wake-up group (decision 0028).
+    pub unadvanced: Vec<Unadvanced>,
     /// Events whose advance was handed to their wake-up group.
     pub handed_off: Vec<EventId>,
     pub admitted: u64,
+}
+
+/// An event's share of a batch whose joins are numbered and whose advance
+/// is still to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unadvanced {
+    pub event: EventId,
+    /// The messages it came from (done once the advance is handed on).
+    pub messages: Vec<String>,
+    /// The joins among them, for the wake-up to carry: the line index may
+    /// not show them yet.
+    pub arrivals: Vec<Arrival>,
 }
 
 /// What one advance of a line did.
@@ -102,17 +109,18 @@ const INDEX_CATCH_UP: Duration = Duration::from_millis(50);
 impl<S: SessionStore> Granter<S> {
     /// Handle a batch of join queue messages (from a Lambda event or a
     /// receive): number the joins, then advance each event once. Events are
-    /// independent: one failing gives back its own messages only.
+    /// independent: one failing gives back (or hands on) its own messages
+    /// only.
     #[tracing::instrument(name = "join_messages", skip_all, fields(messages = deliveries.len()))]
     pub async fn handle_deliveries(&self, deliveries: &[Delivery]) -> BatchReport {
         let mut report = BatchReport::default();
         let mut by_event: BTreeMap<EventId, (Vec<&Delivery>, Vec<LineEntry>)> = BTreeMap::new();
         for delivery in deliveries {
             match read_message(&delivery.body) {
-                Some((event, arrival)) => {
+                Some((event, carried)) => {
                     let (messages, arrivals) = by_event.entry(event).or_default();
                     messages.push(delivery);
-                    arrivals.extend(arrival);
+                    arrivals.extend(carried);
                 }
                 None => {
                     tracing::error!(message_id = %delivery.message_id, "unreadable join queue message");
@@ -122,12 +130,14 @@ impl<S: SessionStore> Granter<S> {
         }
         let outcomes = futures::future::join_all(by_event.into_iter().map(
             |(event, (messages, arrivals))| async move {
+                let carried: Vec<Arrival> =
+                    arrivals.iter().map(|a| arrival_of(&event, a)).collect();
                 let outcome = self.handle_event(&event, arrivals).await;
-                (event, messages, outcome)
+                (event, messages, carried, outcome)
             },
         ))
         .await;
-        for (event, messages, outcome) in outcomes {
+        for (event, messages, carried, outcome) in outcomes {
             let ids = messages.iter().map(|d| d.message_id.clone());
             match outcome {
                 Ok(advance) => {
@@ -135,7 +145,11 @@ impl<S: SessionStore> Granter<S> {
                     report.handled.extend(ids);
                 }
                 Err(EventFailure::Unadvanced) => {
-                    report.unadvanced.push((event, ids.collect()));
+                    report.unadvanced.push(Unadvanced {
+                        event,
+                        messages: ids.collect(),
+                        arrivals: carried,
+                    });
                 }
                 Err(EventFailure::Retry(err)) => {
                     // The event's messages come back after the visibility
@@ -173,8 +187,9 @@ impl<S: SessionStore> Granter<S> {
         )
         .await
         .map_err(|err| match err {
-            // Given up under contention: the joins are numbered and in
-            // line, and what is left is a wake-up's work.
+            // Out of setbacks (other writers on the event, a lagging
+            // index): the joins are numbered and in line, and what is left
+            // is a wake-up's work.
             ServiceError::Contention => EventFailure::Unadvanced,
             err => EventFailure::Retry(err),
         })
@@ -295,7 +310,7 @@ impl<S: SessionStore> Granter<S> {
         loop {
             if setbacks >= SETBACKS_ALLOWED {
                 // Whoever carries the wake-up retries it (and says so).
-                tracing::info!(event = %event, setbacks, "line advance gave up after repeated setbacks");
+                tracing::info!(event = %event, setbacks, replans, "line advance gave up after repeated setbacks");
                 return Err(ServiceError::Contention);
             }
             if counters.free_slots(self.policy.default_capacity) == 0 {
@@ -381,7 +396,6 @@ impl<S: SessionStore> Granter<S> {
                     use_cache = true;
                 }
                 Ok(WriteOutcome::Conflict { rejected }) => {
-                    setbacks += 1;
                     if !rejected.is_empty() {
                         // Admitted by another granter or gone (they leave
                         // the line), or polled since (they stay, and must
@@ -389,10 +403,20 @@ impl<S: SessionStore> Granter<S> {
                         tracing::debug!(event = %event, ?rejected, "front entries not as read");
                         let current = self.store.waiting_among(&rejected).await?;
                         self.fronts.refresh(event, &rejected, &current);
+                        let before = gone.len();
                         gone.extend(no_longer_waiting(&rejected, &current));
                         known.retain(|k| !rejected.contains(&k.session_id));
                         known.extend(current);
+                        // Passing over those found gone is progress, as in
+                        // numbering; a poll that moved someone's presence
+                        // is a setback.
+                        if gone.len() > before && replans < SETBACKS_ALLOWED {
+                            replans += 1;
+                        } else {
+                            setbacks += 1;
+                        }
                     } else {
+                        setbacks += 1;
                         // Another granter admitted, or a slot freed, since the
                         // read: step aside a little, differently each time.
                         tokio::time::sleep(contention_pause(setbacks, counters.admitted)).await;
@@ -522,29 +546,49 @@ impl<S: SessionStore> Granter<S> {
     }
 }
 
-/// Reads a join queue message: the event, and the join it announces (none
-/// for a wake-up). `None` for anything no part of the system sends.
-fn read_message(body: &str) -> Option<(EventId, Option<LineEntry>)> {
+/// Reads a join queue message: the event, and the joins it announces (its
+/// own, or those a wake-up carries on). `None` for anything no part of the
+/// system sends.
+fn read_message(body: &str) -> Option<(EventId, Vec<LineEntry>)> {
     match serde_json::from_str::<JoinQueueMessage>(body).ok()? {
         JoinQueueMessage::Joined(arrival) => {
-            let session_id = SessionId::parse(&arrival.session_id).ok()?;
-            let event = session_id.event_id();
-            if event.as_str() != arrival.event_id {
-                return None;
-            }
-            let joined_at = Timestamp::from_millis(arrival.joined_at);
-            Some((
-                event,
-                Some(LineEntry {
-                    session_id,
-                    shard: arrival.shard,
-                    joined_at,
-                    last_seen_at: joined_at,
-                    ticket: None,
-                }),
-            ))
+            let entry = entry_of(&arrival)?;
+            Some((entry.session_id.event_id(), vec![entry]))
         }
-        JoinQueueMessage::Wake(wake) => Some((EventId::parse(&wake.wake_event_id).ok()?, None)),
+        JoinQueueMessage::Wake(wake) => {
+            let event = EventId::parse(&wake.wake_event_id).ok()?;
+            let entries = wake
+                .arrivals
+                .iter()
+                .map(|arrival| entry_of(arrival).filter(|e| e.session_id.event_id() == event))
+                .collect::<Option<Vec<_>>>()?;
+            Some((event, entries))
+        }
+    }
+}
+
+/// The line entry an arrival announces, if it is one of its own event.
+fn entry_of(arrival: &Arrival) -> Option<LineEntry> {
+    let session_id = SessionId::parse(&arrival.session_id).ok()?;
+    if session_id.event_id().as_str() != arrival.event_id {
+        return None;
+    }
+    let joined_at = Timestamp::from_millis(arrival.joined_at);
+    Some(LineEntry {
+        session_id,
+        shard: arrival.shard,
+        joined_at,
+        last_seen_at: joined_at,
+        ticket: None,
+    })
+}
+
+fn arrival_of(event: &EventId, entry: &LineEntry) -> Arrival {
+    Arrival {
+        session_id: entry.session_id.to_string(),
+        event_id: event.to_string(),
+        shard: entry.shard,
+        joined_at: entry.joined_at.as_millis(),
     }
 }
 

@@ -109,8 +109,8 @@ pub struct Counters {
     /// Stream records given up after the mapping's retries (they would go
     /// to the stream's dead-letter queue; the reconciliation repairs).
     pub stream_records_dropped: u64,
-    /// Events whose stream-triggered advance failed and went to the join
-    /// queue as a wake-up.
+    /// Advances that gave up (after stream records or join messages) and
+    /// went to the event's wake-up group.
     pub wakes_handed_off: u64,
     /// Join queue messages moved to the dead-letter queue.
     pub dead_letters: u64,

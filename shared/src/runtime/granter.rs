@@ -19,8 +19,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::adapters::streams::{TableStreamReader, records_in_lambda_event};
-use crate::domain::{EventCounters, EventId, SessionId, StreamRecord};
-use crate::ports::{Delivery, Quarantine, QueueConsumer, SessionStore, WakeQueue};
+use crate::domain::{EventCounters, EventId, Session, SessionId, StreamRecord};
+use crate::ports::{Arrival, Delivery, Quarantine, QueueConsumer, SessionStore, WakeQueue};
 use crate::service::ServiceError;
 use crate::service::granter::{BatchReport, Granter, Unadvanced, Wake};
 
@@ -97,7 +97,7 @@ struct EventWork<'a> {
     /// The newest counters of a record that freed a slot.
     freed: Option<&'a EventCounters>,
     /// Sessions that just joined.
-    joined: Vec<SessionId>,
+    joined: Vec<&'a Session>,
     records: Vec<&'a str>,
 }
 
@@ -126,7 +126,7 @@ pub async fn handle_stream<S: SessionStore, W: WakeQueue>(
             entry.records.push(&record.id);
         } else if let Some(session) = change.joined() {
             let entry = work.entry(session.event_id.clone()).or_default();
-            entry.joined.push(session.id.clone());
+            entry.joined.push(session);
             entry.records.push(&record.id);
         }
     }
@@ -143,8 +143,15 @@ pub async fn handle_stream<S: SessionStore, W: WakeQueue>(
             continue;
         };
         let first = todo.records.first().copied().unwrap_or_default();
+        // The joins go with it: their advance may have been what failed,
+        // and a wake-up without them could not arm the hint for them.
+        let joined: Vec<Arrival> = todo
+            .joined
+            .iter()
+            .map(|s| Arrival::for_session(s))
+            .collect();
         match wakes
-            .wake(&event, &[], &format!("{event}:stream:{first}"))
+            .wake(&event, &joined, &format!("{event}:stream:{first}"))
             .await
         {
             Ok(()) => {
@@ -172,7 +179,8 @@ async fn advance_for_stream<S: SessionStore>(
     } else {
         // Usually the join messages admitted them already: then there is
         // nothing to do but this one read.
-        granter.store.waiting_among(&todo.joined).await?
+        let ids: Vec<SessionId> = todo.joined.iter().map(|s| s.id.clone()).collect();
+        granter.store.waiting_among(&ids).await?
     };
     if known.is_empty() && todo.freed.is_none() {
         return Ok(());

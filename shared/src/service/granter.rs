@@ -130,8 +130,8 @@ impl<S: SessionStore> Granter<S> {
         }
         let outcomes = futures::future::join_all(by_event.into_iter().map(
             |(event, (messages, arrivals))| async move {
-                let carried: Vec<Arrival> =
-                    arrivals.iter().map(|a| arrival_of(&event, a)).collect();
+                // Kept for a hand-on only: a clone shares the session ids.
+                let carried = arrivals.clone();
                 let outcome = self.handle_event(&event, arrivals).await;
                 (event, messages, carried, outcome)
             },
@@ -145,10 +145,11 @@ impl<S: SessionStore> Granter<S> {
                     report.handled.extend(ids);
                 }
                 Err(EventFailure::Unadvanced) => {
+                    let arrivals = carried.iter().map(|a| arrival_of(&event, a)).collect();
                     report.unadvanced.push(Unadvanced {
                         event,
                         messages: ids.collect(),
-                        arrivals: carried,
+                        arrivals,
                     });
                 }
                 Err(EventFailure::Retry(err)) => {
@@ -401,16 +402,13 @@ impl<S: SessionStore> Granter<S> {
                         // the line), or polled since (they stay, and must
                         // keep their place): read them again to tell which.
                         tracing::debug!(event = %event, ?rejected, "front entries not as read");
-                        let current = self.store.waiting_among(&rejected).await?;
-                        self.fronts.refresh(event, &rejected, &current);
-                        let before = gone.len();
-                        gone.extend(no_longer_waiting(&rejected, &current));
-                        known.retain(|k| !rejected.contains(&k.session_id));
-                        known.extend(current);
+                        let read = self
+                            .read_again(event, &rejected, &mut known, &mut gone)
+                            .await?;
                         // Passing over those found gone is progress, as in
                         // numbering; a poll that moved someone's presence
                         // is a setback.
-                        if gone.len() > before && replans < SETBACKS_ALLOWED {
+                        if read.found_gone && replans < SETBACKS_ALLOWED {
                             replans += 1;
                         } else {
                             setbacks += 1;
@@ -473,17 +471,33 @@ impl<S: SessionStore> Granter<S> {
         self.number(event, counters, unnumbered).await?;
         // Numbered here or, meanwhile, by the join message: read what they
         // got (and whether they still wait).
-        let current = self.store.waiting_among(&ids).await?;
-        let before = gone.len();
-        gone.extend(no_longer_waiting(&ids, &current));
-        let numbered = current.iter().any(|c| c.ticket.is_some());
-        known.retain(|k| !ids.contains(&k.session_id));
-        known.extend(current.iter().cloned());
-        self.fronts.refresh(event, &ids, &current);
-        Ok(if numbered || gone.len() > before {
+        let read = self.read_again(event, &ids, known, gone).await?;
+        Ok(if read.numbered || read.found_gone {
             Numbering::Progress
         } else {
             Numbering::NoChange
+        })
+    }
+
+    /// Reads `ids` again, consistently: those still waiting replace what
+    /// `known` and the cached fronts held of them, the others join `gone`.
+    async fn read_again(
+        &self,
+        event: &EventId,
+        ids: &[SessionId],
+        known: &mut Vec<LineEntry>,
+        gone: &mut BTreeSet<SessionId>,
+    ) -> Result<ReadAgain, ServiceError> {
+        let current = self.store.waiting_among(ids).await?;
+        self.fronts.refresh(event, ids, &current);
+        let before = gone.len();
+        gone.extend(no_longer_waiting(ids, &current));
+        let numbered = current.iter().any(|c| c.ticket.is_some());
+        known.retain(|k| !ids.contains(&k.session_id));
+        known.extend(current);
+        Ok(ReadAgain {
+            found_gone: gone.len() > before,
+            numbered,
         })
     }
 
@@ -600,6 +614,14 @@ enum EventFailure {
     /// Its joins were numbered; only the advance after them gave up under
     /// contention.
     Unadvanced,
+}
+
+/// What reading sessions again found.
+struct ReadAgain {
+    /// Some were no longer waiting.
+    found_gone: bool,
+    /// Some still waiting have a ticket.
+    numbered: bool,
 }
 
 /// What numbering the plan's unnumbered sessions came to.

@@ -19,6 +19,13 @@ docs/decisions/0002-emulator.md):
    timeout) is not applied twice: DynamoDB answers the retry with success for
    ten minutes. Without that, a retried join finds its own claim and session
    and looks like a collision. `transact_with_token` restores the behaviour.
+4. moto keeps a FIFO message "pending" after it is visible again until a
+   receive returns that very message, and blocks its group meanwhile: of
+   several messages of one group given back together (a failed batch whose
+   visibility was shortened), one comes back per visibility period. SQS
+   serves a group whose messages are all visible again as one batch.
+   `receive_message_fifo_faithful` forgets pending messages that are visible
+   before choosing groups.
 """
 
 import argparse
@@ -43,6 +50,7 @@ from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.responses import DynamoHandler
+from moto.sqs.models import SQSBackend
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -196,6 +204,20 @@ def _success():
 
 
 DynamoHandler.transact_write_items = transact_with_token
+
+
+_original_receive_message = SQSBackend.receive_message
+
+
+def receive_message_fifo_faithful(self, queue_name, *args, **kwargs):
+    """A message visible again is no longer in flight, and holds no group."""
+    queue = self.get_queue(queue_name)
+    for message in [m for m in queue.pending_messages if m.visible]:
+        queue.pending_messages.discard(message)
+    return _original_receive_message(self, queue_name, *args, **kwargs)
+
+
+SQSBackend.receive_message = receive_message_fifo_faithful
 
 
 def _exit_when_orphaned(parent):

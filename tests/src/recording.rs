@@ -235,6 +235,11 @@ fn targets(operation: &str, context: &BeforeSerializationInterceptorContextRef<'
     if let Some(i) = input.downcast_ref::<sqs::delete_message::DeleteMessageInput>() {
         return one(i.queue_url());
     }
+    if let Some(i) = input
+        .downcast_ref::<sqs::change_message_visibility_batch::ChangeMessageVisibilityBatchInput>()
+    {
+        return one(i.queue_url());
+    }
     if let Some(i) = input.downcast_ref::<sns::publish_batch::PublishBatchInput>() {
         return one(i.topic_arn());
     }

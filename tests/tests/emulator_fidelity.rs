@@ -3,9 +3,16 @@
 //! slots of a counter must admit exactly `capacity`. Stock `moto_server`
 //! fails this (it admitted 118-123 of 100 here); `scripts/emulator.py`
 //! passes. If this test fails, the tests below prove nothing.
+//!
+//! And SQS FIFO serves a message group whose messages are all visible again
+//! as one batch (stock moto hands them out one visibility period apart).
+
+use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use integration_tests::Stack;
+use waiting_room::domain::{EventId, UserId};
+use waiting_room::ports::{QueueConsumer, Redelivery};
 
 const CAPACITY: u64 = 100;
 const SESSIONS: usize = 320;
@@ -126,4 +133,44 @@ async fn concurrent_conditional_transactions_never_exceed_the_counter_condition(
         active as u64, CAPACITY,
         "more sessions were activated than the counter allowed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_of_a_fifo_group_given_back_together_come_back_together() {
+    let stack = Stack::new("fifo").await;
+    let join = stack.join_service(1);
+    let event = EventId::parse("E-fifo").unwrap();
+    for n in 0..3 {
+        let user = UserId::parse(&format!("U{n}")).unwrap();
+        join.join(event.clone(), user, None).await.unwrap();
+    }
+    let queue = stack.queue();
+    let mut batch = Vec::new();
+    for _ in 0..10 {
+        batch.extend(queue.receive(10, Duration::from_secs(1)).await.unwrap());
+        if batch.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(batch.len(), 3, "one group, three joins");
+    queue
+        .redeliver_after(&batch, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        queue.receive(10, Duration::ZERO).await.unwrap().is_empty(),
+        "invisible for the pause"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let again = queue.receive(10, Duration::ZERO).await.unwrap();
+    let ids = |b: &[waiting_room::ports::Delivery]| {
+        b.iter().map(|d| d.message_id.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(&again),
+        ids(&batch),
+        "the whole group, in order, at once"
+    );
+    assert!(again.iter().all(|d| d.receive_count == 2), "{again:?}");
+    stack.tear_down().await;
 }

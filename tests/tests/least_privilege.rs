@@ -219,6 +219,9 @@ fn action_of(call: &Call, what: &str) -> Option<&'static str> {
         ("DynamoDB", "DescribeTable") => return None,
         ("DynamoDB Streams", _) => return None,
         ("SQS", "SendMessage") => "sqs:SendMessage",
+        ("SQS", "ChangeMessageVisibilityBatch" | "ChangeMessageVisibility") => {
+            "sqs:ChangeMessageVisibility"
+        }
         ("SQS", "ReceiveMessage" | "DeleteMessageBatch" | "DeleteMessage") => return None,
         ("SNS", "PublishBatch" | "Publish") => "sns:Publish",
         (service, what) => panic!("{}: no IAM mapping for {service} {what}", call.function),
@@ -296,23 +299,40 @@ async fn scenario(stack: &Stack) {
     );
     assert!(broken.join(e.clone(), user(3), None).await.is_err());
 
-    // granter, join queue: number, admit the first, arm the hint behind a
-    // full event; set an unreadable message aside.
+    // granter, join queue: a batch that fails for the store is given back to
+    // return within seconds; then number, admit the first, arm the hint
+    // behind a full event; set an unreadable message aside.
     let granter = stack.granter(&short, 1);
+    let join_queue = stack.queue_for("granter");
     let consumer = stack.queue();
-    let mut batch = Vec::new();
-    for _ in 0..20 {
-        batch.extend(consumer.receive(10, Duration::from_secs(1)).await.unwrap());
-        if batch.len() >= 3 {
-            break;
+    let receive_three = || async {
+        let mut batch = Vec::new();
+        for _ in 0..20 {
+            batch.extend(consumer.receive(10, Duration::from_secs(1)).await.unwrap());
+            if batch.len() >= 3 {
+                break;
+            }
         }
-    }
+        batch
+    };
+    let failing = unreachable.granter(&short, 1);
+    let batch = receive_three().await;
+    let report = handle_batch(&failing, &stack.join_quarantine(), &join_queue, &batch).await;
+    assert_eq!(report.failed.len(), 3, "{report:?}");
+    let mut batch = receive_three().await;
+    assert_eq!(
+        batch.len(),
+        3,
+        "given back, not held for the visibility timeout"
+    );
+    assert!(batch.iter().all(|d| d.receive_count == 2), "{batch:?}");
     batch.push(Delivery {
         message_id: "junk".into(),
         receipt_handle: "junk".into(),
         body: "{}".into(),
+        receive_count: 1,
     });
-    let report = handle_batch(&granter, &stack.join_quarantine(), &consumer, &batch).await;
+    let report = handle_batch(&granter, &stack.join_quarantine(), &join_queue, &batch).await;
     assert_eq!(report.admitted, 1, "{report:?}");
 
     // status: a numbered waiting user (reads its shard's head), presence
@@ -368,7 +388,6 @@ async fn scenario(stack: &Stack) {
         Some(SessionStatus::Active)
     );
     // A stream wake-up that fails is handed to the join queue.
-    let failing = unreachable.granter(&short, 1);
     let handed = handle_stream(&failing, &wakes, &records).await;
     assert!(!handed.handed_off.is_empty(), "{handed:?}");
 

@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use waiting_room::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
 use waiting_room::domain::{
@@ -14,8 +15,8 @@ use waiting_room::domain::{
     Timestamp,
 };
 use waiting_room::ports::{
-    Arrival, Claim, Discard, EndFrom, EndOutcome, Expiry, QueueError, SessionStore, StoreError,
-    Touch, WakeQueue, WriteOutcome,
+    Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, Expiry, QueueError, Redelivery,
+    SessionStore, StoreError, Touch, WakeQueue, WriteOutcome,
 };
 
 use super::queue::SimQueue;
@@ -167,6 +168,18 @@ impl WakeQueue for InstanceWakes {
     ) -> Result<(), QueueError> {
         self.fuse
             .guard(self.queue.wake(event, arrivals, deduplication_id))
+            .await
+    }
+}
+
+impl Redelivery for InstanceWakes {
+    async fn redeliver_after(
+        &self,
+        deliveries: &[Delivery],
+        pause: Duration,
+    ) -> Result<(), QueueError> {
+        self.fuse
+            .guard(self.queue.redeliver_after(deliveries, pause))
             .await
     }
 }

@@ -14,7 +14,8 @@ use tokio::time::Instant;
 use waiting_room::domain::EventId;
 use waiting_room::domain::line::{message_group_id, wake_group_id};
 use waiting_room::ports::{
-    Arrival, Delivery, JoinQueue, JoinQueueMessage, QueueConsumer, QueueError, WakeQueue, WakeUp,
+    Arrival, Delivery, JoinQueue, JoinQueueMessage, QueueConsumer, QueueError, Redelivery,
+    WakeQueue, WakeUp,
 };
 
 use super::quota::GROUP_SENDS_PER_SECOND;
@@ -192,6 +193,25 @@ impl WakeQueue for SimQueue {
     }
 }
 
+impl Redelivery for SimQueue {
+    async fn redeliver_after(
+        &self,
+        deliveries: &[Delivery],
+        pause: Duration,
+    ) -> Result<(), QueueError> {
+        self.world.state().counters.sqs_calls += 1;
+        tokio::time::sleep(self.world.latency(Call::SqsDelete)).await;
+        let back_at = Instant::now() + pause;
+        let mut state = self.state();
+        for delivery in deliveries {
+            if let Some((_, visible_at)) = state.in_flight.get_mut(&delivery.receipt_handle) {
+                *visible_at = back_at;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl QueueConsumer for SimQueue {
     async fn receive(
         &self,
@@ -243,6 +263,7 @@ impl QueueConsumer for SimQueue {
                         message_id: message.id.to_string(),
                         receipt_handle: receipt.clone(),
                         body: message.body.clone(),
+                        receive_count: message.receives,
                     });
                     state.in_flight.insert(receipt, (message, now + VISIBILITY));
                 }

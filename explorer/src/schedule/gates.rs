@@ -17,8 +17,8 @@ use waiting_room::domain::{
     Timestamp,
 };
 use waiting_room::ports::{
-    Arrival, Claim, Discard, EndFrom, EndOutcome, EventSink, Expiry, JoinQueue, Quarantine,
-    QueueError, SessionStore, StoreError, Touch, WakeQueue, WriteOutcome,
+    Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSink, Expiry, JoinQueue,
+    Quarantine, QueueError, Redelivery, SessionStore, StoreError, Touch, WakeQueue, WriteOutcome,
 };
 
 use super::scenario::Switch;
@@ -514,6 +514,21 @@ impl WakeQueue for GatedQueue {
             .wake(event, arrivals, deduplication_id)
             .await?;
         self.after("wake", fault).await
+    }
+}
+
+impl Redelivery for GatedQueue {
+    async fn redeliver_after(
+        &self,
+        deliveries: &[Delivery],
+        pause: Duration,
+    ) -> Result<(), QueueError> {
+        let fault = self.gate("redeliver").await?;
+        self.world
+            .join_queue
+            .redeliver_after(deliveries, pause)
+            .await?;
+        self.after("redeliver", fault).await
     }
 }
 

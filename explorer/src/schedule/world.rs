@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use waiting_room::adapters::memory::{
     MemoryEventSink, MemoryQuarantine, MemoryQueue, MemoryStore, QueueBehaviour, StoreModel,
 };
+use waiting_room::adapters::provision;
 use waiting_room::domain::{Clock, EventId, Timestamp};
 
 use super::checks::Checker;
@@ -169,10 +170,13 @@ pub struct World {
     pub checker: Mutex<Checker>,
 }
 
-/// The join queue's behaviour (as provisioned): 60 s visibility, 100
-/// receives before the dead-letter queue.
+/// The join queue's behaviour, as provisioned.
 pub fn join_queue_behaviour() -> QueueBehaviour {
-    QueueBehaviour::default()
+    QueueBehaviour {
+        visibility_timeout: provision::JOIN_VISIBILITY_TIMEOUT,
+        max_receive_count: provision::JOIN_MAX_RECEIVE_COUNT,
+        ..QueueBehaviour::default()
+    }
 }
 
 impl World {

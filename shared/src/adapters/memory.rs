@@ -21,8 +21,8 @@ use crate::domain::{
 };
 use crate::ports::{
     Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSink, Expiry, JoinQueue,
-    JoinQueueMessage, Quarantine, QueueConsumer, QueueError, SessionStore, StoreError, Touch,
-    WakeQueue, WakeUp, WriteOutcome,
+    JoinQueueMessage, Quarantine, QueueConsumer, QueueError, Redelivery, SessionStore, StoreError,
+    Touch, WakeQueue, WakeUp, WriteOutcome,
 };
 
 /// How the in-memory store tells time and how far its indexes lag: the
@@ -1234,6 +1234,7 @@ impl QueueConsumer for MemoryQueue {
                     message_id: message.id.clone(),
                     receipt_handle: receipt,
                     body: message.body.clone(),
+                    receive_count: message.receives,
                 });
             }
             for index in dead.into_iter().rev() {
@@ -1253,6 +1254,30 @@ impl QueueConsumer for MemoryQueue {
                     .iter()
                     .any(|d| m.receipt.as_deref() == Some(d.receipt_handle.as_str()))
             });
+        });
+        Ok(())
+    }
+}
+
+impl Redelivery for MemoryQueue {
+    /// Without a clock no time passes: the messages stay in flight until
+    /// `expire_in_flight`, as after a visibility timeout.
+    async fn redeliver_after(
+        &self,
+        deliveries: &[Delivery],
+        pause: Duration,
+    ) -> Result<(), QueueError> {
+        self.check_fault()?;
+        let back_at = self.now().plus(pause);
+        self.with(|q| {
+            for message in &mut q.messages {
+                let given_back = deliveries
+                    .iter()
+                    .any(|d| message.receipt.as_deref() == Some(d.receipt_handle.as_str()));
+                if given_back && message.hidden_until.is_some() {
+                    message.hidden_until = Some(back_at);
+                }
+            }
         });
         Ok(())
     }

@@ -82,12 +82,13 @@ fn failed(resource: &str, err: impl std::fmt::Display) -> ProvisionError {
     }
 }
 
-/// Join messages are finished in the batch that receives them, so a receive
-/// count this high means the store was down for over an hour: only then does
-/// a message move to the dead-letter queue (and can be redriven). Its user
-/// keeps their place in line meanwhile: the message only wakes the granter
-/// and numbers them.
-pub const JOIN_MAX_RECEIVE_COUNT: u32 = 100;
+/// Join messages are finished in the batch that receives them, and one that
+/// failed comes back within `runtime::MAX_REDELIVERY_PAUSE` (8 s), so a
+/// receive count this high (the SQS maximum) means the store was down for
+/// over two hours: only then does a message move to the dead-letter queue
+/// (and can be redriven). Its user keeps their place in line meanwhile: the
+/// message only wakes the granter and numbers them.
+pub const JOIN_MAX_RECEIVE_COUNT: u32 = 1000;
 /// Longer than a granter batch can take (its Lambda timeout is 10 s).
 pub const JOIN_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(60);
 /// SQS's maximum: a line may take long, and no one may drop out of it.

@@ -12,13 +12,16 @@ use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName,
+};
 
 use crate::domain::EventId;
 use crate::domain::line::{message_group_id, wake_group_id};
 use crate::ports::{
     Arrival, Delivery, JoinQueue, JoinQueueMessage, Quarantine, QueueConsumer, QueueError,
-    WakeQueue, WakeUp,
+    Redelivery, WakeQueue, WakeUp,
 };
 
 /// SQS caps a receive (and a delete batch) at ten messages.
@@ -136,6 +139,7 @@ impl QueueConsumer for SqsQueue {
             .queue_url(&self.queue_url)
             .max_number_of_messages(max_messages.clamp(1, 10))
             .wait_time_seconds(wait_seconds)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .customize()
             .config_override(
                 aws_sdk_sqs::config::Builder::default()
@@ -157,6 +161,11 @@ impl QueueConsumer for SqsQueue {
                     message_id: message_id.to_owned(),
                     receipt_handle: receipt_handle.to_owned(),
                     body: m.body().unwrap_or_default().to_owned(),
+                    receive_count: Delivery::receive_count_of(
+                        m.attributes()
+                            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                            .map(String::as_str),
+                    ),
                 }),
                 _ => {
                     tracing::warn!("SQS returned a message without an id or receipt handle; left for redelivery");
@@ -191,6 +200,43 @@ impl QueueConsumer for SqsQueue {
                 // An expired receipt handle means the message was redelivered
                 // meanwhile; its next delivery is handled idempotently.
                 tracing::warn!(code = failure.code(), message = ?failure.message(), "could not delete a finished message");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Redelivery for SqsQueue {
+    async fn redeliver_after(
+        &self,
+        deliveries: &[Delivery],
+        pause: Duration,
+    ) -> Result<(), QueueError> {
+        let seconds = i32::try_from(pause.as_secs()).unwrap_or(i32::MAX);
+        for chunk in deliveries.chunks(SQS_BATCH_LIMIT) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(index, d)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(index.to_string())
+                        .receipt_handle(&d.receipt_handle)
+                        .visibility_timeout(seconds)
+                        .build()
+                        .map_err(|e| QueueError::Rejected(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let output = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            if let Some(failure) = output.failed().first() {
+                // The receipt expired: the message is back already.
+                tracing::warn!(code = failure.code(), message = ?failure.message(), "could not bring a failed message back early");
             }
         }
         Ok(())

@@ -336,6 +336,19 @@ pub struct Delivery {
     pub message_id: String,
     pub receipt_handle: String,
     pub body: String,
+    /// How many times the queue has handed this message out, this time
+    /// included (SQS's `ApproximateReceiveCount`; 1 when unknown).
+    pub receive_count: u32,
+}
+
+impl Delivery {
+    /// SQS's `ApproximateReceiveCount` attribute; 1 when absent or unreadable.
+    pub fn receive_count_of(attribute: Option<&str>) -> u32 {
+        attribute
+            .and_then(|count| count.parse().ok())
+            .unwrap_or(1)
+            .max(1)
+    }
 }
 
 pub trait JoinQueue: Send + Sync {
@@ -351,6 +364,18 @@ pub trait WakeQueue: Send + Sync {
         event: &EventId,
         arrivals: &[Arrival],
         deduplication_id: &str,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// Brings received messages back sooner than the visibility timeout (SQS
+/// `ChangeMessageVisibility`). A message given back for a passing failure
+/// would otherwise stay invisible for the whole timeout, and in a FIFO queue
+/// hold back every later message of its group with it.
+pub trait Redelivery: Send + Sync {
+    fn redeliver_after(
+        &self,
+        deliveries: &[Delivery],
+        pause: Duration,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
@@ -562,6 +587,16 @@ impl<T: JoinQueue> JoinQueue for std::sync::Arc<T> {
     }
 }
 
+impl<T: Redelivery> Redelivery for std::sync::Arc<T> {
+    fn redeliver_after(
+        &self,
+        deliveries: &[Delivery],
+        pause: Duration,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send {
+        (**self).redeliver_after(deliveries, pause)
+    }
+}
+
 impl<T: WakeQueue> WakeQueue for std::sync::Arc<T> {
     fn wake(
         &self,
@@ -570,5 +605,18 @@ impl<T: WakeQueue> WakeQueue for std::sync::Arc<T> {
         deduplication_id: &str,
     ) -> impl Future<Output = Result<(), QueueError>> + Send {
         (**self).wake(event, arrivals, deduplication_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_receive_count_is_read_from_its_attribute() {
+        assert_eq!(Delivery::receive_count_of(Some("3")), 3);
+        assert_eq!(Delivery::receive_count_of(Some("0")), 1);
+        assert_eq!(Delivery::receive_count_of(Some("many")), 1);
+        assert_eq!(Delivery::receive_count_of(None), 1);
     }
 }

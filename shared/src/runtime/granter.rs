@@ -20,18 +20,21 @@ use serde_json::Value;
 
 use crate::adapters::streams::{TableStreamReader, records_in_lambda_event};
 use crate::domain::{EventCounters, EventId, Session, SessionId, StreamRecord};
-use crate::ports::{Arrival, Delivery, Quarantine, QueueConsumer, SessionStore, WakeQueue};
+use crate::ports::{
+    Arrival, Delivery, Quarantine, QueueConsumer, Redelivery, SessionStore, WakeQueue,
+};
 use crate::service::ServiceError;
 use crate::service::granter::{BatchReport, Granter, Unadvanced, Wake};
 
 use super::poll::{self, QueueHandler, StreamHandler};
-use super::{queue_response, stream_response};
+use super::{give_back, queue_response, stream_response};
 
 /// Finish a batch: admit or number what can be, quarantine what cannot be
 /// read, hand to the event's wake-up group an advance that gave up under
-/// contention once its joins were numbered. Returns the ids of messages to
-/// delete and of those to leave for redelivery.
-pub async fn handle_batch<S: SessionStore, Q: Quarantine, W: WakeQueue>(
+/// contention once its joins were numbered, and give back what failed to be
+/// received again within seconds. Returns the ids of messages to delete and
+/// of those left for redelivery.
+pub async fn handle_batch<S: SessionStore, Q: Quarantine, W: WakeQueue + Redelivery>(
     granter: &Granter<S>,
     quarantine: &Q,
     wakes: &W,
@@ -76,6 +79,11 @@ pub async fn handle_batch<S: SessionStore, Q: Quarantine, W: WakeQueue>(
             }
         }
     }
+    // A failed message would otherwise be invisible for the visibility
+    // timeout, and its FIFO group (a shard's joins, or the event's
+    // wake-ups) with it: the fans behind it would wait a minute beside a
+    // free slot, with nobody to arm the hint for them.
+    give_back(wakes, deliveries, &report.failed).await;
     report
 }
 
@@ -237,7 +245,7 @@ pub enum GranterResponse {
 
 /// The Lambda entry point: SQS batches and stream batches both answer with
 /// per-item failures.
-pub async fn handle_lambda_event<S: SessionStore, Q: Quarantine, W: WakeQueue>(
+pub async fn handle_lambda_event<S: SessionStore, Q: Quarantine, W: WakeQueue + Redelivery>(
     granter: &Granter<S>,
     quarantine: &Q,
     wakes: &W,
@@ -264,7 +272,9 @@ struct JoinBatches<'a, S, Q, W> {
     wakes: &'a W,
 }
 
-impl<S: SessionStore, Q: Quarantine, W: WakeQueue> QueueHandler for JoinBatches<'_, S, Q, W> {
+impl<S: SessionStore, Q: Quarantine, W: WakeQueue + Redelivery> QueueHandler
+    for JoinBatches<'_, S, Q, W>
+{
     async fn handle(&self, batch: &[Delivery]) -> Vec<String> {
         handle_batch(self.granter, self.quarantine, self.wakes, batch)
             .await
@@ -297,7 +307,7 @@ pub async fn poll_join_queue<S, C, Q, W>(
     S: SessionStore,
     C: QueueConsumer,
     Q: Quarantine,
-    W: WakeQueue,
+    W: WakeQueue + Redelivery,
 {
     let batches = JoinBatches {
         granter,
@@ -321,9 +331,77 @@ pub async fn poll_table_stream<S: SessionStore, W: WakeQueue>(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
     use serde_json::json;
 
     use super::*;
+    use crate::adapters::memory::{MemoryQuarantine, MemoryQueue, MemoryStore, QueueBehaviour};
+    use crate::domain::admission::AdmissionPolicy;
+    use crate::domain::{ManualClock, SessionStatus, Timestamp, UserId};
+    use crate::ports::OsRandom;
+    use crate::service::join::JoinService;
+
+    /// Seeds 704,022 and 925,714 of the explorer's million: a join message
+    /// (or a wake-up) given back after a store failure stayed invisible for
+    /// the 60 s visibility timeout, holding back its whole message group;
+    /// the fan behind it had nobody to arm the hint for them and stood
+    /// beside a free slot until the reconciliation.
+    #[tokio::test]
+    async fn a_message_given_back_after_a_failure_is_received_again_within_seconds() {
+        let clock = ManualClock::starting_at(Timestamp::from_millis(1_800_000_000_000));
+        let store = Arc::new(MemoryStore::new());
+        let queue = Arc::new(MemoryQueue::timed(
+            Arc::new(clock.clone()),
+            QueueBehaviour::default(),
+        ));
+        let join = JoinService {
+            store: store.clone(),
+            queue: queue.clone(),
+            clock: Arc::new(clock.clone()),
+            ids: Arc::new(OsRandom),
+            line_shards: 1,
+            listed: Default::default(),
+        };
+        let event = EventId::parse("E1").unwrap();
+        let joined = join
+            .join(event.clone(), UserId::parse("U1").unwrap(), None)
+            .await
+            .unwrap()
+            .session()
+            .clone();
+        let granter = Granter {
+            store: store.clone(),
+            clock: Arc::new(clock.clone()),
+            policy: AdmissionPolicy {
+                default_capacity: 1,
+                active_stay: Duration::from_secs(900),
+                abandon_after: None,
+                max_changes_per_write: 50,
+            },
+            line_shards: 1,
+            ended_retention: Duration::from_secs(3600),
+            fronts: Default::default(),
+        };
+        let quarantine = MemoryQuarantine::default();
+        let batch = queue.receive(10, Duration::ZERO).await.unwrap();
+        assert_eq!(batch.len(), 1);
+        store.fail_next(1);
+        let report = handle_batch(&granter, &quarantine, &queue, &batch).await;
+        assert_eq!(report.failed, vec![batch[0].message_id.clone()]);
+
+        clock.advance(Duration::from_millis(999));
+        assert!(queue.receive(10, Duration::ZERO).await.unwrap().is_empty());
+        clock.advance(Duration::from_millis(1));
+        let again = queue.receive(10, Duration::ZERO).await.unwrap();
+        assert_eq!(again.len(), 1, "back after one second, not sixty");
+        assert_eq!(again[0].receive_count, 2);
+        let report = handle_batch(&granter, &quarantine, &queue, &again).await;
+        assert_eq!((report.handled.len(), report.admitted), (1, 1));
+        let session = store.get_session(&joined.id).await.unwrap().unwrap();
+        assert_eq!(session.status, SessionStatus::Active);
+    }
 
     fn parse(event: Value) -> Result<GranterEvent, serde_json::Error> {
         serde_json::from_value(event)

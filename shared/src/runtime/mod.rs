@@ -9,6 +9,7 @@ pub mod publisher;
 pub mod serve;
 pub mod sweeper;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
@@ -16,7 +17,7 @@ use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse
 use tokio::sync::watch;
 
 use crate::adapters::streams::StartAt;
-use crate::ports::Delivery;
+use crate::ports::{Delivery, Redelivery};
 use crate::service::ServiceError;
 
 /// The messages of an SQS event. Lambda always sends an id and a receipt
@@ -31,6 +32,11 @@ pub fn deliveries_of(event: SqsEvent) -> Result<Vec<Delivery>, ServiceError> {
                 message_id,
                 receipt_handle,
                 body: m.body.unwrap_or_default(),
+                receive_count: Delivery::receive_count_of(
+                    m.attributes
+                        .get("ApproximateReceiveCount")
+                        .map(String::as_str),
+                ),
             }),
             _ => Err(ServiceError::Internal(
                 "an SQS message without an id or receipt handle".into(),
@@ -39,8 +45,43 @@ pub fn deliveries_of(event: SqsEvent) -> Result<Vec<Delivery>, ServiceError> {
         .collect()
 }
 
+/// How long a message given back after its `receive_count`-th receive stays
+/// away: 1 s, doubling with each receive, at most `MAX_REDELIVERY_PAUSE`.
+/// The queue's visibility timeout (60 s) is for a consumer that died
+/// holding the message; one that is alive and failed says when to retry.
+pub fn redelivery_pause(receive_count: u32) -> Duration {
+    let doublings = receive_count.saturating_sub(1).min(8);
+    Duration::from_secs(1 << doublings).min(MAX_REDELIVERY_PAUSE)
+}
+
+/// The longest pause before a message given back is received again: short
+/// enough that a wake-up that failed once the faults are over is retried
+/// well within the time a free slot may go unserved (docs/guarantees.md),
+/// long enough that a table in trouble is not hammered (the join queue's
+/// thousand receives before its dead-letter queue take over two hours).
+pub const MAX_REDELIVERY_PAUSE: Duration = Duration::from_secs(8);
+
+/// Gives the `failed` messages of `batch` back to the queue to be received
+/// again after their pause, instead of after the visibility timeout. If
+/// that fails, they come back after the timeout all the same.
+pub async fn give_back<R: Redelivery>(redelivery: &R, batch: &[Delivery], failed: &[String]) {
+    let mut by_pause: BTreeMap<Duration, Vec<Delivery>> = BTreeMap::new();
+    for delivery in batch.iter().filter(|d| failed.contains(&d.message_id)) {
+        by_pause
+            .entry(redelivery_pause(delivery.receive_count))
+            .or_default()
+            .push(delivery.clone());
+    }
+    for (pause, deliveries) in by_pause {
+        if let Err(err) = redelivery.redeliver_after(&deliveries, pause).await {
+            tracing::warn!(error = %err, messages = deliveries.len(), "could not bring failed messages back early; they return after the visibility timeout");
+        }
+    }
+}
+
 /// A partial batch response for SQS: Lambda deletes every message but the
-/// failed ones, which come back after the visibility timeout.
+/// failed ones, which come back when `give_back` said (or after the
+/// visibility timeout).
 pub fn queue_response(failed: impl IntoIterator<Item = String>) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     for id in failed {
@@ -162,6 +203,24 @@ mod tests {
         ] {
             assert!(start(wrong).is_err(), "{wrong:?}");
         }
+    }
+
+    #[test]
+    fn a_message_given_back_returns_after_a_pause_that_doubles_to_a_cap() {
+        let pauses: Vec<u64> = (1..=6).map(|n| redelivery_pause(n).as_secs()).collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 8, 8]);
+        assert_eq!(redelivery_pause(0), Duration::from_secs(1));
+        assert_eq!(redelivery_pause(u32::MAX), MAX_REDELIVERY_PAUSE);
+    }
+
+    #[test]
+    fn a_join_message_reaches_the_dead_letter_queue_only_after_two_hours_of_failure() {
+        let receives = crate::adapters::provision::JOIN_MAX_RECEIVE_COUNT;
+        let failing: Duration = (1..receives).map(redelivery_pause).sum();
+        assert!(
+            failing >= Duration::from_secs(2 * 3600),
+            "{receives} receives come within {failing:?} of failure"
+        );
     }
 
     #[test]

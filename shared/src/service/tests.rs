@@ -374,6 +374,7 @@ async fn unreadable_messages_are_set_aside_and_store_failures_retried() {
         message_id: "junk".into(),
         receipt_handle: "junk".into(),
         body: "{\"not\":\"a join message\"}".into(),
+        receive_count: 1,
     });
     world.store.fail_next(1);
     let report = granter.handle_deliveries(&batch).await;

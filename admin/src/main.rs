@@ -9,7 +9,7 @@ use waiting_room::adapters::dynamodb::DynamoStore;
 use waiting_room::adapters::provision::{Clients, ResourceNames, provision};
 use waiting_room::domain::EventId;
 use waiting_room::domain::token::AdmissionSigner;
-use waiting_room::ports::SessionStore;
+use waiting_room::ports::EventStore;
 use waiting_room::service::admin::event_report;
 use waiting_room::setup::config::{self, LifecycleSettings, LineSettings};
 

@@ -18,7 +18,7 @@ use waiting_room::domain::{
     EventId, IdempotencyKey, SessionId, SessionStatus, SystemClock, UserId,
 };
 use waiting_room::ports::OsRandom;
-use waiting_room::ports::SessionStore;
+use waiting_room::ports::{EventStore, SessionStore};
 use waiting_room::service::granter::Granter;
 use waiting_room::service::join::JoinService;
 use waiting_room::service::publisher::Publisher;

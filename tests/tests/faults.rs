@@ -9,7 +9,7 @@ use std::time::Duration;
 use integration_tests::proxy::FaultProxy;
 use integration_tests::{Stack, emulator_endpoint, eventually, lifecycle};
 use waiting_room::domain::{EventId, SessionStatus, UserId};
-use waiting_room::ports::SessionStore;
+use waiting_room::ports::EventStore;
 
 const OUTAGE: Duration = Duration::from_secs(3);
 

@@ -8,7 +8,7 @@ use integration_tests::{Stack, emulator_endpoint, eventually, lifecycle};
 use lambda_http::http::{Method, StatusCode};
 use serde_json::Value;
 use waiting_room::domain::{EventId, SessionStatus};
-use waiting_room::ports::SessionStore;
+use waiting_room::ports::{EventStore, SessionStore};
 
 async fn status_of(api: &Api, id: &str) -> Value {
     let (code, body) = api.send(Method::GET, &session_path(id), None).await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use integration_tests::{Stack, eventually, lifecycle};
 use waiting_room::domain::{EventId, Session, SessionId, SessionStatus, UserId};
-use waiting_room::ports::{Arrival, SessionStore};
+use waiting_room::ports::{Arrival, EventStore};
 use waiting_room::service::ServiceError;
 
 const PATIENCE: Duration = Duration::from_secs(60);

@@ -12,7 +12,7 @@ use waiting_room::adapters::sqs::SqsQueue;
 use waiting_room::adapters::streams::StartAt;
 use waiting_room::domain::token::{AdmissionClaims, AdmissionSigner};
 use waiting_room::domain::{EndReason, EventId, Session, SessionId, SessionStatus, UserId};
-use waiting_room::ports::SessionStore;
+use waiting_room::ports::{EventStore, SessionStore};
 use waiting_room::runtime::authorizer::authorize;
 use waiting_room::runtime::checkout::poll_queue;
 use waiting_room::runtime::publisher::poll_table_stream;

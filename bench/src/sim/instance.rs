@@ -15,8 +15,8 @@ use waiting_room::domain::{
     Timestamp,
 };
 use waiting_room::ports::{
-    Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, Expiry, QueueError, Redelivery,
-    SessionStore, StoreError, Touch, WakeQueue, WriteOutcome,
+    Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventStore, Expiry, ExpiryStore,
+    LineStore, QueueError, Redelivery, SessionStore, StoreError, Touch, WakeQueue, WriteOutcome,
 };
 
 use super::queue::SimQueue;
@@ -200,10 +200,6 @@ impl SessionStore for InstanceStore {
         self.fuse.guard(self.store.get_session(id)).await
     }
 
-    async fn waiting_among(&self, ids: &[SessionId]) -> Result<Vec<LineEntry>, StoreError> {
-        self.fuse.guard(self.store.waiting_among(ids)).await
-    }
-
     async fn discard(&self, session: &Session) -> Result<Discard, StoreError> {
         self.fuse.guard(self.store.discard(session)).await
     }
@@ -246,30 +242,9 @@ impl SessionStore for InstanceStore {
             .guard(self.store.extend_stay(id, from, to, now))
             .await
     }
+}
 
-    async fn overdue_sessions(
-        &self,
-        bucket: u16,
-        now: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<SessionId>, StoreError> {
-        self.fuse
-            .guard(self.store.overdue_sessions(bucket, now, limit))
-            .await
-    }
-
-    async fn expire_overdue(
-        &self,
-        event: &EventId,
-        ids: &[SessionId],
-        now: Timestamp,
-        retain_until: Timestamp,
-    ) -> Result<Expiry, StoreError> {
-        self.fuse
-            .guard(self.store.expire_overdue(event, ids, now, retain_until))
-            .await
-    }
-
+impl EventStore for InstanceStore {
     async fn event_counters(
         &self,
         event: &EventId,
@@ -300,6 +275,18 @@ impl SessionStore for InstanceStore {
 
     async fn events(&self) -> Result<Vec<EventId>, StoreError> {
         self.fuse.guard(self.store.events()).await
+    }
+
+    async fn set_capacity(&self, event: &EventId, capacity: u32) -> Result<(), StoreError> {
+        self.fuse
+            .guard(self.store.set_capacity(event, capacity))
+            .await
+    }
+}
+
+impl LineStore for InstanceStore {
+    async fn waiting_among(&self, ids: &[SessionId]) -> Result<Vec<LineEntry>, StoreError> {
+        self.fuse.guard(self.store.waiting_among(ids)).await
     }
 
     async fn line_front(
@@ -348,10 +335,29 @@ impl SessionStore for InstanceStore {
             .guard(self.store.update_backlog(event, change))
             .await
     }
+}
 
-    async fn set_capacity(&self, event: &EventId, capacity: u32) -> Result<(), StoreError> {
+impl ExpiryStore for InstanceStore {
+    async fn overdue_sessions(
+        &self,
+        bucket: u16,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<SessionId>, StoreError> {
         self.fuse
-            .guard(self.store.set_capacity(event, capacity))
+            .guard(self.store.overdue_sessions(bucket, now, limit))
+            .await
+    }
+
+    async fn expire_overdue(
+        &self,
+        event: &EventId,
+        ids: &[SessionId],
+        now: Timestamp,
+        retain_until: Timestamp,
+    ) -> Result<Expiry, StoreError> {
+        self.fuse
+            .guard(self.store.expire_overdue(event, ids, now, retain_until))
             .await
     }
 }

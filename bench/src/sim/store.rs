@@ -28,7 +28,8 @@ use waiting_room::domain::{
     Timestamp, UserId,
 };
 use waiting_room::ports::{
-    Claim, Discard, EndFrom, EndOutcome, Expiry, SessionStore, StoreError, Touch, WriteOutcome,
+    Claim, Discard, EndFrom, EndOutcome, EventStore, Expiry, ExpiryStore, LineStore, SessionStore,
+    StoreError, Touch, WriteOutcome,
 };
 
 use super::line_index::LineReplica;
@@ -394,17 +395,6 @@ impl SessionStore for SimStore {
         self.inner.get_session(id).await
     }
 
-    async fn waiting_among(&self, ids: &[SessionId]) -> Result<Vec<LineEntry>, StoreError> {
-        // The adapter reads them in BatchGetItem requests of 100 keys.
-        for chunk in ids.chunks(BATCH_GET_KEYS) {
-            let units = chunk.len() as f64 * READ_UNIT;
-            let _held = self
-                .charge(Cost::new("waiting_among", Call::BatchGetItem).read(None, units))
-                .await?;
-        }
-        self.inner.waiting_among(ids).await
-    }
-
     async fn discard(&self, session: &Session) -> Result<Discard, StoreError> {
         let cost = Cost::transaction("discard", 2)
             .item(session_key(&session.id), false)
@@ -503,48 +493,9 @@ impl SessionStore for SimStore {
         let _held = self.charge(cost).await?;
         self.synced(self.inner.extend_stay(id, from, to, now).await, true)
     }
+}
 
-    async fn overdue_sessions(
-        &self,
-        bucket: u16,
-        now: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<SessionId>, StoreError> {
-        let key = format!("expiry-index#{bucket}");
-        let _held = self
-            .charge(Cost::new("overdue_sessions", Call::Query).read(Some(key), INDEX_READ_UNIT))
-            .await?;
-        self.inner.overdue_sessions(bucket, now, limit).await
-    }
-
-    async fn expire_overdue(
-        &self,
-        event: &EventId,
-        ids: &[SessionId],
-        now: Timestamp,
-        retain_until: Timestamp,
-    ) -> Result<Expiry, StoreError> {
-        if ids.is_empty() {
-            return Ok(Expiry::default());
-        }
-        let mut cost = Cost::transaction("expire_overdue", ids.len() + 1);
-        for id in ids {
-            cost = cost.item(session_key(id), false).index(expiry_key(id));
-        }
-        let _held = self.charge(cost.item(event_key(event), true)).await?;
-        let expiry = self.synced(
-            self.inner
-                .expire_overdue(event, ids, now, retain_until)
-                .await,
-            true,
-        )?;
-        let mut state = self.world.state();
-        for id in &expiry.expired {
-            state.active_sessions.remove(id);
-        }
-        Ok(expiry)
-    }
-
+impl EventStore for SimStore {
     async fn event_counters(
         &self,
         event: &EventId,
@@ -590,6 +541,27 @@ impl SessionStore for SimStore {
             .read(Some(EVENT_INDEX_KEY.to_owned()), INDEX_READ_UNIT);
         let _held = self.charge(cost).await?;
         self.inner.events().await
+    }
+
+    async fn set_capacity(&self, event: &EventId, capacity: u32) -> Result<(), StoreError> {
+        let cost = Cost::new("set_capacity", Call::UpdateItem)
+            .item(event_key(event), true)
+            .index(EVENT_INDEX_KEY.to_owned());
+        let _held = self.charge(cost).await?;
+        self.synced(self.inner.set_capacity(event, capacity).await, false)
+    }
+}
+
+impl LineStore for SimStore {
+    async fn waiting_among(&self, ids: &[SessionId]) -> Result<Vec<LineEntry>, StoreError> {
+        // The adapter reads them in BatchGetItem requests of 100 keys.
+        for chunk in ids.chunks(BATCH_GET_KEYS) {
+            let units = chunk.len() as f64 * READ_UNIT;
+            let _held = self
+                .charge(Cost::new("waiting_among", Call::BatchGetItem).read(None, units))
+                .await?;
+        }
+        self.inner.waiting_among(ids).await
     }
 
     async fn line_front(
@@ -710,12 +682,47 @@ impl SessionStore for SimStore {
         self.conflicted("update_backlog", !applied);
         Ok(applied)
     }
+}
 
-    async fn set_capacity(&self, event: &EventId, capacity: u32) -> Result<(), StoreError> {
-        let cost = Cost::new("set_capacity", Call::UpdateItem)
-            .item(event_key(event), true)
-            .index(EVENT_INDEX_KEY.to_owned());
-        let _held = self.charge(cost).await?;
-        self.synced(self.inner.set_capacity(event, capacity).await, false)
+impl ExpiryStore for SimStore {
+    async fn overdue_sessions(
+        &self,
+        bucket: u16,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let key = format!("expiry-index#{bucket}");
+        let _held = self
+            .charge(Cost::new("overdue_sessions", Call::Query).read(Some(key), INDEX_READ_UNIT))
+            .await?;
+        self.inner.overdue_sessions(bucket, now, limit).await
+    }
+
+    async fn expire_overdue(
+        &self,
+        event: &EventId,
+        ids: &[SessionId],
+        now: Timestamp,
+        retain_until: Timestamp,
+    ) -> Result<Expiry, StoreError> {
+        if ids.is_empty() {
+            return Ok(Expiry::default());
+        }
+        let mut cost = Cost::transaction("expire_overdue", ids.len() + 1);
+        for id in ids {
+            cost = cost.item(session_key(id), false).index(expiry_key(id));
+        }
+        let _held = self.charge(cost.item(event_key(event), true)).await?;
+        let expiry = self.synced(
+            self.inner
+                .expire_overdue(event, ids, now, retain_until)
+                .await,
+            true,
+        )?;
+        let mut state = self.world.state();
+        for id in &expiry.expired {
+            state.active_sessions.remove(id);
+        }
+        Ok(expiry)
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use waiting_room::domain::admission::AdmissionPolicy;
 use waiting_room::domain::token::AdmissionSigner;
 use waiting_room::domain::{Change, EventId, StayPolicy, StreamRecord};
-use waiting_room::ports::{Delivery, QueueConsumer, SessionStore};
+use waiting_room::ports::{Delivery, EventStore, QueueConsumer};
 use waiting_room::runtime::granter::{handle_batch, handle_stream};
 use waiting_room::runtime::sweeper::run_once;
 use waiting_room::service::checkout::CheckoutOutcomes;

@@ -17,8 +17,9 @@ use waiting_room::domain::{
     Timestamp,
 };
 use waiting_room::ports::{
-    Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSink, Expiry, JoinQueue,
-    Quarantine, QueueError, Redelivery, SessionStore, StoreError, Touch, WakeQueue, WriteOutcome,
+    Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSink, EventStore, Expiry,
+    ExpiryStore, JoinQueue, LineStore, Quarantine, QueueError, Redelivery, SessionStore,
+    StoreError, Touch, WakeQueue, WriteOutcome,
 };
 
 use super::scenario::Switch;
@@ -138,18 +139,6 @@ impl SessionStore for GatedStore {
         .await
     }
 
-    async fn waiting_among(&self, ids: &[SessionId]) -> Result<Vec<LineEntry>, StoreError> {
-        let ids = ids.to_vec();
-        let event = event_of(&ids);
-        self.call(
-            "waiting-among",
-            event.as_ref(),
-            false,
-            move |s| async move { s.waiting_among(&ids).await },
-        )
-        .await
-    }
-
     async fn discard(&self, session: &Session) -> Result<Discard, StoreError> {
         let session = session.clone();
         self.call(
@@ -238,33 +227,9 @@ impl SessionStore for GatedStore {
         })
         .await
     }
+}
 
-    async fn overdue_sessions(
-        &self,
-        bucket: u16,
-        now: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<SessionId>, StoreError> {
-        self.call("overdue", None, false, move |s| async move {
-            s.overdue_sessions(bucket, now, limit).await
-        })
-        .await
-    }
-
-    async fn expire_overdue(
-        &self,
-        event: &EventId,
-        ids: &[SessionId],
-        now: Timestamp,
-        retain_until: Timestamp,
-    ) -> Result<Expiry, StoreError> {
-        let (event, ids) = (event.clone(), ids.to_vec());
-        self.call("expire", Some(&event.clone()), true, move |s| async move {
-            s.expire_overdue(&event, &ids, now, retain_until).await
-        })
-        .await
-    }
-
+impl EventStore for GatedStore {
     async fn event_counters(
         &self,
         event: &EventId,
@@ -313,6 +278,31 @@ impl SessionStore for GatedStore {
             None,
             false,
             move |s| async move { s.events().await },
+        )
+        .await
+    }
+
+    async fn set_capacity(&self, event: &EventId, capacity: u32) -> Result<(), StoreError> {
+        let event = event.clone();
+        self.call(
+            "capacity",
+            Some(&event.clone()),
+            false,
+            move |s| async move { s.set_capacity(&event, capacity).await },
+        )
+        .await
+    }
+}
+
+impl LineStore for GatedStore {
+    async fn waiting_among(&self, ids: &[SessionId]) -> Result<Vec<LineEntry>, StoreError> {
+        let ids = ids.to_vec();
+        let event = event_of(&ids);
+        self.call(
+            "waiting-among",
+            event.as_ref(),
+            false,
+            move |s| async move { s.waiting_among(&ids).await },
         )
         .await
     }
@@ -438,15 +428,32 @@ impl SessionStore for GatedStore {
         )
         .await
     }
+}
 
-    async fn set_capacity(&self, event: &EventId, capacity: u32) -> Result<(), StoreError> {
-        let event = event.clone();
-        self.call(
-            "capacity",
-            Some(&event.clone()),
-            false,
-            move |s| async move { s.set_capacity(&event, capacity).await },
-        )
+impl ExpiryStore for GatedStore {
+    async fn overdue_sessions(
+        &self,
+        bucket: u16,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        self.call("overdue", None, false, move |s| async move {
+            s.overdue_sessions(bucket, now, limit).await
+        })
+        .await
+    }
+
+    async fn expire_overdue(
+        &self,
+        event: &EventId,
+        ids: &[SessionId],
+        now: Timestamp,
+        retain_until: Timestamp,
+    ) -> Result<Expiry, StoreError> {
+        let (event, ids) = (event.clone(), ids.to_vec());
+        self.call("expire", Some(&event.clone()), true, move |s| async move {
+            s.expire_overdue(&event, &ids, now, retain_until).await
+        })
         .await
     }
 }

@@ -20,9 +20,9 @@ use crate::domain::{
     SessionId, SessionStatus, StreamRecord, TicketCounter, Timestamp, UserId,
 };
 use crate::ports::{
-    Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSink, Expiry, JoinQueue,
-    JoinQueueMessage, Quarantine, QueueConsumer, QueueError, Redelivery, SessionStore, StoreError,
-    Touch, WakeQueue, WakeUp, WriteOutcome,
+    Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSink, EventStore, Expiry,
+    ExpiryStore, JoinQueue, JoinQueueMessage, LineStore, Quarantine, QueueConsumer, QueueError,
+    Redelivery, SessionStore, StoreError, Touch, WakeQueue, WakeUp, WriteOutcome,
 };
 
 /// How the in-memory store tells time and how far its indexes lag: the
@@ -129,7 +129,7 @@ struct Tables {
     stream: Vec<StreamRecord>,
 }
 
-/// A `SessionStore` in a mutex. `fail_next` makes calls fail as if the
+/// The store ports in a mutex. `fail_next` makes calls fail as if the
 /// store were unreachable, to test recovery.
 #[derive(Default)]
 pub struct MemoryStore {
@@ -474,17 +474,6 @@ impl SessionStore for MemoryStore {
         Ok(self.with(|t| t.sessions.get(id).map(|s| s.session.clone())))
     }
 
-    async fn waiting_among(&self, ids: &[SessionId]) -> Result<Vec<LineEntry>, StoreError> {
-        self.check_fault()?;
-        Ok(self.with(|t| {
-            ids.iter()
-                .filter_map(|id| t.sessions.get(id))
-                .filter(|s| s.session.status == SessionStatus::Waiting)
-                .map(|s| entry_of(&s.session))
-                .collect()
-        }))
-    }
-
     async fn discard(&self, session: &Session) -> Result<Discard, StoreError> {
         self.check_fault()?;
         Ok(self.with(|t| {
@@ -630,74 +619,9 @@ impl SessionStore for MemoryStore {
             true
         }))
     }
+}
 
-    async fn overdue_sessions(
-        &self,
-        bucket: u16,
-        now: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<SessionId>, StoreError> {
-        self.check_fault()?;
-        Ok(self.with(|t| {
-            let from = (bucket, Timestamp::from_millis(0), String::new());
-            t.expiry_index
-                .visible
-                .range(from..)
-                .take_while(|((b, at, _), _)| *b == bucket && *at <= now)
-                .take(limit)
-                .map(|(_, id)| id.clone())
-                .collect()
-        }))
-    }
-
-    async fn expire_overdue(
-        &self,
-        event: &EventId,
-        ids: &[SessionId],
-        now: Timestamp,
-        retain_until: Timestamp,
-    ) -> Result<Expiry, StoreError> {
-        self.check_fault()?;
-        Ok(self.with(|t| {
-            let mut expiry = Expiry::default();
-            for id in ids {
-                let overdue = t.sessions.get(id).is_some_and(|s| {
-                    &s.session.event_id == event
-                        && s.session.expires_at().is_some_and(|end| end <= now)
-                });
-                if overdue {
-                    expiry.expired.push(id.clone());
-                } else {
-                    expiry.skipped.push(id.clone());
-                }
-            }
-            if !expiry.skipped.is_empty() {
-                // DynamoDB cancels the whole transaction; the caller retries
-                // with the rest.
-                return Expiry {
-                    expired: Vec::new(),
-                    skipped: expiry.skipped,
-                };
-            }
-            let ending = Ending::new(EndReason::Expired, now);
-            for id in &expiry.expired {
-                if let Some(stored) = t.sessions.get(id).cloned() {
-                    let mut session = stored.session;
-                    end(&mut session, &ending);
-                    self.put_session(t, session, Some(retain_until));
-                }
-            }
-            if !expiry.expired.is_empty() {
-                let mut counters = t.events.get(event).cloned().unwrap_or_default();
-                let count = expiry.expired.len() as u64;
-                counters.active = counters.active.saturating_sub(count);
-                counters.expired += count;
-                self.put_counters(t, event, counters);
-            }
-            expiry
-        }))
-    }
-
+impl EventStore for MemoryStore {
     async fn event_counters(
         &self,
         event: &EventId,
@@ -739,6 +663,31 @@ impl SessionStore for MemoryStore {
     async fn events(&self) -> Result<Vec<EventId>, StoreError> {
         self.check_fault()?;
         Ok(self.with(|t| t.event_index.visible.keys().cloned().collect()))
+    }
+
+    async fn set_capacity(&self, event: &EventId, capacity: u32) -> Result<(), StoreError> {
+        self.check_fault()?;
+        self.with(|t| {
+            let mut counters = t.events.get(event).cloned().unwrap_or_default();
+            counters.capacity = Some(capacity);
+            self.put_counters(t, event, counters);
+            t.event_index
+                .set(event.clone(), Some((event.clone(), ())), self.due());
+        });
+        Ok(())
+    }
+}
+
+impl LineStore for MemoryStore {
+    async fn waiting_among(&self, ids: &[SessionId]) -> Result<Vec<LineEntry>, StoreError> {
+        self.check_fault()?;
+        Ok(self.with(|t| {
+            ids.iter()
+                .filter_map(|id| t.sessions.get(id))
+                .filter(|s| s.session.status == SessionStatus::Waiting)
+                .map(|s| entry_of(&s.session))
+                .collect()
+        }))
     }
 
     async fn line_front(
@@ -912,17 +861,74 @@ impl SessionStore for MemoryStore {
             true
         }))
     }
+}
 
-    async fn set_capacity(&self, event: &EventId, capacity: u32) -> Result<(), StoreError> {
+impl ExpiryStore for MemoryStore {
+    async fn overdue_sessions(
+        &self,
+        bucket: u16,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<SessionId>, StoreError> {
         self.check_fault()?;
-        self.with(|t| {
-            let mut counters = t.events.get(event).cloned().unwrap_or_default();
-            counters.capacity = Some(capacity);
-            self.put_counters(t, event, counters);
-            t.event_index
-                .set(event.clone(), Some((event.clone(), ())), self.due());
-        });
-        Ok(())
+        Ok(self.with(|t| {
+            let from = (bucket, Timestamp::from_millis(0), String::new());
+            t.expiry_index
+                .visible
+                .range(from..)
+                .take_while(|((b, at, _), _)| *b == bucket && *at <= now)
+                .take(limit)
+                .map(|(_, id)| id.clone())
+                .collect()
+        }))
+    }
+
+    async fn expire_overdue(
+        &self,
+        event: &EventId,
+        ids: &[SessionId],
+        now: Timestamp,
+        retain_until: Timestamp,
+    ) -> Result<Expiry, StoreError> {
+        self.check_fault()?;
+        Ok(self.with(|t| {
+            let mut expiry = Expiry::default();
+            for id in ids {
+                let overdue = t.sessions.get(id).is_some_and(|s| {
+                    &s.session.event_id == event
+                        && s.session.expires_at().is_some_and(|end| end <= now)
+                });
+                if overdue {
+                    expiry.expired.push(id.clone());
+                } else {
+                    expiry.skipped.push(id.clone());
+                }
+            }
+            if !expiry.skipped.is_empty() {
+                // DynamoDB cancels the whole transaction; the caller retries
+                // with the rest.
+                return Expiry {
+                    expired: Vec::new(),
+                    skipped: expiry.skipped,
+                };
+            }
+            let ending = Ending::new(EndReason::Expired, now);
+            for id in &expiry.expired {
+                if let Some(stored) = t.sessions.get(id).cloned() {
+                    let mut session = stored.session;
+                    end(&mut session, &ending);
+                    self.put_session(t, session, Some(retain_until));
+                }
+            }
+            if !expiry.expired.is_empty() {
+                let mut counters = t.events.get(event).cloned().unwrap_or_default();
+                let count = expiry.expired.len() as u64;
+                counters.active = counters.active.saturating_sub(count);
+                counters.expired += count;
+                self.put_counters(t, event, counters);
+            }
+            expiry
+        }))
     }
 }
 

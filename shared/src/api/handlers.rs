@@ -10,7 +10,7 @@ use super::json::{ApiError, SessionBody, empty_response, json_response};
 use super::{BASE_PATH, Route, not_served, route};
 use crate::domain::token::{self, PublicKey};
 use crate::domain::{EventId, IdempotencyKey, SessionId, SessionStatus, UserId};
-use crate::ports::{JoinQueue, SessionStore};
+use crate::ports::{EventStore, JoinQueue, LineStore, SessionStore};
 use crate::service::ServiceError;
 use crate::service::join::JoinService;
 use crate::service::session_command::SessionCommands;
@@ -21,7 +21,7 @@ pub const MAX_JOIN_BODY_BYTES: usize = 1024;
 /// A new session's first poll: the granter files it within moments.
 const FIRST_POLL_SECONDS: u64 = 1;
 
-pub async fn join<S: SessionStore, Q: JoinQueue>(
+pub async fn join<S: SessionStore + EventStore, Q: JoinQueue>(
     service: &JoinService<S, Q>,
     request: Request,
 ) -> Response<Body> {
@@ -95,7 +95,7 @@ pub fn jwks(keys: &[PublicKey], request: &Request) -> Response<Body> {
     }
 }
 
-pub async fn status<S: SessionStore>(
+pub async fn status<S: SessionStore + EventStore + LineStore>(
     service: &StatusService<S>,
     request: Request,
 ) -> Response<Body> {

@@ -1,4 +1,4 @@
-//! The `SessionStore` contract as executable checks. The in-memory store runs
+//! The store contract (`Store`: every store port) as executable checks. The in-memory store runs
 //! them in unit tests and the DynamoDB store against the emulator, so the two
 //! cannot drift apart: whatever the services rely on, both do.
 
@@ -13,7 +13,7 @@ use crate::domain::line::ShardView;
 use crate::domain::{
     EndReason, Ending, EventId, LineEntry, Session, SessionId, SessionStatus, Timestamp, UserId,
 };
-use crate::ports::{Claim, Discard, EndFrom, EndOutcome, SessionStore, Touch, WriteOutcome};
+use crate::ports::{Claim, Discard, EndFrom, EndOutcome, Store, Touch, WriteOutcome};
 
 const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
 
@@ -49,7 +49,7 @@ fn policy(capacity: u32) -> AdmissionPolicy {
     }
 }
 
-async fn created<S: SessionStore>(store: &S, s: &Session) {
+async fn created<S: Store>(store: &S, s: &Session) {
     assert_eq!(
         store
             .create_session(s, None, later(1_000_000))
@@ -59,7 +59,7 @@ async fn created<S: SessionStore>(store: &S, s: &Session) {
     );
 }
 
-async fn joined<S: SessionStore>(store: &S, event: &EventId, count: u8) -> Vec<Session> {
+async fn joined<S: Store>(store: &S, event: &EventId, count: u8) -> Vec<Session> {
     let mut fans = Vec::new();
     for n in 1..=count {
         let fan = session(event, n, &format!("fan{n}"));
@@ -70,7 +70,7 @@ async fn joined<S: SessionStore>(store: &S, event: &EventId, count: u8) -> Vec<S
 }
 
 /// An admitted session leaves at `later(at)`.
-async fn leave_active<S: SessionStore>(store: &S, id: &SessionId, at: u64) -> EndOutcome {
+async fn leave_active<S: Store>(store: &S, id: &SessionId, at: u64) -> EndOutcome {
     store
         .end_session(
             id,
@@ -83,7 +83,7 @@ async fn leave_active<S: SessionStore>(store: &S, id: &SessionId, at: u64) -> En
 }
 
 /// The front of shard 0 as the granter would read it at `now`.
-async fn view<S: SessionStore>(store: &S, event: &EventId, now: Timestamp) -> ShardView {
+async fn view<S: Store>(store: &S, event: &EventId, now: Timestamp) -> ShardView {
     let entries = store.line_front(event, 0, 50).await.unwrap();
     ShardView {
         shard: 0,
@@ -94,7 +94,7 @@ async fn view<S: SessionStore>(store: &S, event: &EventId, now: Timestamp) -> Sh
 }
 
 /// Plan an admission exactly as the granter would.
-pub async fn plan<S: SessionStore>(
+pub async fn plan<S: Store>(
     store: &S,
     event: &EventId,
     capacity: u32,
@@ -105,7 +105,7 @@ pub async fn plan<S: SessionStore>(
     plan_admissions(event, &counters, &views, &[], &policy(capacity), now)
 }
 
-async fn admit<S: SessionStore>(
+async fn admit<S: Store>(
     store: &S,
     event: &EventId,
     capacity: u32,
@@ -122,7 +122,7 @@ fn ids(entries: &[LineEntry]) -> Vec<SessionId> {
     entries.iter().map(|e| e.session_id.clone()).collect()
 }
 
-pub async fn claims_make_join_idempotent<S: SessionStore>(store: &S) {
+pub async fn claims_make_join_idempotent<S: Store>(store: &S) {
     let event = fresh_event("claims");
     let first = session(&event, 1, "fan");
     created(store, &first).await;
@@ -165,7 +165,7 @@ pub async fn claims_make_join_idempotent<S: SessionStore>(store: &S) {
     );
 }
 
-pub async fn a_join_is_in_line_at_once_in_place_order<S: SessionStore>(store: &S) {
+pub async fn a_join_is_in_line_at_once_in_place_order<S: Store>(store: &S) {
     let event = fresh_event("line");
     let fans = joined(store, &event, 4).await;
     let front = store.line_front(&event, 0, 10).await.unwrap();
@@ -187,7 +187,7 @@ fn ids_of(sessions: &[Session]) -> Vec<SessionId> {
     sessions.iter().map(|s| s.id.clone()).collect()
 }
 
-pub async fn a_waiting_session_can_be_discarded<S: SessionStore>(store: &S) {
+pub async fn a_waiting_session_can_be_discarded<S: Store>(store: &S) {
     let event = fresh_event("discard");
     let lost = session(&event, 1, "fan");
     created(store, &lost).await;
@@ -215,7 +215,7 @@ pub async fn a_waiting_session_can_be_discarded<S: SessionStore>(store: &S) {
     assert!(store.get_session(&again.id).await.unwrap().is_some());
 }
 
-pub async fn touch_records_presence_of_live_sessions_only<S: SessionStore>(store: &S) {
+pub async fn touch_records_presence_of_live_sessions_only<S: Store>(store: &S) {
     let event = fresh_event("touch");
     let s = session(&event, 1, "fan");
     created(store, &s).await;
@@ -255,7 +255,7 @@ pub async fn touch_records_presence_of_live_sessions_only<S: SessionStore>(store
     );
 }
 
-pub async fn admission_takes_slots_moves_heads_and_counts_exactly<S: SessionStore>(store: &S) {
+pub async fn admission_takes_slots_moves_heads_and_counts_exactly<S: Store>(store: &S) {
     let event = fresh_event("admit");
     let fans = joined(store, &event, 4).await;
     let counters = store.register_event(&event, 100, 1).await.unwrap();
@@ -352,7 +352,7 @@ pub async fn admission_takes_slots_moves_heads_and_counts_exactly<S: SessionStor
     );
 }
 
-pub async fn a_stale_plan_writes_nothing<S: SessionStore>(store: &S) {
+pub async fn a_stale_plan_writes_nothing<S: Store>(store: &S) {
     let event = fresh_event("stale");
     let fans = joined(store, &event, 3).await;
     let first = self::plan(store, &event, 1, later(100)).await;
@@ -398,7 +398,7 @@ pub async fn a_stale_plan_writes_nothing<S: SessionStore>(store: &S) {
     assert_eq!(store.event_counters(&event, 1).await.unwrap().active, 0);
 }
 
-pub async fn abandoned_sessions_expire_only_if_still_silent<S: SessionStore>(store: &S) {
+pub async fn abandoned_sessions_expire_only_if_still_silent<S: Store>(store: &S) {
     let event = fresh_event("abandon");
     let fans = joined(store, &event, 2).await;
     // Both silent since joining; a minute later both count as gone.
@@ -429,7 +429,7 @@ pub async fn abandoned_sessions_expire_only_if_still_silent<S: SessionStore>(sto
     );
 }
 
-pub async fn numbering_is_consecutive_and_once<S: SessionStore>(store: &S) {
+pub async fn numbering_is_consecutive_and_once<S: Store>(store: &S) {
     let event = fresh_event("number");
     let fans = joined(store, &event, 3).await;
     let counter = store.ticket_counters(&event, &[0]).await.unwrap().remove(0);
@@ -489,7 +489,7 @@ pub async fn numbering_is_consecutive_and_once<S: SessionStore>(store: &S) {
     assert_eq!((third.ticket, third.ahead_at_filing), (Some(2), Some(2)));
 }
 
-pub async fn expiry_is_found_by_index_and_happens_once<S: SessionStore>(store: &S) {
+pub async fn expiry_is_found_by_index_and_happens_once<S: Store>(store: &S) {
     let event = fresh_event("expiry");
     let fans = joined(store, &event, 3).await;
     assert_eq!(
@@ -559,7 +559,7 @@ pub async fn expiry_is_found_by_index_and_happens_once<S: SessionStore>(store: &
     assert_eq!((counters.active, counters.expired), (1, 2));
 }
 
-pub async fn an_overdue_stay_is_never_extended<S: SessionStore>(store: &S) {
+pub async fn an_overdue_stay_is_never_extended<S: Store>(store: &S) {
     let event = fresh_event("overdue");
     let fans = joined(store, &event, 1).await;
     assert_eq!(
@@ -589,7 +589,7 @@ pub async fn an_overdue_stay_is_never_extended<S: SessionStore>(store: &S) {
     );
 }
 
-pub async fn the_backlog_hint_never_hides_a_freed_slot<S: SessionStore>(store: &S) {
+pub async fn the_backlog_hint_never_hides_a_freed_slot<S: Store>(store: &S) {
     let event = fresh_event("hint");
     let fans = joined(store, &event, 2).await;
     assert_eq!(
@@ -682,7 +682,7 @@ pub async fn the_backlog_hint_never_hides_a_freed_slot<S: SessionStore>(store: &
     );
 }
 
-pub async fn events_are_listed_and_their_capacity_stored_once<S: SessionStore>(store: &S) {
+pub async fn events_are_listed_and_their_capacity_stored_once<S: Store>(store: &S) {
     let event = fresh_event("listed");
     let first = store.register_event(&event, 7, 2).await.unwrap();
     assert_eq!((first.capacity, first.heads.len()), (Some(7), 2));
@@ -711,7 +711,7 @@ pub async fn events_are_listed_and_their_capacity_stored_once<S: SessionStore>(s
     );
 }
 
-pub async fn a_late_purchase_is_recorded_once<S: SessionStore>(store: &S) {
+pub async fn a_late_purchase_is_recorded_once<S: Store>(store: &S) {
     let event = fresh_event("late");
     let fans = joined(store, &event, 1).await;
     assert_eq!(
@@ -813,7 +813,7 @@ mod tests {
         let source = include_str!("contract.rs");
         let written: Vec<&str> = source
             .lines()
-            .filter(|l| l.ends_with("<S: SessionStore>(store: &S) {"))
+            .filter(|l| l.ends_with("<S: Store>(store: &S) {"))
             .filter_map(|l| l.strip_prefix("pub async fn "))
             .map(|l| l.split('<').next().unwrap())
             .collect();

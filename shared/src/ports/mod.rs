@@ -123,6 +123,9 @@ pub struct Expiry {
     pub skipped: Vec<SessionId>,
 }
 
+/// A user's session: created by a join, read and touched by polls, ended
+/// by a leave, a purchase or its stay running out. The join, status,
+/// session-command, checkout and admission-check services ask for this.
 pub trait SessionStore: Send + Sync {
     /// Store `session` (waiting, in line at its place) and claim its
     /// `(eventId, userId)` in one write. With `replacing`, take over a claim
@@ -138,13 +141,6 @@ pub trait SessionStore: Send + Sync {
         &self,
         id: &SessionId,
     ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send;
-
-    /// Of `ids`, the sessions still waiting, as line entries (read
-    /// consistently).
-    fn waiting_among(
-        &self,
-        ids: &[SessionId],
-    ) -> impl Future<Output = Result<Vec<LineEntry>, StoreError>> + Send;
 
     /// Take back a join whose message could not be sent: the session and its
     /// claim, if it is still waiting.
@@ -190,26 +186,11 @@ pub trait SessionStore: Send + Sync {
         to: Timestamp,
         now: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
 
-    /// Active sessions of one expiry bucket whose stay ended by `now`,
-    /// soonest first, from the sparse expiry index (no table scan).
-    fn overdue_sessions(
-        &self,
-        bucket: u16,
-        now: Timestamp,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<SessionId>, StoreError>> + Send;
-
-    /// End the sessions of `ids` (all of `event`) that are still active and
-    /// overdue at `now`, and give their slots back, in one write.
-    fn expire_overdue(
-        &self,
-        event: &EventId,
-        ids: &[SessionId],
-        now: Timestamp,
-        retain_until: Timestamp,
-    ) -> impl Future<Output = Result<Expiry, StoreError>> + Send;
-
+/// An event's counters and settings (capacity, the backlog hint's home),
+/// and the list of events the reconciliation walks.
+pub trait EventStore: Send + Sync {
     /// The event's counters, read consistently (`heads` as long as
     /// `shard_count`).
     fn event_counters(
@@ -233,6 +214,23 @@ pub trait SessionStore: Send + Sync {
 
     /// Every listed event (the index may lag by a moment).
     fn events(&self) -> impl Future<Output = Result<Vec<EventId>, StoreError>> + Send;
+
+    fn set_capacity(
+        &self,
+        event: &EventId,
+        capacity: u32,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The line: its shards' heads and ticket counters, the line index, and
+/// the atomic writes that number and admit. Only the granter writes it.
+pub trait LineStore: Send + Sync {
+    /// Of `ids`, the sessions still waiting, as line entries (read
+    /// consistently).
+    fn waiting_among(
+        &self,
+        ids: &[SessionId],
+    ) -> impl Future<Output = Result<Vec<LineEntry>, StoreError>> + Send;
 
     /// Waiting sessions of one shard in place order from the front, at most
     /// `limit`, from the line index (eventually consistent).
@@ -277,13 +275,36 @@ pub trait SessionStore: Send + Sync {
         event: &EventId,
         change: BacklogChange,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
 
-    fn set_capacity(
+/// Stays that ran out, found by the sparse expiry index and ended in
+/// batches: the sweeper's part of the store.
+pub trait ExpiryStore: Send + Sync {
+    /// Active sessions of one expiry bucket whose stay ended by `now`,
+    /// soonest first, from the sparse expiry index (no table scan).
+    fn overdue_sessions(
+        &self,
+        bucket: u16,
+        now: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<SessionId>, StoreError>> + Send;
+
+    /// End the sessions of `ids` (all of `event`) that are still active and
+    /// overdue at `now`, and give their slots back, in one write.
+    fn expire_overdue(
         &self,
         event: &EventId,
-        capacity: u32,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        ids: &[SessionId],
+        now: Timestamp,
+        retain_until: Timestamp,
+    ) -> impl Future<Output = Result<Expiry, StoreError>> + Send;
 }
+
+/// The whole store, for what wires the services and for the contract tests
+/// run against every adapter; a service asks only for the parts it uses.
+pub trait Store: SessionStore + EventStore + LineStore + ExpiryStore {}
+
+impl<T: SessionStore + EventStore + LineStore + ExpiryStore> Store for T {}
 
 /// The body of a join message: a session that arrived in line, with what
 /// the granter needs to number it and to admit it before the line index
@@ -441,24 +462,21 @@ impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
         (**self).create_session(session, replacing, claim_ttl)
     }
+
     fn get_session(
         &self,
         id: &SessionId,
     ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send {
         (**self).get_session(id)
     }
-    fn waiting_among(
-        &self,
-        ids: &[SessionId],
-    ) -> impl Future<Output = Result<Vec<LineEntry>, StoreError>> + Send {
-        (**self).waiting_among(ids)
-    }
+
     fn discard(
         &self,
         session: &Session,
     ) -> impl Future<Output = Result<Discard, StoreError>> + Send {
         (**self).discard(session)
     }
+
     fn touch(
         &self,
         id: &SessionId,
@@ -466,6 +484,7 @@ impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<Touch, StoreError>> + Send {
         (**self).touch(id, now)
     }
+
     fn end_session(
         &self,
         id: &SessionId,
@@ -475,6 +494,7 @@ impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<EndOutcome, StoreError>> + Send {
         (**self).end_session(id, from, ending, retain_until)
     }
+
     fn record_late_completion(
         &self,
         id: &SessionId,
@@ -483,6 +503,7 @@ impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         (**self).record_late_completion(id, was, ending)
     }
+
     fn extend_stay(
         &self,
         id: &SessionId,
@@ -492,23 +513,9 @@ impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         (**self).extend_stay(id, from, to, now)
     }
-    fn overdue_sessions(
-        &self,
-        bucket: u16,
-        now: Timestamp,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<SessionId>, StoreError>> + Send {
-        (**self).overdue_sessions(bucket, now, limit)
-    }
-    fn expire_overdue(
-        &self,
-        event: &EventId,
-        ids: &[SessionId],
-        now: Timestamp,
-        retain_until: Timestamp,
-    ) -> impl Future<Output = Result<Expiry, StoreError>> + Send {
-        (**self).expire_overdue(event, ids, now, retain_until)
-    }
+}
+
+impl<T: EventStore> EventStore for std::sync::Arc<T> {
     fn event_counters(
         &self,
         event: &EventId,
@@ -516,6 +523,7 @@ impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<EventCounters, StoreError>> + Send {
         (**self).event_counters(event, shard_count)
     }
+
     fn register_event(
         &self,
         event: &EventId,
@@ -524,12 +532,32 @@ impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<EventCounters, StoreError>> + Send {
         (**self).register_event(event, default_capacity, shard_count)
     }
+
     fn list_event(&self, event: &EventId) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).list_event(event)
     }
+
     fn events(&self) -> impl Future<Output = Result<Vec<EventId>, StoreError>> + Send {
         (**self).events()
     }
+
+    fn set_capacity(
+        &self,
+        event: &EventId,
+        capacity: u32,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).set_capacity(event, capacity)
+    }
+}
+
+impl<T: LineStore> LineStore for std::sync::Arc<T> {
+    fn waiting_among(
+        &self,
+        ids: &[SessionId],
+    ) -> impl Future<Output = Result<Vec<LineEntry>, StoreError>> + Send {
+        (**self).waiting_among(ids)
+    }
+
     fn line_front(
         &self,
         event: &EventId,
@@ -538,6 +566,7 @@ impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<Vec<LineEntry>, StoreError>> + Send {
         (**self).line_front(event, shard, limit)
     }
+
     fn shard_head(
         &self,
         event: &EventId,
@@ -545,6 +574,7 @@ impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send {
         (**self).shard_head(event, shard)
     }
+
     fn ticket_counters(
         &self,
         event: &EventId,
@@ -552,12 +582,14 @@ impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<Vec<TicketCounter>, StoreError>> + Send {
         (**self).ticket_counters(event, shards)
     }
+
     fn number_sessions(
         &self,
         plan: &NumberingPlan,
     ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send {
         (**self).number_sessions(plan)
     }
+
     fn admit(
         &self,
         plan: &AdmissionPlan,
@@ -565,6 +597,7 @@ impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send {
         (**self).admit(plan, retain_until)
     }
+
     fn update_backlog(
         &self,
         event: &EventId,
@@ -572,12 +605,26 @@ impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         (**self).update_backlog(event, change)
     }
-    fn set_capacity(
+}
+
+impl<T: ExpiryStore> ExpiryStore for std::sync::Arc<T> {
+    fn overdue_sessions(
+        &self,
+        bucket: u16,
+        now: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<SessionId>, StoreError>> + Send {
+        (**self).overdue_sessions(bucket, now, limit)
+    }
+
+    fn expire_overdue(
         &self,
         event: &EventId,
-        capacity: u32,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).set_capacity(event, capacity)
+        ids: &[SessionId],
+        now: Timestamp,
+        retain_until: Timestamp,
+    ) -> impl Future<Output = Result<Expiry, StoreError>> + Send {
+        (**self).expire_overdue(event, ids, now, retain_until)
     }
 }
 

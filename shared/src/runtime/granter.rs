@@ -21,7 +21,7 @@ use serde_json::Value;
 use crate::adapters::streams::{TableStreamReader, records_in_lambda_event};
 use crate::domain::{EventCounters, EventId, Session, SessionId, StreamRecord};
 use crate::ports::{
-    Arrival, Delivery, Quarantine, QueueConsumer, Redelivery, SessionStore, WakeQueue,
+    Arrival, Delivery, EventStore, LineStore, Quarantine, QueueConsumer, Redelivery, WakeQueue,
 };
 use crate::service::ServiceError;
 use crate::service::granter::{BatchReport, Granter, Unadvanced, Wake};
@@ -34,7 +34,7 @@ use super::{give_back, queue_response, stream_response};
 /// contention once its joins were numbered, and give back what failed to be
 /// received again within seconds. Returns the ids of messages to delete and
 /// of those left for redelivery.
-pub async fn handle_batch<S: SessionStore, Q: Quarantine, W: WakeQueue + Redelivery>(
+pub async fn handle_batch<S: LineStore + EventStore, Q: Quarantine, W: WakeQueue + Redelivery>(
     granter: &Granter<S>,
     quarantine: &Q,
     wakes: &W,
@@ -115,7 +115,7 @@ struct EventWork<'a> {
 /// fails is handed to the join queue, in its own message group, so the
 /// stream moves on for everyone else.
 #[tracing::instrument(name = "stream_records", skip_all, fields(records = records.len()))]
-pub async fn handle_stream<S: SessionStore, W: WakeQueue>(
+pub async fn handle_stream<S: LineStore + EventStore, W: WakeQueue>(
     granter: &Granter<S>,
     wakes: &W,
     records: &[StreamRecord],
@@ -177,7 +177,7 @@ pub async fn handle_stream<S: SessionStore, W: WakeQueue>(
     report
 }
 
-async fn advance_for_stream<S: SessionStore>(
+async fn advance_for_stream<S: LineStore + EventStore>(
     granter: &Granter<S>,
     event: &EventId,
     todo: &EventWork<'_>,
@@ -245,7 +245,11 @@ pub enum GranterResponse {
 
 /// The Lambda entry point: SQS batches and stream batches both answer with
 /// per-item failures.
-pub async fn handle_lambda_event<S: SessionStore, Q: Quarantine, W: WakeQueue + Redelivery>(
+pub async fn handle_lambda_event<
+    S: LineStore + EventStore,
+    Q: Quarantine,
+    W: WakeQueue + Redelivery,
+>(
     granter: &Granter<S>,
     quarantine: &Q,
     wakes: &W,
@@ -272,7 +276,7 @@ struct JoinBatches<'a, S, Q, W> {
     wakes: &'a W,
 }
 
-impl<S: SessionStore, Q: Quarantine, W: WakeQueue + Redelivery> QueueHandler
+impl<S: LineStore + EventStore, Q: Quarantine, W: WakeQueue + Redelivery> QueueHandler
     for JoinBatches<'_, S, Q, W>
 {
     async fn handle(&self, batch: &[Delivery]) -> Vec<String> {
@@ -288,7 +292,7 @@ struct StreamBatches<'a, S, W> {
     wakes: &'a W,
 }
 
-impl<S: SessionStore, W: WakeQueue> StreamHandler for StreamBatches<'_, S, W> {
+impl<S: LineStore + EventStore, W: WakeQueue> StreamHandler for StreamBatches<'_, S, W> {
     async fn handle(&self, records: &[StreamRecord]) -> Vec<String> {
         handle_stream(self.granter, self.wakes, records)
             .await
@@ -304,7 +308,7 @@ pub async fn poll_join_queue<S, C, Q, W>(
     wakes: &W,
     shutdown: impl Future<Output = ()>,
 ) where
-    S: SessionStore,
+    S: LineStore + EventStore,
     C: QueueConsumer,
     Q: Quarantine,
     W: WakeQueue + Redelivery,
@@ -320,7 +324,7 @@ pub async fn poll_join_queue<S, C, Q, W>(
 /// The local stream loop, until `shutdown` completes. Records whose event
 /// could neither advance nor be handed off are retried on the next round,
 /// as the Lambda mapping retries them.
-pub async fn poll_table_stream<S: SessionStore, W: WakeQueue>(
+pub async fn poll_table_stream<S: LineStore + EventStore, W: WakeQueue>(
     granter: &Granter<S>,
     wakes: &W,
     stream: &mut TableStreamReader,
@@ -340,7 +344,7 @@ mod tests {
     use crate::adapters::memory::{MemoryQuarantine, MemoryQueue, MemoryStore, QueueBehaviour};
     use crate::domain::admission::AdmissionPolicy;
     use crate::domain::{ManualClock, SessionStatus, Timestamp, UserId};
-    use crate::ports::OsRandom;
+    use crate::ports::{OsRandom, SessionStore};
     use crate::service::join::JoinService;
 
     /// Seeds 704,022 and 925,714 of the explorer's million: a join message

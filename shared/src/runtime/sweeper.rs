@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::ports::SessionStore;
+use crate::ports::{EventStore, ExpiryStore, LineStore};
 use crate::service::ServiceError;
 use crate::service::sweeper::{ReconcileReport, Reconciler, SweepReport, Sweeper};
 
 /// One scheduled run: expire overdue stays, then reconcile every event.
-pub async fn run_once<S: SessionStore>(
+pub async fn run_once<S: ExpiryStore + EventStore + LineStore>(
     sweeper: &Sweeper<S>,
     reconciler: &Reconciler<S>,
 ) -> Result<(SweepReport, ReconcileReport), ServiceError> {
@@ -35,7 +35,7 @@ pub async fn run_once<S: SessionStore>(
 
 /// The Lambda entry point (the scheduled event's content does not matter).
 /// A run with failures reports an error so it shows in the function's alarms.
-pub async fn handle_lambda_event<S: SessionStore>(
+pub async fn handle_lambda_event<S: ExpiryStore + EventStore + LineStore>(
     sweeper: &Sweeper<S>,
     reconciler: &Reconciler<S>,
 ) -> Result<Value, ServiceError> {
@@ -55,7 +55,7 @@ pub async fn handle_lambda_event<S: SessionStore>(
 }
 
 /// The local loop: a run every `interval` until `shutdown`.
-pub async fn run_every<S: SessionStore>(
+pub async fn run_every<S: ExpiryStore + EventStore + LineStore>(
     sweeper: &Sweeper<S>,
     reconciler: &Reconciler<S>,
     interval: Duration,

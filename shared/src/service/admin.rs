@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::domain::EventId;
-use crate::ports::SessionStore;
+use crate::ports::{EventStore, LineStore};
 
 use super::ServiceError;
 
@@ -34,7 +34,7 @@ pub struct EventReport {
     pub backlog_armed: bool,
 }
 
-pub async fn event_report<S: SessionStore>(
+pub async fn event_report<S: EventStore + LineStore>(
     store: &S,
     event: &EventId,
     line_shards: u16,

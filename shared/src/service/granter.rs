@@ -22,7 +22,9 @@ use crate::domain::admission::{
 use crate::domain::{
     Clock, EventCounters, EventId, LineEntry, SessionId, ShardView, TicketCounter, Timestamp,
 };
-use crate::ports::{Arrival, Delivery, JoinQueueMessage, SessionStore, StoreError, WriteOutcome};
+use crate::ports::{
+    Arrival, Delivery, EventStore, JoinQueueMessage, LineStore, StoreError, WriteOutcome,
+};
 
 use super::ServiceError;
 
@@ -106,7 +108,7 @@ const SETBACKS_ALLOWED: usize = 16;
 /// How long to wait for the line index to show a session heard of directly.
 const INDEX_CATCH_UP: Duration = Duration::from_millis(50);
 
-impl<S: SessionStore> Granter<S> {
+impl<S: LineStore + EventStore> Granter<S> {
     /// Handle a batch of join queue messages (from a Lambda event or a
     /// receive): number the joins, then advance each event once. Events are
     /// independent: one failing gives back (or hands on) its own messages

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::domain::line::{JOIN_WRITE_WINDOW, shard_for};
 use crate::domain::{Clock, EventId, IdempotencyKey, Session, SessionId, SessionStatus, UserId};
-use crate::ports::{Arrival, Claim, Discard, IdSource, JoinQueue, SessionStore};
+use crate::ports::{Arrival, Claim, Discard, EventStore, IdSource, JoinQueue, SessionStore};
 
 use super::{MAX_ATTEMPTS, ServiceError};
 
@@ -62,7 +62,7 @@ impl ListedEvents {
     }
 }
 
-impl<S: SessionStore, Q: JoinQueue> JoinService<S, Q> {
+impl<S: SessionStore + EventStore, Q: JoinQueue> JoinService<S, Q> {
     /// Take a place in line for `user`, or, for a retry of the join that
     /// took it (the same `key`), answer with that place again. A user with a
     /// live place and any other key (or none) is refused and learns nothing

@@ -8,7 +8,7 @@ use crate::domain::estimate::{estimated_wait, poll_interval};
 use crate::domain::line::people_ahead;
 use crate::domain::token::AdmissionSigner;
 use crate::domain::{Clock, EventCounters, EventId, Session, SessionId, SessionStatus};
-use crate::ports::{SessionStore, Touch};
+use crate::ports::{EventStore, LineStore, SessionStore, Touch};
 
 use super::ServiceError;
 use super::cache::TtlCache;
@@ -45,7 +45,7 @@ pub struct StatusService<S> {
     pub counters: TtlCache<EventId, EventCounters>,
 }
 
-impl<S: SessionStore> StatusService<S> {
+impl<S: SessionStore + EventStore + LineStore> StatusService<S> {
     pub fn new(
         store: S,
         clock: Arc<dyn Clock>,

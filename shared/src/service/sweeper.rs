@@ -21,7 +21,7 @@ use crate::domain::admission::BacklogChange;
 use crate::domain::line::BACKLOG_CLEAR_DELAY;
 use crate::domain::session::EXPIRY_BUCKETS;
 use crate::domain::{EventId, SessionId};
-use crate::ports::{SessionStore, StoreError};
+use crate::ports::{EventStore, ExpiryStore, LineStore, StoreError};
 
 use super::ServiceError;
 use super::granter::{Granter, Wake, contention_pause};
@@ -65,7 +65,7 @@ pub struct Sweeper<S> {
     pub page: usize,
 }
 
-impl<S: SessionStore> Sweeper<S> {
+impl<S: ExpiryStore> Sweeper<S> {
     pub async fn sweep(&self) -> SweepReport {
         let reports =
             futures::future::join_all((0..EXPIRY_BUCKETS).map(|bucket| self.sweep_bucket(bucket)))
@@ -166,7 +166,7 @@ pub struct Reconciler<S> {
     pub granter: Granter<S>,
 }
 
-impl<S: SessionStore> Reconciler<S> {
+impl<S: EventStore + LineStore> Reconciler<S> {
     #[tracing::instrument(name = "reconcile", skip_all)]
     pub async fn reconcile(&self) -> Result<ReconcileReport, ServiceError> {
         let events = self.granter.store.events().await?;

@@ -10,7 +10,9 @@ use crate::domain::{
     Clock, EventId, IdempotencyKey, ManualClock, SessionId, SessionStatus, StayPolicy, Timestamp,
     UserId,
 };
-use crate::ports::{Delivery, JoinQueueMessage, OsRandom, QueueConsumer, SessionStore};
+use crate::ports::{
+    Delivery, EventStore, JoinQueueMessage, LineStore, OsRandom, QueueConsumer, SessionStore,
+};
 
 use super::ServiceError;
 use super::granter::{Granter, Wake};

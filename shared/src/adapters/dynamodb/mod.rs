@@ -1,4 +1,4 @@
-//! `SessionStore` on DynamoDB. Each port operation is one request (a
+//! The store ports (`SessionStore`, `EventStore`, `LineStore`, `ExpiryStore`) on DynamoDB. Each port operation is one request (a
 //! transaction where more than one item must change together), so every
 //! invariant is enforced by DynamoDB conditions, never by the caller.
 //!
@@ -30,7 +30,8 @@ use crate::domain::{
     TicketCounter, Timestamp,
 };
 use crate::ports::{
-    Claim, Discard, EndFrom, EndOutcome, Expiry, SessionStore, StoreError, Touch, WriteOutcome,
+    Claim, Discard, EndFrom, EndOutcome, EventStore, Expiry, ExpiryStore, LineStore, SessionStore,
+    StoreError, Touch, WriteOutcome,
 };
 
 const WAITING: &str = "WAITING";
@@ -371,18 +372,6 @@ impl SessionStore for DynamoStore {
             .transpose()
     }
 
-    async fn waiting_among(&self, ids: &[SessionId]) -> Result<Vec<LineEntry>, StoreError> {
-        let keys = ids.iter().map(layout::session_key).collect();
-        let found = self.batch_get(keys).await?;
-        let mut waiting = Vec::new();
-        for id in ids {
-            if let Some(item) = found.get(&layout::session_key(id)) {
-                waiting.extend(entry_of_session(&decode_session(item)?));
-            }
-        }
-        Ok(waiting)
-    }
-
     async fn discard(&self, session: &Session) -> Result<Discard, StoreError> {
         let delete_session = built(
             Delete::builder()
@@ -569,7 +558,104 @@ impl SessionStore for DynamoStore {
         )
         .await
     }
+}
 
+impl EventStore for DynamoStore {
+    async fn event_counters(
+        &self,
+        event: &EventId,
+        shard_count: u16,
+    ) -> Result<EventCounters, StoreError> {
+        self.read_counters(event, shard_count).await
+    }
+
+    async fn register_event(
+        &self,
+        event: &EventId,
+        default_capacity: u32,
+        shard_count: u16,
+    ) -> Result<EventCounters, StoreError> {
+        self.register(event, default_capacity, shard_count).await
+    }
+
+    async fn list_event(&self, event: &EventId) -> Result<(), StoreError> {
+        self.update(
+            Write::new(
+                layout::event_key(event),
+                "SET #eventId = :event, #listing = :listing",
+            )
+            .value(":event", s(event.as_str()))
+            .value(":listing", s(layout::EVENT_LISTING)),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn events(&self) -> Result<Vec<EventId>, StoreError> {
+        self.listed_events().await
+    }
+
+    async fn set_capacity(&self, event: &EventId, capacity: u32) -> Result<(), StoreError> {
+        self.store_capacity(event, capacity).await
+    }
+}
+
+impl LineStore for DynamoStore {
+    async fn waiting_among(&self, ids: &[SessionId]) -> Result<Vec<LineEntry>, StoreError> {
+        let keys = ids.iter().map(layout::session_key).collect();
+        let found = self.batch_get(keys).await?;
+        let mut waiting = Vec::new();
+        for id in ids {
+            if let Some(item) = found.get(&layout::session_key(id)) {
+                waiting.extend(entry_of_session(&decode_session(item)?));
+            }
+        }
+        Ok(waiting)
+    }
+
+    async fn line_front(
+        &self,
+        event: &EventId,
+        shard: u16,
+        limit: usize,
+    ) -> Result<Vec<LineEntry>, StoreError> {
+        self.front(event, shard, limit).await
+    }
+
+    async fn shard_head(&self, event: &EventId, shard: u16) -> Result<u64, StoreError> {
+        self.head(event, shard).await
+    }
+
+    async fn ticket_counters(
+        &self,
+        event: &EventId,
+        shards: &[u16],
+    ) -> Result<Vec<TicketCounter>, StoreError> {
+        self.read_ticket_counters(event, shards).await
+    }
+
+    async fn number_sessions(&self, plan: &NumberingPlan) -> Result<WriteOutcome, StoreError> {
+        self.number(plan).await
+    }
+
+    async fn admit(
+        &self,
+        plan: &AdmissionPlan,
+        retain_until: Timestamp,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.admit_plan(plan, retain_until).await
+    }
+
+    async fn update_backlog(
+        &self,
+        event: &EventId,
+        change: BacklogChange,
+    ) -> Result<bool, StoreError> {
+        self.change_backlog(event, change).await
+    }
+}
+
+impl ExpiryStore for DynamoStore {
     async fn overdue_sessions(
         &self,
         bucket: u16,
@@ -646,85 +732,6 @@ impl SessionStore for DynamoStore {
                 })
             }
         }
-    }
-
-    async fn event_counters(
-        &self,
-        event: &EventId,
-        shard_count: u16,
-    ) -> Result<EventCounters, StoreError> {
-        self.read_counters(event, shard_count).await
-    }
-
-    async fn register_event(
-        &self,
-        event: &EventId,
-        default_capacity: u32,
-        shard_count: u16,
-    ) -> Result<EventCounters, StoreError> {
-        self.register(event, default_capacity, shard_count).await
-    }
-
-    async fn list_event(&self, event: &EventId) -> Result<(), StoreError> {
-        self.update(
-            Write::new(
-                layout::event_key(event),
-                "SET #eventId = :event, #listing = :listing",
-            )
-            .value(":event", s(event.as_str()))
-            .value(":listing", s(layout::EVENT_LISTING)),
-        )
-        .await
-        .map(drop)
-    }
-
-    async fn events(&self) -> Result<Vec<EventId>, StoreError> {
-        self.listed_events().await
-    }
-
-    async fn line_front(
-        &self,
-        event: &EventId,
-        shard: u16,
-        limit: usize,
-    ) -> Result<Vec<LineEntry>, StoreError> {
-        self.front(event, shard, limit).await
-    }
-
-    async fn shard_head(&self, event: &EventId, shard: u16) -> Result<u64, StoreError> {
-        self.head(event, shard).await
-    }
-
-    async fn ticket_counters(
-        &self,
-        event: &EventId,
-        shards: &[u16],
-    ) -> Result<Vec<TicketCounter>, StoreError> {
-        self.read_ticket_counters(event, shards).await
-    }
-
-    async fn number_sessions(&self, plan: &NumberingPlan) -> Result<WriteOutcome, StoreError> {
-        self.number(plan).await
-    }
-
-    async fn admit(
-        &self,
-        plan: &AdmissionPlan,
-        retain_until: Timestamp,
-    ) -> Result<WriteOutcome, StoreError> {
-        self.admit_plan(plan, retain_until).await
-    }
-
-    async fn update_backlog(
-        &self,
-        event: &EventId,
-        change: BacklogChange,
-    ) -> Result<bool, StoreError> {
-        self.change_backlog(event, change).await
-    }
-
-    async fn set_capacity(&self, event: &EventId, capacity: u32) -> Result<(), StoreError> {
-        self.store_capacity(event, capacity).await
     }
 }
 

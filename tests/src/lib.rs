@@ -306,9 +306,13 @@ impl Stack {
         }
     }
 
-    pub fn checkout_outcomes(&self) -> CheckoutOutcomes<DynamoStore> {
+    pub fn checkout_outcomes(&self) -> CheckoutOutcomes<DynamoStore, SqsQuarantine> {
         CheckoutOutcomes {
             commands: self.commands_of("checkout-outcomes"),
+            quarantine: SqsQuarantine::new(
+                self.clients_for("checkout-outcomes").sqs,
+                &self.resources.checkout_dead_letter_queue_url,
+            ),
         }
     }
 

@@ -400,6 +400,17 @@ async fn scenario(stack: &Stack) {
         )
     };
     outcomes.apply(&completed(second.id.as_str())).await;
+    // One that can never apply is set aside in the checkout dead-letter queue.
+    let garbage = Delivery {
+        message_id: "priv-garbage".into(),
+        receipt_handle: "priv-garbage".into(),
+        body: "not an outcome".into(),
+        receive_count: 1,
+    };
+    assert_eq!(
+        outcomes.handle_batch(&[garbage]).await,
+        Vec::<String>::new()
+    );
     let late = join
         .join(e.clone(), user(5), None)
         .await

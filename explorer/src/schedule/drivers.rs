@@ -376,6 +376,10 @@ pub async fn checkout_mapping(world: Arc<World>) {
     loop {
         let outcomes = CheckoutOutcomes {
             commands: commands(&world, Actor::Checkout),
+            quarantine: GatedQuarantine {
+                queue: queue(&world, Actor::Checkout),
+                target: world.checkout_quarantine.clone(),
+            },
         };
         let batch = world
             .checkout_queue

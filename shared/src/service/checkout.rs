@@ -1,13 +1,16 @@
 //! Checkout outcomes from the protected flow: each ends an admitted session
 //! as `COMPLETED`, `FAILED` or `EXPIRED` and gives its slot back. Duplicates
 //! and outcomes arriving after another one are acknowledged without effect;
-//! a completed purchase reported after the stay ran out is recorded.
+//! a completed purchase reported after the stay ran out is recorded. An
+//! outcome that can never apply is set aside in the checkout dead-letter
+//! queue at once, with its reason, as the granter does with an unreadable
+//! join message: retrying cannot help it.
 
 use serde::Deserialize;
 use tracing::Instrument;
 
 use crate::domain::{EndReason, Ending, EventId, InvalidId, Session, SessionId, UserId};
-use crate::ports::{Delivery, SessionStore};
+use crate::ports::{Delivery, Quarantine, SessionStore};
 
 use super::ServiceError;
 use super::session_command::{AppliesTo, Ended, SessionCommands};
@@ -38,8 +41,7 @@ pub enum OutcomeResult {
     AppliedLate,
     /// The session had ended already (a duplicate, or a later outcome).
     AlreadyEnded,
-    /// Can never apply: it goes to the dead-letter queue after the queue's
-    /// retries.
+    /// Can never apply: it is set aside in the dead-letter queue.
     Rejected(Refusal),
     /// A dependency failed: try again.
     Retry(ServiceError),
@@ -108,11 +110,14 @@ impl CheckoutOutcome {
     }
 }
 
-pub struct CheckoutOutcomes<S> {
+pub struct CheckoutOutcomes<S, Q> {
     pub commands: SessionCommands<S>,
+    /// Where outcomes that can never apply go (the checkout dead-letter
+    /// queue).
+    pub quarantine: Q,
 }
 
-impl<S: SessionStore> CheckoutOutcomes<S> {
+impl<S: SessionStore, Q: Quarantine> CheckoutOutcomes<S, Q> {
     pub async fn apply(&self, body: &str) -> OutcomeResult {
         let outcome = match CheckoutOutcome::parse(body) {
             Ok(outcome) => outcome,
@@ -176,21 +181,45 @@ impl<S: SessionStore> CheckoutOutcomes<S> {
         let mut failed = Vec::new();
         for delivery in deliveries {
             let span = tracing::info_span!("checkout_outcome", message_id = %delivery.message_id);
-            match self.apply(&delivery.body).instrument(span).await {
-                OutcomeResult::Applied
-                | OutcomeResult::AppliedLate
-                | OutcomeResult::AlreadyEnded => {}
-                OutcomeResult::Rejected(refusal) => {
-                    tracing::error!(message_id = %delivery.message_id, %refusal, "checkout outcome refused; it will reach the dead-letter queue");
-                    failed.push(delivery.message_id.clone());
+            let handled = async {
+                match self.apply(&delivery.body).await {
+                    OutcomeResult::Applied
+                    | OutcomeResult::AppliedLate
+                    | OutcomeResult::AlreadyEnded => true,
+                    OutcomeResult::Rejected(refusal) => self.set_aside(delivery, &refusal).await,
+                    OutcomeResult::Retry(err) => {
+                        tracing::warn!(error = %err, "checkout outcome not applied yet");
+                        false
+                    }
                 }
-                OutcomeResult::Retry(err) => {
-                    tracing::warn!(message_id = %delivery.message_id, error = %err, "checkout outcome not applied yet");
-                    failed.push(delivery.message_id.clone());
-                }
+            }
+            .instrument(span)
+            .await;
+            if !handled {
+                failed.push(delivery.message_id.clone());
             }
         }
         failed
+    }
+
+    /// Put an outcome that can never apply in the dead-letter queue; false
+    /// if that failed (the queue brings it back, and it is tried again).
+    async fn set_aside(&self, delivery: &Delivery, refusal: &Refusal) -> bool {
+        let reason = refusal.to_string();
+        match self
+            .quarantine
+            .quarantine(&delivery.message_id, &delivery.body, &reason)
+            .await
+        {
+            Ok(()) => {
+                tracing::warn!(%reason, "checkout outcome can never apply; set aside in the dead-letter queue");
+                true
+            }
+            Err(err) => {
+                tracing::warn!(%reason, error = %err, "checkout outcome can never apply and could not be set aside; it will be received again");
+                false
+            }
+        }
     }
 }
 

@@ -787,11 +787,62 @@ mod lifecycle {
     }
 
     #[tokio::test]
+    async fn an_outcome_that_can_never_apply_is_set_aside_at_once_with_its_reason() {
+        let world = World::new();
+        let ids = admitted(&world, 2, 1).await;
+        let waiting = ids[1].clone();
+        let outcomes = CheckoutOutcomes {
+            commands: world.commands(),
+            quarantine: MemoryQuarantine::default(),
+        };
+        let delivery = |id: &str, body: String| Delivery {
+            message_id: id.into(),
+            receipt_handle: id.into(),
+            body,
+            receive_count: 1,
+        };
+        let batch = [
+            delivery("m-garbage", "not json".into()),
+            delivery(
+                "m-applies",
+                outcome_message("CHECKOUT_COMPLETED", &ids[0], ""),
+            ),
+            delivery(
+                "m-waiting",
+                outcome_message("CHECKOUT_COMPLETED", &waiting, ""),
+            ),
+        ];
+        let failed = outcomes.handle_batch(&batch).await;
+        assert_eq!(failed, Vec::<String>::new(), "nothing is left to retry");
+        let held: Vec<(String, String)> = outcomes
+            .quarantine
+            .held()
+            .into_iter()
+            .map(|(id, _, reason)| (id, reason))
+            .collect();
+        assert_eq!(held.len(), 2, "{held:?}");
+        assert_eq!(held[0].0, "m-garbage");
+        assert!(held[0].1.starts_with("not an outcome message"), "{held:?}");
+        assert_eq!(
+            held[1],
+            (
+                "m-waiting".into(),
+                format!("session {waiting} is WAITING, not admitted")
+            )
+        );
+        let applied = world.store.get_session(&ids[0]).await.unwrap().unwrap();
+        assert_eq!(applied.status, SessionStatus::Completed);
+        let untouched = world.store.get_session(&waiting).await.unwrap().unwrap();
+        assert_eq!(untouched.status, SessionStatus::Waiting);
+    }
+
+    #[tokio::test]
     async fn checkout_outcomes_apply_once_whatever_the_order() {
         let world = World::new();
         let ids = admitted(&world, 3, 2).await;
         let outcomes = CheckoutOutcomes {
             commands: world.commands(),
+            quarantine: MemoryQuarantine::default(),
         };
         let message = outcome_message;
         assert_eq!(
@@ -887,6 +938,7 @@ mod lifecycle {
         assert_eq!(sweeper.sweep().await.expired, 1);
         let outcomes = CheckoutOutcomes {
             commands: world.commands(),
+            quarantine: MemoryQuarantine::default(),
         };
         let completed = outcome_message("CHECKOUT_COMPLETED", &ids[0], "");
         assert_eq!(outcomes.apply(&completed).await, OutcomeResult::AppliedLate);

@@ -13,6 +13,7 @@ use crate::domain::token::{AdmissionSigner, PublicKey};
 pub const TABLE_NAME: &str = "TABLE_NAME";
 pub const JOIN_QUEUE_URL: &str = "JOIN_QUEUE_URL";
 pub const JOIN_DLQ_URL: &str = "JOIN_DLQ_URL";
+pub const CHECKOUT_DLQ_URL: &str = "CHECKOUT_DLQ_URL";
 pub const DEFAULT_CAPACITY: &str = "DEFAULT_CAPACITY";
 pub const LINE_SHARDS: &str = "LINE_SHARDS";
 pub const ACTIVE_STAY_SECONDS: &str = "ACTIVE_STAY_SECONDS";

@@ -142,6 +142,8 @@ impl SweeperSettings {
 
 pub struct CheckoutSettings {
     pub commands: CommandSettings,
+    /// Where outcomes that can never apply are put aside.
+    pub checkout_dlq_url: String,
     /// Local poller only.
     pub checkout_queue_url: Option<String>,
 }
@@ -150,6 +152,7 @@ impl CheckoutSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             commands: CommandSettings::from_env(env)?,
+            checkout_dlq_url: env.required(config::CHECKOUT_DLQ_URL)?,
             checkout_queue_url: env.optional(config::CHECKOUT_QUEUE_URL),
         })
     }
@@ -347,18 +350,25 @@ pub async fn sweeper() -> Result<SweeperParts, ConfigError> {
 }
 
 /// Checkout outcomes, and (for the local poller) their queue.
-pub async fn checkout_outcomes()
--> Result<(CheckoutOutcomes<DynamoStore>, Option<SqsQueue>), ConfigError> {
+pub async fn checkout_outcomes() -> Result<
+    (
+        CheckoutOutcomes<DynamoStore, SqsQuarantine>,
+        Option<SqsQueue>,
+    ),
+    ConfigError,
+> {
     let settings = CheckoutSettings::from_env(&config::process_env())?;
     let sdk = sdk_config().await;
+    let sqs = sqs_client(&sdk);
     let queue = settings
         .checkout_queue_url
-        .map(|url| SqsQueue::new(sqs_client(&sdk), url));
+        .map(|url| SqsQueue::new(sqs.clone(), url));
     let outcomes = CheckoutOutcomes {
         commands: commands_with(
             &settings.commands,
             DynamoStore::new(dynamodb_client(&sdk), settings.commands.table.clone()),
         ),
+        quarantine: SqsQuarantine::new(sqs, settings.checkout_dlq_url),
     };
     Ok((outcomes, queue))
 }

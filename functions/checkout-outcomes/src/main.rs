@@ -10,7 +10,7 @@ use waiting_room::{setup::telemetry, setup::wiring};
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let (outcomes, queue) = wiring::checkout_outcomes().await?;
-    match Mode::of_process()? {
+    match Mode::of_process(&[])? {
         Mode::Lambda => {
             serve::events(outcomes, |outcomes, event| async move {
                 handle_lambda_event(&outcomes, event).await

@@ -2,16 +2,16 @@
 //! queue and the table stream; `granter poll` runs the same handlers as a
 //! local worker that receives from SQS and reads the stream itself.
 
+use waiting_room::runtime::Shutdown;
 use waiting_room::runtime::granter::{handle_lambda_event, poll_join_queue, poll_table_stream};
-use waiting_room::runtime::serve::{self, Mode};
-use waiting_room::runtime::{Shutdown, stream_start};
+use waiting_room::runtime::serve::{self, Mode, PollFlag};
 use waiting_room::{setup::telemetry, setup::wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let parts = wiring::granter().await?;
-    match Mode::of_process()? {
+    match Mode::of_process(&[PollFlag::Checkpoint])? {
         Mode::Lambda => {
             serve::events(parts, |parts, event| async move {
                 let wiring::GranterParts {
@@ -23,15 +23,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             })
             .await
         }
-        Mode::Poll(args) => {
+        Mode::Poll(options) => {
             let wiring::GranterParts {
                 granter,
                 quarantine,
                 join_queue,
             } = &parts;
             let mut stream =
-                wiring::table_stream(granter.store.table(), stream_start(args.into_iter())?)
-                    .await?;
+                wiring::table_stream(granter.store.table(), options.stream_start()).await?;
             let shutdown = Shutdown::on_signals();
             tracing::info!("granter polling the join queue and the table stream");
             tokio::join!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use waiting_room::runtime::Shutdown;
-use waiting_room::runtime::serve::{self, Mode};
+use waiting_room::runtime::serve::{self, Mode, PollFlag};
 use waiting_room::runtime::sweeper::{handle_lambda_event, run_every};
 use waiting_room::{setup::telemetry, setup::wiring};
 
@@ -14,7 +14,7 @@ use waiting_room::{setup::telemetry, setup::wiring};
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let parts = wiring::sweeper().await?;
-    match Mode::of_process()? {
+    match Mode::of_process(&[PollFlag::Every])? {
         // The schedule's event says only that it is time: nothing to read.
         Mode::Lambda => {
             serve::events(parts, |parts, _: Value| async move {
@@ -22,17 +22,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             })
             .await
         }
-        Mode::Poll(args) => {
-            let interval = match args
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .as_slice()
-            {
-                [] => Duration::from_secs(60),
-                ["--every", seconds] => Duration::from_secs(seconds.parse()?),
-                _ => return Err("usage: sweeper poll [--every SECONDS]".into()),
-            };
+        Mode::Poll(options) => {
+            let interval = options.every.unwrap_or(Duration::from_secs(60));
             tracing::info!(?interval, "sweeping locally");
             run_every(
                 &parts.sweeper,

@@ -148,31 +148,21 @@ impl QueueConsumer for SqsQueue {
             .send()
             .await
             .map_err(|e| classify(&e))?;
-        // SQS always names a message. One it did not could be neither
-        // reported nor deleted: it is left out of the batch (and said so),
-        // so it comes back after the visibility timeout and reaches the
-        // dead-letter queue by its receive count, without holding back the
-        // messages received with it.
-        Ok(output
+        output
             .messages()
             .iter()
-            .filter_map(|m| match (m.message_id(), m.receipt_handle()) {
-                (Some(message_id), Some(receipt_handle)) => Some(Delivery {
-                    message_id: message_id.to_owned(),
-                    receipt_handle: receipt_handle.to_owned(),
-                    body: m.body().unwrap_or_default().to_owned(),
-                    receive_count: Delivery::receive_count_of(
-                        m.attributes()
-                            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                            .map(String::as_str),
-                    ),
-                }),
-                _ => {
-                    tracing::warn!("SQS returned a message without an id or receipt handle; left for redelivery");
-                    None
-                }
+            .map(|m| {
+                Delivery::named(
+                    m.message_id(),
+                    m.receipt_handle(),
+                    m.body(),
+                    m.attributes()
+                        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                        .map(String::as_str),
+                )
+                .map_err(|unnamed| QueueError::Rejected(unnamed.to_string()))
             })
-            .collect())
+            .collect()
     }
 
     async fn delete(&self, deliveries: &[Delivery]) -> Result<(), QueueError> {

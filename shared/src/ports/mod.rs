@@ -362,7 +362,34 @@ pub struct Delivery {
     pub receive_count: u32,
 }
 
+/// SQS handed out a message without an id or receipt handle. It could be
+/// neither reported as failed nor deleted, so every edge refuses the whole
+/// batch that holds one (Lambda retries it; the local poller backs off)
+/// rather than drop a message nobody can name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an SQS message without an id or receipt handle")]
+pub struct UnnamedMessage;
+
 impl Delivery {
+    /// A received message as SQS describes it, on either edge (a Lambda
+    /// event's record or a `ReceiveMessage` answer).
+    pub fn named(
+        message_id: Option<&str>,
+        receipt_handle: Option<&str>,
+        body: Option<&str>,
+        receive_count: Option<&str>,
+    ) -> Result<Self, UnnamedMessage> {
+        match (message_id, receipt_handle) {
+            (Some(message_id), Some(receipt_handle)) => Ok(Self {
+                message_id: message_id.to_owned(),
+                receipt_handle: receipt_handle.to_owned(),
+                body: body.unwrap_or_default().to_owned(),
+                receive_count: Self::receive_count_of(receive_count),
+            }),
+            _ => Err(UnnamedMessage),
+        }
+    }
+
     /// SQS's `ApproximateReceiveCount` attribute; 1 when absent or unreadable.
     pub fn receive_count_of(attribute: Option<&str>) -> u32 {
         attribute
@@ -665,5 +692,27 @@ mod tests {
         assert_eq!(Delivery::receive_count_of(Some("0")), 1);
         assert_eq!(Delivery::receive_count_of(Some("many")), 1);
         assert_eq!(Delivery::receive_count_of(None), 1);
+    }
+
+    #[test]
+    fn a_message_sqs_did_not_name_is_refused() {
+        let named = Delivery::named(Some("m-1"), Some("r-1"), None, Some("2")).unwrap();
+        assert_eq!(
+            named,
+            Delivery {
+                message_id: "m-1".into(),
+                receipt_handle: "r-1".into(),
+                body: String::new(),
+                receive_count: 2,
+            }
+        );
+        assert_eq!(
+            Delivery::named(None, Some("r-1"), Some("{}"), None),
+            Err(UnnamedMessage)
+        );
+        assert_eq!(
+            Delivery::named(Some("m-1"), None, Some("{}"), None),
+            Err(UnnamedMessage)
+        );
     }
 }

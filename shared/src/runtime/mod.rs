@@ -16,31 +16,25 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use tokio::sync::watch;
 
-use crate::adapters::streams::StartAt;
 use crate::ports::{Delivery, Redelivery};
 use crate::service::ServiceError;
 
-/// The messages of an SQS event. Lambda always sends an id and a receipt
-/// handle; a message without them could not be reported or deleted, so it
-/// makes the whole event an error rather than a message nobody can name.
+/// The messages of an SQS event; an event holding a message without an id
+/// or receipt handle is an error as a whole (`UnnamedMessage`).
 pub fn deliveries_of(event: SqsEvent) -> Result<Vec<Delivery>, ServiceError> {
     event
         .records
-        .into_iter()
-        .map(|m| match (m.message_id, m.receipt_handle) {
-            (Some(message_id), Some(receipt_handle)) => Ok(Delivery {
-                message_id,
-                receipt_handle,
-                body: m.body.unwrap_or_default(),
-                receive_count: Delivery::receive_count_of(
-                    m.attributes
-                        .get("ApproximateReceiveCount")
-                        .map(String::as_str),
-                ),
-            }),
-            _ => Err(ServiceError::Internal(
-                "an SQS message without an id or receipt handle".into(),
-            )),
+        .iter()
+        .map(|m| {
+            Delivery::named(
+                m.message_id.as_deref(),
+                m.receipt_handle.as_deref(),
+                m.body.as_deref(),
+                m.attributes
+                    .get("ApproximateReceiveCount")
+                    .map(String::as_str),
+            )
+            .map_err(|unnamed| ServiceError::Internal(unnamed.to_string()))
         })
         .collect()
 }
@@ -103,17 +97,6 @@ pub fn stream_response(failed: Vec<String>) -> DynamoDbEventResponse {
         })
         .collect();
     response
-}
-
-/// Where a local poller's stream reader starts, from the arguments after
-/// `poll`: `--checkpoint FILE` continues from the position saved in FILE
-/// (`make run` gives each worker one); without it, at the newest record.
-pub fn stream_start(mut args: impl Iterator<Item = String>) -> Result<StartAt, String> {
-    match (args.next().as_deref(), args.next(), args.next()) {
-        (None, _, _) => Ok(StartAt::Newest),
-        (Some("--checkpoint"), Some(file), None) => Ok(StartAt::Checkpoint(file.into())),
-        _ => Err("usage: poll [--checkpoint FILE]".into()),
-    }
 }
 
 /// Ctrl-C or SIGTERM, observed by any number of loops.
@@ -189,20 +172,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_poller_starts_at_its_checkpoint_or_at_the_newest_record() {
-        let start = |args: &[&str]| stream_start(args.iter().map(|a| a.to_string()));
-        assert_eq!(start(&[]), Ok(StartAt::Newest));
-        assert_eq!(
-            start(&["--checkpoint", ".local/granter.stream"]),
-            Ok(StartAt::Checkpoint(".local/granter.stream".into()))
-        );
-        for wrong in [
-            &["--checkpoint"][..],
-            &["--from", "x"],
-            &["--checkpoint", "a", "b"],
-        ] {
-            assert!(start(wrong).is_err(), "{wrong:?}");
-        }
+    fn an_event_holding_a_message_without_an_id_is_refused_whole() {
+        use aws_lambda_events::sqs::SqsMessage;
+        let message = |id: Option<&str>| {
+            let mut m = SqsMessage::default();
+            m.message_id = id.map(str::to_owned);
+            m.receipt_handle = Some("r".into());
+            m.body = Some("{}".into());
+            m
+        };
+        let mut event = SqsEvent::default();
+        event.records = vec![message(Some("m-1")), message(Some("m-2"))];
+        let ids: Vec<String> = deliveries_of(event.clone())
+            .unwrap()
+            .into_iter()
+            .map(|d| d.message_id)
+            .collect();
+        assert_eq!(ids, ["m-1", "m-2"]);
+        event.records.push(message(None));
+        assert!(matches!(
+            deliveries_of(event),
+            Err(ServiceError::Internal(reason)) if reason.contains("without an id")
+        ));
     }
 
     #[test]

@@ -10,13 +10,16 @@
 //! hold nothing per request, so sharing them between invocations is safe.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::adapters::streams::StartAt;
 use crate::service::ServiceError;
 
 /// A handler's future, boxed: its type (the SDK's futures nested many
@@ -69,25 +72,107 @@ where
 pub enum Mode {
     /// No arguments: a Lambda function.
     Lambda,
-    /// `poll [ARGS…]`: a local worker; the arguments after `poll`.
-    Poll(Vec<String>),
+    /// `poll [OPTIONS]`: a local worker.
+    Poll(PollOptions),
 }
 
-impl Mode {
-    /// From the process arguments (without the program name).
-    pub fn from_args(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
-        match args.next().as_deref() {
-            None => Ok(Mode::Lambda),
-            Some("poll") => Ok(Mode::Poll(args.collect())),
-            Some(other) => Err(format!(
-                "unknown mode {other:?}: run without arguments in Lambda, or `poll` locally"
-            )),
+/// An option a local worker may take after `poll`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollFlag {
+    /// `--checkpoint FILE`: a stream reader continues from the position
+    /// saved in FILE (`make run` gives each stream worker one).
+    Checkpoint,
+    /// `--every SECONDS`: how often a scheduled job runs.
+    Every,
+}
+
+impl PollFlag {
+    fn name(self) -> &'static str {
+        match self {
+            PollFlag::Checkpoint => "--checkpoint",
+            PollFlag::Every => "--every",
         }
     }
 
+    fn usage(self) -> &'static str {
+        match self {
+            PollFlag::Checkpoint => "[--checkpoint FILE]",
+            PollFlag::Every => "[--every SECONDS]",
+        }
+    }
+}
+
+/// What a local worker was given after `poll`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PollOptions {
+    pub checkpoint: Option<PathBuf>,
+    pub every: Option<Duration>,
+}
+
+impl PollOptions {
+    /// Where a stream reader starts: after its checkpoint, or (without one)
+    /// at the newest record.
+    pub fn stream_start(&self) -> StartAt {
+        self.checkpoint
+            .clone()
+            .map_or(StartAt::Newest, StartAt::Checkpoint)
+    }
+}
+
+impl Mode {
+    /// From the process arguments (without the program name), for a worker
+    /// that takes `accepts` after `poll`. Every worker parses here, so
+    /// every one answers a wrong argument the same way.
+    pub fn from_args(
+        mut args: impl Iterator<Item = String>,
+        accepts: &[PollFlag],
+    ) -> Result<Self, String> {
+        let usage = || {
+            let command = accepts.iter().fold("poll".to_owned(), |command, flag| {
+                command + " " + flag.usage()
+            });
+            format!("usage: run without arguments in Lambda, or `{command}` locally")
+        };
+        match args.next().as_deref() {
+            None => return Ok(Mode::Lambda),
+            Some("poll") => {}
+            Some(other) => return Err(format!("unknown mode {other:?}; {}", usage())),
+        }
+        let mut options = PollOptions::default();
+        while let Some(arg) = args.next() {
+            let flag = accepts
+                .iter()
+                .find(|f| f.name() == arg)
+                .ok_or_else(|| format!("unknown option {arg:?}; {}", usage()))?;
+            let value = args
+                .next()
+                .ok_or_else(|| format!("{arg} needs a value; {}", usage()))?;
+            match flag {
+                PollFlag::Checkpoint if options.checkpoint.is_none() => {
+                    options.checkpoint = Some(value.into());
+                }
+                PollFlag::Every if options.every.is_none() => {
+                    let seconds =
+                        value
+                            .parse::<u64>()
+                            .ok()
+                            .filter(|s| *s > 0)
+                            .ok_or_else(|| {
+                                format!(
+                                    "--every takes a whole number of seconds above 0, not {value:?}"
+                                )
+                            })?;
+                    options.every = Some(Duration::from_secs(seconds));
+                }
+                _ => return Err(format!("{arg} given twice; {}", usage())),
+            }
+        }
+        Ok(Mode::Poll(options))
+    }
+
     /// This process's mode.
-    pub fn of_process() -> Result<Self, String> {
-        Self::from_args(std::env::args().skip(1))
+    pub fn of_process(accepts: &[PollFlag]) -> Result<Self, String> {
+        Self::from_args(std::env::args().skip(1), accepts)
     }
 }
 
@@ -95,26 +180,80 @@ impl Mode {
 mod tests {
     use super::*;
 
-    fn mode(args: &[&str]) -> Result<Mode, String> {
-        Mode::from_args(args.iter().map(|a| (*a).to_owned()))
+    fn mode(args: &[&str], accepts: &[PollFlag]) -> Result<Mode, String> {
+        Mode::from_args(args.iter().map(|a| (*a).to_owned()), accepts)
     }
 
     #[test]
-    fn no_arguments_is_lambda_and_poll_keeps_what_follows() {
-        assert_eq!(mode(&[]), Ok(Mode::Lambda));
-        assert_eq!(mode(&["poll"]), Ok(Mode::Poll(vec![])));
+    fn no_arguments_is_lambda_and_poll_takes_its_options() {
+        let both = [PollFlag::Checkpoint, PollFlag::Every];
+        assert_eq!(mode(&[], &[]), Ok(Mode::Lambda));
+        assert_eq!(mode(&["poll"], &[]), Ok(Mode::Poll(PollOptions::default())));
         assert_eq!(
-            mode(&["poll", "--checkpoint", "f"]),
-            Ok(Mode::Poll(vec!["--checkpoint".into(), "f".into()]))
+            mode(&["poll", "--every", "5", "--checkpoint", "f"], &both),
+            Ok(Mode::Poll(PollOptions {
+                checkpoint: Some("f".into()),
+                every: Some(Duration::from_secs(5)),
+            }))
         );
     }
 
     #[test]
-    fn any_other_mode_is_refused_with_the_usage() {
-        let refused = mode(&["serve"]).unwrap_err();
-        assert!(
-            refused.contains("\"serve\"") && refused.contains("`poll`"),
-            "{refused}"
+    fn a_poller_starts_at_its_checkpoint_or_at_the_newest_record() {
+        let start = |args: &[&str]| match mode(args, &[PollFlag::Checkpoint]) {
+            Ok(Mode::Poll(options)) => options.stream_start(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(start(&["poll"]), StartAt::Newest);
+        assert_eq!(
+            start(&["poll", "--checkpoint", ".local/granter.stream"]),
+            StartAt::Checkpoint(".local/granter.stream".into())
+        );
+    }
+
+    #[test]
+    fn each_wrong_argument_is_named_in_its_error() {
+        let checkpoint = [PollFlag::Checkpoint];
+        let cases: [(&[&str], &[PollFlag], &str); 7] = [
+            (&["serve"], &checkpoint, "unknown mode \"serve\""),
+            (
+                &["poll", "--from", "x"],
+                &checkpoint,
+                "unknown option \"--from\"",
+            ),
+            (
+                &["poll", "--every", "5"],
+                &checkpoint,
+                "unknown option \"--every\"",
+            ),
+            (
+                &["poll", "--checkpoint"],
+                &checkpoint,
+                "--checkpoint needs a value",
+            ),
+            (
+                &["poll", "--checkpoint", "a", "--checkpoint", "b"],
+                &checkpoint,
+                "--checkpoint given twice",
+            ),
+            (
+                &["poll", "--every", "0"],
+                &[PollFlag::Every],
+                "above 0, not \"0\"",
+            ),
+            (
+                &["poll", "--every", "soon"],
+                &[PollFlag::Every],
+                "not \"soon\"",
+            ),
+        ];
+        for (args, accepts, expected) in cases {
+            let err = mode(args, accepts).unwrap_err();
+            assert!(err.contains(expected), "{args:?}: {err}");
+        }
+        assert_eq!(
+            mode(&["poll", "-x"], &checkpoint).unwrap_err(),
+            "unknown option \"-x\"; usage: run without arguments in Lambda, or `poll [--checkpoint FILE]` locally"
         );
     }
 }

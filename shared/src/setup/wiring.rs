@@ -237,16 +237,25 @@ fn sample_value(name: &str) -> Option<String> {
     Some(value)
 }
 
+/// The SDK configuration, loaded once per process: a function that talks
+/// to DynamoDB and SQS (and, polling locally, the table's stream) resolves
+/// its credentials and region once per cold start and shares one HTTP
+/// client. (A process runs one tokio runtime, which the client belongs to.)
+async fn sdk() -> &'static aws_config::SdkConfig {
+    static SDK: tokio::sync::OnceCell<aws_config::SdkConfig> = tokio::sync::OnceCell::const_new();
+    SDK.get_or_init(sdk_config).await
+}
+
 async fn store(table: String) -> DynamoStore {
-    DynamoStore::new(dynamodb_client(&sdk_config().await), table)
+    DynamoStore::new(dynamodb_client(sdk().await), table)
 }
 
 pub async fn join_service() -> Result<JoinService<DynamoStore, SqsQueue>, ConfigError> {
     let settings = JoinSettings::from_env(&config::process_env())?;
-    let sdk = sdk_config().await;
+    let sdk = sdk().await;
     Ok(JoinService {
-        store: DynamoStore::new(dynamodb_client(&sdk), settings.table),
-        queue: SqsQueue::new(sqs_client(&sdk), settings.join_queue_url),
+        store: DynamoStore::new(dynamodb_client(sdk), settings.table),
+        queue: SqsQueue::new(sqs_client(sdk), settings.join_queue_url),
         clock: Arc::new(SystemClock),
         ids: Arc::new(OsRandom),
         line_shards: settings.line.line_shards,
@@ -319,9 +328,9 @@ fn granter_of(
 
 pub async fn granter() -> Result<GranterParts, ConfigError> {
     let settings = GranterSettings::from_env(&config::process_env())?;
-    let sdk = sdk_config().await;
-    let sqs = sqs_client(&sdk);
-    let store = DynamoStore::new(dynamodb_client(&sdk), settings.table.clone());
+    let sdk = sdk().await;
+    let sqs = sqs_client(sdk);
+    let store = DynamoStore::new(dynamodb_client(sdk), settings.table.clone());
     Ok(GranterParts {
         granter: granter_of(store, &settings.line, &settings.lifecycle),
         quarantine: SqsQuarantine::new(sqs.clone(), settings.join_dlq_url),
@@ -358,15 +367,15 @@ pub async fn checkout_outcomes() -> Result<
     ConfigError,
 > {
     let settings = CheckoutSettings::from_env(&config::process_env())?;
-    let sdk = sdk_config().await;
-    let sqs = sqs_client(&sdk);
+    let sdk = sdk().await;
+    let sqs = sqs_client(sdk);
     let queue = settings
         .checkout_queue_url
         .map(|url| SqsQueue::new(sqs.clone(), url));
     let outcomes = CheckoutOutcomes {
         commands: commands_with(
             &settings.commands,
-            DynamoStore::new(dynamodb_client(&sdk), settings.commands.table.clone()),
+            DynamoStore::new(dynamodb_client(sdk), settings.commands.table.clone()),
         ),
         quarantine: SqsQuarantine::new(sqs, settings.checkout_dlq_url),
     };
@@ -377,14 +386,14 @@ pub async fn checkout_outcomes() -> Result<
 pub async fn publisher()
 -> Result<(Publisher<SnsEventSink, SqsQuarantine>, Option<String>), ConfigError> {
     let settings = PublisherSettings::from_env(&config::process_env())?;
-    let sdk = sdk_config().await;
+    let sdk = sdk().await;
     let publisher = Publisher {
         sink: SnsEventSink::new(
-            sns_client(&sdk),
+            sns_client(sdk),
             settings.events_topic_arn,
             settings.admissions_topic_arn,
         ),
-        quarantine: SqsQuarantine::new(sqs_client(&sdk), settings.stream_dlq_url),
+        quarantine: SqsQuarantine::new(sqs_client(sdk), settings.stream_dlq_url),
         signer: settings.signer,
     };
     Ok((publisher, settings.table))
@@ -406,9 +415,9 @@ pub fn jwks_keys() -> Result<Vec<PublicKey>, ConfigError> {
 
 /// The table's stream, for the local pollers.
 pub async fn table_stream(table: &str, start: StartAt) -> Result<TableStreamReader, StoreError> {
-    let sdk = sdk_config().await;
-    let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
-    TableStreamReader::open(&dynamodb_client(&sdk), streams, table, start).await
+    let sdk = sdk().await;
+    let streams = aws_sdk_dynamodbstreams::Client::new(sdk);
+    TableStreamReader::open(&dynamodb_client(sdk), streams, table, start).await
 }
 
 #[cfg(test)]

@@ -4,17 +4,18 @@
 use aws_sdk_dynamodb::types::ReturnValue;
 
 use super::items::{
-    decode_counters, decode_line_entry, decode_ticket_counter, n, names_in, number_list, s,
-    ttl_value,
+    decode_counters, decode_line_entry, decode_session, decode_ticket_counter, entry_of_session, n,
+    names_in, number_list, s, ttl_value,
 };
-use super::{DynamoStore, TransactResult, Write, classify, layout, rejected_ids};
+use super::request::{TransactResult, Write, classify, rejected_ids};
+use super::{DynamoStore, layout};
 use crate::domain::admission::{AdmissionPlan, Arm, BacklogChange, NumberingPlan};
 use crate::domain::session::expiry_bucket;
 use crate::domain::{
     EndReason, EventCounters, EventId, LineEntry, SessionId, SessionStatus, TicketCounter,
     Timestamp,
 };
-use crate::ports::{StoreError, WriteOutcome};
+use crate::ports::{EventStore, LineStore, StoreError, WriteOutcome};
 
 const WAITING: &str = "WAITING";
 const ACTIVE: &str = "ACTIVE";
@@ -385,4 +386,99 @@ fn event_write(plan: &AdmissionPlan) -> Option<Write> {
         Some(arm) => with_arm_proof(write, arm, Some(condition)),
         None => write.when(condition),
     })
+}
+
+impl EventStore for DynamoStore {
+    async fn event_counters(
+        &self,
+        event: &EventId,
+        shard_count: u16,
+    ) -> Result<EventCounters, StoreError> {
+        self.read_counters(event, shard_count).await
+    }
+
+    async fn register_event(
+        &self,
+        event: &EventId,
+        default_capacity: u32,
+        shard_count: u16,
+    ) -> Result<EventCounters, StoreError> {
+        self.register(event, default_capacity, shard_count).await
+    }
+
+    async fn list_event(&self, event: &EventId) -> Result<(), StoreError> {
+        self.update(
+            Write::new(
+                layout::event_key(event),
+                "SET #eventId = :event, #listing = :listing",
+            )
+            .value(":event", s(event.as_str()))
+            .value(":listing", s(layout::EVENT_LISTING)),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn events(&self) -> Result<Vec<EventId>, StoreError> {
+        self.listed_events().await
+    }
+
+    async fn set_capacity(&self, event: &EventId, capacity: u32) -> Result<(), StoreError> {
+        self.store_capacity(event, capacity).await
+    }
+}
+
+impl LineStore for DynamoStore {
+    async fn waiting_among(&self, ids: &[SessionId]) -> Result<Vec<LineEntry>, StoreError> {
+        let keys = ids.iter().map(layout::session_key).collect();
+        let found = self.batch_get(keys).await?;
+        let mut waiting = Vec::new();
+        for id in ids {
+            if let Some(item) = found.get(&layout::session_key(id)) {
+                waiting.extend(entry_of_session(&decode_session(item)?));
+            }
+        }
+        Ok(waiting)
+    }
+
+    async fn line_front(
+        &self,
+        event: &EventId,
+        shard: u16,
+        limit: usize,
+    ) -> Result<Vec<LineEntry>, StoreError> {
+        self.front(event, shard, limit).await
+    }
+
+    async fn shard_head(&self, event: &EventId, shard: u16) -> Result<u64, StoreError> {
+        self.head(event, shard).await
+    }
+
+    async fn ticket_counters(
+        &self,
+        event: &EventId,
+        shards: &[u16],
+    ) -> Result<Vec<TicketCounter>, StoreError> {
+        self.read_ticket_counters(event, shards).await
+    }
+
+    async fn number_sessions(&self, plan: &NumberingPlan) -> Result<WriteOutcome, StoreError> {
+        self.number(plan).await
+    }
+
+    async fn admit(
+        &self,
+        plan: &AdmissionPlan,
+        retain_until: Timestamp,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.admit_plan(plan, retain_until).await
+    }
+
+    async fn update_backlog(
+        &self,
+        event: &EventId,
+        change: BacklogChange,
+    ) -> Result<bool, StoreError> {
+        self.change_backlog(event, change).await
+    }
 }

@@ -8,5 +8,6 @@ pub mod functions;
 pub mod prices;
 pub mod report;
 pub mod runtime_api;
+pub mod sections;
 pub mod sim;
 pub mod stats;

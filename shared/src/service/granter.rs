@@ -27,6 +27,7 @@ use crate::ports::{
 };
 
 use super::ServiceError;
+use super::patience::{Outcome, Patience, SETBACKS_ALLOWED, contention_pause};
 
 pub struct Granter<S> {
     pub store: S,
@@ -102,11 +103,6 @@ pub struct Wake {
 const FRONT_READ: usize = 100;
 /// A cached front older than this is read again.
 const FRONT_CACHE_AGE: Duration = Duration::from_secs(30);
-/// Setbacks (lost writes, stale fronts) before a wake-up is given back to
-/// whatever carries it (the queue, the stream) to be retried.
-const SETBACKS_ALLOWED: usize = 16;
-/// How long to wait for the line index to show a session heard of directly.
-const INDEX_CATCH_UP: Duration = Duration::from_millis(50);
 
 impl<S: LineStore + EventStore> Granter<S> {
     /// Handle a batch of join queue messages (from a Lambda event or a
@@ -290,146 +286,129 @@ impl<S: LineStore + EventStore> Granter<S> {
     /// Admit from the front of the line while slots are free, skipping the
     /// abandoned; behind a full event, make sure the next freed slot wakes a
     /// granter. A wake-up that cannot finish fails, so that whatever
-    /// carries it retries it: no freed slot is forgotten.
+    /// carries it retries it: no freed slot is forgotten. This is the
+    /// driver: each `step` reads and writes, and `Patience` (pure) decides
+    /// after each setback whether to pause, read the counters again, or
+    /// give up.
     #[tracing::instrument(name = "advance", skip_all, fields(event = %event))]
     pub async fn advance(
         &self,
         event: &EventId,
         wake: Wake,
     ) -> Result<AdvanceReport, ServiceError> {
-        let mut report = AdvanceReport::default();
-        let mut counters = match wake.counters {
-            Some(counters) => self.registered(event, counters).await?,
-            None => self.counters(event).await?,
+        let mut state = Advance {
+            counters: match wake.counters {
+                Some(counters) => self.registered(event, counters).await?,
+                None => self.counters(event).await?,
+            },
+            known: wake.known,
+            gone: BTreeSet::new(),
+            report: AdvanceReport::default(),
         };
-        let mut known = wake.known;
-        let mut use_cache = wake.use_cache;
-        let mut setbacks = 0;
-        let mut replans = 0;
-        // Sessions a consistent read found no longer waiting: the line index
-        // may show them for a while yet (it lags the table), and planning
-        // them again and again would spend the wake-up's patience on them.
-        let mut gone: BTreeSet<SessionId> = BTreeSet::new();
+        let mut patience = Patience::new(wake.use_cache);
         loop {
-            if setbacks >= SETBACKS_ALLOWED {
+            if patience.exhausted() {
                 // Whoever carries the wake-up retries it (and says so).
-                tracing::info!(event = %event, setbacks, replans, "line advance gave up after repeated setbacks");
+                tracing::info!(event = %event, setbacks = patience.setbacks(), replans = patience.replans(), "line advance gave up after repeated setbacks");
                 return Err(ServiceError::Contention);
             }
-            if counters.free_slots(self.policy.default_capacity) == 0 {
-                if known.is_empty() || counters.backlog.is_firm() {
-                    return Ok(report);
-                }
-                if self
-                    .store
-                    .update_backlog(event, BacklogChange::arm(&counters))
-                    .await?
-                {
-                    report.armed = true;
-                    return Ok(report);
-                }
-                // A slot was freed (or capacity changed) since the read: the
-                // exit may have woken nobody, so look again.
-                setbacks += 1;
-                counters = self.counters(event).await?;
-                continue;
+            let outcome = match self.step(event, &mut state, &patience).await? {
+                Step::Done => return Ok(state.report),
+                Step::Again(outcome) => outcome,
+            };
+            let retry = patience.after(outcome, state.counters.admitted);
+            if let Some(pause) = retry.pause {
+                tokio::time::sleep(pause).await;
             }
-            let free = counters.free_slots(self.policy.default_capacity);
-            let mut views = self.views(event, free, use_cache).await?;
-            for view in &mut views {
-                view.entries.retain(|e| !gone.contains(&e.session_id));
+            if retry.read_counters {
+                state.counters = self.counters(event).await?;
             }
-            let now = self.clock.now();
-            let plan = plan_admissions(event, &counters, &views, &known, &self.policy, now);
-            if plan.is_empty() {
-                if !plan.unfinished {
-                    return Ok(report);
-                }
-                // Someone may be waiting whom the reads could not place yet
-                // (a front read in part, a join newer than a read).
-                setbacks += 1;
-                if use_cache {
-                    use_cache = false;
+        }
+    }
+
+    /// One step of an advance: arm the hint behind a full event, or plan
+    /// from the fronts, number who needs it, and write the admission.
+    async fn step(
+        &self,
+        event: &EventId,
+        state: &mut Advance,
+        patience: &Patience,
+    ) -> Result<Step, ServiceError> {
+        let counters = &state.counters;
+        let free = counters.free_slots(self.policy.default_capacity);
+        if free == 0 {
+            if state.known.is_empty() || counters.backlog.is_firm() {
+                return Ok(Step::Done);
+            }
+            let armed = self
+                .store
+                .update_backlog(event, BacklogChange::arm(counters))
+                .await?;
+            state.report.armed |= armed;
+            return Ok(if armed {
+                Step::Done
+            } else {
+                Step::Again(Outcome::ArmRaced)
+            });
+        }
+        let mut views = self.views(event, free, patience.use_cache()).await?;
+        for view in &mut views {
+            view.entries.retain(|e| !state.gone.contains(&e.session_id));
+        }
+        let now = self.clock.now();
+        let plan = plan_admissions(event, counters, &views, &state.known, &self.policy, now);
+        if plan.is_empty() {
+            return Ok(if plan.unfinished {
+                Step::Again(Outcome::NothingPlaced)
+            } else {
+                Step::Done
+            });
+        }
+        match self
+            .number_before_admitting(event, counters, &plan, &mut state.known, &mut state.gone)
+            .await?
+        {
+            Numbering::NotNeeded => {}
+            Numbering::Progress => return Ok(Step::Again(Outcome::Numbered { progress: true })),
+            Numbering::NoChange => return Ok(Step::Again(Outcome::Numbered { progress: false })),
+        }
+        let retain_until = now.plus(self.ended_retention);
+        match self.store.admit(&plan, retain_until).await {
+            Ok(WriteOutcome::Applied) => {
+                tracing::info!(
+                    event = %event,
+                    admitted = plan.admitted_count(),
+                    abandoned = plan.abandoned.len(),
+                    armed = plan.arm.is_some(),
+                    setbacks = patience.setbacks(),
+                    "line advanced"
+                );
+                record(&mut state.report, &plan);
+                self.fronts.passed(event, &plan);
+                state.known.retain(|k| !passed(&plan, &k.session_id));
+                state.counters = plan.counters_after(counters);
+                Ok(if plan.unfinished {
+                    Step::Again(Outcome::Admitted)
                 } else {
-                    tokio::time::sleep(INDEX_CATCH_UP).await;
-                }
-                continue;
+                    Step::Done
+                })
             }
-            match self
-                .number_before_admitting(event, &counters, &plan, &mut known, &mut gone)
-                .await?
-            {
-                Numbering::NotNeeded => {}
-                // They have tickets now, or are known to be gone: plan
-                // again, so the heads move past them and the people behind
-                // see the right position. That is progress, not a setback
-                // (under a sale's load the lagging index shows dozens just
-                // admitted by others), but it is bounded all the same.
-                Numbering::Progress if replans < SETBACKS_ALLOWED => {
-                    replans += 1;
-                    use_cache = true;
-                    continue;
-                }
-                Numbering::Progress | Numbering::NoChange => {
-                    setbacks += 1;
-                    use_cache = true;
-                    continue;
-                }
+            Ok(WriteOutcome::Conflict { rejected }) if !rejected.is_empty() => {
+                // Admitted by another granter or gone (they leave the line),
+                // or polled since (they stay, and must keep their place):
+                // read them again to tell which.
+                tracing::debug!(event = %event, ?rejected, "front entries not as read");
+                let read = self
+                    .read_again(event, &rejected, &mut state.known, &mut state.gone)
+                    .await?;
+                Ok(Step::Again(Outcome::Rejected {
+                    found_gone: read.found_gone,
+                }))
             }
-            let retain_until = now.plus(self.ended_retention);
-            match self.store.admit(&plan, retain_until).await {
-                Ok(WriteOutcome::Applied) => {
-                    tracing::info!(
-                        event = %event,
-                        admitted = plan.admitted_count(),
-                        abandoned = plan.abandoned.len(),
-                        armed = plan.arm.is_some(),
-                        setbacks,
-                        "line advanced"
-                    );
-                    record(&mut report, &plan);
-                    self.fronts.passed(event, &plan);
-                    known.retain(|k| !passed(&plan, &k.session_id));
-                    counters = plan.counters_after(&counters);
-                    if !plan.unfinished {
-                        return Ok(report);
-                    }
-                    // More to do than one write takes, or a front to read
-                    // further: go on from what this write left.
-                    use_cache = true;
-                }
-                Ok(WriteOutcome::Conflict { rejected }) => {
-                    if !rejected.is_empty() {
-                        // Admitted by another granter or gone (they leave
-                        // the line), or polled since (they stay, and must
-                        // keep their place): read them again to tell which.
-                        tracing::debug!(event = %event, ?rejected, "front entries not as read");
-                        let read = self
-                            .read_again(event, &rejected, &mut known, &mut gone)
-                            .await?;
-                        // Passing over those found gone is progress, as in
-                        // numbering; a poll that moved someone's presence
-                        // is a setback.
-                        if read.found_gone && replans < SETBACKS_ALLOWED {
-                            replans += 1;
-                        } else {
-                            setbacks += 1;
-                        }
-                    } else {
-                        setbacks += 1;
-                        // Another granter admitted, or a slot freed, since the
-                        // read: step aside a little, differently each time.
-                        tokio::time::sleep(contention_pause(setbacks, counters.admitted)).await;
-                    }
-                    counters = self.counters(event).await?;
-                }
-                Err(StoreError::Contention(_)) => {
-                    setbacks += 1;
-                    tokio::time::sleep(contention_pause(setbacks, counters.admitted)).await;
-                    counters = self.counters(event).await?;
-                }
-                Err(err) => return Err(err.into()),
+            Ok(WriteOutcome::Conflict { .. }) | Err(StoreError::Contention(_)) => {
+                Ok(Step::Again(Outcome::Contended))
             }
+            Err(err) => Err(err.into()),
         }
     }
 
@@ -608,6 +587,25 @@ fn arrival_of(event: &EventId, entry: &LineEntry) -> Arrival {
     }
 }
 
+/// What an advance has so far: the counters as last read or written, the
+/// sessions heard of directly, those found no longer waiting, and what it
+/// did.
+struct Advance {
+    counters: EventCounters,
+    known: Vec<LineEntry>,
+    /// Sessions a consistent read found no longer waiting: the line index
+    /// may show them for a while yet (it lags the table), and planning them
+    /// again and again would spend the wake-up's patience on them.
+    gone: BTreeSet<SessionId>,
+    report: AdvanceReport,
+}
+
+/// Where a step left an advance.
+enum Step {
+    Done,
+    Again(Outcome),
+}
+
 /// How one event's share of a batch failed.
 enum EventFailure {
     /// Before its joins were all numbered, or the store failed: its
@@ -656,21 +654,6 @@ fn record(report: &mut AdvanceReport, plan: &AdmissionPlan) {
     report.admitted += plan.admitted_count();
     report.abandoned += plan.abandoned.len() as u64;
     report.armed |= plan.arm.is_some();
-}
-
-/// Exponential backoff with jitter after the n-th setback: 5 ms, 10 ms,
-/// 20 ms… (from n = 1) times a factor in [0.5, 1.5) from `salt`, which
-/// differs between granters working on different things.
-pub(crate) fn contention_pause(setbacks: usize, salt: u64) -> Duration {
-    let exponent = setbacks.saturating_sub(1).min(6);
-    let base = Duration::from_millis(5 << exponent);
-    let rotation = u32::try_from(exponent).unwrap_or(0) * 7;
-    let mixed = salt
-        .wrapping_add(setbacks as u64)
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .rotate_left(rotation);
-    let jitter = 0.5 + (mixed % 1000) as f64 / 1000.0;
-    base.mul_f64(jitter)
 }
 
 /// Per-instance cache of line fronts, by event. Only a hint: every write is

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod checkout;
 pub mod granter;
 pub mod join;
+mod patience;
 pub mod publisher;
 pub mod session_command;
 pub mod status;

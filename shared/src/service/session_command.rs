@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::domain::{Clock, EndReason, Ending, Session, SessionId, StayPolicy};
 use crate::ports::{EndFrom, EndOutcome, SessionStore, StoreError, Touch};
 
-use super::granter::contention_pause;
+use super::patience::contention_pause;
 use super::{MAX_ATTEMPTS, ServiceError};
 
 /// What a leave or a checkout outcome did.

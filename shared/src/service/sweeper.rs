@@ -24,7 +24,8 @@ use crate::domain::{EventId, SessionId};
 use crate::ports::{EventStore, ExpiryStore, LineStore, StoreError};
 
 use super::ServiceError;
-use super::granter::{Granter, Wake, contention_pause};
+use super::granter::{Granter, Wake};
+use super::patience::contention_pause;
 use super::session_command::SessionCommands;
 
 /// Pages per bucket per run, so a run always ends; the next run continues.

@@ -195,7 +195,7 @@ async fn schedule(seed: u64, scenario: Scenario) -> Outcome {
         .sink
         .published()
         .iter()
-        .filter_map(|e| Some((SessionId::parse(&e.session_id).ok()?, e.kind)))
+        .filter_map(|e| Some((SessionId::parse(&e.session_id).ok()?, e.kind.name())))
         .collect();
     let now = world.now();
     let mut checker = lock(&world.checker);

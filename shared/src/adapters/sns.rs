@@ -76,7 +76,7 @@ fn entry(index: usize, event: &DomainEvent) -> Result<PublishBatchRequestEntry, 
         .message_group_id(&event.partition)
         .message_deduplication_id(&event.id)
         // Consumers can subscribe to some types only (a filter policy).
-        .message_attributes("type", attribute(event.kind)?)
+        .message_attributes("type", attribute(event.kind.name())?)
         .message_attributes("event_id", attribute(&event.event_id)?)
         .build()
         .map_err(|e| QueueError::Rejected(e.to_string()))

@@ -29,8 +29,6 @@ use crate::domain::{EndReason, Session, SessionStatus, Timestamp};
 pub struct DomainEvent {
     /// Unique per change; consumers deduplicate on it.
     pub id: String,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
     /// The on-sale.
     pub event_id: String,
     /// Where order is kept: the session. Transport metadata (the SNS FIFO
@@ -40,50 +38,96 @@ pub struct DomainEvent {
     pub session_id: String,
     pub user_id: String,
     pub occurred_at: String,
-    /// `QUEUE_JOINED`: 1 for the front of the line.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub position: Option<u64>,
-    /// `QUEUE_READY`: the token the protected origin accepts, and its end.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub admission_token: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
-    /// `QUEUE_LEFT`: `user_left`, `abandoned` or `expired`; `CHECKOUT_FAILED`:
-    /// the checkout's own reason.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    /// The event's `type`, with what only that type carries.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// The event's `type` in the JSON, and the fields that type carries: a
+/// `QUEUE_READY` cannot lack its end, a `QUEUE_LEFT` cannot lack its
+/// reason, and no other type can carry a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EventKind {
+    QueueJoined {
+        /// 1 for the front of the line.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        position: Option<u64>,
+    },
+    QueueReady {
+        /// The token the protected origin accepts; only on the admissions
+        /// topic (see `for_everyone`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        admission_token: Option<String>,
+        /// When the stay ends.
+        expires_at: String,
+    },
+    QueueLeft {
+        /// `user_left`, `abandoned` or `expired`.
+        reason: String,
+    },
+    CheckoutCompleted(CheckoutDetail),
+    CheckoutFailed(CheckoutDetail),
+    CheckoutExpired(CheckoutDetail),
+}
+
+/// What a checkout outcome said.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CheckoutDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
+    /// The checkout's own words (a failure's cause).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl EventKind {
+    /// The `type`, as in the JSON and the SNS `type` attribute.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::QueueJoined { .. } => "QUEUE_JOINED",
+            EventKind::QueueReady { .. } => "QUEUE_READY",
+            EventKind::QueueLeft { .. } => "QUEUE_LEFT",
+            EventKind::CheckoutCompleted(_) => "CHECKOUT_COMPLETED",
+            EventKind::CheckoutFailed(_) => "CHECKOUT_FAILED",
+            EventKind::CheckoutExpired(_) => "CHECKOUT_EXPIRED",
+        }
+    }
 }
 
 impl DomainEvent {
     /// Whether the event carries a bearer token (only `QUEUE_READY` does).
     pub fn carries_token(&self) -> bool {
-        self.admission_token.is_some()
+        matches!(
+            self.kind,
+            EventKind::QueueReady {
+                admission_token: Some(_),
+                ..
+            }
+        )
     }
 
     /// The event as every subscriber may see it: without the token.
     pub fn for_everyone(&self) -> DomainEvent {
-        DomainEvent {
-            admission_token: None,
-            ..self.clone()
+        let mut event = self.clone();
+        if let EventKind::QueueReady {
+            admission_token, ..
+        } = &mut event.kind
+        {
+            *admission_token = None;
         }
+        event
     }
 
-    fn new(kind: &'static str, session: &Session, at: Timestamp) -> Self {
+    fn new(kind: EventKind, session: &Session, at: Timestamp) -> Self {
         Self {
-            id: format!("{}/{kind}", session.id),
-            kind,
+            id: format!("{}/{}", session.id, kind.name()),
             event_id: session.event_id.to_string(),
             partition: session.id.to_string(),
             session_id: session.id.to_string(),
             user_id: session.user_id.to_string(),
             occurred_at: at.to_rfc3339(),
-            position: None,
-            admission_token: None,
-            expires_at: None,
-            reason: None,
-            order_id: None,
+            kind,
         }
     }
 }
@@ -106,13 +150,16 @@ pub fn events_for(
         new.ticket.is_some() && !was_numbered && new.status == SessionStatus::Waiting;
     let admitted_first = !was_numbered && was_waiting && new.status == SessionStatus::Active;
     if numbered_waiting || admitted_first {
-        let mut joined = DomainEvent::new("QUEUE_JOINED", new, new.joined_at);
-        joined.position = if admitted_first {
+        let position = if admitted_first {
             Some(1)
         } else {
             new.ahead_at_filing.map(|ahead| ahead + 1)
         };
-        events.push(joined);
+        events.push(DomainEvent::new(
+            EventKind::QueueJoined { position },
+            new,
+            new.joined_at,
+        ));
     }
     let status_changed = old.is_none_or(|o| o.status != new.status);
     if !status_changed {
@@ -120,27 +167,28 @@ pub fn events_for(
     }
     match (new.status, &new.admission, &new.ending) {
         (SessionStatus::Active, Some(admission), _) => {
-            let mut ready = DomainEvent::new("QUEUE_READY", new, admission.admitted_at);
-            ready.admission_token = signer.token_for(new);
-            ready.expires_at = Some(admission.expires_at.to_rfc3339());
-            events.push(ready);
+            let ready = EventKind::QueueReady {
+                admission_token: signer.token_for(new),
+                expires_at: admission.expires_at.to_rfc3339(),
+            };
+            events.push(DomainEvent::new(ready, new, admission.admitted_at));
         }
         (status, _, Some(ending)) if status.is_ended() => {
+            let checkout = || CheckoutDetail {
+                order_id: ending.order_id.clone(),
+                reason: ending.detail.clone(),
+            };
             let kind = match ending.reason {
-                EndReason::CheckoutCompleted => "CHECKOUT_COMPLETED",
-                EndReason::CheckoutFailed => "CHECKOUT_FAILED",
-                EndReason::CheckoutExpired => "CHECKOUT_EXPIRED",
-                EndReason::UserLeft | EndReason::Abandoned | EndReason::Expired => "QUEUE_LEFT",
-            };
-            let mut ended = DomainEvent::new(kind, new, ending.ended_at);
-            ended.reason = match ending.reason {
+                EndReason::CheckoutCompleted => EventKind::CheckoutCompleted(checkout()),
+                EndReason::CheckoutFailed => EventKind::CheckoutFailed(checkout()),
+                EndReason::CheckoutExpired => EventKind::CheckoutExpired(checkout()),
                 EndReason::UserLeft | EndReason::Abandoned | EndReason::Expired => {
-                    Some(ending.reason.as_str().to_owned())
+                    EventKind::QueueLeft {
+                        reason: ending.reason.as_str().to_owned(),
+                    }
                 }
-                _ => ending.detail.clone(),
             };
-            ended.order_id = ending.order_id.clone();
-            events.push(ended);
+            events.push(DomainEvent::new(kind, new, ending.ended_at));
         }
         _ => {}
     }
@@ -201,7 +249,10 @@ mod tests {
     }
 
     fn kinds(update: SessionUpdate) -> Vec<&'static str> {
-        events(&update, &signer()).iter().map(|e| e.kind).collect()
+        events(&update, &signer())
+            .iter()
+            .map(|e| e.kind.name())
+            .collect()
     }
 
     #[test]
@@ -221,10 +272,7 @@ mod tests {
             },
             &signer(),
         );
-        assert_eq!(
-            (joined[0].kind, joined[0].position),
-            ("QUEUE_JOINED", Some(5))
-        );
+        assert_eq!(joined[0].kind, EventKind::QueueJoined { position: Some(5) });
         assert_eq!(
             kinds(SessionUpdate {
                 old: Some(filed(4)),
@@ -268,12 +316,14 @@ mod tests {
             },
             &signer(),
         )[0];
-        assert!(
-            ready
-                .admission_token
-                .as_deref()
-                .is_some_and(|t| t.split('.').count() == 3)
-        );
+        let EventKind::QueueReady {
+            admission_token: Some(token),
+            expires_at,
+        } = &ready.kind
+        else {
+            panic!("not a QUEUE_READY with a token: {ready:?}");
+        };
+        assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
         assert_eq!(ready.id, format!("{}/QUEUE_READY", waiting().id));
         assert!(ready.carries_token());
         let public = serde_json::to_value(ready.for_everyone()).unwrap();
@@ -281,7 +331,8 @@ mod tests {
             public.get("admission_token").is_none(),
             "the copy for every subscriber has no token: {public}"
         );
-        assert_eq!(public["expires_at"], serde_json::json!(ready.expires_at));
+        assert_eq!(public["expires_at"], serde_json::json!(expires_at));
+        assert_eq!(public["type"], "QUEUE_READY");
 
         let left = ended(
             filed(2),
@@ -295,8 +346,10 @@ mod tests {
             &signer(),
         )[0];
         assert_eq!(
-            (event.kind, event.reason.as_deref()),
-            ("QUEUE_LEFT", Some("abandoned"))
+            event.kind,
+            EventKind::QueueLeft {
+                reason: "abandoned".into()
+            }
         );
 
         let failed = Ending {
@@ -313,13 +366,27 @@ mod tests {
             },
             &signer(),
         )[0];
-        assert_eq!(event.kind, "CHECKOUT_FAILED");
         assert_eq!(
-            (event.reason.as_deref(), event.order_id.as_deref()),
-            (Some("card declined"), Some("o-1"))
+            event.kind,
+            EventKind::CheckoutFailed(CheckoutDetail {
+                order_id: Some("o-1".into()),
+                reason: Some("card declined".into()),
+            })
         );
         let json = serde_json::to_value(event).unwrap();
-        assert_eq!(json["type"], "CHECKOUT_FAILED");
-        assert!(json.get("admission_token").is_none());
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "id": format!("{}/CHECKOUT_FAILED", waiting().id),
+                "type": "CHECKOUT_FAILED",
+                "event_id": "E1",
+                "session_id": waiting().id.to_string(),
+                "user_id": "u1",
+                "occurred_at": Timestamp::from_millis(8_000).to_rfc3339(),
+                "order_id": "o-1",
+                "reason": "card declined",
+            }),
+            "the JSON is flat, as consumers read it"
+        );
     }
 }

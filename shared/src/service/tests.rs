@@ -1026,7 +1026,7 @@ mod lifecycle {
         );
         assert!(publisher.sink.published().is_empty());
         let report = publisher.publish(&records[1..]).await;
-        let kinds: Vec<&str> = report.published.iter().map(|e| e.kind).collect();
+        let kinds: Vec<&str> = report.published.iter().map(|e| e.kind.name()).collect();
         assert_eq!(kinds, vec!["QUEUE_JOINED", "QUEUE_READY"]);
         assert!(report.failed.is_empty());
         assert_eq!(publisher.quarantine.held().len(), 1);

@@ -576,3 +576,110 @@ fn the_admission_authorizer_is_deployed_with_no_result_cache() {
         "the README documents the revocation delay"
     );
 }
+
+/// The resources of one type, by logical id.
+fn of_type<'a>(template: &'a Yaml, kind: &'a str) -> impl Iterator<Item = (String, &'a Yaml)> {
+    template["Resources"]
+        .as_hash()
+        .unwrap()
+        .iter()
+        .filter(move |(_, r)| r["Type"].as_str() == Some(kind))
+        .map(|(id, r)| (id.as_str().unwrap().to_owned(), r))
+}
+
+/// The statements of a policy document that let `service` do every one of
+/// `actions`.
+fn grants_service(policy: &Yaml, service: &str, actions: &[&str]) -> bool {
+    policy["Statement"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .any(|statement| {
+            let allowed: BTreeSet<String> = match &statement["Action"] {
+                Yaml::Array(_) => strings(&statement["Action"]),
+                single => BTreeSet::from([text(single)]),
+            };
+            text(&statement["Effect"]) == "Allow"
+                && statement["Principal"]["Service"].as_str() == Some(service)
+                && actions.iter().all(|a| allowed.contains(*a))
+        })
+}
+
+#[test]
+fn every_alarm_can_reach_its_topic() {
+    let template = template();
+    let mut alarms = 0;
+    for (alarm, properties) in of_type(&template, "AWS::CloudWatch::Alarm") {
+        alarms += 1;
+        for topic in strings(&properties["Properties"]["AlarmActions"]) {
+            let key = text(&resource(&template, &topic)["KmsMasterKeyId"]);
+            assert!(
+                !key.starts_with("alias/aws/"),
+                "{alarm} publishes to {topic}, encrypted with the AWS-managed {key}, which CloudWatch cannot use"
+            );
+            assert_eq!(
+                template["Resources"][key.as_str()]["Type"].as_str(),
+                Some("AWS::KMS::Key"),
+                "{topic}'s key {key} is a key of the stack"
+            );
+            assert!(
+                grants_service(
+                    &resource(&template, &key)["KeyPolicy"],
+                    "cloudwatch.amazonaws.com",
+                    &["kms:Decrypt", "kms:GenerateDataKey*"]
+                ),
+                "{key} does not let CloudWatch encrypt {alarm}'s notifications"
+            );
+            let published = of_type(&template, "AWS::SNS::TopicPolicy").any(|(_, policy)| {
+                strings(&policy["Properties"]["Topics"]).contains(&topic)
+                    && grants_service(
+                        &policy["Properties"]["PolicyDocument"],
+                        "cloudwatch.amazonaws.com",
+                        &["sns:Publish"],
+                    )
+            });
+            assert!(
+                published,
+                "no topic policy lets CloudWatch publish {alarm} to {topic}"
+            );
+        }
+    }
+    assert!(alarms >= 14, "the template's alarms were found ({alarms})");
+}
+
+#[test]
+fn only_the_configured_checkout_may_send_outcomes_from_another_account() {
+    let template = template();
+    let queue_policy = &template["Resources"]["CheckoutQueuePolicy"];
+    assert_eq!(
+        text(&queue_policy["Condition"]),
+        "HasCheckoutSender",
+        "without a sender configured, the queue keeps the account's default access"
+    );
+    let policy = resource(&template, "CheckoutQueuePolicy");
+    assert_eq!(
+        strings(&policy["Queues"]),
+        BTreeSet::from(["CheckoutQueue".to_owned()])
+    );
+    let statements = policy["PolicyDocument"]["Statement"].as_vec().unwrap();
+    assert_eq!(statements.len(), 1, "one grant, nothing else");
+    let grant = &statements[0];
+    assert_eq!(
+        (
+            text(&grant["Effect"]),
+            text(&grant["Principal"]["AWS"]),
+            text(&grant["Action"]),
+            text(&grant["Resource"]),
+        ),
+        (
+            "Allow".to_owned(),
+            "CheckoutSenderArn".to_owned(),
+            "sqs:SendMessage".to_owned(),
+            "CheckoutQueue.Arn".to_owned(),
+        )
+    );
+    assert_eq!(
+        text(&template["Parameters"]["CheckoutSenderArn"]["Default"]),
+        ""
+    );
+}

@@ -10,7 +10,6 @@ use tokio::time::Instant;
 use waiting_room::adapters::memory::{
     MemoryEventSink, MemoryQuarantine, MemoryQueue, MemoryStore, QueueBehaviour, StoreModel,
 };
-use waiting_room::adapters::provision;
 use waiting_room::domain::{Clock, EventId, Timestamp};
 
 use super::checks::Checker;
@@ -173,11 +172,7 @@ pub struct World {
 
 /// The join queue's behaviour, as provisioned.
 pub fn join_queue_behaviour() -> QueueBehaviour {
-    QueueBehaviour {
-        visibility_timeout: provision::JOIN_VISIBILITY_TIMEOUT,
-        max_receive_count: provision::JOIN_MAX_RECEIVE_COUNT,
-        ..QueueBehaviour::default()
-    }
+    QueueBehaviour::default()
 }
 
 impl World {

@@ -956,7 +956,8 @@ fn backlog_condition(now: &EventCounters, change: BacklogChange) -> bool {
     }
 }
 
-/// How SQS FIFO behaves, for the in-memory queue.
+/// How SQS FIFO behaves, for the in-memory queue. The default is the join
+/// queue as provisioned.
 #[derive(Debug, Clone)]
 pub struct QueueBehaviour {
     pub visibility_timeout: Duration,
@@ -968,8 +969,8 @@ pub struct QueueBehaviour {
 impl Default for QueueBehaviour {
     fn default() -> Self {
         Self {
-            visibility_timeout: Duration::from_secs(60),
-            max_receive_count: 100,
+            visibility_timeout: super::provision::JOIN_VISIBILITY_TIMEOUT,
+            max_receive_count: super::provision::JOIN_MAX_RECEIVE_COUNT,
             deduplication_window: Duration::from_secs(300),
         }
     }

@@ -132,7 +132,7 @@ fn handlers(c: &mut Criterion) {
     assert!(
         first.admission_token.is_some(),
         "the first joiner is not admitted: {:?}",
-        first.session.status
+        first.session.status()
     );
     c.bench_function("status_waiting", |b| {
         b.iter(|| runtime.block_on(status.status(&waiting)).expect("status"))

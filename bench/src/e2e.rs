@@ -132,7 +132,7 @@ async fn one_user(
         let report = retried(|| status.status(&session)).await?;
         poll_times.push(asked.elapsed());
         polls += 1;
-        match report.session.status {
+        match report.session.status() {
             SessionStatus::Active => break,
             SessionStatus::Waiting if Instant::now() < deadline => {
                 tokio::time::sleep(POLL_EVERY).await;
@@ -394,12 +394,12 @@ async fn latency_probe(rounds: usize) -> Result<Latency, BoxError> {
             let session = retried(|| store.get_session(leaving))
                 .await?
                 .ok_or("probe session gone")?;
-            if session.status == SessionStatus::Active {
+            if session.status() == SessionStatus::Active {
                 retried(|| commands.leave(leaving)).await?;
                 let left = retried(|| store.get_session(leaving))
                     .await?
                     .ok_or("probe session gone")?;
-                break left.ending.ok_or("no ending")?.ended_at;
+                break left.ending().ok_or("no ending")?.ended_at;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
@@ -408,7 +408,7 @@ async fn latency_probe(rounds: usize) -> Result<Latency, BoxError> {
             let session = retried(|| store.get_session(next))
                 .await?
                 .ok_or("probe session gone")?;
-            if let Some(admission) = session.admission {
+            if let Some(admission) = session.admission() {
                 break admission.admitted_at;
             }
             if Instant::now() > deadline {
@@ -441,10 +441,10 @@ async fn admission_latencies(
         let Some(session) = store.get_session(id).await? else {
             continue;
         };
-        if let Some(admission) = &session.admission {
+        if let Some(admission) = session.admission() {
             admissions.push((admission.admission_no, admission.admitted_at));
         }
-        if let Some(ending) = &session.ending {
+        if let Some(ending) = session.ending() {
             exits.push(ending.ended_at);
         }
     }

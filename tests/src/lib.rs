@@ -208,7 +208,7 @@ impl Stack {
             .get_session(id)
             .await
             .unwrap()
-            .map(|session| session.status)
+            .map(|session| session.status())
     }
 
     /// The join queue as `function` uses it.
@@ -554,7 +554,7 @@ impl Stack {
     pub async fn count_by_status(&self) -> HashMap<SessionStatus, usize> {
         let mut counts = HashMap::new();
         for session in self.sessions().await {
-            *counts.entry(session.status).or_default() += 1;
+            *counts.entry(session.status()).or_default() += 1;
         }
         counts
     }

@@ -56,7 +56,7 @@ async fn an_outage_mid_batch_loses_no_user_and_leaks_no_slot() {
         tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
                 for s in stack.sessions().await {
-                    if s.status == SessionStatus::Active {
+                    if s.status() == SessionStatus::Active {
                         commands.leave(&s.id).await.unwrap();
                     }
                 }
@@ -92,7 +92,7 @@ async fn an_outage_mid_batch_loses_no_user_and_leaks_no_slot() {
     );
     let mut numbers: Vec<u64> = sessions
         .iter()
-        .filter_map(|s| s.admission.as_ref().map(|a| a.admission_no))
+        .filter_map(|s| s.admission().map(|a| a.admission_no))
         .collect();
     numbers.sort_unstable();
     assert_eq!(

@@ -554,6 +554,6 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(after.status, SessionStatus::Waiting);
+    assert_eq!(after.status(), SessionStatus::Waiting);
     stack.tear_down().await;
 }

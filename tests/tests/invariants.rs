@@ -50,7 +50,7 @@ fn churn(stack: &Stack, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
                 .sessions()
                 .await
                 .into_iter()
-                .filter(|s| s.status == SessionStatus::Active);
+                .filter(|s| s.status() == SessionStatus::Active);
             let leaves = active.enumerate().map(|(i, session)| {
                 let commands = commands.clone();
                 async move {
@@ -69,11 +69,11 @@ async fn assert_quiet_counters_match(stack: &Stack, event: &EventId) {
     let sessions = stack.sessions().await;
     let active = sessions
         .iter()
-        .filter(|s| &s.event_id == event && s.status == SessionStatus::Active)
+        .filter(|s| &s.event_id == event && s.status() == SessionStatus::Active)
         .count();
     let admitted = sessions
         .iter()
-        .filter(|s| &s.event_id == event && s.admission.is_some())
+        .filter(|s| &s.event_id == event && s.admission().is_some())
         .count();
     assert_eq!(
         counters.active, active as u64,
@@ -106,7 +106,7 @@ async fn hard_capacity_holds_with_concurrent_granters_and_leaves() {
                     .sessions()
                     .await
                     .iter()
-                    .filter(|s| s.status == SessionStatus::Active)
+                    .filter(|s| s.status() == SessionStatus::Active)
                     .count();
                 peak.fetch_max(active as u64, Ordering::SeqCst);
                 // The emulator serves one request at a time: a scan back to
@@ -186,7 +186,7 @@ async fn concurrent_repeated_leaves_release_each_slot_exactly_once() {
     eventually(PATIENCE, "everyone has left", || async {
         let mut all_left = true;
         for s in stack.sessions().await {
-            if s.status != SessionStatus::Left {
+            if s.status() != SessionStatus::Left {
                 all_left = false;
                 match commands.leave(&s.id).await {
                     Ok(_) | Err(ServiceError::Unavailable(_)) => {}
@@ -204,7 +204,7 @@ async fn concurrent_repeated_leaves_release_each_slot_exactly_once() {
         .sessions()
         .await
         .iter()
-        .filter(|s| s.admission.is_some())
+        .filter(|s| s.admission().is_some())
         .count() as u64;
     assert_eq!(counters.active, 0, "a slot was leaked or given back twice");
     assert_eq!(
@@ -266,12 +266,12 @@ async fn duplicates_and_redeliveries_admit_exactly_once() {
 
     let all = stack.sessions().await;
     assert!(
-        all.iter().all(|s| s.status == SessionStatus::Active),
+        all.iter().all(|s| s.status() == SessionStatus::Active),
         "everyone fits: all active"
     );
     let mut numbers: Vec<u64> = all
         .iter()
-        .filter_map(|s| s.admission.as_ref().map(|a| a.admission_no))
+        .filter_map(|s| s.admission().map(|a| a.admission_no))
         .collect();
     numbers.sort_unstable();
     assert_eq!(
@@ -349,13 +349,7 @@ async fn admission_follows_join_order_across_shards_and_a_dead_granter() {
         .collect();
     let admission_order: Vec<u64> = joined
         .iter()
-        .map(|s| {
-            by_id[&s.id]
-                .admission
-                .as_ref()
-                .map(|a| a.admission_no)
-                .unwrap()
-        })
+        .map(|s| by_id[&s.id].admission().map(|a| a.admission_no).unwrap())
         .collect();
     assert_eq!(
         admission_order,
@@ -401,7 +395,7 @@ async fn nobody_is_lost() {
             .sessions()
             .await
             .iter()
-            .all(|s| s.status == SessionStatus::Left)
+            .all(|s| s.status() == SessionStatus::Left)
     })
     .await;
     stop.store(true, Ordering::SeqCst);
@@ -421,7 +415,7 @@ async fn nobody_is_lost() {
     for session in stack.sessions().await {
         if !quitters.contains(&session.id) {
             assert!(
-                session.admission.is_some(),
+                session.admission().is_some(),
                 "{} left without ever being admitted",
                 session.id
             );

@@ -93,11 +93,11 @@ async fn expiry_returns_each_slot_once_under_concurrent_sweepers_and_leaves() {
         futures::future::join_all(ids.iter().map(|id| session(&stack, id))).await;
     let expired = sessions
         .iter()
-        .filter(|s| s.status == SessionStatus::Expired)
+        .filter(|s| s.status() == SessionStatus::Expired)
         .count() as u64;
     let left = sessions
         .iter()
-        .filter(|s| s.status == SessionStatus::Left)
+        .filter(|s| s.status() == SessionStatus::Left)
         .count() as u64;
     assert_eq!(expired + left, 12, "every overdue session ended");
     assert!(expired >= 6, "the six who never left expired");
@@ -109,12 +109,9 @@ async fn expiry_returns_each_slot_once_under_concurrent_sweepers_and_leaves() {
     );
     for s in sessions
         .iter()
-        .filter(|s| s.status == SessionStatus::Expired)
+        .filter(|s| s.status() == SessionStatus::Expired)
     {
-        assert_eq!(
-            s.ending.as_ref().map(|e| e.reason),
-            Some(EndReason::Expired)
-        );
+        assert_eq!(s.ending().map(|e| e.reason), Some(EndReason::Expired));
     }
     stack.tear_down().await;
 }
@@ -148,14 +145,14 @@ async fn an_abandoned_waiting_user_gives_up_the_place_and_the_next_is_admitted()
         })
     };
     eventually(PATIENCE, "the first admitted", || async {
-        session(&stack, first).await.status == SessionStatus::Active
+        session(&stack, first).await.status() == SessionStatus::Active
     })
     .await;
     // Long enough for the silent user to be over the abandonment limit.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     stack.commands().leave(first).await.unwrap();
     eventually(PATIENCE, "the polling user admitted", || async {
-        session(&stack, polling).await.status == SessionStatus::Active
+        session(&stack, polling).await.status() == SessionStatus::Active
     })
     .await;
     stop.store(true, Ordering::SeqCst);
@@ -163,9 +160,9 @@ async fn an_abandoned_waiting_user_gives_up_the_place_and_the_next_is_admitted()
     granters.stop().await;
 
     let abandoned = session(&stack, silent).await;
-    assert_eq!(abandoned.status, SessionStatus::Expired);
+    assert_eq!(abandoned.status(), SessionStatus::Expired);
     assert_eq!(
-        abandoned.ending.map(|e| e.reason),
+        abandoned.ending().map(|e| e.reason),
         Some(EndReason::Abandoned)
     );
     let report = waiting_room::service::admin::event_report(&stack.store(), &e, 1, 1)
@@ -215,7 +212,7 @@ async fn the_authorizer_admits_valid_tokens_of_active_sessions_only() {
     let granters = stack.start_granters(1, &lifecycle(5), 1).await;
     let ids = join(&stack, &e, 0..1).await;
     eventually(PATIENCE, "admitted", || async {
-        session(&stack, &ids[0]).await.status == SessionStatus::Active
+        session(&stack, &ids[0]).await.status() == SessionStatus::Active
     })
     .await;
     granters.stop().await;
@@ -368,7 +365,7 @@ async fn checkout_outcomes_apply_once_duplicated_and_out_of_order() {
         futures::future::join_all(ids.iter().map(|id| session(&stack, id)))
             .await
             .iter()
-            .map(|s| s.status)
+            .map(|s| s.status())
             .collect();
     assert_eq!(
         statuses,
@@ -378,7 +375,7 @@ async fn checkout_outcomes_apply_once_duplicated_and_out_of_order() {
             SessionStatus::Expired
         ]
     );
-    let failed = session(&stack, &ids[1]).await.ending.unwrap();
+    let failed = session(&stack, &ids[1]).await.ending().cloned().unwrap();
     assert_eq!(
         (failed.order_id.as_deref(), failed.detail.as_deref()),
         (Some("order-1"), Some("card declined"))
@@ -407,10 +404,10 @@ fn expected_events(sessions: &[Session]) -> HashSet<String> {
         if s.ticket.is_some() {
             expected.insert(format!("{}/QUEUE_JOINED", s.id));
         }
-        if s.admission.is_some() {
+        if s.admission().is_some() {
             expected.insert(format!("{}/QUEUE_READY", s.id));
         }
-        if let Some(ending) = &s.ending {
+        if let Some(ending) = s.ending() {
             let kind = match ending.reason {
                 EndReason::CheckoutCompleted => "CHECKOUT_COMPLETED",
                 EndReason::CheckoutFailed => "CHECKOUT_FAILED",
@@ -475,7 +472,7 @@ async fn events_are_published_once_per_change_across_a_publisher_crash() {
     let outcomes = stack.checkout_outcomes();
     for (n, id) in ids.iter().enumerate() {
         eventually(PATIENCE, "admitted in turn", || async {
-            session(&stack, id).await.status == SessionStatus::Active
+            session(&stack, id).await.status() == SessionStatus::Active
         })
         .await;
         if n == 4 {

@@ -9,9 +9,7 @@ use std::process::{Command, Stdio};
 use waiting_room::domain::token::{
     self, AdmissionClaims, AdmissionSigner, TokenError, TokenVerifier,
 };
-use waiting_room::domain::{
-    Admission, EventId, Session, SessionId, SessionStatus, Timestamp, UserId,
-};
+use waiting_room::domain::{Admission, EventId, Session, SessionId, Timestamp, UserId};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -77,12 +75,13 @@ fn active_session(event: &EventId, expires_at: Timestamp) -> Session {
         0,
         Timestamp::from_millis(1_000),
     );
-    session.status = SessionStatus::Active;
-    session.admission = Some(Admission {
-        admitted_at: Timestamp::from_millis(2_000),
-        admission_no: 1,
-        expires_at,
-    });
+    session
+        .admit(Admission {
+            admitted_at: Timestamp::from_millis(2_000),
+            admission_no: 1,
+            expires_at,
+        })
+        .unwrap();
     session
 }
 

@@ -35,7 +35,7 @@ pub struct LineReplica {
 }
 
 fn entry_of(session: &Session) -> Option<Indexed> {
-    (session.status == SessionStatus::Waiting).then(|| {
+    (session.status() == SessionStatus::Waiting).then(|| {
         (
             (session.event_id.clone(), session.shard),
             session.place(),

@@ -415,7 +415,7 @@ impl SessionStore for SimStore {
             .inner
             .get_session(id)
             .await?
-            .filter(|s| s.status == waiting_room::domain::SessionStatus::Waiting)
+            .filter(|s| s.status() == waiting_room::domain::SessionStatus::Waiting)
             .map(|s| s.shard);
         let mut cost = Cost::new("touch", Call::UpdateItem).item(session_key(id), false);
         if let Some(shard) = shard {

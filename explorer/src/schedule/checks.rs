@@ -200,10 +200,10 @@ impl Checker {
         let mut found = Vec::new();
         let Some(new) = new else {
             if let Some(old) = old {
-                if !old.status.is_ended() {
+                if !old.status().is_ended() {
                     self.deleted_live.insert(old.id.clone());
                 }
-                if old.status == SessionStatus::Active {
+                if old.status() == SessionStatus::Active {
                     found.push(self.violate(
                         Invariant::Counter,
                         now,
@@ -215,8 +215,8 @@ impl Checker {
             return found;
         };
         let event = new.event_id.clone();
-        let was = old.map(|o| o.status);
-        if old.is_none() && new.status == SessionStatus::Waiting && self.fairness_applies {
+        let was = old.map(|o| o.status());
+        if old.is_none() && new.status() == SessionStatus::Waiting && self.fairness_applies {
             if let Some(latest) = self.latest_admitted_join.get(&event) {
                 if *latest > new.joined_at.plus(FAIRNESS_WINDOW) {
                     found.push(self.violate(
@@ -235,18 +235,18 @@ impl Checker {
         let events = self.expected_events.entry(new.id.clone()).or_default();
         let numbered_now = new.ticket.is_some() && old.is_some_and(|o| o.ticket.is_none());
         if (numbered_now
-            && new.status == SessionStatus::Waiting
+            && new.status() == SessionStatus::Waiting
             && !events.contains(&"QUEUE_JOINED"))
-            || (new.status == SessionStatus::Active && !events.contains(&"QUEUE_JOINED"))
+            || (new.status() == SessionStatus::Active && !events.contains(&"QUEUE_JOINED"))
         {
             events.push("QUEUE_JOINED");
         }
-        if new.status == SessionStatus::Active && was != Some(SessionStatus::Active) {
+        if new.status() == SessionStatus::Active && was != Some(SessionStatus::Active) {
             events.push("QUEUE_READY");
             found.extend(self.admitted(new, now, actor, op));
         }
-        if new.status.is_ended() && was != Some(new.status) {
-            let kind = match new.ending.as_ref().map(|e| e.reason) {
+        if new.status().is_ended() && was != Some(new.status()) {
+            let kind = match new.ending().map(|e| e.reason) {
                 Some(waiting_room::domain::EndReason::CheckoutCompleted) => "CHECKOUT_COMPLETED",
                 Some(waiting_room::domain::EndReason::CheckoutFailed) => "CHECKOUT_FAILED",
                 Some(waiting_room::domain::EndReason::CheckoutExpired) => "CHECKOUT_EXPIRED",
@@ -257,7 +257,7 @@ impl Checker {
             }
         }
         let ever_admitted = self.sessions.get(&new.id).is_some_and(|t| t.ever_admitted)
-            || new.status == SessionStatus::Active;
+            || new.status() == SessionStatus::Active;
         self.sessions.insert(
             new.id.clone(),
             Tracked {
@@ -284,7 +284,7 @@ impl Checker {
                 format!("{} admitted a second time ({actor} {op})", new.id),
             ));
         }
-        if let Some(admission) = &new.admission {
+        if let Some(admission) = new.admission() {
             if !self
                 .admission_numbers
                 .entry(event.clone())
@@ -317,7 +317,7 @@ impl Checker {
                 .sessions
                 .values()
                 .filter(|t| {
-                    t.session.event_id == event && t.session.status == SessionStatus::Waiting
+                    t.session.event_id == event && t.session.status() == SessionStatus::Waiting
                 })
                 .filter(|t| t.session.id != new.id)
                 .filter(|t| new.joined_at > t.session.joined_at.plus(FAIRNESS_WINDOW))
@@ -352,7 +352,7 @@ impl Checker {
             .values()
             .filter(|t| &t.session.event_id == event)
         {
-            match tracked.session.status {
+            match tracked.session.status() {
                 SessionStatus::Active => active += 1,
                 SessionStatus::Waiting => waiting += 1,
                 _ => {}
@@ -531,7 +531,7 @@ impl Checker {
             let waiting = self
                 .sessions
                 .get(id)
-                .is_some_and(|t| t.session.status == SessionStatus::Waiting);
+                .is_some_and(|t| t.session.status() == SessionStatus::Waiting);
             if waiting {
                 self.violate(
                     Invariant::DeadLetter,

@@ -148,7 +148,7 @@ pub async fn fan(
             }
         };
         polls += 1;
-        match report.session.status {
+        match report.session.status() {
             SessionStatus::Waiting => {
                 if let Some(position) = report.position() {
                     let now = world.now();
@@ -220,7 +220,7 @@ pub async fn fan(
             if let Ok(Ok(session)) =
                 tokio::time::timeout(HTTP_TIMEOUT, commands.heartbeat(&id)).await
             {
-                if session.status == SessionStatus::Active
+                if session.status() == SessionStatus::Active
                     && session.expires_at().is_some_and(|e| e > end)
                 {
                     let now = world.now();

@@ -17,7 +17,7 @@ use crate::domain::line::{Place, wake_group_id};
 use crate::domain::session::expiry_bucket;
 use crate::domain::{
     Admission, Change, Clock, EndReason, Ending, EventCounters, EventId, LineEntry, Session,
-    SessionId, SessionStatus, StreamRecord, TicketCounter, Timestamp, UserId,
+    SessionId, SessionStatus, Stage, StreamRecord, TicketCounter, Timestamp, UserId,
 };
 use crate::ports::{
     Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSink, EventStore, Expiry,
@@ -279,8 +279,7 @@ impl MemoryStore {
             for admit in &plan.admitted {
                 if let Some(stored) = t.sessions.get(&admit.session_id).cloned() {
                     let mut session = stored.session;
-                    session.status = SessionStatus::Active;
-                    session.admission = Some(Admission {
+                    session.stage = Stage::Active(Admission {
                         admitted_at: plan.now,
                         admission_no: admit.admission_no,
                         expires_at: admit.expires_at,
@@ -329,7 +328,7 @@ impl MemoryStore {
     fn put_session(&self, t: &mut Tables, session: Session, ttl: Option<Timestamp>) {
         let old = t.sessions.get(&session.id).map(|s| s.session.clone());
         let due = self.due();
-        let line = (session.status == SessionStatus::Waiting).then(|| {
+        let line = (session.status() == SessionStatus::Waiting).then(|| {
             (
                 (session.event_id.clone(), session.shard, session.place()),
                 entry_of(&session),
@@ -404,9 +403,14 @@ fn claim_key(session: &Session) -> (EventId, UserId) {
     (session.event_id.clone(), session.user_id.clone())
 }
 
+/// What DynamoDB's end update writes once its condition held: the status
+/// and ending set, any admission kept.
 fn end(session: &mut Session, ending: &Ending) {
-    session.status = ending.reason.final_status();
-    session.ending = Some(ending.clone());
+    let admission = session.admission().cloned();
+    session.stage = Stage::Ended {
+        ending: ending.clone(),
+        admission,
+    };
 }
 
 fn counters_of(t: &Tables, event: &EventId, shard_count: u16) -> EventCounters {
@@ -478,7 +482,7 @@ impl SessionStore for MemoryStore {
         self.check_fault()?;
         Ok(self.with(|t| {
             if let Some(stored) = t.sessions.get(&session.id) {
-                if stored.session.status != SessionStatus::Waiting {
+                if stored.session.status() != SessionStatus::Waiting {
                     return Discard::NoLongerWaiting;
                 }
             }
@@ -510,7 +514,7 @@ impl SessionStore for MemoryStore {
             let Some(stored) = t.sessions.get(id).cloned() else {
                 return Touch::NotFound;
             };
-            if stored.session.status.is_ended() {
+            if stored.session.status().is_ended() {
                 return Touch::Ended(stored.session);
             }
             let mut session = stored.session;
@@ -579,8 +583,8 @@ impl SessionStore for MemoryStore {
                 return false;
             };
             let session = &stored.session;
-            let as_expected = session.admission.is_some()
-                && session.ending.as_ref().is_some_and(|e| e.reason == was);
+            let as_expected =
+                session.admission().is_some() && session.ending().is_some_and(|e| e.reason == was);
             if !as_expected {
                 return false;
             }
@@ -612,8 +616,8 @@ impl SessionStore for MemoryStore {
                 return false;
             }
             let mut session = stored.session;
-            if let Some(admission) = session.admission.as_mut() {
-                admission.expires_at = to;
+            if session.extend_stay(to).is_err() {
+                return false;
             }
             self.put_session(t, session, stored.ttl);
             true
@@ -684,7 +688,7 @@ impl LineStore for MemoryStore {
         Ok(self.with(|t| {
             ids.iter()
                 .filter_map(|id| t.sessions.get(id))
-                .filter(|s| s.session.status == SessionStatus::Waiting)
+                .filter(|s| s.session.status() == SessionStatus::Waiting)
                 .map(|s| entry_of(&s.session))
                 .collect()
         }))
@@ -792,7 +796,7 @@ impl LineStore for MemoryStore {
             let waiting = |id: &SessionId| {
                 t.sessions
                     .get(id)
-                    .is_some_and(|s| s.session.status == SessionStatus::Waiting)
+                    .is_some_and(|s| s.session.status() == SessionStatus::Waiting)
             };
             let mut rejected: Vec<SessionId> = plan
                 .admitted
@@ -823,8 +827,7 @@ impl LineStore for MemoryStore {
             for admit in &plan.admitted {
                 if let Some(stored) = t.sessions.get(&admit.session_id).cloned() {
                     let mut session = stored.session;
-                    session.status = SessionStatus::Active;
-                    session.admission = Some(Admission {
+                    session.stage = Stage::Active(Admission {
                         admitted_at: plan.now,
                         admission_no: admit.admission_no,
                         expires_at: admit.expires_at,

@@ -38,7 +38,7 @@ pub async fn join<S: SessionStore + EventStore, Q: JoinQueue>(
     match service.join(event, user, key).instrument(span).await {
         Ok(outcome) => {
             let session = outcome.session();
-            let waiting = session.status == SessionStatus::Waiting;
+            let waiting = session.status() == SessionStatus::Waiting;
             let body = SessionBody {
                 poll_after_seconds: waiting.then_some(FIRST_POLL_SECONDS),
                 ..SessionBody::of(session)

@@ -130,9 +130,9 @@ impl ApiError {
         let mut err = Self::new(
             StatusCode::CONFLICT,
             "session_ended",
-            format!("the session has ended ({})", session.status.as_str()),
+            format!("the session has ended ({})", session.status().as_str()),
         );
-        err.session_status = Some(session.status);
+        err.session_status = Some(session.status());
         err
     }
 
@@ -213,9 +213,9 @@ impl From<ServiceError> for ApiError {
                 let mut err = Self::new(
                     StatusCode::CONFLICT,
                     "session_not_active",
-                    format!("the session is {}, not ACTIVE", session.status.as_str()),
+                    format!("the session is {}, not ACTIVE", session.status().as_str()),
                 );
-                err.session_status = Some(session.status);
+                err.session_status = Some(session.status());
                 err
             }
             ServiceError::AlreadyJoined => Self::already_joined(),
@@ -290,24 +290,17 @@ impl SessionBody {
             session_id: session.id.to_string(),
             event_id: session.event_id.to_string(),
             user_id: session.user_id.to_string(),
-            status: session.status.as_str(),
+            status: session.status().as_str(),
             joined_at: session.joined_at.to_rfc3339(),
             position: None,
             people_ahead: None,
             estimated_wait_seconds: None,
             poll_after_seconds: None,
             admission_token: None,
-            admitted_at: session
-                .admission
-                .as_ref()
-                .map(|a| a.admitted_at.to_rfc3339()),
-            expires_at: session
-                .admission
-                .as_ref()
-                .filter(|_| session.status == SessionStatus::Active)
-                .map(|a| a.expires_at.to_rfc3339()),
-            ended_at: session.ending.as_ref().map(|e| e.ended_at.to_rfc3339()),
-            end_reason: session.ending.as_ref().map(|e| e.reason.as_str()),
+            admitted_at: session.admission().map(|a| a.admitted_at.to_rfc3339()),
+            expires_at: session.expires_at().map(|at| at.to_rfc3339()),
+            ended_at: session.ending().map(|e| e.ended_at.to_rfc3339()),
+            end_reason: session.ending().map(|e| e.reason.as_str()),
         }
     }
 

@@ -48,7 +48,7 @@ impl Change {
             Change::Session {
                 old: None,
                 new: Some(new),
-            } if new.status == SessionStatus::Waiting => Some(new),
+            } if new.status() == SessionStatus::Waiting => Some(new),
             _ => None,
         }
     }

@@ -23,7 +23,7 @@
 use serde::Serialize;
 
 use crate::domain::token::AdmissionSigner;
-use crate::domain::{EndReason, Session, SessionStatus, Timestamp};
+use crate::domain::{EndReason, Session, SessionStatus, Stage, Timestamp};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DomainEvent {
@@ -143,12 +143,12 @@ pub fn events_for(
     };
     let mut events = Vec::new();
     let was_numbered = old.is_some_and(|o| o.ticket.is_some());
-    let was_waiting = old.is_some_and(|o| o.status == SessionStatus::Waiting);
+    let was_waiting = old.is_some_and(|o| o.status() == SessionStatus::Waiting);
     // `QUEUE_JOINED` comes once, with the first of: numbered while waiting
     // (it knows the position), admitted before being numbered (first).
     let numbered_waiting =
-        new.ticket.is_some() && !was_numbered && new.status == SessionStatus::Waiting;
-    let admitted_first = !was_numbered && was_waiting && new.status == SessionStatus::Active;
+        new.ticket.is_some() && !was_numbered && new.status() == SessionStatus::Waiting;
+    let admitted_first = !was_numbered && was_waiting && new.status() == SessionStatus::Active;
     if numbered_waiting || admitted_first {
         let position = if admitted_first {
             Some(1)
@@ -161,19 +161,19 @@ pub fn events_for(
             new.joined_at,
         ));
     }
-    let status_changed = old.is_none_or(|o| o.status != new.status);
+    let status_changed = old.is_none_or(|o| o.status() != new.status());
     if !status_changed {
         return events;
     }
-    match (new.status, &new.admission, &new.ending) {
-        (SessionStatus::Active, Some(admission), _) => {
+    match &new.stage {
+        Stage::Active(admission) => {
             let ready = EventKind::QueueReady {
                 admission_token: signer.token_for(new),
                 expires_at: admission.expires_at.to_rfc3339(),
             };
             events.push(DomainEvent::new(ready, new, admission.admitted_at));
         }
-        (status, _, Some(ending)) if status.is_ended() => {
+        Stage::Ended { ending, .. } => {
             let checkout = || CheckoutDetail {
                 order_id: ending.order_id.clone(),
                 reason: ending.detail.clone(),
@@ -190,7 +190,7 @@ pub fn events_for(
             };
             events.push(DomainEvent::new(kind, new, ending.ended_at));
         }
-        _ => {}
+        Stage::Waiting => {}
     }
     events
 }
@@ -219,19 +219,18 @@ mod tests {
 
     fn active(from: Session) -> Session {
         let mut s = from;
-        s.status = SessionStatus::Active;
-        s.admission = Some(Admission {
+        s.admit(Admission {
             admitted_at: Timestamp::from_millis(5_000),
             admission_no: 1,
             expires_at: Timestamp::from_millis(905_000),
-        });
+        })
+        .unwrap();
         s
     }
 
     fn ended(from: Session, ending: Ending) -> Session {
         let mut s = from;
-        s.status = ending.reason.final_status();
-        s.ending = Some(ending);
+        s.end(ending).unwrap();
         s
     }
 

@@ -16,5 +16,7 @@ pub use admission::{AdmissionPlan, AdmissionPolicy, BacklogChange, NumberingPlan
 pub use changes::{Change, StreamRecord};
 pub use ids::{EventId, IdempotencyKey, InvalidId, KeyDigest, SessionId, UserId};
 pub use line::{Backlog, EventCounters, LineEntry, Place, ShardView, TicketCounter};
-pub use session::{Admission, EndReason, Ending, Session, SessionStatus, StayPolicy};
+pub use session::{
+    Admission, EndReason, Ending, RefusedTransition, Session, SessionStatus, Stage, StayPolicy,
+};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

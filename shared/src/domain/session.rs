@@ -57,6 +57,12 @@ impl SessionStatus {
     }
 }
 
+impl std::fmt::Display for SessionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why a session ended; shown to the user and carried by `QUEUE_LEFT` events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EndReason {
@@ -152,12 +158,35 @@ impl Ending {
     }
 }
 
+/// Where a session stands, carrying what only that stage has: an admission
+/// exists only once admitted, an ending only once ended, so no reader has
+/// to re-check that a status and its parts agree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stage {
+    Waiting,
+    Active(Admission),
+    /// Final. The status follows from the reason (`EndReason::final_status`);
+    /// `admission` stays for a session that was admitted before it ended.
+    Ended {
+        ending: Ending,
+        admission: Option<Admission>,
+    },
+}
+
+/// A transition the lifecycle above does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a {from} session cannot {action}")]
+pub struct RefusedTransition {
+    pub from: SessionStatus,
+    pub action: &'static str,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     pub id: SessionId,
     pub event_id: EventId,
     pub user_id: UserId,
-    pub status: SessionStatus,
+    pub stage: Stage,
     /// The line shard (and SQS message group) the session was sent to.
     pub shard: u16,
     /// When the join was stamped: the session's place in line.
@@ -168,8 +197,6 @@ pub struct Session {
     pub ticket: Option<u64>,
     /// People ahead when the session was numbered (what `QUEUE_JOINED` reports).
     pub ahead_at_filing: Option<u64>,
-    pub admission: Option<Admission>,
-    pub ending: Option<Ending>,
     /// The digest of the idempotency key of the join that created it: the
     /// only join of the same user that may see this session again.
     pub idempotency_key: Option<KeyDigest>,
@@ -181,15 +208,37 @@ impl Session {
             event_id: id.event_id(),
             id,
             user_id,
-            status: SessionStatus::Waiting,
+            stage: Stage::Waiting,
             shard,
             joined_at: now,
             last_seen_at: now,
             ticket: None,
             ahead_at_filing: None,
-            admission: None,
-            ending: None,
             idempotency_key: None,
+        }
+    }
+
+    pub fn status(&self) -> SessionStatus {
+        match &self.stage {
+            Stage::Waiting => SessionStatus::Waiting,
+            Stage::Active(_) => SessionStatus::Active,
+            Stage::Ended { ending, .. } => ending.reason.final_status(),
+        }
+    }
+
+    /// The admission, for an active session and for one that ended after it.
+    pub fn admission(&self) -> Option<&Admission> {
+        match &self.stage {
+            Stage::Waiting => None,
+            Stage::Active(admission) => Some(admission),
+            Stage::Ended { admission, .. } => admission.as_ref(),
+        }
+    }
+
+    pub fn ending(&self) -> Option<&Ending> {
+        match &self.stage {
+            Stage::Ended { ending, .. } => Some(ending),
+            _ => None,
         }
     }
 
@@ -201,15 +250,67 @@ impl Session {
     }
 
     pub fn is_live(&self) -> bool {
-        !self.status.is_ended()
+        !matches!(self.stage, Stage::Ended { .. })
     }
 
     /// When an active session's stay ends.
     pub fn expires_at(&self) -> Option<Timestamp> {
-        self.admission
-            .as_ref()
-            .filter(|_| self.status == SessionStatus::Active)
-            .map(|a| a.expires_at)
+        match &self.stage {
+            Stage::Active(admission) => Some(admission.expires_at),
+            _ => None,
+        }
+    }
+
+    /// A waiting session is admitted.
+    pub fn admit(&mut self, admission: Admission) -> Result<(), RefusedTransition> {
+        match self.stage {
+            Stage::Waiting => {
+                self.stage = Stage::Active(admission);
+                Ok(())
+            }
+            _ => Err(self.refused("be admitted")),
+        }
+    }
+
+    /// A live session ends; an admitted one keeps its admission on record.
+    pub fn end(&mut self, ending: Ending) -> Result<(), RefusedTransition> {
+        let admission = match &self.stage {
+            Stage::Waiting => None,
+            Stage::Active(admission) => Some(admission.clone()),
+            Stage::Ended { .. } => return Err(self.refused("end again")),
+        };
+        self.stage = Stage::Ended { ending, admission };
+        Ok(())
+    }
+
+    /// A checkout that completed after the session expired replaces the
+    /// ending (the only change an ended session takes).
+    pub fn record_late_ending(&mut self, ending: Ending) -> Result<(), RefusedTransition> {
+        match &mut self.stage {
+            Stage::Ended { ending: was, .. } => {
+                *was = ending;
+                Ok(())
+            }
+            _ => Err(self.refused("take a late ending")),
+        }
+    }
+
+    /// An active session's stay moves to `expires_at`.
+    pub fn extend_stay(&mut self, expires_at: Timestamp) -> Result<(), RefusedTransition> {
+        match &mut self.stage {
+            Stage::Active(admission) => {
+                admission.expires_at = expires_at;
+                Ok(())
+            }
+            _ => Err(self.refused("extend its stay")),
+        }
+    }
+
+    fn refused(&self, action: &'static str) -> RefusedTransition {
+        RefusedTransition {
+            from: self.status(),
+            action,
+        }
     }
 }
 
@@ -225,7 +326,7 @@ impl StayPolicy {
     /// The later end a heartbeat at `now` earns, if any.
     pub fn extended_expiry(&self, session: &Session, now: Timestamp) -> Option<Timestamp> {
         let current = session.expires_at()?;
-        let admitted_at = session.admission.as_ref()?.admitted_at;
+        let admitted_at = session.admission()?.admitted_at;
         let target = now.plus(self.stay).min(admitted_at.plus(self.max_stay));
         (target > current).then_some(target)
     }
@@ -253,12 +354,13 @@ mod tests {
             None,
             "waiting: nothing to extend"
         );
-        session.status = SessionStatus::Active;
-        session.admission = Some(Admission {
-            admitted_at: Timestamp::from_millis(0),
-            admission_no: 1,
-            expires_at: Timestamp::from_millis(900_000),
-        });
+        session
+            .admit(Admission {
+                admitted_at: Timestamp::from_millis(0),
+                admission_no: 1,
+                expires_at: Timestamp::from_millis(900_000),
+            })
+            .unwrap();
         let at = |s: u64| Timestamp::from_millis(s * 1000);
         assert_eq!(policy.extended_expiry(&session, at(600)), Some(at(1500)));
         assert_eq!(
@@ -266,7 +368,7 @@ mod tests {
             Some(at(1800)),
             "capped"
         );
-        session.admission.as_mut().unwrap().expires_at = at(1800);
+        session.extend_stay(at(1800)).unwrap();
         assert_eq!(
             policy.extended_expiry(&session, at(1500)),
             None,
@@ -290,6 +392,57 @@ mod tests {
             "sessions stored under the earlier name still read"
         );
         assert_eq!(EndReason::Abandoned.as_str(), "abandoned");
+    }
+
+    #[test]
+    fn a_session_moves_only_along_its_lifecycle() {
+        let event = EventId::parse("E").unwrap();
+        let at = Timestamp::from_millis;
+        let admission = Admission {
+            admitted_at: at(1),
+            admission_no: 1,
+            expires_at: at(2),
+        };
+        let mut session = Session::new_waiting(
+            SessionId::new(&event, [2; 16]),
+            UserId::parse("u").unwrap(),
+            0,
+            at(0),
+        );
+        assert_eq!(
+            session.extend_stay(at(3)),
+            Err(RefusedTransition {
+                from: SessionStatus::Waiting,
+                action: "extend its stay"
+            })
+        );
+        session.admit(admission.clone()).unwrap();
+        assert_eq!(session.status(), SessionStatus::Active);
+        assert_eq!(session.expires_at(), Some(at(2)));
+        assert_eq!(
+            session.admit(admission.clone()).unwrap_err().from,
+            SessionStatus::Active,
+            "admitted once only"
+        );
+        session
+            .end(Ending::new(EndReason::CheckoutExpired, at(4)))
+            .unwrap();
+        assert_eq!(session.status(), SessionStatus::Expired);
+        assert_eq!(session.admission(), Some(&admission), "kept on record");
+        assert_eq!(session.expires_at(), None, "no stay once ended");
+        assert!(!session.is_live());
+        assert_eq!(
+            session
+                .end(Ending::new(EndReason::UserLeft, at(5)))
+                .unwrap_err()
+                .to_string(),
+            "a EXPIRED session cannot end again"
+        );
+        session
+            .record_late_ending(Ending::new(EndReason::CheckoutCompleted, at(6)))
+            .unwrap();
+        assert_eq!(session.status(), SessionStatus::Completed);
+        assert_eq!(session.ending().map(|e| e.ended_at), Some(at(6)));
     }
 
     #[test]

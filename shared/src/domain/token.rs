@@ -139,8 +139,8 @@ impl AdmissionSigner {
 
     /// The token of an active session, `None` for any other.
     pub fn token_for(&self, session: &Session) -> Option<String> {
-        let admission = session.admission.as_ref()?;
-        if session.status != SessionStatus::Active {
+        let admission = session.admission()?;
+        if session.status() != SessionStatus::Active {
             return None;
         }
         let exp = admission.expires_at.as_secs();
@@ -300,7 +300,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::domain::{Admission, EventId, UserId};
+    use crate::domain::{Admission, EndReason, Ending, EventId, UserId};
 
     fn signer(kid: &str, byte: u8) -> AdmissionSigner {
         AdmissionSigner::generate(kid, [byte; 32]).unwrap()
@@ -314,12 +314,13 @@ mod tests {
             0,
             Timestamp::from_millis(1_000_000),
         );
-        session.status = SessionStatus::Active;
-        session.admission = Some(Admission {
-            admitted_at: Timestamp::from_millis(2_000_000),
-            admission_no: 1,
-            expires_at: Timestamp::from_millis(2_900_000),
-        });
+        session
+            .admit(Admission {
+                admitted_at: Timestamp::from_millis(2_000_000),
+                admission_no: 1,
+                expires_at: Timestamp::from_millis(2_900_000),
+            })
+            .unwrap();
         session
     }
 
@@ -386,7 +387,12 @@ mod tests {
     #[test]
     fn only_active_sessions_get_a_token() {
         let mut session = active_session();
-        session.status = SessionStatus::Left;
+        session
+            .end(Ending::new(
+                EndReason::UserLeft,
+                Timestamp::from_millis(2_000_001),
+            ))
+            .unwrap();
         assert_eq!(signer("k1", 1).token_for(&session), None);
     }
 

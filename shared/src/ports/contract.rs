@@ -246,7 +246,7 @@ pub async fn touch_records_presence_of_live_sessions_only<S: Store>(store: &S) {
     let counters = store.ticket_counters(&event, &[0]).await.unwrap();
     assert_eq!(counters[0].left_waiting, 1, "counted on its shard");
     assert!(
-        matches!(store.touch(&s.id, later(700)).await.unwrap(), Touch::Ended(e) if e.status == SessionStatus::Left)
+        matches!(store.touch(&s.id, later(700)).await.unwrap(), Touch::Ended(e) if e.status() == SessionStatus::Left)
     );
     let missing = session(&event, 2, "nobody");
     assert_eq!(
@@ -303,10 +303,10 @@ pub async fn admission_takes_slots_moves_heads_and_counts_exactly<S: Store>(stor
         } else {
             SessionStatus::Waiting
         };
-        assert_eq!(stored.status, expected, "fan {n}");
+        assert_eq!(stored.status(), expected, "fan {n}");
         assert_eq!(stored.ticket, Some(n as u64));
         if n < 2 {
-            let admission = stored.admission.unwrap();
+            let admission = stored.admission().unwrap();
             assert_eq!(
                 (admission.admission_no, admission.admitted_at),
                 (n as u64 + 1, now)
@@ -347,7 +347,7 @@ pub async fn admission_takes_slots_moves_heads_and_counts_exactly<S: Store>(stor
             .await
             .unwrap()
             .unwrap()
-            .status,
+            .status(),
         SessionStatus::Active
     );
 }
@@ -419,8 +419,8 @@ pub async fn abandoned_sessions_expire_only_if_still_silent<S: Store>(store: &S)
         WriteOutcome::Applied
     );
     let gone = store.get_session(&fans[0].id).await.unwrap().unwrap();
-    assert_eq!(gone.status, SessionStatus::Expired);
-    assert_eq!(gone.ending.unwrap().reason, EndReason::Abandoned);
+    assert_eq!(gone.status(), SessionStatus::Expired);
+    assert_eq!(gone.ending().unwrap().reason, EndReason::Abandoned);
     let counters = store.event_counters(&event, 1).await.unwrap();
     assert_eq!(
         (counters.abandoned, counters.active),
@@ -746,8 +746,8 @@ pub async fn a_late_purchase_is_recorded_once<S: Store>(store: &S) {
         "once"
     );
     let session = store.get_session(&fans[0].id).await.unwrap().unwrap();
-    assert_eq!(session.status, SessionStatus::Completed);
-    assert_eq!(session.ending.unwrap().order_id.as_deref(), Some("o-1"));
+    assert_eq!(session.status(), SessionStatus::Completed);
+    assert_eq!(session.ending().unwrap().order_id.as_deref(), Some("o-1"));
     let counters = store.event_counters(&event, 1).await.unwrap();
     assert_eq!(
         (counters.active, counters.expired, counters.completed),

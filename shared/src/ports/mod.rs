@@ -86,7 +86,7 @@ pub enum EndFrom {
 impl EndFrom {
     pub fn of(session: &Session) -> Option<Self> {
         use crate::domain::SessionStatus::{Active, Waiting};
-        match session.status {
+        match session.status() {
             Active => Some(Self::Active),
             Waiting => Some(Self::Waiting {
                 shard: session.shard,

@@ -404,7 +404,7 @@ mod tests {
         let report = handle_batch(&granter, &quarantine, &queue, &again).await;
         assert_eq!((report.handled.len(), report.admitted), (1, 1));
         let session = store.get_session(&joined.id).await.unwrap().unwrap();
-        assert_eq!(session.status, SessionStatus::Active);
+        assert_eq!(session.status(), SessionStatus::Active);
     }
 
     fn parse(event: Value) -> Result<GranterEvent, serde_json::Error> {

@@ -61,14 +61,14 @@ impl<S: SessionStore> AdmissionCheck<S> {
         };
         let session = session.ok_or(Refusal::SessionGone)?;
         match session.expires_at() {
-            Some(end) if session.status == SessionStatus::Active && end > now => Ok(Admitted {
+            Some(end) if session.status() == SessionStatus::Active && end > now => Ok(Admitted {
                 user_id: session.user_id.clone(),
                 claims,
             }),
-            _ if session.status == SessionStatus::Active => {
+            _ if session.status() == SessionStatus::Active => {
                 Err(Refusal::SessionNotActive("past its stay"))
             }
-            _ => Err(Refusal::SessionNotActive(session.status.as_str())),
+            _ => Err(Refusal::SessionNotActive(session.status().as_str())),
         }
     }
 }

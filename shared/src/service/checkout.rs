@@ -141,7 +141,7 @@ impl<S: SessionStore, Q: Quarantine> CheckoutOutcomes<S, Q> {
                 OutcomeResult::Rejected(Refusal::NoSuchSession(session))
             }
             Err(ServiceError::NotActive(current)) => {
-                OutcomeResult::Rejected(Refusal::NotAdmitted(session, current.status.as_str()))
+                OutcomeResult::Rejected(Refusal::NotAdmitted(session, current.status().as_str()))
             }
             Err(err) => OutcomeResult::Retry(err),
         }
@@ -153,9 +153,9 @@ impl<S: SessionStore, Q: Quarantine> CheckoutOutcomes<S, Q> {
     /// purchase happened, so the record must say so. Every other late or
     /// repeated outcome is acknowledged and changes nothing.
     async fn late(&self, ended: &Session, ending: &Ending) -> OutcomeResult {
-        let was = ended.ending.as_ref().map(|e| e.reason);
+        let was = ended.ending().map(|e| e.reason);
         let recordable = ending.reason == EndReason::CheckoutCompleted
-            && ended.admission.is_some()
+            && ended.admission().is_some()
             && matches!(was, Some(EndReason::Expired | EndReason::UserLeft));
         let Some(was) = was.filter(|_| recordable) else {
             return OutcomeResult::AlreadyEnded;

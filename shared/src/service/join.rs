@@ -188,7 +188,7 @@ impl<S: SessionStore + EventStore, Q: JoinQueue> JoinService<S, Q> {
     /// A retried join of a session whose message may never have reached the
     /// queue sends it now. SQS drops the duplicate when the first did arrive.
     async fn resend_if_unnumbered(&self, session: &Session) -> Result<(), ServiceError> {
-        if session.status == SessionStatus::Waiting && session.ticket.is_none() {
+        if session.status() == SessionStatus::Waiting && session.ticket.is_none() {
             self.queue.send(&Arrival::for_session(session)).await?;
         }
         Ok(())

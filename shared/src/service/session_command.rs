@@ -57,16 +57,18 @@ impl<S: SessionStore> SessionCommands<S> {
             return Err(self.ended(id).await);
         }
         if let Some(extended) = self.stay.extended_expiry(&session, now) {
-            if self.store.extend_stay(id, current, extended, now).await? {
-                if let Some(admission) = session.admission.as_mut() {
-                    admission.expires_at = extended;
-                }
-            } else if let Some(now_stored) = self.store.get_session(id).await? {
+            // The local copy cannot refuse (it is active, `current` came
+            // from it); if it did, the stored session below is the truth.
+            let extended_here = self.store.extend_stay(id, current, extended, now).await?
+                && session.extend_stay(extended).is_ok();
+            if !extended_here {
                 // Another heartbeat extended it, or it ended meanwhile.
-                if now_stored.status.is_ended() {
-                    return Err(ServiceError::SessionEnded(Box::new(now_stored)));
+                if let Some(now_stored) = self.store.get_session(id).await? {
+                    if now_stored.status().is_ended() {
+                        return Err(ServiceError::SessionEnded(Box::new(now_stored)));
+                    }
+                    session = now_stored;
                 }
-                session = now_stored;
             }
         }
         Ok(session)

@@ -74,14 +74,14 @@ impl<S: SessionStore + EventStore + LineStore> StatusService<S> {
         let stale = self
             .presence_refresh()
             .is_some_and(|refresh| now.since(session.last_seen_at) >= refresh);
-        if session.status == SessionStatus::Waiting && stale {
+        if session.status() == SessionStatus::Waiting && stale {
             // Polling is how a waiting user shows they are still there.
             match self.store.touch(id, now).await? {
                 Touch::Touched(touched) | Touch::Ended(touched) => session = touched,
                 Touch::NotFound => return Err(ServiceError::SessionNotFound),
             }
         }
-        let (ahead, wait) = match (session.status, session.ticket) {
+        let (ahead, wait) = match (session.status(), session.ticket) {
             (SessionStatus::Waiting, Some(ticket)) => {
                 let head = self
                     .store
@@ -97,7 +97,7 @@ impl<S: SessionStore + EventStore + LineStore> StatusService<S> {
             }
             _ => (None, None),
         };
-        let poll_after = (session.status == SessionStatus::Waiting)
+        let poll_after = (session.status() == SessionStatus::Waiting)
             .then(|| poll_interval(ahead, wait, self.abandon_after));
         Ok(StatusReport {
             admission_token: self.signer.token_for(&session),

@@ -7,8 +7,8 @@ use crate::adapters::memory::{MemoryQueue, MemoryStore};
 use crate::domain::admission::AdmissionPolicy;
 use crate::domain::token::AdmissionSigner;
 use crate::domain::{
-    Clock, EventId, IdempotencyKey, ManualClock, SessionId, SessionStatus, StayPolicy, Timestamp,
-    UserId,
+    Clock, EventId, IdempotencyKey, ManualClock, SessionId, SessionStatus, Stage, StayPolicy,
+    Timestamp, UserId,
 };
 use crate::ports::{
     Delivery, EventStore, JoinQueueMessage, LineStore, OsRandom, QueueConsumer, SessionStore,
@@ -102,7 +102,7 @@ impl World {
     }
 
     async fn status_of(&self, id: &SessionId) -> SessionStatus {
-        self.store.get_session(id).await.unwrap().unwrap().status
+        self.store.get_session(id).await.unwrap().unwrap().status()
     }
 
     async fn joins(&self, shards: u16, users: std::ops::Range<usize>) -> Vec<SessionId> {
@@ -188,7 +188,11 @@ async fn a_user_id_alone_opens_nobody_s_place() {
     }
     let sessions = world.store.all_sessions();
     assert_eq!(sessions.len(), 2, "no refused join stored anything");
-    assert!(sessions.iter().all(|s| s.status == SessionStatus::Waiting));
+    assert!(
+        sessions
+            .iter()
+            .all(|s| s.status() == SessionStatus::Waiting)
+    );
     assert_eq!(world.queue.sent().len(), 2);
     assert_ne!(victim.session().id, keyed.session().id);
 }
@@ -330,7 +334,7 @@ async fn sharded_lines_admit_across_shards_in_join_order() {
     for (place, id) in ids.iter().enumerate() {
         let session = world.store.get_session(id).await.unwrap().unwrap();
         assert_eq!(
-            session.admission.map(|a| a.admission_no),
+            session.admission().map(|a| a.admission_no),
             Some(place as u64 + 1),
             "place {place}"
         );
@@ -535,7 +539,7 @@ mod lifecycle {
             .await
             .unwrap()
             .unwrap()
-            .admission
+            .admission()
             .unwrap()
             .admitted_at;
         world.clock.advance(Duration::from_secs(600));
@@ -847,9 +851,9 @@ mod lifecycle {
             )
         );
         let applied = world.store.get_session(&ids[0]).await.unwrap().unwrap();
-        assert_eq!(applied.status, SessionStatus::Completed);
+        assert_eq!(applied.status(), SessionStatus::Completed);
         let untouched = world.store.get_session(&waiting).await.unwrap().unwrap();
-        assert_eq!(untouched.status, SessionStatus::Waiting);
+        assert_eq!(untouched.status(), SessionStatus::Waiting);
     }
 
     #[tokio::test]
@@ -881,8 +885,8 @@ mod lifecycle {
             "a later outcome changes nothing"
         );
         let completed = world.store.get_session(&ids[0]).await.unwrap().unwrap();
-        assert_eq!(completed.status, SessionStatus::Completed);
-        assert_eq!(completed.ending.unwrap().order_id.as_deref(), Some("o-1"));
+        assert_eq!(completed.status(), SessionStatus::Completed);
+        assert_eq!(completed.ending().unwrap().order_id.as_deref(), Some("o-1"));
 
         assert_eq!(
             outcomes
@@ -896,7 +900,7 @@ mod lifecycle {
         );
         let failed = world.store.get_session(&ids[1]).await.unwrap().unwrap();
         assert_eq!(
-            failed.ending.unwrap().detail.as_deref(),
+            failed.ending().unwrap().detail.as_deref(),
             Some("card declined")
         );
 
@@ -969,7 +973,7 @@ mod lifecycle {
             OutcomeResult::AlreadyEnded
         );
         let session = world.store.get_session(&ids[0]).await.unwrap().unwrap();
-        assert_eq!(session.status, SessionStatus::Completed);
+        assert_eq!(session.status(), SessionStatus::Completed);
         let counters = world.store.event_counters(&event(), 1).await.unwrap();
         assert_eq!(
             (counters.active, counters.expired, counters.completed),
@@ -991,8 +995,7 @@ mod lifecycle {
         let ids = admitted(&world, 1, 1).await;
         let first = world.store.get_session(&ids[0]).await.unwrap().unwrap();
         let mut joined = first.clone();
-        joined.status = SessionStatus::Waiting;
-        joined.admission = None;
+        joined.stage = Stage::Waiting;
         joined.ticket = None;
         let publisher = Publisher {
             sink: MemoryEventSink::default(),
@@ -1187,7 +1190,7 @@ async fn a_join_batch_that_gives_up_under_contention_hands_its_event_to_a_wake_u
     // the joins (the line index need not show them yet).
     for id in &ids {
         let session = world.store.get_session(id).await.unwrap().unwrap();
-        assert_eq!(session.status, SessionStatus::Waiting);
+        assert_eq!(session.status(), SessionStatus::Waiting);
         assert!(session.ticket.is_some(), "{session:?}");
     }
     let carried: Vec<String> = ids.iter().map(|id| id.to_string()).collect();

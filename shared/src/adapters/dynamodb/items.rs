@@ -9,7 +9,7 @@ use super::layout::{self, PARTITION_KEY, TTL_ATTRIBUTE};
 use crate::domain::estimate::AdmissionRate;
 use crate::domain::{
     Admission, Backlog, EndReason, Ending, EventCounters, KeyDigest, LineEntry, Session, SessionId,
-    SessionStatus, TicketCounter, Timestamp, UserId,
+    SessionStatus, Stage, TicketCounter, Timestamp, UserId,
 };
 use crate::ports::StoreError;
 
@@ -33,12 +33,12 @@ pub fn session_item(session: &Session) -> Item {
         ("sessionId".into(), s(session.id.as_str())),
         ("eventId".into(), s(session.event_id.as_str())),
         ("userId".into(), s(session.user_id.as_str())),
-        ("status".into(), s(session.status.as_str())),
+        ("status".into(), s(session.status().as_str())),
         ("shard".into(), n(session.shard)),
         ("joinedAt".into(), n(session.joined_at.as_millis())),
         ("lastSeenAt".into(), n(session.last_seen_at.as_millis())),
     ]);
-    if session.status == SessionStatus::Waiting {
+    if session.status() == SessionStatus::Waiting {
         // In line: the sparse line index holds waiting sessions only.
         item.insert(
             layout::LINE_INDEX_PARTITION.into(),
@@ -58,12 +58,12 @@ pub fn session_item(session: &Session) -> Item {
     if let Some(key) = &session.idempotency_key {
         item.insert("idempotencyKey".into(), s(key.as_str()));
     }
-    if let Some(admission) = &session.admission {
+    if let Some(admission) = session.admission() {
         item.insert("admittedAt".into(), n(admission.admitted_at.as_millis()));
         item.insert("admissionNo".into(), n(admission.admission_no));
         item.insert("expiresAt".into(), n(admission.expires_at.as_millis()));
     }
-    if let Some(ending) = &session.ending {
+    if let Some(ending) = session.ending() {
         item.insert("endedAt".into(), n(ending.ended_at.as_millis()));
         item.insert("endReason".into(), s(ending.reason.as_str()));
         if let Some(order) = &ending.order_id {
@@ -158,18 +158,29 @@ pub fn decode_session(item: &Item) -> Result<Session, StoreError> {
         }
         _ => None,
     };
+    let stage = match (status, admission, ending) {
+        (SessionStatus::Waiting, None, None) => Stage::Waiting,
+        (SessionStatus::Active, Some(admission), None) => Stage::Active(admission),
+        (status, admission, Some(ending)) if ending.reason.final_status() == status => {
+            Stage::Ended { ending, admission }
+        }
+        _ => {
+            return Err(corrupt(
+                "status disagrees with its admission or ending",
+                item,
+            ));
+        }
+    };
     Ok(Session {
         event_id: id.event_id(),
         id,
         user_id,
-        status,
+        stage,
         shard: num(item, "shard")?,
         joined_at: Timestamp::from_millis(num(item, "joinedAt")?),
         last_seen_at: Timestamp::from_millis(num(item, "lastSeenAt")?),
         ticket: opt_num(item, "ticket")?,
         ahead_at_filing: opt_num(item, "aheadAtFiling")?,
-        admission,
-        ending,
         idempotency_key: match opt_str(item, "idempotencyKey") {
             Some(digest) => Some(
                 KeyDigest::from_stored(&digest)
@@ -257,7 +268,7 @@ pub fn decode_line_entry(item: &Item) -> Result<LineEntry, StoreError> {
 
 /// The line entry of a session item, if it is waiting.
 pub fn entry_of_session(session: &Session) -> Option<LineEntry> {
-    (session.status == SessionStatus::Waiting).then(|| LineEntry {
+    (session.status() == SessionStatus::Waiting).then(|| LineEntry {
         session_id: session.id.clone(),
         shard: session.shard,
         joined_at: session.joined_at,
@@ -303,20 +314,24 @@ mod tests {
         );
         assert_eq!(decode_session(&session_item(&session)).unwrap(), session);
         session.ticket = Some(9);
-        session.status = SessionStatus::Left;
-        session.admission = Some(Admission {
-            admitted_at: Timestamp::from_millis(6),
-            admission_no: 4,
-            expires_at: Timestamp::from_millis(7),
-        });
         session.ahead_at_filing = Some(3);
         session.idempotency_key = Some(IdempotencyKey::parse("k-1").unwrap().digest());
-        session.ending = Some(Ending {
-            ended_at: Timestamp::from_millis(8),
-            reason: EndReason::CheckoutFailed,
-            order_id: Some("order-9".into()),
-            detail: Some("card declined".into()),
-        });
+        session
+            .admit(Admission {
+                admitted_at: Timestamp::from_millis(6),
+                admission_no: 4,
+                expires_at: Timestamp::from_millis(7),
+            })
+            .unwrap();
+        assert_eq!(decode_session(&session_item(&session)).unwrap(), session);
+        session
+            .end(Ending {
+                ended_at: Timestamp::from_millis(8),
+                reason: EndReason::CheckoutFailed,
+                order_id: Some("order-9".into()),
+                detail: Some("card declined".into()),
+            })
+            .unwrap();
         assert_eq!(decode_session(&session_item(&session)).unwrap(), session);
     }
 
@@ -334,6 +349,21 @@ mod tests {
         assert!(matches!(decode_session(&item), Err(StoreError::Corrupt(_))));
         item.remove("status");
         assert!(matches!(decode_session(&item), Err(StoreError::Corrupt(_))));
+        let mut active_without_admission = session_item(&session);
+        active_without_admission.insert("status".into(), s("ACTIVE"));
+        let mut left_as_completed = session_item(&session);
+        left_as_completed.insert("status".into(), s("COMPLETED"));
+        left_as_completed.insert("endedAt".into(), n(6));
+        left_as_completed.insert("endReason".into(), s("user_left"));
+        for (item, what) in [
+            (active_without_admission, "ACTIVE with no admission"),
+            (left_as_completed, "COMPLETED ended by user_left"),
+        ] {
+            assert!(
+                matches!(decode_session(&item), Err(StoreError::Corrupt(_))),
+                "{what}"
+            );
+        }
     }
 
     #[test]

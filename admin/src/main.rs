@@ -1,5 +1,6 @@
 //! `waiting-room-admin`: the operator's tool. Provision the table and queues
-//! against any endpoint, set an event's capacity, show its counters.
+//! against any endpoint, set an event's capacity, pause, resume or close it,
+//! list events and show one's state and counters.
 
 use std::process::ExitCode;
 
@@ -7,10 +8,10 @@ use clap::{Parser, Subcommand};
 use waiting_room::adapters::aws::{dynamodb_client, sdk_config_for, sns_client, sqs_client};
 use waiting_room::adapters::dynamodb::DynamoStore;
 use waiting_room::adapters::provision::{Clients, ResourceNames, provision};
-use waiting_room::domain::EventId;
 use waiting_room::domain::token::AdmissionSigner;
+use waiting_room::domain::{Control, EventId};
 use waiting_room::ports::EventStore;
-use waiting_room::service::admin::event_report;
+use waiting_room::service::admin::{control, event_report};
 use waiting_room::setup::config::{self, LifecycleSettings, LineSettings};
 
 #[derive(Parser)]
@@ -42,8 +43,26 @@ enum Command {
         #[arg(long)]
         capacity: u32,
     },
-    /// Print an event's counters as JSON.
+    /// Print an event's state and counters as JSON.
     Show {
+        #[arg(long)]
+        event: String,
+    },
+    /// List the events the deployment knows (one id per line).
+    Events,
+    /// Hold admissions: joins and polls go on, freed slots wait for `resume`.
+    Pause {
+        #[arg(long)]
+        event: String,
+    },
+    /// Admit again, in line order, at once.
+    Resume {
+        #[arg(long)]
+        event: String,
+    },
+    /// Refuse new joins (`event_closed`); everyone in line keeps their
+    /// place and is admitted as slots free. Final.
+    Close {
         #[arg(long)]
         event: String,
     },
@@ -123,6 +142,40 @@ async fn run(cli: Cli) -> Result<String, String> {
             Ok(serde_json::json!({"eventId": event.as_str(), "capacity": capacity}).to_string())
         }
         Command::NewSigningKey { .. } => Err("handled above".into()),
+        Command::Events => {
+            let store = DynamoStore::new(dynamodb, cli.table);
+            let mut events = store.events().await.map_err(|e| e.to_string())?;
+            events.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            Ok(events
+                .iter()
+                .map(EventId::as_str)
+                .collect::<Vec<_>>()
+                .join("\n"))
+        }
+        Command::Pause { event } => {
+            apply(
+                DynamoStore::new(dynamodb, cli.table),
+                &event,
+                Control::Pause,
+            )
+            .await
+        }
+        Command::Resume { event } => {
+            apply(
+                DynamoStore::new(dynamodb, cli.table),
+                &event,
+                Control::Resume,
+            )
+            .await
+        }
+        Command::Close { event } => {
+            apply(
+                DynamoStore::new(dynamodb, cli.table),
+                &event,
+                Control::Close,
+            )
+            .await
+        }
         Command::Show { event } => {
             let event = EventId::parse(&event).map_err(|e| e.to_string())?;
             let env = config::process_env();
@@ -135,4 +188,14 @@ async fn run(cli: Cli) -> Result<String, String> {
             serde_json::to_string_pretty(&report).map_err(|e| e.to_string())
         }
     }
+}
+
+/// Pause, resume or close `event`; prints what it did as JSON.
+async fn apply(store: DynamoStore, event: &str, verb: Control) -> Result<String, String> {
+    let event = EventId::parse(event).map_err(|e| e.to_string())?;
+    let line = LineSettings::from_env(&config::process_env()).map_err(|e| e.to_string())?;
+    let outcome = control(&store, &event, verb, line.line_shards)
+        .await
+        .map_err(|e| e.to_string())?;
+    serde_json::to_string(&outcome).map_err(|e| e.to_string())
 }

@@ -40,6 +40,7 @@ impl World {
             ids: Arc::new(OsRandom),
             line_shards: 4,
             listed: Default::default(),
+            states: Default::default(),
         }
     }
 

@@ -218,6 +218,7 @@ pub async fn run(users: usize, capacity: u32, ledger: &CallLedger) -> Result<End
         ids: Arc::new(OsRandom),
         line_shards: join_settings.line.line_shards,
         listed: Default::default(),
+        states: Default::default(),
     });
     let status = Arc::new(StatusService::new(
         store_for(POLL),

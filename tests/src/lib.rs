@@ -233,6 +233,7 @@ impl Stack {
             ids: Arc::new(OsRandom),
             line_shards,
             listed: Default::default(),
+            states: Default::default(),
         }
     }
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use waiting_room::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
 use waiting_room::domain::{
-    EndReason, Ending, EventCounters, EventId, LineEntry, Session, SessionId, TicketCounter,
-    Timestamp,
+    EndReason, Ending, EventCounters, EventId, EventState, LineEntry, Session, SessionId,
+    TicketCounter, Timestamp,
 };
 use waiting_room::ports::{
     Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventStore, Expiry, ExpiryStore,
@@ -280,6 +280,17 @@ impl EventStore for InstanceStore {
     async fn set_capacity(&self, event: &EventId, capacity: u32) -> Result<(), StoreError> {
         self.fuse
             .guard(self.store.set_capacity(event, capacity))
+            .await
+    }
+
+    async fn set_event_state(
+        &self,
+        event: &EventId,
+        from: EventState,
+        to: EventState,
+    ) -> Result<bool, StoreError> {
+        self.fuse
+            .guard(self.store.set_event_state(event, from, to))
             .await
     }
 }

@@ -318,6 +318,7 @@ async fn simulate(config: SimConfig, event: EventId) -> SimReport {
         ids: Arc::new(SeededIds(world.clone())),
         line_shards: config.line_shards,
         listed: Default::default(),
+        states: Default::default(),
     });
     let start = Instant::now();
     let spacing = Duration::from_secs(1).div_f64(config.joins_per_second.max(1) as f64);

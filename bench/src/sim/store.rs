@@ -24,8 +24,8 @@ use waiting_room::adapters::memory::MemoryStore;
 use waiting_room::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
 use waiting_room::domain::session::expiry_bucket;
 use waiting_room::domain::{
-    EndReason, Ending, EventCounters, EventId, LineEntry, Session, SessionId, TicketCounter,
-    Timestamp, UserId,
+    EndReason, Ending, EventCounters, EventId, EventState, LineEntry, Session, SessionId,
+    TicketCounter, Timestamp, UserId,
 };
 use waiting_room::ports::{
     Claim, Discard, EndFrom, EndOutcome, EventStore, Expiry, ExpiryStore, LineStore, SessionStore,
@@ -549,6 +549,19 @@ impl EventStore for SimStore {
             .index(EVENT_INDEX_KEY.to_owned());
         let _held = self.charge(cost).await?;
         self.synced(self.inner.set_capacity(event, capacity).await, false)
+    }
+
+    async fn set_event_state(
+        &self,
+        event: &EventId,
+        from: EventState,
+        to: EventState,
+    ) -> Result<bool, StoreError> {
+        let cost = Cost::new("set_event_state", Call::UpdateItem)
+            .item(event_key(event), true)
+            .index(EVENT_INDEX_KEY.to_owned());
+        let _held = self.charge(cost).await?;
+        self.synced(self.inner.set_event_state(event, from, to).await, false)
     }
 }
 

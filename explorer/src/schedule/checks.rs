@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use waiting_room::domain::line::FAIRNESS_WINDOW;
 use waiting_room::domain::{
-    Change, EventCounters, EventId, Session, SessionId, SessionStatus, StreamRecord, Timestamp,
+    Change, EventCounters, EventId, EventState, Session, SessionId, SessionStatus, StreamRecord,
+    Timestamp,
 };
+use waiting_room::service::join::STATE_READ_EVERY;
 
 use super::scenario::Scenario;
 use super::world::Actor;
@@ -43,6 +45,11 @@ pub enum Invariant {
     Outbox,
     /// A stay that is over is never extended.
     Stay,
+    /// Nobody is admitted while their event is paused.
+    Paused,
+    /// A join that starts `STATE_READ_EVERY` after its event closed is
+    /// refused.
+    Closed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +118,8 @@ pub struct Checker {
     pub admissions: u64,
     /// Sessions admitted by the call being observed.
     admitted_now: Vec<Session>,
+    /// When each closed event's close was written.
+    closed_at: BTreeMap<EventId, Timestamp>,
 }
 
 impl Checker {
@@ -142,6 +151,7 @@ impl Checker {
                 .collect(),
             admissions: 0,
             admitted_now: Vec::new(),
+            closed_at: BTreeMap::new(),
         }
     }
 
@@ -178,8 +188,23 @@ impl Checker {
                     ));
                 }
                 Change::Counters {
-                    event_id, after, ..
+                    event_id,
+                    before,
+                    after,
                 } => {
+                    if before.state == EventState::Paused && after.admitted > before.admitted {
+                        found.push(self.violate(
+                            Invariant::Paused,
+                            now,
+                            format!(
+                                "{event_id}: {} admitted while paused ({actor} {op})",
+                                after.admitted - before.admitted
+                            ),
+                        ));
+                    }
+                    if after.state == EventState::Closed {
+                        self.closed_at.entry(event_id.clone()).or_insert(now);
+                    }
                     self.counters.insert(event_id.clone(), (**after).clone());
                 }
                 Change::Other => {}
@@ -412,7 +437,7 @@ impl Checker {
             if Some(&event) == self.poisoned.as_ref() {
                 continue;
             }
-            if capacity > active && waiting > 0 {
+            if capacity > active && waiting > 0 && !self.paused(&event) {
                 let since = *self.stuck_since.entry(event.clone()).or_insert_with(|| {
                     self.notes.push(format!(
                         "{event} stranded: {waiting} waiting, {} free",
@@ -466,6 +491,34 @@ impl Checker {
         }
     }
 
+    /// A join that started at `started` took a place in `event`: refused it
+    /// must have been, had the event closed `STATE_READ_EVERY` before.
+    pub fn joined(
+        &mut self,
+        event: &EventId,
+        started: Timestamp,
+        now: Timestamp,
+    ) -> Option<String> {
+        let closed = *self.closed_at.get(event)?;
+        (started >= closed.plus(STATE_READ_EVERY)).then(|| {
+            self.violate(
+                Invariant::Closed,
+                now,
+                format!(
+                    "a join of {event} that started {:.1} s after it closed took a place",
+                    started.since(closed).as_secs_f64()
+                ),
+            )
+        })
+    }
+
+    /// Paused events hold their free slots on purpose: not stranded.
+    fn paused(&self, event: &EventId) -> bool {
+        self.counters
+            .get(event)
+            .is_some_and(|c| c.state == EventState::Paused)
+    }
+
     /// A heartbeat extended a stay that was over.
     pub fn stay_revived(&mut self, detail: String, now: Timestamp) -> String {
         self.violate(Invariant::Stay, now, detail)
@@ -484,7 +537,7 @@ impl Checker {
             }
             let (active, waiting) = self.counts(&event);
             let capacity = self.capacity(&event);
-            if capacity > active && waiting > 0 {
+            if capacity > active && waiting > 0 && !self.paused(&event) {
                 self.violate(
                     Invariant::Liveness,
                     now,

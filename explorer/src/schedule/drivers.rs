@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use waiting_room::domain::admission::AdmissionPolicy;
 use waiting_room::domain::token::AdmissionSigner;
-use waiting_room::domain::{Change, EventId, StayPolicy, StreamRecord};
+use waiting_room::domain::{Change, Control, EventId, StayPolicy, StreamRecord};
 use waiting_room::ports::{Delivery, EventStore, QueueConsumer};
 use waiting_room::runtime::granter::{handle_batch, handle_stream};
 use waiting_room::runtime::sweeper::run_once;
+use waiting_room::service::admin;
 use waiting_room::service::checkout::CheckoutOutcomes;
 use waiting_room::service::granter::{FrontCache, Granter, Wake};
 use waiting_room::service::publisher::Publisher;
@@ -419,7 +420,15 @@ pub async fn ttl(world: Arc<World>) {
     }
 }
 
-/// An operator changing capacities, as the scenario says.
+/// What the operator does at a point of the schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Act {
+    Capacity(u32),
+    Control(Control),
+}
+
+/// An operator changing capacities, pausing, resuming and closing events,
+/// as the scenario says.
 pub async fn operator(world: Arc<World>) {
     let store = GatedStore {
         world: world.clone(),
@@ -432,20 +441,41 @@ pub async fn operator(world: Arc<World>) {
             }
         }
     }
-    let mut changes: Vec<_> = world
-        .scenario
-        .events
-        .iter()
-        .filter_map(|e| e.capacity_change.map(|(at, to)| (at, e.id.clone(), to)))
-        .collect();
-    changes.sort();
+    let mut acts: Vec<(Duration, EventId, Act)> = Vec::new();
+    for event in &world.scenario.events {
+        if let Some((at, to)) = event.capacity_change {
+            acts.push((at, event.id.clone(), Act::Capacity(to)));
+        }
+        for &(at, control) in &event.controls {
+            acts.push((at, event.id.clone(), Act::Control(control)));
+        }
+    }
+    acts.sort();
     let start = tokio::time::Instant::now();
-    for (at, event, to) in changes {
+    for (at, event, act) in acts {
         tokio::time::sleep_until(start + at).await;
         for _ in 0..5 {
-            if store.set_capacity(&event, to).await.is_ok() {
-                world.note(format!("operator sets {event}'s capacity to {to}"));
-                break;
+            let done = match act {
+                Act::Capacity(to) => store
+                    .set_capacity(&event, to)
+                    .await
+                    .map(|()| format!("operator sets {event}'s capacity to {to}"))
+                    .map_err(|e| e.to_string()),
+                Act::Control(control) => {
+                    admin::control(&store, &event, control, world.scenario.shards)
+                        .await
+                        .map(|o| {
+                            format!("operator: {} {event} ({} → {})", o.control, o.from, o.state)
+                        })
+                        .map_err(|e| e.to_string())
+                }
+            };
+            match done {
+                Ok(note) => {
+                    world.note(note);
+                    break;
+                }
+                Err(err) => world.note(format!("operator's {act:?} of {event} failed: {err}")),
             }
         }
     }

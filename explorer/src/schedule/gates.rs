@@ -13,8 +13,8 @@ use waiting_room::adapters::memory::MemoryStore;
 use waiting_room::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
 use waiting_room::domain::events::DomainEvent;
 use waiting_room::domain::{
-    EndReason, Ending, EventCounters, EventId, LineEntry, Session, SessionId, TicketCounter,
-    Timestamp,
+    EndReason, Ending, EventCounters, EventId, EventState, LineEntry, Session, SessionId,
+    TicketCounter, Timestamp,
 };
 use waiting_room::ports::{
     Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSink, EventStore, Expiry,
@@ -243,6 +243,18 @@ impl EventStore for GatedStore {
             move |s| async move { s.event_counters(&event, shard_count).await },
         )
         .await
+        .map(|mut counters| {
+            // The broken variants: everyone but the operator misses the
+            // pause; fans' joins miss the close.
+            let switch = self.world.scenario.switch;
+            let misses_pause = switch == Switch::AdmitWhilePaused && self.actor != Actor::Admin;
+            let misses_close =
+                switch == Switch::IgnoreClose && matches!(self.actor, Actor::User(_));
+            if misses_pause || misses_close {
+                counters.state = EventState::Open;
+            }
+            counters
+        })
     }
 
     async fn register_event(
@@ -289,6 +301,22 @@ impl EventStore for GatedStore {
             Some(&event.clone()),
             false,
             move |s| async move { s.set_capacity(&event, capacity).await },
+        )
+        .await
+    }
+
+    async fn set_event_state(
+        &self,
+        event: &EventId,
+        from: EventState,
+        to: EventState,
+    ) -> Result<bool, StoreError> {
+        let event = event.clone();
+        self.call(
+            "event state",
+            Some(&event.clone()),
+            false,
+            move |s| async move { s.set_event_state(&event, from, to).await },
         )
         .await
     }

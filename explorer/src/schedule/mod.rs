@@ -85,7 +85,12 @@ impl Outcome {
 /// Run the schedule of `seed` (with `switch` breaking a promise on purpose,
 /// or `Switch::None`).
 pub fn run(seed: u64, switch: Switch) -> Outcome {
-    let scenario = Scenario::from_seed(seed, switch);
+    run_scenario(seed, Scenario::from_seed(seed, switch))
+}
+
+/// Run `scenario` (drawn from `seed`, perhaps changed since) on the world of
+/// `seed`.
+pub fn run_scenario(seed: u64, scenario: Scenario) -> Outcome {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use waiting_room::domain::EventId;
+use waiting_room::domain::{Control, EventId};
 
 use super::world::Rng;
 
@@ -24,6 +24,8 @@ pub struct EventPlan {
     pub users: usize,
     /// An operator changes the capacity at this time (from the start).
     pub capacity_change: Option<(Duration, u32)>,
+    /// An operator pauses, resumes or closes the event at these times.
+    pub controls: Vec<(Duration, Control)>,
 }
 
 /// Test-only switches, each breaking one promise on purpose, to show that
@@ -58,13 +60,17 @@ pub enum Switch {
     DropEvents,
     /// Stay: a heartbeat extends a stay that is over.
     ReviveStays,
+    /// Paused: admissions ignore the pause their write is conditioned on.
+    AdmitWhilePaused,
+    /// Closed: joins never see that their event closed.
+    IgnoreClose,
     /// Not a broken promise: the system without its reconciliation, to see
     /// what the safety net catches.
     NoReconciliation,
 }
 
 impl Switch {
-    pub const ALL: [Switch; 13] = [
+    pub const ALL: [Switch; 15] = [
         Switch::None,
         Switch::OverAdmit,
         Switch::DoubleRelease,
@@ -77,6 +83,8 @@ impl Switch {
         Switch::StopAtFirstFailure,
         Switch::DropEvents,
         Switch::ReviveStays,
+        Switch::AdmitWhilePaused,
+        Switch::IgnoreClose,
         Switch::NoReconciliation,
     ];
 
@@ -108,6 +116,25 @@ pub struct Scenario {
     pub retention: Duration,
 }
 
+/// An operator's controls over one event: often a pause (mostly resumed
+/// later), sometimes a close, at random points of the sale.
+fn controls(rng: &mut Rng, switch: Switch) -> Vec<(Duration, Control)> {
+    let mut controls = Vec::new();
+    let pause = switch == Switch::AdmitWhilePaused || rng.chance(0.25);
+    if pause {
+        let at = rng.millis(0, 40_000);
+        controls.push((at, Control::Pause));
+        if switch != Switch::AdmitWhilePaused && rng.chance(0.8) {
+            controls.push((at + rng.millis(1_000, 30_000), Control::Resume));
+        }
+    }
+    if switch == Switch::IgnoreClose || rng.chance(0.15) {
+        controls.push((rng.millis(2_000, 60_000), Control::Close));
+    }
+    controls.sort_by_key(|(at, _)| *at);
+    controls
+}
+
 impl Scenario {
     pub fn from_seed(seed: u64, switch: Switch) -> Self {
         let mut rng = Rng::new(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
@@ -125,6 +152,7 @@ impl Scenario {
                     capacity,
                     users,
                     capacity_change,
+                    controls: Vec::new(),
                 })
             })
             .collect();
@@ -154,8 +182,15 @@ impl Scenario {
                     capacity: 2,
                     users: 3,
                     capacity_change: None,
+                    controls: Vec::new(),
                 });
             }
+        }
+        // Controls come from their own stream of draws, so every other part
+        // of a seed's schedule is what it was before controls existed.
+        let mut control_rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xC0_47_01);
+        for event in &mut events {
+            event.controls = controls(&mut control_rng, switch);
         }
         let poison = switch == Switch::StopAtFirstFailure || (events.len() > 1 && rng.chance(0.15));
         let poisoned = poison
@@ -179,6 +214,15 @@ impl Scenario {
         }
     }
 
+    /// The same schedule with no operator controls: how seeds found before
+    /// controls existed replay as they were.
+    pub fn without_controls(mut self) -> Self {
+        for event in &mut self.events {
+            event.controls.clear();
+        }
+        self
+    }
+
     pub fn capacity_of(&self, event: &EventId) -> u32 {
         self.events
             .iter()
@@ -195,8 +239,13 @@ impl Scenario {
                     .capacity_change
                     .map(|(at, to)| format!(", capacity {to} at {:.1}s", at.as_secs_f64()))
                     .unwrap_or_default();
+                let controls: String = e
+                    .controls
+                    .iter()
+                    .map(|(at, c)| format!(", {} at {:.1}s", c.as_str(), at.as_secs_f64()))
+                    .collect();
                 format!(
-                    "{} (capacity {}, {} users{change})",
+                    "{} (capacity {}, {} users{change}{controls})",
                     e.id, e.capacity, e.users
                 )
             })

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use waiting_room::domain::{IdempotencyKey, SessionId, SessionStatus, UserId};
+use waiting_room::service::ServiceError;
 use waiting_room::service::join::{JoinOutcome, JoinService};
 use waiting_room::service::status::StatusService;
 
@@ -99,6 +100,7 @@ pub async fn fan(
         ids: Arc::new(SeededIds(world.clone())),
         line_shards: world.scenario.shards,
         listed: Default::default(),
+        states: Default::default(),
     };
     let Ok(user) = UserId::parse(&format!("fan-{n}")) else {
         return;
@@ -109,9 +111,16 @@ pub async fn fan(
     };
     let mut session: Option<SessionId> = None;
     for _ in 0..4 {
+        let started = world.now();
         let attempt = join.join(event.id.clone(), user.clone(), Some(key.clone()));
         match tokio::time::timeout(HTTP_TIMEOUT, attempt).await {
             Ok(Ok(outcome)) => {
+                if matches!(outcome, JoinOutcome::Created(_)) {
+                    let broken = lock(&world.checker).joined(&event.id, started, world.now());
+                    if let Some(broken) = broken {
+                        world.note(broken);
+                    }
+                }
                 let kind = match outcome {
                     JoinOutcome::Created(_) => "joined",
                     JoinOutcome::Existing(_) => "joined again (same session)",
@@ -122,6 +131,10 @@ pub async fn fan(
                     outcome.session().id
                 ));
                 session = Some(outcome.session().id.clone());
+                break;
+            }
+            Ok(Err(ServiceError::EventClosed)) => {
+                world.note(format!("{actor} join refused: {} is closed", event.id));
                 break;
             }
             Ok(Err(err)) => world.note(format!("{actor} join failed: {err}")),

@@ -193,8 +193,12 @@ impl World {
         if scenario.switch == super::scenario::Switch::GiveBackWhenFull {
             join.max_receive_count = 3;
         }
+        let store = MemoryStore::modelled(time.clone());
+        if scenario.switch == super::scenario::Switch::AdmitWhilePaused {
+            store.ignore_pause_for_tests();
+        }
         Arc::new(Self {
-            store: Arc::new(MemoryStore::modelled(time.clone())),
+            store: Arc::new(store),
             join_queue: Arc::new(MemoryQueue::timed(clock.clone(), join)),
             checkout_queue: Arc::new(MemoryQueue::timed(clock, checkout)),
             join_quarantine: Arc::default(),

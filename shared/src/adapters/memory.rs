@@ -16,8 +16,8 @@ use crate::domain::events::DomainEvent;
 use crate::domain::line::{Place, wake_group_id};
 use crate::domain::session::expiry_bucket;
 use crate::domain::{
-    Admission, Change, Clock, EndReason, Ending, EventCounters, EventId, LineEntry, Session,
-    SessionId, SessionStatus, Stage, StreamRecord, TicketCounter, Timestamp, UserId,
+    Admission, Change, Clock, EndReason, Ending, EventCounters, EventId, EventState, LineEntry,
+    Session, SessionId, SessionStatus, Stage, StreamRecord, TicketCounter, Timestamp, UserId,
 };
 use crate::ports::{
     Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSink, EventStore, Expiry,
@@ -139,6 +139,8 @@ pub struct MemoryStore {
     failures_left: AtomicUsize,
     joins_to_unconfirm: AtomicUsize,
     admits_to_contend: AtomicUsize,
+    /// A broken store for the explorer's checks: admissions ignore a pause.
+    pause_ignored: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -163,6 +165,12 @@ impl MemoryStore {
     /// The next `calls` store calls fail with `Unavailable`.
     pub fn fail_next(&self, calls: usize) {
         self.fail_after(0, calls);
+    }
+
+    /// Break the store on purpose: admissions no longer check the pause.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn ignore_pause_for_tests(&self) {
+        self.pause_ignored.store(true, Ordering::SeqCst);
     }
 
     /// The next `successes` calls work, then `failures` calls fail.
@@ -680,6 +688,26 @@ impl EventStore for MemoryStore {
         });
         Ok(())
     }
+
+    async fn set_event_state(
+        &self,
+        event: &EventId,
+        from: EventState,
+        to: EventState,
+    ) -> Result<bool, StoreError> {
+        self.check_fault()?;
+        Ok(self.with(|t| {
+            let mut counters = t.events.get(event).cloned().unwrap_or_default();
+            if counters.state != from {
+                return false;
+            }
+            counters.state = to;
+            self.put_counters(t, event, counters);
+            t.event_index
+                .set(event.clone(), Some((event.clone(), ())), self.due());
+            true
+        }))
+    }
 }
 
 impl LineStore for MemoryStore {
@@ -820,7 +848,11 @@ impl LineStore for MemoryStore {
                 return WriteOutcome::Conflict { rejected };
             }
             let before = t.events.get(&plan.event_id).cloned().unwrap_or_default();
-            if !counters_allow(&before, plan) {
+            let mut seen = before.clone();
+            if self.pause_ignored.load(Ordering::SeqCst) {
+                seen.state = EventState::Open;
+            }
+            if !counters_allow(&seen, plan) {
                 return WriteOutcome::Conflict { rejected: vec![] };
             }
             let after = plan.counters_after(&before);
@@ -939,7 +971,9 @@ impl ExpiryStore for MemoryStore {
 fn counters_allow(now: &EventCounters, plan: &AdmissionPlan) -> bool {
     let admitting = plan.counters.as_ref().is_none_or(|expect| {
         let slots = expect.slots.is_none_or(|slots| {
-            now.capacity == Some(slots.capacity) && now.active <= slots.active_at_most
+            now.capacity == Some(slots.capacity)
+                && now.active <= slots.active_at_most
+                && now.state.admits()
         });
         slots && now.admitted == expect.admitted_seen && now.abandoned == expect.abandoned_seen
     });
@@ -952,7 +986,9 @@ fn counters_allow(now: &EventCounters, plan: &AdmissionPlan) -> bool {
 fn backlog_condition(now: &EventCounters, change: BacklogChange) -> bool {
     match change {
         BacklogChange::Arm(arm) => {
-            now.active >= arm.active_seen && now.capacity == arm.capacity_seen
+            now.active >= arm.active_seen
+                && now.capacity == arm.capacity_seen
+                && now.state.admits() != arm.paused_seen
         }
         BacklogChange::MarkEmpty { .. } => now.backlog.armed && now.backlog.empty_since.is_none(),
         BacklogChange::Clear { marked_at } => now.backlog.empty_since == Some(marked_at),

@@ -73,7 +73,9 @@ fn failed(err: ServiceError) -> Response<Body> {
         ServiceError::SessionNotFound
         | ServiceError::SessionEnded(_)
         | ServiceError::NotActive(_)
-        | ServiceError::AlreadyJoined => {}
+        | ServiceError::AlreadyJoined
+        | ServiceError::EventClosed
+        | ServiceError::RefusedControl(_) => {}
     }
     ApiError::from(err).into_response()
 }

@@ -219,6 +219,14 @@ impl From<ServiceError> for ApiError {
                 err
             }
             ServiceError::AlreadyJoined => Self::already_joined(),
+            ServiceError::EventClosed => Self::new(
+                StatusCode::CONFLICT,
+                "event_closed",
+                "this event is closed to new joins; everyone already in line keeps their place",
+            ),
+            ServiceError::RefusedControl(refused) => {
+                Self::new(StatusCode::CONFLICT, "control_refused", refused.to_string())
+            }
             ServiceError::JoinUnconfirmed { key, .. } => Self::join_unconfirmed(&key),
             ServiceError::Unavailable(_) | ServiceError::Contention => Self::unavailable(),
             ServiceError::Internal(_) => Self::internal(),

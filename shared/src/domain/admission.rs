@@ -74,13 +74,16 @@ pub struct HeadMove {
 
 /// Someone waits: arm the hint and cancel any clearing under way. Before
 /// this, an exit might have woken nobody, so the write must prove none
-/// happened since the snapshot: `active` did not drop and `capacity` did not
-/// change. If one did, the write fails and the granter, reading again, sees
+/// happened since the snapshot: `active` did not drop, `capacity` did not
+/// change, and the event was not paused or resumed. If one did, the write fails and the granter, reading again, sees
 /// the free slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Arm {
     pub active_seen: u64,
     pub capacity_seen: Option<u32>,
+    /// Whether the snapshot saw the event paused: a resume since must fail
+    /// the write too, or it would have woken nobody.
+    pub paused_seen: bool,
 }
 
 impl Arm {
@@ -89,6 +92,7 @@ impl Arm {
         Self {
             active_seen: counters.active,
             capacity_seen: counters.capacity,
+            paused_seen: !counters.state.admits(),
         }
     }
 }
@@ -201,7 +205,7 @@ pub fn plan_admissions(
     now: Timestamp,
 ) -> AdmissionPlan {
     let capacity = counters.effective_capacity(policy.default_capacity);
-    let free = counters.free_slots(policy.default_capacity);
+    let free = counters.admittable(policy.default_capacity);
     let mut cursors: Vec<Cursor> = views.iter().map(|view| Cursor::new(view, known)).collect();
     let budget = TRANSACTION_ITEM_LIMIT
         .saturating_sub(1 + views.len())
@@ -434,6 +438,7 @@ pub fn plan_numbering(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::event_state::EventState;
     use crate::domain::line::Backlog;
 
     const NOW: u64 = 1_000_000;
@@ -630,7 +635,8 @@ mod tests {
             armed.arm,
             Some(Arm {
                 active_seen: 5,
-                capacity_seen: Some(5)
+                capacity_seen: Some(5),
+                paused_seen: false,
             })
         );
         full.backlog.armed = true;
@@ -646,6 +652,47 @@ mod tests {
         assert!(clearing.arm.is_some(), "a clearing under way is called off");
         let empty = plan(&full, &[view(0, vec![], true)], &[], 5);
         assert!(empty.is_empty(), "nobody waits: nothing to write");
+    }
+
+    #[test]
+    fn a_paused_event_admits_nobody_abandons_the_silent_and_arms_the_hint() {
+        let mut paused = counters(0, 1);
+        paused.capacity = Some(5);
+        paused.state = EventState::Paused;
+        paused.backlog = Backlog::default();
+        let mut silent = entry(1, 0, 10, None);
+        silent.last_seen_at = Timestamp::from_millis(0);
+        let views = [view(0, vec![silent, entry(2, 0, 20, None)], true)];
+        let mut abandoning = policy(5);
+        abandoning.abandon_after = Some(Duration::from_secs(60));
+        let held = plan_admissions(
+            &event(),
+            &paused,
+            &views,
+            &[],
+            &abandoning,
+            Timestamp::from_millis(NOW),
+        );
+        assert!(held.admitted.is_empty(), "five free slots, none taken");
+        assert_eq!(
+            held.abandoned
+                .iter()
+                .map(|a| a.session_id.clone())
+                .collect::<Vec<_>>(),
+            vec![sid(1)]
+        );
+        assert_eq!(
+            held.arm.map(|arm| arm.paused_seen),
+            Some(true),
+            "resume must find the hint armed, or fail this write"
+        );
+        paused.state = EventState::Closed;
+        let draining = plan(&paused, &views[..], &[], 5);
+        assert_eq!(
+            (admitted(&draining), draining.abandoned.len()),
+            (vec![sid(2)], 1),
+            "a closed event drains"
+        );
     }
 
     #[test]

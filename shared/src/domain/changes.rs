@@ -26,8 +26,8 @@ pub enum Change {
 }
 
 impl Change {
-    /// A slot may have become free (fewer active sessions, or a new
-    /// capacity) while someone waits: what wakes the granter. Admissions,
+    /// A slot may have become free (fewer active sessions, a new capacity,
+    /// or a paused event resumed) while someone waits: what wakes the granter. Admissions,
     /// and exits with nobody in line, are not worth waking it for.
     pub fn frees_a_slot(&self) -> Option<(&EventId, &EventCounters)> {
         let Change::Counters {
@@ -38,7 +38,8 @@ impl Change {
         else {
             return None;
         };
-        let freed = after.active < before.active || after.capacity != before.capacity;
+        let resumed = after.state.admits() && !before.state.admits();
+        let freed = after.active < before.active || after.capacity != before.capacity || resumed;
         (freed && after.backlog.armed).then_some((event_id, after.as_ref()))
     }
 

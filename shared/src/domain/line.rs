@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use super::estimate::AdmissionRate;
+use super::event_state::EventState;
 use super::ids::{EventId, SessionId};
 use super::time::Timestamp;
 
@@ -153,6 +154,9 @@ pub struct EventCounters {
     /// capacity is stored, so a later change of the default (or two versions
     /// live during a deploy) never changes a running event.
     pub capacity: Option<u32>,
+    /// Open, paused or closed (see `event_state`); open until an operator
+    /// acts.
+    pub state: EventState,
     pub active: u64,
     pub admitted: u64,
     pub left: u64,
@@ -174,6 +178,15 @@ impl EventCounters {
 
     pub fn free_slots(&self, default_capacity: u32) -> u64 {
         u64::from(self.effective_capacity(default_capacity)).saturating_sub(self.active)
+    }
+
+    /// Slots the line may take now: none while paused.
+    pub fn admittable(&self, default_capacity: u32) -> u64 {
+        if self.state.admits() {
+            self.free_slots(default_capacity)
+        } else {
+            0
+        }
     }
 
     pub fn head(&self, shard: u16) -> u64 {

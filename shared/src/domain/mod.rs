@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod changes;
 pub mod estimate;
+pub mod event_state;
 pub mod events;
 pub mod ids;
 pub mod line;
@@ -14,6 +15,7 @@ pub mod token;
 
 pub use admission::{AdmissionPlan, AdmissionPolicy, BacklogChange, NumberingPlan};
 pub use changes::{Change, StreamRecord};
+pub use event_state::{Control, EventState, RefusedControl};
 pub use ids::{EventId, IdempotencyKey, InvalidId, KeyDigest, SessionId, UserId};
 pub use line::{Backlog, EventCounters, LineEntry, Place, ShardView, TicketCounter};
 pub use session::{

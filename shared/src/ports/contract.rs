@@ -11,7 +11,8 @@ use crate::domain::admission::{
 };
 use crate::domain::line::ShardView;
 use crate::domain::{
-    EndReason, Ending, EventId, LineEntry, Session, SessionId, SessionStatus, Timestamp, UserId,
+    EndReason, Ending, EventId, EventState, LineEntry, Session, SessionId, SessionStatus,
+    Timestamp, UserId,
 };
 use crate::ports::{Claim, Discard, EndFrom, EndOutcome, Store, Touch, WriteOutcome};
 
@@ -764,6 +765,75 @@ pub async fn a_late_purchase_is_recorded_once<S: Store>(store: &S) {
 /// ```ignore
 /// waiting_room::store_contract_tests!(async { Arc::new(MemoryStore::new()) }, Arc::clone, |_| async {});
 /// ```
+pub async fn a_paused_event_admits_nobody_until_it_resumes<S: Store>(store: &S) {
+    let event = fresh_event("paused");
+    let fans = joined(store, &event, 2).await;
+    assert_eq!(
+        store.event_counters(&event, 1).await.unwrap().state,
+        EventState::Open,
+        "an event nobody controlled is open"
+    );
+    // A plan made while open, written after the pause: refused whole.
+    let before_pause = plan(store, &event, 2, later(100)).await;
+    assert_eq!(before_pause.admitted.len(), 2);
+    assert!(
+        !store
+            .set_event_state(&event, EventState::Paused, EventState::Open)
+            .await
+            .unwrap(),
+        "not paused: nothing to resume from"
+    );
+    assert!(
+        store
+            .set_event_state(&event, EventState::Open, EventState::Paused)
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        store.admit(&before_pause, later(5_000)).await.unwrap(),
+        WriteOutcome::Conflict { .. }
+    ));
+    let counters = store.event_counters(&event, 1).await.unwrap();
+    assert_eq!(
+        (counters.state, counters.active, counters.admitted),
+        (EventState::Paused, 0, 0)
+    );
+    // Planned while paused: nobody admitted, the hint armed, and that arm
+    // fails once the event resumes (a resume must never find it unarmed).
+    let while_paused = plan(store, &event, 2, later(200)).await;
+    assert!(while_paused.admitted.is_empty());
+    let arm = BacklogChange::arm(&store.event_counters(&event, 1).await.unwrap());
+    assert!(
+        store
+            .set_event_state(&event, EventState::Paused, EventState::Open)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store.update_backlog(&event, arm).await.unwrap(),
+        "armed from a paused snapshot after a resume"
+    );
+    assert_eq!(
+        admit(store, &event, 2, later(300)).await,
+        WriteOutcome::Applied
+    );
+    for fan in &fans {
+        assert_eq!(
+            store.get_session(&fan.id).await.unwrap().unwrap().status(),
+            SessionStatus::Active
+        );
+    }
+    // Closed is kept, and a closed event still admits (it drains).
+    assert!(
+        store
+            .set_event_state(&event, EventState::Open, EventState::Closed)
+            .await
+            .unwrap()
+    );
+    let closed = store.event_counters(&event, 1).await.unwrap();
+    assert_eq!((closed.state, closed.active), (EventState::Closed, 2));
+}
+
 #[macro_export]
 macro_rules! store_contract_tests {
     ($store:expr, $of:expr, $done:expr) => {
@@ -781,6 +851,7 @@ macro_rules! store_contract_tests {
             the_backlog_hint_never_hides_a_freed_slot,
             events_are_listed_and_their_capacity_stored_once,
             a_late_purchase_is_recorded_once,
+            a_paused_event_admits_nobody_until_it_resumes,
         );
     };
     (@each $store:expr, $of:expr, $done:expr; $($check:ident,)*) => {
@@ -828,7 +899,7 @@ mod tests {
             .map(|l| l.trim().trim_end_matches(','))
             .filter(|l| !l.is_empty())
             .collect();
-        assert_eq!(written.len(), 13);
+        assert_eq!(written.len(), 14);
         assert_eq!(written, listed);
     }
 }

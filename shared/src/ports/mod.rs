@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
 use crate::domain::{
-    EndReason, Ending, EventCounters, EventId, LineEntry, Session, SessionId, TicketCounter,
-    Timestamp,
+    EndReason, Ending, EventCounters, EventId, EventState, LineEntry, Session, SessionId,
+    TicketCounter, Timestamp,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -220,6 +220,15 @@ pub trait EventStore: Send + Sync {
         event: &EventId,
         capacity: u32,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Move the event from `from` to `to` (and list it); `false`, changing
+    /// nothing, when it is no longer in `from`.
+    fn set_event_state(
+        &self,
+        event: &EventId,
+        from: EventState,
+        to: EventState,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// The line: its shards' heads and ticket counters, the line index, and
@@ -574,6 +583,15 @@ impl<T: EventStore> EventStore for std::sync::Arc<T> {
         capacity: u32,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).set_capacity(event, capacity)
+    }
+
+    fn set_event_state(
+        &self,
+        event: &EventId,
+        from: EventState,
+        to: EventState,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).set_event_state(event, from, to)
     }
 }
 

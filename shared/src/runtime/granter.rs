@@ -367,6 +367,7 @@ mod tests {
             ids: Arc::new(OsRandom),
             line_shards: 1,
             listed: Default::default(),
+            states: Default::default(),
         };
         let event = EventId::parse("E1").unwrap();
         let joined = join

@@ -1,12 +1,15 @@
 //! Join: take a place in line (store a `WAITING` session, stamped with its
 //! join time) and send its join message.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::domain::line::{JOIN_WRITE_WINDOW, shard_for};
-use crate::domain::{Clock, EventId, IdempotencyKey, Session, SessionId, SessionStatus, UserId};
+use crate::domain::{
+    Clock, EventId, EventState, IdempotencyKey, Session, SessionId, SessionStatus, Timestamp,
+    UserId,
+};
 use crate::ports::{Arrival, Claim, Discard, EventStore, IdSource, JoinQueue, SessionStore};
 
 use super::{MAX_ATTEMPTS, ServiceError};
@@ -39,6 +42,34 @@ pub struct JoinService<S, Q> {
     pub line_shards: u16,
     /// Events this instance has listed for the reconciliation already.
     pub listed: ListedEvents,
+    /// Events' states as this instance last read them.
+    pub states: KnownStates,
+}
+
+/// How stale an instance's copy of an event's state may be: a close
+/// reaches every join within this, without a read of the event's (hot)
+/// item per join.
+pub const STATE_READ_EVERY: Duration = Duration::from_secs(1);
+
+/// Each event's state as this instance last read it, and when.
+#[derive(Debug, Default)]
+pub struct KnownStates(Mutex<HashMap<EventId, (EventState, Timestamp)>>);
+
+impl KnownStates {
+    fn fresh(&self, event: &EventId, now: Timestamp) -> Option<EventState> {
+        let known = self.0.lock().ok()?;
+        let (state, read_at) = known.get(event)?;
+        (now.since(*read_at) < STATE_READ_EVERY).then_some(*state)
+    }
+
+    fn remember(&self, event: &EventId, state: EventState, now: Timestamp) {
+        if let Ok(mut known) = self.0.lock() {
+            if known.len() > 10_000 {
+                known.clear();
+            }
+            known.insert(event.clone(), (state, now));
+        }
+    }
 }
 
 /// Events an instance has listed (put in the event index the
@@ -73,6 +104,9 @@ impl<S: SessionStore + EventStore, Q: JoinQueue> JoinService<S, Q> {
         user: UserId,
         key: Option<IdempotencyKey>,
     ) -> Result<JoinOutcome, ServiceError> {
+        if !self.state_of(&event).await?.takes_joins() {
+            return Err(ServiceError::EventClosed);
+        }
         let random = self
             .ids
             .random_id()
@@ -140,6 +174,24 @@ impl<S: SessionStore + EventStore, Q: JoinQueue> JoinService<S, Q> {
         // Every write was refused (the claim kept changing hands) or time
         // ran out between them: nothing of this join is stored.
         Err(ServiceError::Contention)
+    }
+
+    /// The event's state, at most `STATE_READ_EVERY` old (counted from
+    /// before the read). If it cannot be read the join is refused as
+    /// unavailable, nothing stored: taking it anyway would let a closed
+    /// event take places (the explorer's seed 196 did).
+    async fn state_of(&self, event: &EventId) -> Result<EventState, ServiceError> {
+        let now = self.clock.now();
+        if let Some(state) = self.states.fresh(event, now) {
+            return Ok(state);
+        }
+        let state = self
+            .store
+            .event_counters(event, self.line_shards)
+            .await?
+            .state;
+        self.states.remember(event, state, now);
+        Ok(state)
     }
 
     /// The first join of an event (per instance) lists it, so that the

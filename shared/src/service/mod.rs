@@ -13,7 +13,7 @@ pub mod session_command;
 pub mod status;
 pub mod sweeper;
 
-use crate::domain::{IdempotencyKey, Session};
+use crate::domain::{IdempotencyKey, RefusedControl, Session};
 use crate::ports::{QueueError, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +29,12 @@ pub enum ServiceError {
     /// join with another idempotency key (or none).
     #[error("the user already has a place in this line")]
     AlreadyJoined,
+    /// The event is closed: no new places, the line drains.
+    #[error("the event is closed to new joins")]
+    EventClosed,
+    /// An operator's control the event's state does not allow.
+    #[error(transparent)]
+    RefusedControl(#[from] RefusedControl),
     /// A join failed at a point where its place may have been stored: the
     /// same join with `key` finds out, and keeps that place if it was.
     #[error("join not confirmed: {detail}")]

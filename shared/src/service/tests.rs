@@ -43,6 +43,7 @@ impl World {
             ids: Arc::new(OsRandom),
             line_shards: shards,
             listed: Default::default(),
+            states: Default::default(),
         }
     }
 
@@ -242,8 +243,9 @@ async fn a_join_whose_undo_also_fails_keeps_its_place_and_the_retry_resends() {
     let world = World::new();
     let join = world.join(1);
     world.queue.fail_next(1);
-    // Stored and listed; then the send fails, and so does taking it back.
-    world.store.fail_after(2, 1);
+    // The event's state read, stored and listed; then the send fails, and
+    // so does taking it back.
+    world.store.fail_after(3, 1);
     let key = unconfirmed_key(join.join(event(), user(1), None).await);
     let kept = world.store.all_sessions();
     assert_eq!(kept.len(), 1, "the session stays, in line");
@@ -267,8 +269,8 @@ async fn a_join_whose_undo_also_fails_keeps_its_place_and_the_retry_resends() {
 #[tokio::test]
 async fn a_join_that_cannot_be_written_says_how_to_find_out() {
     let world = World::new();
-    world.store.fail_next(1);
-    // The store could not say whether the write landed: the answer says
+    world.store.fail_after(1, 1);
+    // The event's state is read; then the store could not say whether the write landed: the answer says
     // the place may exist and gives the key that finds out.
     let key = unconfirmed_key(world.join(1).join(event(), user(1), None).await);
     assert!(world.store.all_sessions().is_empty());

@@ -260,6 +260,7 @@ pub async fn join_service() -> Result<JoinService<DynamoStore, SqsQueue>, Config
         ids: Arc::new(OsRandom),
         line_shards: settings.line.line_shards,
         listed: Default::default(),
+        states: Default::default(),
     })
 }
 

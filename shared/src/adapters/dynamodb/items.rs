@@ -8,8 +8,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::layout::{self, PARTITION_KEY, TTL_ATTRIBUTE};
 use crate::domain::estimate::AdmissionRate;
 use crate::domain::{
-    Admission, Backlog, EndReason, Ending, EventCounters, KeyDigest, LineEntry, Session, SessionId,
-    SessionStatus, Stage, TicketCounter, Timestamp, UserId,
+    Admission, Backlog, EndReason, Ending, EventCounters, EventState, KeyDigest, LineEntry,
+    Session, SessionId, SessionStatus, Stage, TicketCounter, Timestamp, UserId,
 };
 use crate::ports::StoreError;
 
@@ -196,6 +196,12 @@ pub fn decode_counters(item: Option<&Item>, shard_count: u16) -> Result<EventCou
         None => EventCounters::default(),
         Some(item) => EventCounters {
             capacity: opt_num(item, "capacity")?,
+            state: match opt_str(item, "eventState") {
+                None => EventState::Open,
+                Some(state) => {
+                    EventState::parse(&state).ok_or_else(|| corrupt("bad eventState", item))?
+                }
+            },
             active: counter(item, "active")?,
             admitted: counter(item, "admitted")?,
             left: counter(item, "left")?,

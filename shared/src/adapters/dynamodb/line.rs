@@ -12,8 +12,8 @@ use super::{DynamoStore, layout};
 use crate::domain::admission::{AdmissionPlan, Arm, BacklogChange, NumberingPlan};
 use crate::domain::session::expiry_bucket;
 use crate::domain::{
-    EndReason, EventCounters, EventId, LineEntry, SessionId, SessionStatus, TicketCounter,
-    Timestamp,
+    EndReason, EventCounters, EventId, EventState, LineEntry, SessionId, SessionStatus,
+    TicketCounter, Timestamp,
 };
 use crate::ports::{EventStore, LineStore, StoreError, WriteOutcome};
 
@@ -72,6 +72,30 @@ impl DynamoStore {
         )
         .await
         .map(drop)
+    }
+
+    pub(super) async fn change_state(
+        &self,
+        event: &EventId,
+        from: EventState,
+        to: EventState,
+    ) -> Result<bool, StoreError> {
+        let write = Write::new(
+            layout::event_key(event),
+            "SET #eventState = :to, #eventId = :event, #listing = :listing",
+        )
+        .value(":to", s(to.as_str()))
+        .value(":event", s(event.as_str()))
+        .value(":listing", s(layout::EVENT_LISTING))
+        .value(":from", s(from.as_str()));
+        // Open is also an event nobody controlled (no state stored).
+        let write = match from {
+            EventState::Open => {
+                write.when("attribute_not_exists(#eventState) OR #eventState = :from")
+            }
+            _ => write.when("#eventState = :from"),
+        };
+        self.update(write).await
     }
 
     pub(super) async fn listed_events(&self) -> Result<Vec<EventId>, StoreError> {
@@ -294,21 +318,33 @@ impl DynamoStore {
     }
 }
 
+/// An event that admits: open (never controlled, or resumed) or closed.
+const NOT_PAUSED: &str = "(attribute_not_exists(#eventState) OR #eventState <> :paused)";
+
 /// Arming the hint proves no slot was freed unseen since the snapshot (see
-/// `BacklogChange::Arm`): `active` did not drop and capacity did not change.
+/// `BacklogChange::Arm`): `active` did not drop, capacity did not change,
+/// and the event was neither paused nor resumed.
 fn with_arm_proof(write: Write, arm: Arm, also: Option<String>) -> Write {
     let capacity = match arm.capacity_seen {
         Some(_) => "#capacity = :capacitySeen",
         None => "attribute_not_exists(#capacity)",
     };
-    let proof = format!("(attribute_not_exists(#active) OR #active >= :activeSeen) AND {capacity}");
+    let state = if arm.paused_seen {
+        "#eventState = :paused"
+    } else {
+        NOT_PAUSED
+    };
+    let proof = format!(
+        "(attribute_not_exists(#active) OR #active >= :activeSeen) AND {capacity} AND {state}"
+    );
     let condition = match also {
         Some(also) => format!("{also} AND {proof}"),
         None => proof,
     };
     let write = write
         .when(condition)
-        .value(":activeSeen", n(arm.active_seen));
+        .value(":activeSeen", n(arm.active_seen))
+        .value(":paused", s(EventState::Paused.as_str()));
     match arm.capacity_seen {
         Some(capacity) => write.value(":capacitySeen", n(capacity)),
         None => write,
@@ -345,11 +381,13 @@ fn event_write(plan: &AdmissionPlan) -> Option<Write> {
         .value(":abandonedSeen", n(expect.abandoned_seen));
     if let Some(slots) = expect.slots {
         conditions.push("#capacity = :capacity".to_owned());
+        conditions.push(NOT_PAUSED.to_owned());
         conditions.push("(attribute_not_exists(#active) OR #active <= :activeAtMost)".to_owned());
         adds.push("#active :admitted");
         adds.push("#admitted :admitted");
         write = write
             .value(":capacity", n(slots.capacity))
+            .value(":paused", s(EventState::Paused.as_str()))
             .value(":activeAtMost", n(slots.active_at_most))
             .value(":admitted", n(plan.admitted_count()));
         sets.push("#rateWindowAdmitted = :windowAdmitted".to_owned());
@@ -425,6 +463,15 @@ impl EventStore for DynamoStore {
 
     async fn set_capacity(&self, event: &EventId, capacity: u32) -> Result<(), StoreError> {
         self.store_capacity(event, capacity).await
+    }
+
+    async fn set_event_state(
+        &self,
+        event: &EventId,
+        from: EventState,
+        to: EventState,
+    ) -> Result<bool, StoreError> {
+        self.change_state(event, from, to).await
     }
 }
 

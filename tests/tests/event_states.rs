@@ -1,0 +1,148 @@
+//! An operator's controls against the emulator: pause holds admissions while
+//! joins go on, resume admits in order at once, close refuses new joins
+//! while the line drains, and a control the state does not allow changes
+//! nothing.
+
+use std::time::Duration;
+
+use integration_tests::http::{Api, join_request, read, session_path};
+use integration_tests::{Stack, eventually, lifecycle};
+use lambda_http::http::{Method, StatusCode};
+use waiting_room::domain::{Control, EventId, EventState, SessionStatus};
+use waiting_room::ports::EventStore;
+use waiting_room::service::ServiceError;
+use waiting_room::service::admin::{control, event_report};
+use waiting_room::service::join::STATE_READ_EVERY;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+async fn join(api: &Api, event: &str, user: &str) -> String {
+    let (code, body) = read(api.call(join_request(event, user)).await);
+    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    body["sessionId"].as_str().unwrap().to_owned()
+}
+
+async fn status(api: &Api, id: &str) -> String {
+    let (code, body) = api.send(Method::GET, &session_path(id), None).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    body["status"].as_str().unwrap().to_owned()
+}
+
+async fn active_of(api: &Api, ids: &[String]) -> Vec<usize> {
+    let mut active = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        if status(api, id).await == "ACTIVE" {
+            active.push(n);
+        }
+    }
+    active
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pause_holds_admissions_while_joins_go_on_and_resume_admits_in_order() {
+    let stack = Stack::new("pause").await;
+    let api = Api::new(&stack);
+    let e = EventId::parse("E-pause").unwrap();
+    stack.store().set_capacity(&e, 2).await.unwrap();
+    let paused = control(&stack.store(), &e, Control::Pause, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (paused.from, paused.state, paused.changed),
+        ("OPEN", "PAUSED", true)
+    );
+    let granters = stack.start_granters(1, &lifecycle(100), 1).await;
+
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(join(&api, "E-pause", &format!("fan-{n}")).await);
+    }
+    // Numbered (joins go on), but nobody admitted beside two free slots.
+    eventually(PATIENCE, "everyone numbered", || async {
+        event_report(&stack.store(), &e, 1, 100)
+            .await
+            .unwrap()
+            .waiting
+            == 4
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(active_of(&api, &ids).await, Vec::<usize>::new());
+    let report = event_report(&stack.store(), &e, 1, 100).await.unwrap();
+    assert_eq!((report.state, report.active, report.free), ("PAUSED", 0, 2));
+    let again = control(&stack.store(), &e, Control::Pause, 1)
+        .await
+        .unwrap();
+    assert!(!again.changed, "pausing a paused event changes nothing");
+
+    control(&stack.store(), &e, Control::Resume, 1)
+        .await
+        .unwrap();
+    eventually(PATIENCE, "the first two admitted", || async {
+        active_of(&api, &ids).await.len() == 2
+    })
+    .await;
+    assert_eq!(active_of(&api, &ids).await, vec![0, 1], "in join order");
+    granters.stop().await;
+    stack.tear_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_closed_event_refuses_joins_and_drains_its_line() {
+    let stack = Stack::new("close").await;
+    let api = Api::new(&stack);
+    let e = EventId::parse("E-close").unwrap();
+    stack.store().set_capacity(&e, 1).await.unwrap();
+    let granters = stack.start_granters(1, &lifecycle(100), 1).await;
+    let first = join(&api, "E-close", "fan-0").await;
+    let second = join(&api, "E-close", "fan-1").await;
+    eventually(PATIENCE, "the first admitted", || async {
+        status(&api, &first).await == "ACTIVE"
+    })
+    .await;
+
+    let closed = control(&stack.store(), &e, Control::Close, 1)
+        .await
+        .unwrap();
+    assert_eq!((closed.from, closed.state), ("OPEN", "CLOSED"));
+    // Every join instance sees the close within STATE_READ_EVERY.
+    tokio::time::sleep(STATE_READ_EVERY + Duration::from_millis(200)).await;
+    let sessions_before = stack.sessions().await.len();
+    let (code, body) = read(api.call(join_request("E-close", "fan-2")).await);
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "event_closed");
+    assert_eq!(
+        stack.sessions().await.len(),
+        sessions_before,
+        "a refused join creates nothing"
+    );
+
+    // A closed event takes no other control, and stays closed.
+    for refused in [Control::Pause, Control::Resume] {
+        match control(&stack.store(), &e, refused, 1).await {
+            Err(ServiceError::RefusedControl(err)) => assert_eq!(err.from, EventState::Closed),
+            other => panic!("{refused:?} of a closed event: {other:?}"),
+        }
+    }
+    let counters = stack.store().event_counters(&e, 1).await.unwrap();
+    assert_eq!(counters.state, EventState::Closed);
+
+    // The line drains: the first leaves, the second is admitted.
+    let (code, body) = api
+        .send(
+            Method::POST,
+            &format!("{}:leave", session_path(&first)),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::NO_CONTENT, "{body}");
+    eventually(PATIENCE, "the second admitted after the close", || async {
+        stack
+            .status_of(&waiting_room::domain::SessionId::parse(&second).unwrap())
+            .await
+            == Some(SessionStatus::Active)
+    })
+    .await;
+    granters.stop().await;
+    stack.tear_down().await;
+}

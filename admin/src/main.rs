@@ -9,7 +9,7 @@ use waiting_room::adapters::aws::{dynamodb_client, sdk_config_for, sns_client, s
 use waiting_room::adapters::dynamodb::DynamoStore;
 use waiting_room::adapters::provision::{Clients, ResourceNames, provision};
 use waiting_room::domain::token::AdmissionSigner;
-use waiting_room::domain::{Control, EventId};
+use waiting_room::domain::{Clock, Control, EventId, SystemClock};
 use waiting_room::ports::EventStore;
 use waiting_room::service::admin::{control, event_report};
 use waiting_room::setup::config::{self, LifecycleSettings, LineSettings};
@@ -194,7 +194,7 @@ async fn run(cli: Cli) -> Result<String, String> {
 async fn apply(store: DynamoStore, event: &str, verb: Control) -> Result<String, String> {
     let event = EventId::parse(event).map_err(|e| e.to_string())?;
     let line = LineSettings::from_env(&config::process_env()).map_err(|e| e.to_string())?;
-    let outcome = control(&store, &event, verb, line.line_shards)
+    let outcome = control(&store, &event, verb, line.line_shards, SystemClock.now())
         .await
         .map_err(|e| e.to_string())?;
     serde_json::to_string(&outcome).map_err(|e| e.to_string())

@@ -8,13 +8,20 @@ use std::time::Duration;
 use integration_tests::http::{Api, join_request, read, session_path};
 use integration_tests::{Stack, eventually, lifecycle};
 use lambda_http::http::{Method, StatusCode};
-use waiting_room::domain::{Control, EventId, EventState, SessionStatus};
+use waiting_room::domain::{
+    Clock, Control, EventId, EventState, SessionStatus, SystemClock, Timestamp,
+};
 use waiting_room::ports::EventStore;
+use waiting_room::runtime::publisher::poll_table_stream;
 use waiting_room::service::ServiceError;
 use waiting_room::service::admin::{control, event_report};
 use waiting_room::service::join::STATE_READ_EVERY;
 
 const PATIENCE: Duration = Duration::from_secs(30);
+
+fn now() -> Timestamp {
+    SystemClock.now()
+}
 
 async fn join(api: &Api, event: &str, user: &str) -> String {
     let (code, body) = read(api.call(join_request(event, user)).await);
@@ -44,7 +51,15 @@ async fn a_pause_holds_admissions_while_joins_go_on_and_resume_admits_in_order()
     let api = Api::new(&stack);
     let e = EventId::parse("E-pause").unwrap();
     stack.store().set_capacity(&e, 2).await.unwrap();
-    let paused = control(&stack.store(), &e, Control::Pause, 1)
+    let audit = stack.subscribe_consumer("audit").await;
+    let publisher = {
+        let (publisher, stack) = (stack.publisher(), stack.clone());
+        tokio::spawn(async move {
+            let mut reader = stack.stream_reader("publisher").await;
+            poll_table_stream(&publisher, &mut reader, std::future::pending()).await;
+        })
+    };
+    let paused = control(&stack.store(), &e, Control::Pause, 1, now())
         .await
         .unwrap();
     assert_eq!(
@@ -70,12 +85,12 @@ async fn a_pause_holds_admissions_while_joins_go_on_and_resume_admits_in_order()
     assert_eq!(active_of(&api, &ids).await, Vec::<usize>::new());
     let report = event_report(&stack.store(), &e, 1, 100).await.unwrap();
     assert_eq!((report.state, report.active, report.free), ("PAUSED", 0, 2));
-    let again = control(&stack.store(), &e, Control::Pause, 1)
+    let again = control(&stack.store(), &e, Control::Pause, 1, now())
         .await
         .unwrap();
     assert!(!again.changed, "pausing a paused event changes nothing");
 
-    control(&stack.store(), &e, Control::Resume, 1)
+    control(&stack.store(), &e, Control::Resume, 1, now())
         .await
         .unwrap();
     eventually(PATIENCE, "the first two admitted", || async {
@@ -83,6 +98,31 @@ async fn a_pause_holds_admissions_while_joins_go_on_and_resume_admits_in_order()
     })
     .await;
     assert_eq!(active_of(&api, &ids).await, vec![0, 1], "in join order");
+
+    // Each change of state is a domain event of the event, in order.
+    let mut changes = Vec::new();
+    let started = std::time::Instant::now();
+    while changes.len() < 2 && started.elapsed() < PATIENCE {
+        changes.extend(
+            stack
+                .consume(&audit)
+                .await
+                .into_iter()
+                .filter(|e| e["type"].as_str().is_some_and(|t| t.starts_with("EVENT_"))),
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let types: Vec<&str> = changes
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, vec!["EVENT_PAUSED", "EVENT_RESUMED"]);
+    for change in &changes {
+        assert_eq!(change["event_id"], "E-pause");
+        assert_eq!(change["_partition"], "E-pause", "ordered per event");
+        assert!(change.get("session_id").is_none(), "{change}");
+    }
+    publisher.abort();
     granters.stop().await;
     stack.tear_down().await;
 }
@@ -101,7 +141,7 @@ async fn a_closed_event_refuses_joins_and_drains_its_line() {
     })
     .await;
 
-    let closed = control(&stack.store(), &e, Control::Close, 1)
+    let closed = control(&stack.store(), &e, Control::Close, 1, now())
         .await
         .unwrap();
     assert_eq!((closed.from, closed.state), ("OPEN", "CLOSED"));
@@ -119,7 +159,7 @@ async fn a_closed_event_refuses_joins_and_drains_its_line() {
 
     // A closed event takes no other control, and stays closed.
     for refused in [Control::Pause, Control::Resume] {
-        match control(&stack.store(), &e, refused, 1).await {
+        match control(&stack.store(), &e, refused, 1, now()).await {
             Err(ServiceError::RefusedControl(err)) => assert_eq!(err.from, EventState::Closed),
             other => panic!("{refused:?} of a closed event: {other:?}"),
         }

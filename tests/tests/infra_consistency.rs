@@ -683,3 +683,45 @@ fn only_the_configured_checkout_may_send_outcomes_from_another_account() {
         ""
     );
 }
+
+/// The key prefixes a function's stream mapping lets through.
+fn stream_filter_prefixes(template: &Yaml, function: &str, source: &str) -> BTreeSet<String> {
+    let filters =
+        &resource(template, function)["Events"][source]["Properties"]["FilterCriteria"]["Filters"];
+    filters
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let pattern: serde_json::Value =
+                serde_json::from_str(f["Pattern"].as_str().unwrap()).unwrap();
+            pattern["dynamodb"]["Keys"]["pk"]["S"][0]["prefix"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn the_publisher_hears_every_item_it_makes_events_of() {
+    let template = template();
+    let heard = stream_filter_prefixes(&template, "PublisherFunction", "Changes");
+    let event = waiting_room::domain::EventId::parse("E").unwrap();
+    let keys = [
+        layout::session_key(&waiting_room::domain::SessionId::new(&event, [1; 16])),
+        layout::state_change_key(&event, 1),
+    ];
+    for key in &keys {
+        assert!(
+            heard.iter().any(|prefix| key.starts_with(prefix)),
+            "the publisher's stream filter {heard:?} drops {key}"
+        );
+    }
+    assert!(
+        !heard
+            .iter()
+            .any(|prefix| layout::event_key(&event).starts_with(prefix)),
+        "the counters item changes at every admission: the publisher has no use for it"
+    );
+}

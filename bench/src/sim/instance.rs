@@ -288,9 +288,10 @@ impl EventStore for InstanceStore {
         event: &EventId,
         from: EventState,
         to: EventState,
+        at: Timestamp,
     ) -> Result<bool, StoreError> {
         self.fuse
-            .guard(self.store.set_event_state(event, from, to))
+            .guard(self.store.set_event_state(event, from, to, at))
             .await
     }
 }

@@ -556,12 +556,13 @@ impl EventStore for SimStore {
         event: &EventId,
         from: EventState,
         to: EventState,
+        at: Timestamp,
     ) -> Result<bool, StoreError> {
         let cost = Cost::new("set_event_state", Call::UpdateItem)
             .item(event_key(event), true)
             .index(EVENT_INDEX_KEY.to_owned());
         let _held = self.charge(cost).await?;
-        self.synced(self.inner.set_event_state(event, from, to).await, false)
+        self.synced(self.inner.set_event_state(event, from, to, at).await, false)
     }
 }
 

@@ -120,6 +120,8 @@ pub struct Checker {
     admitted_now: Vec<Session>,
     /// When each closed event's close was written.
     closed_at: BTreeMap<EventId, Timestamp>,
+    /// Each event's changes of state, as the events they must publish.
+    expected_state_events: BTreeMap<EventId, Vec<&'static str>>,
 }
 
 impl Checker {
@@ -152,6 +154,7 @@ impl Checker {
             admissions: 0,
             admitted_now: Vec::new(),
             closed_at: BTreeMap::new(),
+            expected_state_events: BTreeMap::new(),
         }
     }
 
@@ -206,6 +209,17 @@ impl Checker {
                         self.closed_at.entry(event_id.clone()).or_insert(now);
                     }
                     self.counters.insert(event_id.clone(), (**after).clone());
+                }
+                Change::StateChanged(change) => {
+                    let name = match change.to {
+                        EventState::Open => "EVENT_RESUMED",
+                        EventState::Paused => "EVENT_PAUSED",
+                        EventState::Closed => "EVENT_CLOSED",
+                    };
+                    self.expected_state_events
+                        .entry(change.event_id.clone())
+                        .or_default()
+                        .push(name);
                 }
                 Change::Other => {}
             }
@@ -530,6 +544,7 @@ impl Checker {
         now: Timestamp,
         dead_letters: &[SessionId],
         published: &[(SessionId, &'static str)],
+        published_states: &[(String, String, &'static str)],
     ) {
         for event in self.events() {
             if Some(&event) == self.poisoned.as_ref() {
@@ -608,6 +623,26 @@ impl Checker {
                 let got = seen.get(id).cloned().unwrap_or_default();
                 (got.as_slice() != expected.as_slice())
                     .then(|| format!("{id}: expected {expected:?}, published {got:?}"))
+            })
+            .collect();
+        for problem in missing {
+            self.violate(Invariant::Outbox, now, problem);
+        }
+        // Changes of an event's state: each published once (by id), in order.
+        let mut seen_ids = BTreeSet::new();
+        let mut got: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (event, id, kind) in published_states {
+            if seen_ids.insert(id) {
+                got.entry(event.as_str()).or_default().push(kind);
+            }
+        }
+        let missing: Vec<String> = self
+            .expected_state_events
+            .iter()
+            .filter_map(|(event, expected)| {
+                let got = got.get(event.as_str()).cloned().unwrap_or_default();
+                (got.as_slice() != expected.as_slice())
+                    .then(|| format!("{event}: expected {expected:?}, published {got:?}"))
             })
             .collect();
         for problem in missing {

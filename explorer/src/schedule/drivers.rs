@@ -171,7 +171,10 @@ fn granter_wants(record: &StreamRecord) -> bool {
 }
 
 fn publisher_wants(record: &StreamRecord) -> bool {
-    matches!(&record.change, Ok(Change::Session { .. }) | Err(_))
+    matches!(
+        &record.change,
+        Ok(Change::Session { .. } | Change::StateChanged(_)) | Err(_)
+    )
 }
 
 fn index_of(record: &StreamRecord) -> usize {
@@ -462,7 +465,7 @@ pub async fn operator(world: Arc<World>) {
                     .map(|()| format!("operator sets {event}'s capacity to {to}"))
                     .map_err(|e| e.to_string()),
                 Act::Control(control) => {
-                    admin::control(&store, &event, control, world.scenario.shards)
+                    admin::control(&store, &event, control, world.scenario.shards, world.now())
                         .await
                         .map(|o| {
                             format!("operator: {} {event} ({} → {})", o.control, o.from, o.state)

@@ -310,13 +310,14 @@ impl EventStore for GatedStore {
         event: &EventId,
         from: EventState,
         to: EventState,
+        at: Timestamp,
     ) -> Result<bool, StoreError> {
         let event = event.clone();
         self.call(
             "event state",
             Some(&event.clone()),
             false,
-            move |s| async move { s.set_event_state(&event, from, to).await },
+            move |s| async move { s.set_event_state(&event, from, to, at).await },
         )
         .await
     }

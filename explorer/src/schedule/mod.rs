@@ -200,11 +200,23 @@ async fn schedule(seed: u64, scenario: Scenario) -> Outcome {
         .sink
         .published()
         .iter()
-        .filter_map(|e| Some((SessionId::parse(&e.session_id).ok()?, e.kind.name())))
+        .filter_map(|e| {
+            Some((
+                SessionId::parse(e.session_id.as_deref()?).ok()?,
+                e.kind.name(),
+            ))
+        })
+        .collect();
+    let published_states: Vec<(String, String, &'static str)> = world
+        .sink
+        .published()
+        .iter()
+        .filter(|e| e.session_id.is_none())
+        .map(|e| (e.event_id.clone(), e.id.clone(), e.kind.name()))
         .collect();
     let now = world.now();
     let mut checker = lock(&world.checker);
-    checker.finish(now, &dead_letters, &published);
+    checker.finish(now, &dead_letters, &published, &published_states);
     Outcome {
         scenario,
         violations: checker.violations.clone(),

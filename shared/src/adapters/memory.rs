@@ -17,7 +17,8 @@ use crate::domain::line::{Place, wake_group_id};
 use crate::domain::session::expiry_bucket;
 use crate::domain::{
     Admission, Change, Clock, EndReason, Ending, EventCounters, EventId, EventState, LineEntry,
-    Session, SessionId, SessionStatus, Stage, StreamRecord, TicketCounter, Timestamp, UserId,
+    Session, SessionId, SessionStatus, Stage, StateChange, StreamRecord, TicketCounter, Timestamp,
+    UserId,
 };
 use crate::ports::{
     Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSink, EventStore, Expiry,
@@ -694,6 +695,7 @@ impl EventStore for MemoryStore {
         event: &EventId,
         from: EventState,
         to: EventState,
+        at: Timestamp,
     ) -> Result<bool, StoreError> {
         self.check_fault()?;
         Ok(self.with(|t| {
@@ -702,7 +704,17 @@ impl EventStore for MemoryStore {
                 return false;
             }
             counters.state = to;
+            counters.state_changed_at = Some(at);
             self.put_counters(t, event, counters);
+            push(
+                t,
+                Change::StateChanged(StateChange {
+                    event_id: event.clone(),
+                    from,
+                    to,
+                    at,
+                }),
+            );
             t.event_index
                 .set(event.clone(), Some((event.clone(), ())), self.due());
             true

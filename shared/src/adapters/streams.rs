@@ -13,7 +13,8 @@ use aws_sdk_dynamodbstreams::types::{AttributeValue as StreamValue, ShardIterato
 pub use aws_sdk_dynamodbstreams::Client as StreamsClient;
 use serde::{Deserialize, Serialize};
 
-use super::dynamodb::items::{Item, decode_counters, decode_session};
+use super::dynamodb::items::{Item, decode_counters, decode_session, decode_state_change};
+use super::dynamodb::layout::STATE_CHANGE_PREFIX;
 use crate::domain::changes::UnreadableRecord;
 use crate::domain::{Change, EventId, StreamRecord};
 use crate::ports::StoreError;
@@ -36,6 +37,15 @@ pub fn change_of(pk: &str, old: Option<&Item>, new: Option<&Item>) -> Result<Cha
             old: decode(old)?,
             new: decode(new)?,
         });
+    }
+    if pk.starts_with(STATE_CHANGE_PREFIX) {
+        // Written once; its deletion (TTL) is no change of state.
+        return match (old, new) {
+            (None, Some(item)) => decode_state_change(item)
+                .map(Change::StateChanged)
+                .map_err(|e| e.to_string()),
+            _ => Ok(Change::Other),
+        };
     }
     if let Some(event) = pk.strip_prefix(EVENT_PREFIX) {
         let event_id = EventId::parse(event).map_err(|e| e.to_string())?;

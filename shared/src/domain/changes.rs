@@ -3,9 +3,11 @@
 //! poller's reads, the in-memory store) turn their records into these, so
 //! the services that follow the stream see only domain types.
 
+use super::event_state::EventState;
 use super::ids::EventId;
 use super::line::EventCounters;
 use super::session::{Session, SessionStatus};
+use super::time::Timestamp;
 
 /// One write, as far as the services care.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,8 +23,20 @@ pub enum Change {
         before: Box<EventCounters>,
         after: Box<EventCounters>,
     },
+    /// An operator changed an event's state (the record of the change,
+    /// written with it: what the publisher turns into a domain event).
+    StateChanged(StateChange),
     /// Any other item (claims, ticket counters, heads).
     Other,
+}
+
+/// One change of an event's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    pub event_id: EventId,
+    pub from: EventState,
+    pub to: EventState,
+    pub at: Timestamp,
 }
 
 impl Change {

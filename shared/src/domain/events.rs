@@ -23,7 +23,7 @@
 use serde::Serialize;
 
 use crate::domain::token::AdmissionSigner;
-use crate::domain::{EndReason, Session, SessionStatus, Stage, Timestamp};
+use crate::domain::{EndReason, EventState, Session, SessionStatus, Stage, StateChange, Timestamp};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DomainEvent {
@@ -31,12 +31,16 @@ pub struct DomainEvent {
     pub id: String,
     /// The on-sale.
     pub event_id: String,
-    /// Where order is kept: the session. Transport metadata (the SNS FIFO
-    /// message group), not part of the JSON.
+    /// Where order is kept: the session (the event, for a change of the
+    /// event's state). Transport metadata (the SNS FIFO message group), not
+    /// part of the JSON.
     #[serde(skip)]
     pub partition: String,
-    pub session_id: String,
-    pub user_id: String,
+    /// The fan's session; absent on a change of the event's state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
     pub occurred_at: String,
     /// The event's `type`, with what only that type carries.
     #[serde(flatten)]
@@ -69,6 +73,12 @@ pub enum EventKind {
     CheckoutCompleted(CheckoutDetail),
     CheckoutFailed(CheckoutDetail),
     CheckoutExpired(CheckoutDetail),
+    /// An operator paused the event: nobody is admitted until it resumes.
+    EventPaused,
+    /// A paused event admits again.
+    EventResumed,
+    /// The event takes no new joins; its line drains.
+    EventClosed,
 }
 
 /// What a checkout outcome said.
@@ -91,6 +101,9 @@ impl EventKind {
             EventKind::CheckoutCompleted(_) => "CHECKOUT_COMPLETED",
             EventKind::CheckoutFailed(_) => "CHECKOUT_FAILED",
             EventKind::CheckoutExpired(_) => "CHECKOUT_EXPIRED",
+            EventKind::EventPaused => "EVENT_PAUSED",
+            EventKind::EventResumed => "EVENT_RESUMED",
+            EventKind::EventClosed => "EVENT_CLOSED",
         }
     }
 }
@@ -124,12 +137,39 @@ impl DomainEvent {
             id: format!("{}/{}", session.id, kind.name()),
             event_id: session.event_id.to_string(),
             partition: session.id.to_string(),
-            session_id: session.id.to_string(),
-            user_id: session.user_id.to_string(),
+            session_id: Some(session.id.to_string()),
+            user_id: Some(session.user_id.to_string()),
             occurred_at: at.to_rfc3339(),
             kind,
         }
     }
+}
+
+/// The event of an operator's change of an event's state. A state is
+/// reached many times (pause, resume, pause), so the id carries when.
+pub fn events_for_state(change: &StateChange) -> Option<DomainEvent> {
+    if change.from == change.to {
+        return None;
+    }
+    let kind = match change.to {
+        EventState::Paused => EventKind::EventPaused,
+        EventState::Closed => EventKind::EventClosed,
+        EventState::Open => EventKind::EventResumed,
+    };
+    Some(DomainEvent {
+        id: format!(
+            "{}/{}/{}",
+            change.event_id,
+            kind.name(),
+            change.at.as_millis()
+        ),
+        event_id: change.event_id.to_string(),
+        partition: change.event_id.to_string(),
+        session_id: None,
+        user_id: None,
+        occurred_at: change.at.to_rfc3339(),
+        kind,
+    })
 }
 
 /// The events one write to one session produced, in the order they happened.
@@ -386,6 +426,47 @@ mod tests {
                 "reason": "card declined",
             }),
             "the JSON is flat, as consumers read it"
+        );
+    }
+
+    #[test]
+    fn each_change_of_an_events_state_is_one_event_of_its_own_id() {
+        let change = |from, to, ms| StateChange {
+            event_id: EventId::parse("E1").unwrap(),
+            from,
+            to,
+            at: Timestamp::from_millis(ms),
+        };
+        use EventState::*;
+        assert_eq!(events_for_state(&change(Open, Open, 1)), None, "no change");
+        let kinds: Vec<EventKind> = [
+            change(Open, Paused, 10_000),
+            change(Paused, Open, 20_000),
+            change(Paused, Closed, 30_000),
+        ]
+        .iter()
+        .filter_map(events_for_state)
+        .map(|e| e.kind)
+        .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                EventKind::EventPaused,
+                EventKind::EventResumed,
+                EventKind::EventClosed
+            ]
+        );
+        let json =
+            serde_json::to_value(events_for_state(&change(Open, Paused, 10_000)).unwrap()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "id": "E1/EVENT_PAUSED/10000",
+                "type": "EVENT_PAUSED",
+                "event_id": "E1",
+                "occurred_at": Timestamp::from_millis(10_000).to_rfc3339(),
+            }),
+            "no session fields on a change of the event"
         );
     }
 }

@@ -157,6 +157,8 @@ pub struct EventCounters {
     /// Open, paused or closed (see `event_state`); open until an operator
     /// acts.
     pub state: EventState,
+    /// When the state last changed (absent until an operator acted).
+    pub state_changed_at: Option<Timestamp>,
     pub active: u64,
     pub admitted: u64,
     pub left: u64,

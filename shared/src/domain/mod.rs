@@ -14,7 +14,7 @@ pub mod time;
 pub mod token;
 
 pub use admission::{AdmissionPlan, AdmissionPolicy, BacklogChange, NumberingPlan};
-pub use changes::{Change, StreamRecord};
+pub use changes::{Change, StateChange, StreamRecord};
 pub use event_state::{Control, EventState, RefusedControl};
 pub use ids::{EventId, IdempotencyKey, InvalidId, KeyDigest, SessionId, UserId};
 pub use line::{Backlog, EventCounters, LineEntry, Place, ShardView, TicketCounter};

@@ -778,14 +778,14 @@ pub async fn a_paused_event_admits_nobody_until_it_resumes<S: Store>(store: &S) 
     assert_eq!(before_pause.admitted.len(), 2);
     assert!(
         !store
-            .set_event_state(&event, EventState::Paused, EventState::Open)
+            .set_event_state(&event, EventState::Paused, EventState::Open, later(150))
             .await
             .unwrap(),
         "not paused: nothing to resume from"
     );
     assert!(
         store
-            .set_event_state(&event, EventState::Open, EventState::Paused)
+            .set_event_state(&event, EventState::Open, EventState::Paused, later(150))
             .await
             .unwrap()
     );
@@ -805,7 +805,7 @@ pub async fn a_paused_event_admits_nobody_until_it_resumes<S: Store>(store: &S) 
     let arm = BacklogChange::arm(&store.event_counters(&event, 1).await.unwrap());
     assert!(
         store
-            .set_event_state(&event, EventState::Paused, EventState::Open)
+            .set_event_state(&event, EventState::Paused, EventState::Open, later(150))
             .await
             .unwrap()
     );
@@ -826,12 +826,15 @@ pub async fn a_paused_event_admits_nobody_until_it_resumes<S: Store>(store: &S) 
     // Closed is kept, and a closed event still admits (it drains).
     assert!(
         store
-            .set_event_state(&event, EventState::Open, EventState::Closed)
+            .set_event_state(&event, EventState::Open, EventState::Closed, later(150))
             .await
             .unwrap()
     );
     let closed = store.event_counters(&event, 1).await.unwrap();
-    assert_eq!((closed.state, closed.active), (EventState::Closed, 2));
+    assert_eq!(
+        (closed.state, closed.active, closed.state_changed_at),
+        (EventState::Closed, 2, Some(later(150)))
+    );
 }
 
 #[macro_export]

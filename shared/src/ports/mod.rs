@@ -228,6 +228,7 @@ pub trait EventStore: Send + Sync {
         event: &EventId,
         from: EventState,
         to: EventState,
+        at: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
@@ -590,8 +591,9 @@ impl<T: EventStore> EventStore for std::sync::Arc<T> {
         event: &EventId,
         from: EventState,
         to: EventState,
+        at: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        (**self).set_event_state(event, from, to)
+        (**self).set_event_state(event, from, to, at)
     }
 }
 

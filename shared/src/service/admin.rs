@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::domain::{Control, EventId, EventState};
+use crate::domain::{Control, EventId, EventState, Timestamp};
 use crate::ports::{EventStore, LineStore};
 
 use super::{MAX_ATTEMPTS, ServiceError};
@@ -92,6 +92,7 @@ pub async fn control<S: EventStore>(
     event: &EventId,
     control: Control,
     line_shards: u16,
+    now: Timestamp,
 ) -> Result<ControlOutcome, ServiceError> {
     let outcome = |from: EventState, to: EventState| ControlOutcome {
         event_id: event.to_string(),
@@ -103,7 +104,7 @@ pub async fn control<S: EventStore>(
     for _ in 0..MAX_ATTEMPTS {
         let from = store.event_counters(event, line_shards).await?.state;
         let to = from.after(control)?;
-        if from == to || store.set_event_state(event, from, to).await? {
+        if from == to || store.set_event_state(event, from, to, now).await? {
             return Ok(outcome(from, to));
         }
         tracing::info!(event = %event, control = control.as_str(), "the event's state changed meanwhile; reading again");

@@ -1,12 +1,12 @@
-//! The outbox publisher: turns session changes from the table's stream into
-//! domain events and publishes them, in stream order.
+//! The outbox publisher: turns session changes (and changes of an event's
+//! state) from the table's stream into domain events and publishes them, in stream order.
 //!
 //! Records are independent: one that cannot be read is set aside (it can
 //! never become readable) and the rest go on; when publishing fails, the
 //! records from the first unpublished one on are reported, so the stream
 //! retries exactly those and order per session holds.
 
-use crate::domain::events::{DomainEvent, events_for};
+use crate::domain::events::{DomainEvent, events_for, events_for_state};
 use crate::domain::token::AdmissionSigner;
 use crate::domain::{Change, StreamRecord};
 use crate::ports::{EventSink, Quarantine};
@@ -43,7 +43,8 @@ impl<K: EventSink, Q: Quarantine> Publisher<K, Q> {
                 Ok(Change::Session { old, new }) => {
                     events_for(old.as_deref(), new.as_deref(), &self.signer)
                 }
-                Ok(_) => Vec::new(),
+                Ok(Change::StateChanged(change)) => events_for_state(change).into_iter().collect(),
+                Ok(Change::Counters { .. } | Change::Other) => Vec::new(),
                 Err(unreadable) => {
                     tracing::error!(record = %record.id, problem = %unreadable.reason, "unreadable stream record; setting it aside");
                     if let Err(err) = self

@@ -8,8 +8,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::layout::{self, PARTITION_KEY, TTL_ATTRIBUTE};
 use crate::domain::estimate::AdmissionRate;
 use crate::domain::{
-    Admission, Backlog, EndReason, Ending, EventCounters, EventState, KeyDigest, LineEntry,
-    Session, SessionId, SessionStatus, Stage, TicketCounter, Timestamp, UserId,
+    Admission, Backlog, EndReason, Ending, EventCounters, EventId, EventState, KeyDigest,
+    LineEntry, Session, SessionId, SessionStatus, Stage, StateChange, TicketCounter, Timestamp,
+    UserId,
 };
 use crate::ports::StoreError;
 
@@ -202,6 +203,7 @@ pub fn decode_counters(item: Option<&Item>, shard_count: u16) -> Result<EventCou
                     EventState::parse(&state).ok_or_else(|| corrupt("bad eventState", item))?
                 }
             },
+            state_changed_at: millis(item, "stateChangedAt")?,
             active: counter(item, "active")?,
             admitted: counter(item, "admitted")?,
             left: counter(item, "left")?,
@@ -269,6 +271,40 @@ pub fn decode_line_entry(item: &Item) -> Result<LineEntry, StoreError> {
         joined_at: Timestamp::from_millis(num(item, "joinedAt")?),
         last_seen_at: Timestamp::from_millis(num(item, "lastSeenAt")?),
         ticket: opt_num(item, "ticket")?,
+    })
+}
+
+/// How long the record of a change of an event's state is kept (the stream
+/// has carried it to the publisher long before).
+const STATE_CHANGE_RETENTION_SECS: u64 = 7 * 86_400;
+
+pub fn state_change_item(event: &EventId, from: EventState, to: EventState, at: Timestamp) -> Item {
+    Item::from([
+        (
+            PARTITION_KEY.into(),
+            s(layout::state_change_key(event, at.as_millis())),
+        ),
+        ("eventId".into(), s(event.as_str())),
+        ("from".into(), s(from.as_str())),
+        ("to".into(), s(to.as_str())),
+        ("at".into(), n(at.as_millis())),
+        (
+            TTL_ATTRIBUTE.into(),
+            n(at.as_secs() + STATE_CHANGE_RETENTION_SECS),
+        ),
+    ])
+}
+
+pub fn decode_state_change(item: &Item) -> Result<StateChange, StoreError> {
+    let state = |name: &str| {
+        EventState::parse(get_str(item, name)?).ok_or_else(|| corrupt("bad state", item))
+    };
+    Ok(StateChange {
+        event_id: EventId::parse(get_str(item, "eventId")?)
+            .map_err(|_| corrupt("bad eventId", item))?,
+        from: state("from")?,
+        to: state("to")?,
+        at: Timestamp::from_millis(num(item, "at")?),
     })
 }
 

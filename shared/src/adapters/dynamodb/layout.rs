@@ -5,6 +5,7 @@
 //! | session         | `SESSION#<sessionId>`          | join, granter, leave…      |
 //! | claim           | `CLAIM#<eventId>#<userId>`     | join                       |
 //! | event counters  | `EVENT#<eventId>`              | granter, exits, admin      |
+//! | state change    | `STATECHANGE#<eventId>#<ms>`   | admin (with the state)     |
 //! | ticket counter  | `LINE#<eventId>#<shard>`       | granter (numbering), leave |
 //! | shard head      | `HEAD#<eventId>#<shard>`       | granter (admitting)        |
 //!
@@ -52,6 +53,14 @@ pub fn claim_key(event: &EventId, user: &UserId) -> String {
 pub fn event_key(event: &EventId) -> String {
     format!("EVENT#{event}")
 }
+
+/// The record of one change of an event's state (the publisher's outbox
+/// entry for it), unique per change.
+pub fn state_change_key(event: &EventId, at_millis: u64) -> String {
+    format!("STATECHANGE#{event}#{at_millis}")
+}
+
+pub const STATE_CHANGE_PREFIX: &str = "STATECHANGE#";
 
 pub fn line_key(event: &EventId, shard: u16) -> String {
     format!("LINE#{event}#{shard}")

@@ -1,13 +1,15 @@
 //! The line's items: event counters (and the backlog hint and heads on
 //! them), ticket counters, shard heads, the line index and the event index.
 
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem};
 
 use super::items::{
     decode_counters, decode_line_entry, decode_session, decode_ticket_counter, entry_of_session, n,
-    names_in, number_list, s, ttl_value,
+    names_in, number_list, s, state_change_item, ttl_value,
 };
-use super::request::{TransactResult, Write, classify, rejected_ids};
+use super::request::{
+    TransactResult, Write, built, classify, codes, failed_condition, rejected_ids,
+};
 use super::{DynamoStore, layout};
 use crate::domain::admission::{AdmissionPlan, Arm, BacklogChange, NumberingPlan};
 use crate::domain::session::expiry_bucket;
@@ -79,12 +81,14 @@ impl DynamoStore {
         event: &EventId,
         from: EventState,
         to: EventState,
+        at: Timestamp,
     ) -> Result<bool, StoreError> {
         let write = Write::new(
             layout::event_key(event),
-            "SET #eventState = :to, #eventId = :event, #listing = :listing",
+            "SET #eventState = :to, #stateChangedAt = :at, #eventId = :event, #listing = :listing",
         )
         .value(":to", s(to.as_str()))
+        .value(":at", n(at.as_millis()))
         .value(":event", s(event.as_str()))
         .value(":listing", s(layout::EVENT_LISTING))
         .value(":from", s(from.as_str()));
@@ -95,7 +99,26 @@ impl DynamoStore {
             }
             _ => write.when("#eventState = :from"),
         };
-        self.update(write).await
+        // The change and its record are one write: the stream carries the
+        // record to the publisher, whatever crashes after.
+        let record = built(
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(state_change_item(event, from, to, at)))
+                .build(),
+        )?;
+        let writes = vec![
+            self.transact_update(write)?,
+            TransactWriteItem::builder().put(record).build(),
+        ];
+        match self.transact(writes).await? {
+            TransactResult::Applied => Ok(true),
+            TransactResult::Cancelled(reasons) if failed_condition(reasons.first()) => Ok(false),
+            TransactResult::Cancelled(reasons) => Err(StoreError::Unavailable(format!(
+                "state change cancelled: {}",
+                codes(&reasons)
+            ))),
+        }
     }
 
     pub(super) async fn listed_events(&self) -> Result<Vec<EventId>, StoreError> {
@@ -470,8 +493,9 @@ impl EventStore for DynamoStore {
         event: &EventId,
         from: EventState,
         to: EventState,
+        at: Timestamp,
     ) -> Result<bool, StoreError> {
-        self.change_state(event, from, to).await
+        self.change_state(event, from, to, at).await
     }
 }
 

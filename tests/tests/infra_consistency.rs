@@ -8,6 +8,7 @@ use std::path::Path;
 
 use waiting_room::adapters::dynamodb::layout;
 use waiting_room::adapters::provision::{self, ResourceNames};
+use waiting_room::setup::metrics;
 use waiting_room::setup::wiring::{FUNCTIONS, variables_read};
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -723,5 +724,45 @@ fn the_publisher_hears_every_item_it_makes_events_of() {
             .iter()
             .any(|prefix| layout::event_key(&event).starts_with(prefix)),
         "the counters item changes at every admission: the publisher has no use for it"
+    );
+}
+
+/// The metric names of our namespace the template's alarms and dashboard
+/// read.
+fn metrics_read(template: &Yaml) -> BTreeSet<String> {
+    let mut read = BTreeSet::new();
+    for (_, alarm) in of_type(template, "AWS::CloudWatch::Alarm") {
+        if alarm["Properties"]["Namespace"].as_str() == Some(metrics::NAMESPACE) {
+            read.insert(text(&alarm["Properties"]["MetricName"]));
+        }
+    }
+    for (_, dashboard) in of_type(template, "AWS::CloudWatch::Dashboard") {
+        let body = dashboard["Properties"]["DashboardBody"].as_str().unwrap();
+        for (i, _) in body.match_indices("MetricName=\\\"") {
+            let rest = &body[i + "MetricName=\\\"".len()..];
+            read.insert(rest[..rest.find('\\').unwrap()].to_owned());
+        }
+        let plain = format!("[\"{}\", \"", metrics::NAMESPACE);
+        for (i, _) in body.match_indices(&plain) {
+            let rest = &body[i + plain.len()..];
+            read.insert(rest[..rest.find('"').unwrap()].to_owned());
+        }
+    }
+    read
+}
+
+#[test]
+fn the_dashboard_and_alarms_read_exactly_the_metrics_the_code_emits() {
+    let template = template();
+    let read = metrics_read(&template);
+    let emitted: BTreeSet<String> = metrics::Metric::ALL
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    assert_eq!(read, emitted, "a metric nobody emits, or one nobody shows");
+    let stall = &resource(&template, "StalledLineAlarm");
+    assert_eq!(
+        text(&stall["MetricName"]),
+        metrics::Metric::StrandedEvents.name()
     );
 }

@@ -9,12 +9,15 @@ use tracing::Instrument;
 use super::json::{ApiError, SessionBody, empty_response, json_response};
 use super::{BASE_PATH, Route, not_served, route};
 use crate::domain::token::{self, PublicKey};
-use crate::domain::{EventId, IdempotencyKey, SessionId, SessionStatus, UserId};
+use crate::domain::{
+    Clock, EventId, IdempotencyKey, SessionId, SessionStatus, SystemClock, UserId,
+};
 use crate::ports::{EventStore, JoinQueue, LineStore, SessionStore};
 use crate::service::ServiceError;
 use crate::service::join::JoinService;
 use crate::service::session_command::SessionCommands;
 use crate::service::status::StatusService;
+use crate::setup::metrics;
 
 /// Join bodies are two short identifiers; anything bigger is a mistake.
 pub const MAX_JOIN_BODY_BYTES: usize = 1024;
@@ -77,7 +80,11 @@ fn failed(err: ServiceError) -> Response<Body> {
         | ServiceError::EventClosed
         | ServiceError::RefusedControl(_) => {}
     }
-    ApiError::from(err).into_response()
+    let answer = ApiError::from(err);
+    if answer.status().is_server_error() {
+        metrics::emit(&[metrics::of_error(answer.code(), SystemClock.now())]);
+    }
+    answer.into_response()
 }
 
 /// `GET /.well-known/jwks.json`. Public keys change only on rotation, so

@@ -7,10 +7,11 @@ use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::streams::DynamoDbEventResponse;
 
 use crate::adapters::streams::{TableStreamReader, records_in_lambda_event};
-use crate::domain::StreamRecord;
+use crate::domain::{Clock, StreamRecord, SystemClock};
 use crate::ports::{EventSink, Quarantine};
 use crate::service::ServiceError;
 use crate::service::publisher::Publisher;
+use crate::setup::metrics;
 
 use super::poll::{self, StreamHandler};
 use super::stream_response;
@@ -22,6 +23,7 @@ pub async fn handle_lambda_event<K: EventSink, Q: Quarantine>(
     event: StreamEvent,
 ) -> Result<DynamoDbEventResponse, ServiceError> {
     let report = publisher.publish(&records_in_lambda_event(&event)).await;
+    metrics::emit(&metrics::of_published(&report.published, SystemClock.now()));
     Ok(stream_response(report.failed))
 }
 
@@ -37,6 +39,8 @@ pub async fn poll_table_stream<K: EventSink, Q: Quarantine>(
 
 impl<K: EventSink, Q: Quarantine> StreamHandler for Publisher<K, Q> {
     async fn handle(&self, records: &[StreamRecord]) -> Vec<String> {
-        self.publish(records).await.failed
+        let report = self.publish(records).await;
+        metrics::emit(&metrics::of_published(&report.published, SystemClock.now()));
+        report.failed
     }
 }

@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::domain::{Clock, SystemClock};
 use crate::ports::{EventStore, ExpiryStore, LineStore};
 use crate::service::ServiceError;
 use crate::service::sweeper::{ReconcileReport, Reconciler, SweepReport, Sweeper};
+use crate::setup::metrics;
 
 /// One scheduled run: expire overdue stays, then reconcile every event.
 pub async fn run_once<S: ExpiryStore + EventStore + LineStore>(
@@ -17,14 +19,17 @@ pub async fn run_once<S: ExpiryStore + EventStore + LineStore>(
 ) -> Result<(SweepReport, ReconcileReport), ServiceError> {
     let swept = sweeper.sweep().await;
     let reconciled = reconciler.reconcile().await?;
+    metrics::emit(&metrics::of_reconciliation(&reconciled, SystemClock.now()));
     // A healthy system repairs nothing: a non-zero `repaired` means some
-    // wake-up went missing (no metric or alarm counts it yet).
+    // wake-up went missing; `stranded` (a metric, with its alarm) counts
+    // the events found so, repaired or not.
     tracing::info!(
         expired = swept.expired,
         skipped = swept.skipped,
         failed = swept.failed,
         reconciled = reconciled.events,
         repaired = reconciled.repaired,
+        stranded = reconciled.stranded,
         armed = reconciled.armed,
         cleared = reconciled.cleared,
         reconcile_failed = reconciled.failed,

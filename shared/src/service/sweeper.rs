@@ -20,7 +20,7 @@ use std::time::Duration;
 use crate::domain::admission::BacklogChange;
 use crate::domain::line::BACKLOG_CLEAR_DELAY;
 use crate::domain::session::EXPIRY_BUCKETS;
-use crate::domain::{EventId, SessionId};
+use crate::domain::{EventCounters, EventId, EventState, LineEntry, SessionId, Timestamp};
 use crate::ports::{EventStore, ExpiryStore, LineStore, StoreError};
 
 use super::ServiceError;
@@ -48,9 +48,15 @@ pub struct SweepReport {
     pub failed: u64,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReconcileReport {
     pub events: u64,
+    /// Events found with someone waiting longer than a wake-up takes
+    /// (`SERVED_WITHIN`) beside a slot that could admit them; repaired or
+    /// not. What the stall alarm watches.
+    pub stranded: u64,
+    /// Each event as the reconciliation read it.
+    pub gauges: Vec<EventGauge>,
     /// Events where someone waited while a slot was free: a wake-up was
     /// missed (or is about to arrive), and the reconciliation admitted.
     pub repaired: u64,
@@ -154,6 +160,17 @@ impl<S: ExpiryStore> Sweeper<S> {
     }
 }
 
+/// One event as the reconciliation read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventGauge {
+    pub event_id: EventId,
+    pub state: EventState,
+    pub active: u64,
+    /// Slots the line may take now (none while paused).
+    pub free: u64,
+    pub stranded: bool,
+}
+
 /// How long a join may wait for its own wake-up (its join message reaching a
 /// granter) before the reconciliation, finding it unserved, counts a repair.
 /// Seconds in practice; a granter that died holding the message delays it by
@@ -180,7 +197,11 @@ impl<S: EventStore + LineStore> Reconciler<S> {
                 futures::future::join_all(chunk.iter().map(|event| self.reconcile_event(event)))
                     .await;
             for (event, outcome) in chunk.iter().zip(outcomes) {
-                match outcome {
+                if let Ok((_, gauge)) = &outcome {
+                    report.stranded += u64::from(gauge.stranded);
+                    report.gauges.push(gauge.clone());
+                }
+                match outcome.map(|(repair, _)| repair) {
                     Ok(Repair::None) => {}
                     Ok(Repair::Admitted) => report.repaired += 1,
                     Ok(Repair::Armed) => report.armed += 1,
@@ -202,7 +223,7 @@ impl<S: EventStore + LineStore> Reconciler<S> {
         Ok(report)
     }
 
-    async fn reconcile_event(&self, event: &EventId) -> Result<Repair, ServiceError> {
+    async fn reconcile_event(&self, event: &EventId) -> Result<(Repair, EventGauge), ServiceError> {
         let granter = &self.granter;
         let store = &granter.store;
         let counters = store.event_counters(event, granter.line_shards).await?;
@@ -210,7 +231,8 @@ impl<S: EventStore + LineStore> Reconciler<S> {
         for shard in 0..granter.line_shards.max(1) {
             waiting.extend(store.line_front(event, shard, 1).await?);
         }
-        let free = counters.free_slots(granter.policy.default_capacity);
+        // A paused event's free slots wait on purpose: nothing to repair.
+        let free = counters.admittable(granter.policy.default_capacity);
         let now = granter.clock.now();
         // Someone who joined a moment ago may simply not be served yet: their
         // own join message is on its way. Only a fan left longer than that
@@ -218,6 +240,30 @@ impl<S: EventStore + LineStore> Reconciler<S> {
         let missed = waiting
             .iter()
             .any(|entry| now.since(entry.joined_at) >= SERVED_WITHIN);
+        let gauge = EventGauge {
+            event_id: event.clone(),
+            state: counters.state,
+            active: counters.active,
+            free,
+            stranded: missed && free > 0,
+        };
+        let repair = self
+            .repair(event, counters, &waiting, free, missed, now)
+            .await?;
+        Ok((repair, gauge))
+    }
+
+    async fn repair(
+        &self,
+        event: &EventId,
+        counters: EventCounters,
+        waiting: &[LineEntry],
+        free: u64,
+        missed: bool,
+        now: Timestamp,
+    ) -> Result<Repair, ServiceError> {
+        let granter = &self.granter;
+        let store = &granter.store;
         if !waiting.is_empty() && free > 0 {
             let report = granter
                 .advance(

@@ -1,17 +1,19 @@
 //! `waiting-room-admin`: the operator's tool. Provision the table and queues
 //! against any endpoint, set an event's capacity, pause, resume or close it,
-//! list events and show one's state and counters.
+//! evict a session, list events and show one's state and counters.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use waiting_room::adapters::aws::{dynamodb_client, sdk_config_for, sns_client, sqs_client};
 use waiting_room::adapters::dynamodb::DynamoStore;
 use waiting_room::adapters::provision::{Clients, ResourceNames, provision};
 use waiting_room::domain::token::AdmissionSigner;
-use waiting_room::domain::{Clock, Control, EventId, SystemClock};
+use waiting_room::domain::{Clock, Control, EventId, SessionId, SystemClock};
 use waiting_room::ports::EventStore;
 use waiting_room::service::admin::{control, event_report};
+use waiting_room::service::session_command::{Ended, SessionCommands};
 use waiting_room::setup::config::{self, LifecycleSettings, LineSettings};
 
 #[derive(Parser)]
@@ -65,6 +67,12 @@ enum Command {
     Close {
         #[arg(long)]
         event: String,
+    },
+    /// End one session now (waiting or active): `LEFT` with reason
+    /// `evicted`; its place or slot is given back once.
+    Evict {
+        #[arg(long)]
+        session: String,
     },
     /// Make a new Ed25519 key for admission tokens. Prints the secret setting
     /// (ADMISSION_SIGNING_KEY, for status and the publisher) and the public
@@ -176,6 +184,7 @@ async fn run(cli: Cli) -> Result<String, String> {
             )
             .await
         }
+        Command::Evict { session } => evict(DynamoStore::new(dynamodb, cli.table), &session).await,
         Command::Show { event } => {
             let event = EventId::parse(&event).map_err(|e| e.to_string())?;
             let env = config::process_env();
@@ -198,4 +207,26 @@ async fn apply(store: DynamoStore, event: &str, verb: Control) -> Result<String,
         .await
         .map_err(|e| e.to_string())?;
     serde_json::to_string(&outcome).map_err(|e| e.to_string())
+}
+
+/// Evict one session; prints whether it ended now or had ended before.
+async fn evict(store: DynamoStore, session: &str) -> Result<String, String> {
+    let id = SessionId::parse(session).map_err(|e| e.to_string())?;
+    let lifecycle =
+        LifecycleSettings::from_env(&config::process_env()).map_err(|e| e.to_string())?;
+    let commands = SessionCommands {
+        store,
+        clock: Arc::new(SystemClock),
+        ended_retention: lifecycle.ended_retention,
+        stay: lifecycle.stay_policy(),
+    };
+    let answer = match commands.evict(&id).await.map_err(|e| e.to_string())? {
+        Ended::Now => serde_json::json!({"sessionId": id.as_str(), "evicted": true}),
+        Ended::Before(ended) => serde_json::json!({
+            "sessionId": id.as_str(),
+            "evicted": false,
+            "status": ended.status().as_str(),
+        }),
+    };
+    Ok(answer.to_string())
 }

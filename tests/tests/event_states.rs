@@ -1,7 +1,7 @@
 //! An operator's controls against the emulator: pause holds admissions while
 //! joins go on, resume admits in order at once, close refuses new joins
 //! while the line drains, and a control the state does not allow changes
-//! nothing.
+//! nothing; an evicted session gives its place or slot back once.
 
 use std::time::Duration;
 
@@ -9,13 +9,14 @@ use integration_tests::http::{Api, join_request, read, session_path};
 use integration_tests::{Stack, eventually, lifecycle};
 use lambda_http::http::{Method, StatusCode};
 use waiting_room::domain::{
-    Clock, Control, EventId, EventState, SessionStatus, SystemClock, Timestamp,
+    Clock, Control, EventId, EventState, SessionId, SessionStatus, SystemClock, Timestamp,
 };
 use waiting_room::ports::EventStore;
 use waiting_room::runtime::publisher::poll_table_stream;
 use waiting_room::service::ServiceError;
 use waiting_room::service::admin::{control, event_report};
 use waiting_room::service::join::STATE_READ_EVERY;
+use waiting_room::service::session_command::Ended;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -177,12 +178,55 @@ async fn a_closed_event_refuses_joins_and_drains_its_line() {
         .await;
     assert_eq!(code, StatusCode::NO_CONTENT, "{body}");
     eventually(PATIENCE, "the second admitted after the close", || async {
-        stack
-            .status_of(&waiting_room::domain::SessionId::parse(&second).unwrap())
-            .await
-            == Some(SessionStatus::Active)
+        stack.status_of(&SessionId::parse(&second).unwrap()).await == Some(SessionStatus::Active)
     })
     .await;
+    granters.stop().await;
+    stack.tear_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_evicted_session_frees_its_slot_once_and_says_why() {
+    let stack = Stack::new("evict").await;
+    let api = Api::new(&stack);
+    let e = EventId::parse("E-evict").unwrap();
+    stack.store().set_capacity(&e, 1).await.unwrap();
+    let granters = stack.start_granters(1, &lifecycle(100), 1).await;
+    let first = join(&api, "E-evict", "fan-0").await;
+    let second = join(&api, "E-evict", "fan-1").await;
+    let third = join(&api, "E-evict", "fan-2").await;
+    eventually(PATIENCE, "the first admitted", || async {
+        status(&api, &first).await == "ACTIVE"
+    })
+    .await;
+
+    let commands = stack.commands();
+    let id = |s: &str| SessionId::parse(s).unwrap();
+    // An active session: its slot goes to the next in line.
+    assert_eq!(commands.evict(&id(&first)).await.unwrap(), Ended::Now);
+    eventually(PATIENCE, "the second admitted", || async {
+        status(&api, &second).await == "ACTIVE"
+    })
+    .await;
+    // A waiting one: it leaves the line.
+    assert_eq!(commands.evict(&id(&third)).await.unwrap(), Ended::Now);
+    // Again: nothing changes, and the answer says it had ended.
+    match commands.evict(&id(&first)).await.unwrap() {
+        Ended::Before(ended) => assert_eq!(ended.status(), SessionStatus::Left),
+        Ended::Now => panic!("evicted twice"),
+    }
+    let counters = stack.store().event_counters(&e, 1).await.unwrap();
+    assert_eq!(
+        (counters.active, counters.admitted, counters.left),
+        (1, 2, 1),
+        "one slot given back, once"
+    );
+    let (code, body) = api.send(Method::GET, &session_path(&first), None).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["status"].as_str(), body["endReason"].as_str()),
+        (Some("LEFT"), Some("evicted"))
+    );
     granters.stop().await;
     stack.tear_down().await;
 }

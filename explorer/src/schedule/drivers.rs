@@ -409,6 +409,28 @@ pub async fn checkout_mapping(world: Arc<World>) {
     }
 }
 
+/// The operator evicts one live session of `event`, if there is one.
+async fn evict_one(world: &Arc<World>, event: &EventId) -> Result<String, String> {
+    let mut live: Vec<_> = world
+        .store
+        .all_sessions()
+        .into_iter()
+        .filter(|s| &s.event_id == event && s.is_live())
+        .map(|s| s.id)
+        .collect();
+    live.sort();
+    if live.is_empty() {
+        return Ok(format!("operator: nobody of {event} to evict"));
+    }
+    let pick = world.rng().between(0, live.len() as u64 - 1) as usize;
+    let id = &live[pick];
+    commands(world, Actor::Admin)
+        .evict(id)
+        .await
+        .map(|ended| format!("operator evicts {id}: {ended:?}"))
+        .map_err(|e| e.to_string())
+}
+
 /// DynamoDB's TTL: ended items past their time vanish at any moment.
 pub async fn ttl(world: Arc<World>) {
     loop {
@@ -428,6 +450,8 @@ pub async fn ttl(world: Arc<World>) {
 enum Act {
     Capacity(u32),
     Control(Control),
+    /// Evict one live session of the event, drawn at that moment.
+    Evict,
 }
 
 /// An operator changing capacities, pausing, resuming and closing events,
@@ -452,6 +476,9 @@ pub async fn operator(world: Arc<World>) {
         for &(at, control) in &event.controls {
             acts.push((at, event.id.clone(), Act::Control(control)));
         }
+        for &at in &event.evictions {
+            acts.push((at, event.id.clone(), Act::Evict));
+        }
     }
     acts.sort();
     let start = tokio::time::Instant::now();
@@ -472,6 +499,7 @@ pub async fn operator(world: Arc<World>) {
                         })
                         .map_err(|e| e.to_string())
                 }
+                Act::Evict => evict_one(&world, &event).await,
             };
             match done {
                 Ok(note) => {

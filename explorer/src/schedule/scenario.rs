@@ -26,6 +26,8 @@ pub struct EventPlan {
     pub capacity_change: Option<(Duration, u32)>,
     /// An operator pauses, resumes or closes the event at these times.
     pub controls: Vec<(Duration, Control)>,
+    /// An operator evicts a live session of the event at these times.
+    pub evictions: Vec<Duration>,
 }
 
 /// Test-only switches, each breaking one promise on purpose, to show that
@@ -153,6 +155,7 @@ impl Scenario {
                     users,
                     capacity_change,
                     controls: Vec::new(),
+                    evictions: Vec::new(),
                 })
             })
             .collect();
@@ -183,6 +186,7 @@ impl Scenario {
                     users: 3,
                     capacity_change: None,
                     controls: Vec::new(),
+                    evictions: Vec::new(),
                 });
             }
         }
@@ -191,6 +195,12 @@ impl Scenario {
         let mut control_rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xC0_47_01);
         for event in &mut events {
             event.controls = controls(&mut control_rng, switch);
+            if control_rng.chance(0.2) {
+                let count = control_rng.between(1, 2);
+                event.evictions = (0..count)
+                    .map(|_| control_rng.millis(2_000, 60_000))
+                    .collect();
+            }
         }
         let poison = switch == Switch::StopAtFirstFailure || (events.len() > 1 && rng.chance(0.15));
         let poisoned = poison
@@ -219,6 +229,7 @@ impl Scenario {
     pub fn without_controls(mut self) -> Self {
         for event in &mut self.events {
             event.controls.clear();
+            event.evictions.clear();
         }
         self
     }
@@ -243,6 +254,11 @@ impl Scenario {
                     .controls
                     .iter()
                     .map(|(at, c)| format!(", {} at {:.1}s", c.as_str(), at.as_secs_f64()))
+                    .chain(
+                        e.evictions
+                            .iter()
+                            .map(|at| format!(", evict at {:.1}s", at.as_secs_f64())),
+                    )
                     .collect();
                 format!(
                     "{} (capacity {}, {} users{change}{controls})",

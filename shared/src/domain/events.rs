@@ -222,11 +222,12 @@ pub fn events_for(
                 EndReason::CheckoutCompleted => EventKind::CheckoutCompleted(checkout()),
                 EndReason::CheckoutFailed => EventKind::CheckoutFailed(checkout()),
                 EndReason::CheckoutExpired => EventKind::CheckoutExpired(checkout()),
-                EndReason::UserLeft | EndReason::Abandoned | EndReason::Expired => {
-                    EventKind::QueueLeft {
-                        reason: ending.reason.as_str().to_owned(),
-                    }
-                }
+                EndReason::UserLeft
+                | EndReason::Abandoned
+                | EndReason::Expired
+                | EndReason::Evicted => EventKind::QueueLeft {
+                    reason: ending.reason.as_str().to_owned(),
+                },
             };
             events.push(DomainEvent::new(kind, new, ending.ended_at));
         }

@@ -1,11 +1,11 @@
 //! A fan's session and the only ways its status may change.
 //!
 //! ```text
-//!   WAITING ──admit──▶ ACTIVE ──leave──────────▶ LEFT
+//!   WAITING ──admit──▶ ACTIVE ──leave, evict───▶ LEFT
 //!      │                  ├──window over──────▶ EXPIRED
 //!      │                  ├──checkout done────▶ COMPLETED
 //!      │                  └──checkout failed──▶ FAILED
-//!      ├──leave──────────▶ LEFT
+//!      ├──leave, evict───▶ LEFT
 //!      └──stopped polling▶ EXPIRED (reason timeout)
 //! ```
 //! Ended statuses are final. Every transition out of `ACTIVE` gives the slot
@@ -76,16 +76,19 @@ pub enum EndReason {
     CheckoutCompleted,
     CheckoutFailed,
     CheckoutExpired,
+    /// An operator removed the session (`waiting-room-admin evict`).
+    Evicted,
 }
 
 impl EndReason {
-    pub const ALL: [EndReason; 6] = [
+    pub const ALL: [EndReason; 7] = [
         Self::UserLeft,
         Self::Abandoned,
         Self::Expired,
         Self::CheckoutCompleted,
         Self::CheckoutFailed,
         Self::CheckoutExpired,
+        Self::Evicted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -96,6 +99,7 @@ impl EndReason {
             Self::CheckoutCompleted => "checkout_completed",
             Self::CheckoutFailed => "checkout_failed",
             Self::CheckoutExpired => "checkout_expired",
+            Self::Evicted => "evicted",
         }
     }
 
@@ -111,7 +115,7 @@ impl EndReason {
     /// The status a session ends in for this reason.
     pub fn final_status(self) -> SessionStatus {
         match self {
-            Self::UserLeft => SessionStatus::Left,
+            Self::UserLeft | Self::Evicted => SessionStatus::Left,
             Self::Abandoned | Self::Expired | Self::CheckoutExpired => SessionStatus::Expired,
             Self::CheckoutCompleted => SessionStatus::Completed,
             Self::CheckoutFailed => SessionStatus::Failed,

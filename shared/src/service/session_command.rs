@@ -1,5 +1,6 @@
 //! The custom methods on a session (`:heartbeat`, `:leave`) and every other
-//! way a session ends (expiry, checkout outcomes) go through here.
+//! way a session ends (expiry, checkout outcomes, an operator's eviction)
+//! go through here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +88,14 @@ impl<S: SessionStore> SessionCommands<S> {
     /// exactly once however often or concurrently it is called.
     pub async fn leave(&self, id: &SessionId) -> Result<Ended, ServiceError> {
         let ending = Ending::new(EndReason::UserLeft, self.clock.now());
+        self.end(id, &ending, AppliesTo::Live).await
+    }
+
+    /// An operator removes a session, waiting or active: it ends `LEFT`
+    /// with reason `evicted`, and its place or slot is given back once, as
+    /// for a leave (an evicted fan polling sees why).
+    pub async fn evict(&self, id: &SessionId) -> Result<Ended, ServiceError> {
+        let ending = Ending::new(EndReason::Evicted, self.clock.now());
         self.end(id, &ending, AppliesTo::Live).await
     }
 

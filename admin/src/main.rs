@@ -1,6 +1,9 @@
 //! `waiting-room-admin`: the operator's tool. Provision the table and queues
 //! against any endpoint, set an event's capacity, pause, resume or close it,
-//! evict a session, list events and show one's state and counters.
+//! evict a session, list events, show one's state and counters, or watch it
+//! live.
+
+mod watch;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -52,6 +55,13 @@ enum Command {
     },
     /// List the events the deployment knows (one id per line).
     Events,
+    /// A live view of one event, refreshing in place every second (q or
+    /// Esc to quit): state, capacity, active, waiting, admitted, exits,
+    /// admissions per second and the estimated wait at the back.
+    Watch {
+        #[arg(long)]
+        event: String,
+    },
     /// Hold admissions: joins and polls go on, freed slots wait for `resume`.
     Pause {
         #[arg(long)]
@@ -90,7 +100,9 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(output) => {
-            println!("{output}");
+            if !output.is_empty() {
+                println!("{output}");
+            }
             ExitCode::SUCCESS
         }
         Err(message) => {
@@ -185,6 +197,7 @@ async fn run(cli: Cli) -> Result<String, String> {
             .await
         }
         Command::Evict { session } => evict(DynamoStore::new(dynamodb, cli.table), &session).await,
+        Command::Watch { event } => watch(DynamoStore::new(dynamodb, cli.table), &event).await,
         Command::Show { event } => {
             let event = EventId::parse(&event).map_err(|e| e.to_string())?;
             let env = config::process_env();
@@ -229,4 +242,53 @@ async fn evict(store: DynamoStore, session: &str) -> Result<String, String> {
         }),
     };
     Ok(answer.to_string())
+}
+
+/// The live view: reads the event's report every second and redraws until
+/// q, Esc or Ctrl-C. The terminal is restored however it ends.
+async fn watch(store: DynamoStore, event: &str) -> Result<String, String> {
+    use ratatui::crossterm::event::{self, Event, KeyCode, KeyModifiers};
+
+    let event = EventId::parse(event).map_err(|e| e.to_string())?;
+    let env = config::process_env();
+    let line = LineSettings::from_env(&env).map_err(|e| e.to_string())?;
+    let lifecycle = LifecycleSettings::from_env(&env).map_err(|e| e.to_string())?;
+    let mut state = watch::WatchState::new(event.as_str());
+    let mut terminal = ratatui::try_init().map_err(|e| e.to_string())?;
+    let outcome = loop {
+        match event_report(&store, &event, line.line_shards, lifecycle.default_capacity).await {
+            Ok(report) => state.observe(report, SystemClock.now()),
+            Err(err) => state.failed(err.to_string()),
+        }
+        if let Err(err) = terminal.draw(|frame| watch::render(frame, &state)) {
+            break Err(err.to_string());
+        }
+        // Wait out the second, answering keys at once.
+        let next = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        let mut quit = false;
+        while let Some(left) = next.checked_duration_since(std::time::Instant::now()) {
+            match event::poll(left) {
+                Ok(true) => {
+                    if let Ok(Event::Key(key)) = event::read() {
+                        let ctrl_c = key.code == KeyCode::Char('c')
+                            && key.modifiers.contains(KeyModifiers::CONTROL);
+                        quit = ctrl_c || matches!(key.code, KeyCode::Char('q') | KeyCode::Esc);
+                    }
+                }
+                Ok(false) => break,
+                Err(_) => {
+                    quit = true;
+                    break;
+                }
+            }
+            if quit {
+                break;
+            }
+        }
+        if quit {
+            break Ok(String::new());
+        }
+    };
+    ratatui::restore();
+    outcome
 }

@@ -276,6 +276,7 @@ def cmd_run(args):
             log(f"  emulator  {endpoint} (table {env['TABLE_NAME']})")
             log(f"  workers   {', '.join(WORKERS)} (their output below; restarted if they exit)")
             log(f"  admin     AWS_ENDPOINT_URL={endpoint} cargo run -q -p admin -- show --event E1")
+            log(f"  admin API http://localhost:{args.port}/admin/events (no auth locally; IAM in AWS)")
             log(
                 f"try: curl -s -XPOST localhost:{args.port}/api/waiting-room/sessions "
                 "-H 'content-type: application/json' -d '{\"eventId\":\"E1\",\"userId\":\"U1\"}'"
@@ -362,6 +363,12 @@ def smoke_test(env):
             while workers.restarts == 0 and time.time() < deadline:
                 time.sleep(0.2)
             expect(workers.restarts == 1, "a killed granter worker is restarted")
+            # The killed worker's last long poll (up to 5 s, RECEIVE_WAIT in
+            # runtime/poll.rs) may still be open at the emulator: a message
+            # arriving now would go to nobody and hold its FIFO group for the
+            # visibility timeout, as SQS does with a consumer that died. Let
+            # it lapse before the first join.
+            time.sleep(6)
             join = [f"-XPOST", f"{base}/api/waiting-room/sessions", "-H", "content-type: application/json", "-d"]
             status, first = curl(*join, '{"eventId":"E1","userId":"U1"}')
             expect(status == 202 and first["status"] == "WAITING", "POST /sessions answers 202 WAITING")
@@ -379,6 +386,12 @@ def smoke_test(env):
             expect(True, "the next user is admitted when the first leaves")
             status, _ = curl("-XPOST", f"{base}/api/waiting-room/sessions/{first['sessionId']}:leave")
             expect(status == 204, "leaving again answers 204")
+            status, shown = curl(f"{base}/admin/events/E1")
+            expect(status == 200 and shown["state"] == "OPEN" and shown["active"] == 1, "GET /admin/events/E1 shows the event")
+            status, paused = curl("-XPOST", f"{base}/admin/events/E1:pause")
+            expect(status == 200 and paused["state"] == "PAUSED", "POST /admin/events/E1:pause pauses it")
+            status, resumed = curl("-XPOST", f"{base}/admin/events/E1:resume")
+            expect(status == 200 and resumed["state"] == "OPEN", "POST /admin/events/E1:resume resumes it")
             status, error = curl(*join, '{"eventId":"","userId":"U3"}')
             expect(status == 400 and error["field"] == "eventId", "an empty eventId gets a 400 JSON error")
             for method in ("GET", "OPTIONS"):

@@ -27,6 +27,7 @@ use waiting_room::adapters::streams::{StartAt, TableStreamReader};
 use waiting_room::domain::{Session, SessionId, SessionStatus, SystemClock};
 use waiting_room::ports::{OsRandom, SessionStore};
 use waiting_room::runtime::granter::{poll_join_queue, poll_table_stream};
+use waiting_room::service::admin::AdminService;
 use waiting_room::service::granter::FrontCache;
 use waiting_room::service::sweeper::Reconciler;
 use waiting_room::setup::config::LifecycleSettings;
@@ -261,6 +262,17 @@ impl Stack {
             clock: Arc::new(SystemClock),
             ended_retention: Duration::from_secs(3600),
             stay: LifecycleSettings::default().stay_policy(),
+        }
+    }
+
+    /// The admin API's service, as the admin-api function runs it.
+    pub fn admin_service(&self, default_capacity: u32) -> AdminService<DynamoStore> {
+        AdminService {
+            store: self.store_for("admin-api"),
+            commands: self.commands_of("admin-api"),
+            clock: Arc::new(SystemClock),
+            line_shards: 1,
+            default_capacity,
         }
     }
 

@@ -230,3 +230,131 @@ async fn an_evicted_session_frees_its_slot_once_and_says_why() {
     granters.stop().await;
     stack.tear_down().await;
 }
+
+fn admin_request(method: Method, path: &str, body: Option<&str>) -> lambda_http::Request {
+    integration_tests::http::request(method, path, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_admin_api_lists_shows_configures_controls_and_evicts() {
+    let stack = Stack::new("admin-api").await;
+    let api = Api::new(&stack);
+    let admin = stack.admin_service(100);
+    let call = |method: Method, path: &str, body: Option<&str>| {
+        let request = admin_request(method, path, body);
+        let admin = &admin;
+        async move { read(waiting_room::api::admin::handle(admin, request).await) }
+    };
+    let granters = stack.start_granters(1, &lifecycle(100), 1).await;
+    let first = join(&api, "E-admin", "fan-0").await;
+    let second = join(&api, "E-admin", "fan-1").await;
+
+    let (code, set) = call(
+        Method::PUT,
+        "/admin/events/E-admin",
+        Some(r#"{"capacity": 1}"#),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{set}");
+    assert_eq!(
+        (set["capacity"].as_u64(), set["state"].as_str()),
+        (Some(1), Some("OPEN"))
+    );
+    eventually(PATIENCE, "one admitted", || async {
+        active_of(&api, &[first.clone(), second.clone()]).await == vec![0]
+    })
+    .await;
+
+    // Bad input: a clear error, and nothing changes.
+    for (body, field) in [
+        (r#"{"capacity": -1}"#, "capacity"),
+        (r#"{"capacity": 10000001}"#, "capacity"),
+        (r#"{"capacity": "ten"}"#, "capacity"),
+    ] {
+        let (code, error) = call(Method::PUT, "/admin/events/E-admin", Some(body)).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{body}: {error}");
+        assert_eq!(error["field"], field, "{body}");
+    }
+    let (code, error) = call(
+        Method::PUT,
+        "/admin/events/E-admin",
+        Some(r#"{"capacity": 2, "state": "OPEN"}"#),
+    )
+    .await;
+    assert_eq!(
+        (code, error["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_json"))
+    );
+    let (code, error) = call(Method::POST, "/admin/events/E-admin:explode", None).await;
+    assert_eq!(
+        (code, error["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_action"))
+    );
+    let (_, shown) = call(Method::GET, "/admin/events/E-admin", None).await;
+    assert_eq!(
+        (shown["capacity"].as_u64(), shown["active"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    let (code, listed) = call(Method::GET, "/admin/events", None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(
+        listed["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["eventId"] == "E-admin"),
+        "{listed}"
+    );
+
+    let (code, paused) = call(Method::POST, "/admin/events/E-admin:pause", None).await;
+    assert_eq!(
+        (code, paused["state"].as_str()),
+        (StatusCode::OK, Some("PAUSED")),
+        "{paused}"
+    );
+    let (code, evicted) = call(
+        Method::POST,
+        &format!("/admin/sessions/{first}:evict"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (code, evicted["evicted"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{evicted}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        status(&api, &second).await,
+        "WAITING",
+        "paused: the freed slot waits"
+    );
+    call(Method::POST, "/admin/events/E-admin:resume", None).await;
+    eventually(PATIENCE, "the second admitted on resume", || async {
+        status(&api, &second).await == "ACTIVE"
+    })
+    .await;
+    let (code, closed) = call(Method::POST, "/admin/events/E-admin:close", None).await;
+    assert_eq!(
+        (code, closed["state"].as_str()),
+        (StatusCode::OK, Some("CLOSED"))
+    );
+    let (code, refused) = call(Method::POST, "/admin/events/E-admin:resume", None).await;
+    assert_eq!(
+        (code, refused["error"].as_str()),
+        (StatusCode::CONFLICT, Some("control_refused"))
+    );
+    let (code, again) = call(
+        Method::POST,
+        &format!("/admin/sessions/{first}:evict"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (code, again["evicted"].as_bool(), again["status"].as_str()),
+        (StatusCode::OK, Some(false), Some("LEFT"))
+    );
+    granters.stop().await;
+    stack.tear_down().await;
+}

@@ -17,7 +17,7 @@ use integration_tests::recording::{Call, suite_calls};
 use integration_tests::{Stack, emulator_endpoint};
 use waiting_room::adapters::sqs::SqsQueue;
 use waiting_room::domain::changes::UnreadableRecord;
-use waiting_room::domain::{EventId, IdempotencyKey, SessionStatus, StreamRecord, UserId};
+use waiting_room::domain::{Control, EventId, IdempotencyKey, SessionStatus, StreamRecord, UserId};
 use waiting_room::ports::{Delivery, QueueConsumer};
 use waiting_room::runtime::granter::{handle_batch, handle_stream};
 use waiting_room::service::granter::Wake;
@@ -444,6 +444,22 @@ async fn scenario(stack: &Stack) {
     granter.advance(&e, Wake::default()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(11)).await;
     assert!(commands.heartbeat(&overdue.id).await.is_err());
+
+    // admin-api: list and show events, set a capacity, pause and resume,
+    // evict a live session and one that has ended.
+    let admin = stack.admin_service(1);
+    admin.events().await.unwrap();
+    admin.set_capacity(&e, 1).await.unwrap();
+    admin.control(&e, Control::Pause).await.unwrap();
+    admin.control(&e, Control::Resume).await.unwrap();
+    let live = join
+        .join(e.clone(), user(9), None)
+        .await
+        .unwrap()
+        .session()
+        .clone();
+    assert!(admin.evict(&live.id).await.unwrap().evicted);
+    assert!(!admin.evict(&live.id).await.unwrap().evicted);
 
     // publisher: events of the table's changes; an unreadable record is set
     // aside.

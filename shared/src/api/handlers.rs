@@ -65,7 +65,7 @@ pub async fn join<S: SessionStore + EventStore, Q: JoinQueue>(
 /// A service's failure as its answer, logged here once: the failures a
 /// fan cannot cause (a dependency down, write conflicts, a bug) at WARN or
 /// ERROR; the others are answers, not incidents.
-fn failed(err: ServiceError) -> Response<Body> {
+pub(super) fn failed(err: ServiceError) -> Response<Body> {
     match &err {
         ServiceError::JoinUnconfirmed { detail, .. } => {
             tracing::warn!(%detail, "join not confirmed")
@@ -165,7 +165,7 @@ pub async fn session_command<S: SessionStore>(
     }
 }
 
-fn body_bytes(request: &Request) -> &[u8] {
+pub(super) fn body_bytes(request: &Request) -> &[u8] {
     match request.body() {
         Body::Empty => &[],
         Body::Text(text) => text.as_bytes(),
@@ -174,7 +174,7 @@ fn body_bytes(request: &Request) -> &[u8] {
     }
 }
 
-fn is_json(request: &Request) -> bool {
+pub(super) fn is_json(request: &Request) -> bool {
     let Some(content_type) = request.headers().get(header::CONTENT_TYPE) else {
         // curl and many scripts omit it; the body still has to parse.
         return true;

@@ -76,11 +76,16 @@ impl ApiError {
     }
 
     pub fn unknown_action(action: &str) -> Self {
+        Self::unknown_action_of(action, ":heartbeat or :leave")
+    }
+
+    /// An action the route does not have; `allowed` names the ones it has.
+    pub fn unknown_action_of(action: &str, allowed: &str) -> Self {
         let shown: String = action.chars().take(32).collect();
         Self::new(
             StatusCode::NOT_FOUND,
             "unknown_action",
-            format!("unknown session action {shown:?}; use :heartbeat or :leave"),
+            format!("unknown action {shown:?}; use {allowed}"),
         )
     }
 

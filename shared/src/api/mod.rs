@@ -2,6 +2,7 @@
 //! input validation and the mapping of every error to a status code live
 //! here once; each HTTP function serves its own routes through it.
 
+pub mod admin;
 pub mod handlers;
 mod json;
 mod routes;

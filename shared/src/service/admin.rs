@@ -1,11 +1,20 @@
-//! What the operator CLI reads and writes.
+//! What operators read and change: an event's report, its capacity and
+//! state, and evictions. The CLI and the admin HTTP API both go through
+//! here.
+
+use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::domain::{Control, EventId, EventState, Timestamp};
-use crate::ports::{EventStore, LineStore};
+use crate::domain::{Clock, Control, EventId, EventState, SessionId, Timestamp};
+use crate::ports::{EventStore, LineStore, SessionStore};
 
+use super::session_command::{Ended, SessionCommands};
 use super::{MAX_ATTEMPTS, ServiceError};
+
+/// The largest capacity an operator may set: far above any origin, small
+/// enough that a typo (an extra zero or three) is refused.
+pub const MAX_CAPACITY: u32 = 10_000_000;
 
 /// One event's counters, as `waiting-room-admin show` prints them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -110,4 +119,82 @@ pub async fn control<S: EventStore>(
         tracing::info!(event = %event, control = control.as_str(), "the event's state changed meanwhile; reading again");
     }
     Err(ServiceError::Contention)
+}
+
+/// What an eviction did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EvictOutcome {
+    pub session_id: String,
+    /// False when it had ended before (nothing changed).
+    pub evicted: bool,
+    /// `LEFT` once evicted, else the status it had ended in.
+    pub status: &'static str,
+}
+
+/// The operator's use cases, for the admin HTTP API.
+pub struct AdminService<S> {
+    pub store: S,
+    pub commands: SessionCommands<S>,
+    pub clock: Arc<dyn Clock>,
+    pub line_shards: u16,
+    pub default_capacity: u32,
+}
+
+impl<S: EventStore + LineStore + SessionStore> AdminService<S> {
+    /// Every listed event's report, by event id.
+    pub async fn events(&self) -> Result<Vec<EventReport>, ServiceError> {
+        let mut events = self.store.events().await?;
+        events.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        let mut reports = Vec::with_capacity(events.len());
+        for event in &events {
+            reports.push(self.report(event).await?);
+        }
+        Ok(reports)
+    }
+
+    pub async fn report(&self, event: &EventId) -> Result<EventReport, ServiceError> {
+        event_report(&self.store, event, self.line_shards, self.default_capacity).await
+    }
+
+    /// Set the capacity (at most `MAX_CAPACITY`; the caller validates) and
+    /// answer with the report after it.
+    pub async fn set_capacity(
+        &self,
+        event: &EventId,
+        capacity: u32,
+    ) -> Result<EventReport, ServiceError> {
+        self.store.set_capacity(event, capacity).await?;
+        self.report(event).await
+    }
+
+    pub async fn control(
+        &self,
+        event: &EventId,
+        control_of: Control,
+    ) -> Result<ControlOutcome, ServiceError> {
+        control(
+            &self.store,
+            event,
+            control_of,
+            self.line_shards,
+            self.clock.now(),
+        )
+        .await
+    }
+
+    pub async fn evict(&self, id: &SessionId) -> Result<EvictOutcome, ServiceError> {
+        Ok(match self.commands.evict(id).await? {
+            Ended::Now => EvictOutcome {
+                session_id: id.to_string(),
+                evicted: true,
+                status: "LEFT",
+            },
+            Ended::Before(session) => EvictOutcome {
+                session_id: id.to_string(),
+                evicted: false,
+                status: session.status().as_str(),
+            },
+        })
+    }
 }

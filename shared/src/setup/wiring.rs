@@ -16,6 +16,7 @@ use crate::domain::SystemClock;
 use crate::domain::admission::AdmissionPolicy;
 use crate::domain::token::{AdmissionSigner, PublicKey, TokenVerifier};
 use crate::ports::{OsRandom, StoreError};
+use crate::service::admin::AdminService;
 use crate::service::admission_check::AdmissionCheck;
 use crate::service::cache::TtlCache;
 use crate::service::checkout::CheckoutOutcomes;
@@ -45,6 +46,7 @@ pub const FUNCTIONS: &[&str] = &[
     "publisher",
     "authorizer",
     "jwks",
+    "admin-api",
 ];
 
 pub struct JoinSettings {
@@ -83,6 +85,21 @@ impl StatusSettings {
                 1000u64,
                 0..=60_000,
             )?),
+        })
+    }
+}
+
+/// The admin API reads events' lines and ends sessions (evictions).
+pub struct AdminSettings {
+    pub commands: CommandSettings,
+    pub line: LineSettings,
+}
+
+impl AdminSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            commands: CommandSettings::from_env(env)?,
+            line: LineSettings::from_env(env)?,
         })
     }
 }
@@ -211,6 +228,7 @@ pub fn variables_read(function: &str) -> Option<Vec<Read>> {
         "publisher" => PublisherSettings::from_env(&env).map(drop),
         "authorizer" => AuthorizerSettings::from_env(&env).map(drop),
         "jwks" => config::admission_public_keys(&env).map(drop),
+        "admin-api" => AdminSettings::from_env(&env).map(drop),
         "not-found" => Ok(()),
         _ => return None,
     };
@@ -288,6 +306,18 @@ fn commands_with(settings: &CommandSettings, store: DynamoStore) -> SessionComma
 async fn commands(settings: CommandSettings) -> SessionCommands<DynamoStore> {
     let store = store(settings.table.clone()).await;
     commands_with(&settings, store)
+}
+
+pub async fn admin_service() -> Result<AdminService<DynamoStore>, ConfigError> {
+    let settings = AdminSettings::from_env(&config::process_env())?;
+    let store = store(settings.commands.table.clone()).await;
+    Ok(AdminService {
+        commands: commands_with(&settings.commands, store.clone()),
+        store,
+        clock: Arc::new(SystemClock),
+        line_shards: settings.line.line_shards,
+        default_capacity: settings.commands.lifecycle.default_capacity,
+    })
 }
 
 pub async fn session_commands() -> Result<SessionCommands<DynamoStore>, ConfigError> {

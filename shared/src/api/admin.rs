@@ -1,0 +1,246 @@
+//! The admin HTTP API, for operators' tools (IAM-authorized in AWS; served
+//! on the same port by `make run`):
+//!
+//! | call | answer |
+//! | --- | --- |
+//! | `GET /admin/events` | `200 {"events": [report…]}` |
+//! | `GET /admin/events/{id}` | `200` the event's report (as `waiting-room-admin show`) |
+//! | `PUT /admin/events/{id}` `{"capacity": N}` | `200` the report after the change |
+//! | `POST /admin/events/{id}:pause` / `:resume` / `:close` | `200` what the control did; `409 control_refused` |
+//! | `POST /admin/sessions/{id}:evict` | `200 {"sessionId", "evicted", "status"}` |
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+use serde_json::Value;
+use tracing::Instrument;
+
+use super::handlers::{body_bytes, failed, is_json};
+use super::json::{ApiError, json_response};
+use crate::domain::{Control, EventId, SessionId};
+use crate::ports::{EventStore, LineStore, SessionStore};
+use crate::service::ServiceError;
+use crate::service::admin::{AdminService, MAX_CAPACITY};
+
+pub const ADMIN_EVENTS: &str = "/admin/events";
+pub const ADMIN_SESSIONS: &str = "/admin/sessions";
+/// A capacity change is a few bytes.
+const MAX_BODY_BYTES: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminRoute {
+    Events,
+    Event(String),
+    SetCapacity(String),
+    Control(String, Control),
+    Evict(String),
+}
+
+fn decode_colons(segment: &str) -> String {
+    segment.replace("%3A", ":").replace("%3a", ":")
+}
+
+/// The one path segment below `base`, if the path is exactly that.
+fn below<'a>(path: &'a str, base: &str) -> Option<&'a str> {
+    path.strip_prefix(base)?
+        .strip_prefix('/')
+        .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+}
+
+pub fn admin_route(method: &Method, path: &str) -> Result<AdminRoute, ApiError> {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    if path == ADMIN_EVENTS {
+        return match *method {
+            Method::GET => Ok(AdminRoute::Events),
+            _ => Err(ApiError::method_not_allowed("GET")),
+        };
+    }
+    if let Some(segment) = below(path, ADMIN_EVENTS) {
+        let segment = decode_colons(segment);
+        return match (segment.rsplit_once(':'), method.clone()) {
+            (None, Method::GET) => Ok(AdminRoute::Event(segment)),
+            (None, Method::PUT) => Ok(AdminRoute::SetCapacity(segment)),
+            (None, _) => Err(ApiError::method_not_allowed("GET, PUT")),
+            (Some((id, action)), Method::POST) => match Control::parse(action) {
+                Some(control) => Ok(AdminRoute::Control(id.to_owned(), control)),
+                None => Err(ApiError::unknown_action_of(
+                    action,
+                    ":pause, :resume or :close",
+                )),
+            },
+            (Some(_), _) => Err(ApiError::method_not_allowed("POST")),
+        };
+    }
+    if let Some(segment) = below(path, ADMIN_SESSIONS) {
+        let segment = decode_colons(segment);
+        return match (segment.rsplit_once(':'), method.clone()) {
+            (Some((id, "evict")), Method::POST) => Ok(AdminRoute::Evict(id.to_owned())),
+            (Some((_, "evict")), _) => Err(ApiError::method_not_allowed("POST")),
+            (Some((_, action)), _) => Err(ApiError::unknown_action_of(action, ":evict")),
+            (None, _) => Err(ApiError::route_not_found()),
+        };
+    }
+    Err(ApiError::route_not_found())
+}
+
+fn event_id(raw: &str) -> Result<EventId, ApiError> {
+    EventId::parse(raw).map_err(|e| ApiError::invalid_field("eventId", e.problem))
+}
+
+/// `{"capacity": N}`, N a whole number from 0 to `MAX_CAPACITY`.
+fn parse_capacity(request: &Request) -> Result<u32, ApiError> {
+    if !is_json(request) {
+        return Err(ApiError::unsupported_media_type());
+    }
+    let bytes = body_bytes(request);
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(ApiError::invalid_json)?;
+    let Value::Object(fields) = value else {
+        return Err(ApiError::invalid_json("expected an object with capacity"));
+    };
+    if let Some(other) = fields.keys().find(|k| k.as_str() != "capacity") {
+        let shown: String = other.chars().take(32).collect();
+        return Err(ApiError::invalid_json(format!(
+            "unknown field {shown:?}; only capacity can be set"
+        )));
+    }
+    fields
+        .get("capacity")
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| *n <= MAX_CAPACITY)
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                "capacity",
+                format!("must be a whole number from 0 to {MAX_CAPACITY}"),
+            )
+        })
+}
+
+/// A service's answer as `200` JSON, or its failure.
+fn ok<T: Serialize>(answer: Result<T, ServiceError>) -> Response<Body> {
+    match answer {
+        Ok(body) => json_response(StatusCode::OK, &body),
+        Err(err) => failed(err),
+    }
+}
+
+/// Answers one admin request.
+pub async fn handle<S: EventStore + LineStore + SessionStore>(
+    service: &AdminService<S>,
+    request: Request,
+) -> Response<Body> {
+    let route = match admin_route(request.method(), request.uri().path()) {
+        Ok(route) => route,
+        Err(err) => return err.into_response(),
+    };
+    let span = tracing::info_span!("admin", route = ?route);
+    answer(service, &request, route).instrument(span).await
+}
+
+async fn answer<S: EventStore + LineStore + SessionStore>(
+    service: &AdminService<S>,
+    request: &Request,
+    route: AdminRoute,
+) -> Response<Body> {
+    match route {
+        AdminRoute::Events => ok(service
+            .events()
+            .await
+            .map(|events| serde_json::json!({ "events": events }))),
+        AdminRoute::Event(raw) => match event_id(&raw) {
+            Ok(event) => ok(service.report(&event).await),
+            Err(err) => err.into_response(),
+        },
+        AdminRoute::SetCapacity(raw) => match event_id(&raw)
+            .and_then(|event| parse_capacity(request).map(|capacity| (event, capacity)))
+        {
+            Ok((event, capacity)) => {
+                tracing::info!(event = %event, capacity, "capacity set by an operator");
+                ok(service.set_capacity(&event, capacity).await)
+            }
+            Err(err) => err.into_response(),
+        },
+        AdminRoute::Control(raw, control) => match event_id(&raw) {
+            Ok(event) => {
+                tracing::info!(event = %event, control = control.as_str(), "control by an operator");
+                ok(service.control(&event, control).await)
+            }
+            Err(err) => err.into_response(),
+        },
+        AdminRoute::Evict(raw) => match SessionId::parse(&raw) {
+            Ok(id) => {
+                tracing::info!(session = %id, "eviction by an operator");
+                ok(service.evict(&id).await)
+            }
+            Err(_) => ApiError::session_not_found().into_response(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_of(method: Method, path: &str) -> StatusCode {
+        admin_route(&method, path).unwrap_err().status()
+    }
+
+    #[test]
+    fn admin_routes_resolve() {
+        assert_eq!(
+            admin_route(&Method::GET, "/admin/events"),
+            Ok(AdminRoute::Events)
+        );
+        assert_eq!(
+            admin_route(&Method::GET, "/admin/events/E1"),
+            Ok(AdminRoute::Event("E1".into()))
+        );
+        assert_eq!(
+            admin_route(&Method::PUT, "/admin/events/E1/"),
+            Ok(AdminRoute::SetCapacity("E1".into()))
+        );
+        assert_eq!(
+            admin_route(&Method::POST, "/admin/events/E1%3Apause"),
+            Ok(AdminRoute::Control("E1".into(), Control::Pause))
+        );
+        assert_eq!(
+            admin_route(&Method::POST, "/admin/sessions/E1.abc:evict"),
+            Ok(AdminRoute::Evict("E1.abc".into()))
+        );
+    }
+
+    #[test]
+    fn wrong_methods_are_405_and_unknown_actions_or_paths_404() {
+        assert_eq!(
+            status_of(Method::POST, "/admin/events"),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            status_of(Method::DELETE, "/admin/events/E1"),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            status_of(Method::GET, "/admin/events/E1:pause"),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            status_of(Method::POST, "/admin/events/E1:open"),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status_of(Method::POST, "/admin/sessions/x:leave"),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status_of(Method::GET, "/admin/sessions/x"),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status_of(Method::GET, "/admin/events/E1/x"),
+            StatusCode::NOT_FOUND
+        );
+    }
+}

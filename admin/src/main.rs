@@ -15,8 +15,8 @@ use waiting_room::adapters::provision::{Clients, ResourceNames, provision};
 use waiting_room::domain::token::AdmissionSigner;
 use waiting_room::domain::{Clock, Control, EventId, SessionId, SystemClock};
 use waiting_room::ports::EventStore;
-use waiting_room::service::admin::{control, event_report};
-use waiting_room::service::session_command::{Ended, SessionCommands};
+use waiting_room::service::admin::{AdminService, control, event_report};
+use waiting_room::service::session_command::SessionCommands;
 use waiting_room::setup::config::{self, LifecycleSettings, LineSettings};
 
 #[derive(Parser)]
@@ -83,6 +83,9 @@ enum Command {
     Evict {
         #[arg(long)]
         session: String,
+        /// Also keep the user from joining this event again.
+        #[arg(long)]
+        block: bool,
     },
     /// Make a new Ed25519 key for admission tokens. Prints the secret setting
     /// (ADMISSION_SIGNING_KEY, for status and the publisher) and the public
@@ -196,7 +199,9 @@ async fn run(cli: Cli) -> Result<String, String> {
             )
             .await
         }
-        Command::Evict { session } => evict(DynamoStore::new(dynamodb, cli.table), &session).await,
+        Command::Evict { session, block } => {
+            evict(DynamoStore::new(dynamodb, cli.table), &session, block).await
+        }
         Command::Watch { event } => watch(DynamoStore::new(dynamodb, cli.table), &event).await,
         Command::Show { event } => {
             let event = EventId::parse(&event).map_err(|e| e.to_string())?;
@@ -222,26 +227,27 @@ async fn apply(store: DynamoStore, event: &str, verb: Control) -> Result<String,
     serde_json::to_string(&outcome).map_err(|e| e.to_string())
 }
 
-/// Evict one session; prints whether it ended now or had ended before.
-async fn evict(store: DynamoStore, session: &str) -> Result<String, String> {
+/// Evict one session (and with `block`, keep its user out of the event);
+/// prints what it did, as the admin API answers.
+async fn evict(store: DynamoStore, session: &str, block: bool) -> Result<String, String> {
     let id = SessionId::parse(session).map_err(|e| e.to_string())?;
-    let lifecycle =
-        LifecycleSettings::from_env(&config::process_env()).map_err(|e| e.to_string())?;
-    let commands = SessionCommands {
+    let env = config::process_env();
+    let lifecycle = LifecycleSettings::from_env(&env).map_err(|e| e.to_string())?;
+    let line = LineSettings::from_env(&env).map_err(|e| e.to_string())?;
+    let admin = AdminService {
+        commands: SessionCommands {
+            store: store.clone(),
+            clock: Arc::new(SystemClock),
+            ended_retention: lifecycle.ended_retention,
+            stay: lifecycle.stay_policy(),
+        },
         store,
         clock: Arc::new(SystemClock),
-        ended_retention: lifecycle.ended_retention,
-        stay: lifecycle.stay_policy(),
+        line_shards: line.line_shards,
+        default_capacity: lifecycle.default_capacity,
     };
-    let answer = match commands.evict(&id).await.map_err(|e| e.to_string())? {
-        Ended::Now => serde_json::json!({"sessionId": id.as_str(), "evicted": true}),
-        Ended::Before(ended) => serde_json::json!({
-            "sessionId": id.as_str(),
-            "evicted": false,
-            "status": ended.status().as_str(),
-        }),
-    };
-    Ok(answer.to_string())
+    let outcome = admin.evict(&id, block).await.map_err(|e| e.to_string())?;
+    serde_json::to_string(&outcome).map_err(|e| e.to_string())
 }
 
 /// The live view: reads the event's report every second and redraws until

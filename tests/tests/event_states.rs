@@ -335,6 +335,51 @@ async fn the_admin_api_lists_shows_configures_controls_and_evicts() {
         status(&api, &second).await == "ACTIVE"
     })
     .await;
+    // Evicted and blocked: the user's next join is refused and stores nothing.
+    let (code, error) = call(
+        Method::POST,
+        &format!("/admin/sessions/{second}:evict"),
+        Some(r#"{"block": "yes"}"#),
+    )
+    .await;
+    assert_eq!(
+        (code, error["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("block"))
+    );
+    assert_eq!(
+        status(&api, &second).await,
+        "ACTIVE",
+        "a bad request changes nothing"
+    );
+    let (code, blocked) = call(
+        Method::POST,
+        &format!("/admin/sessions/{second}:evict"),
+        Some(r#"{"block": true}"#),
+    )
+    .await;
+    assert_eq!(
+        (
+            code,
+            blocked["evicted"].as_bool(),
+            blocked["blocked"].as_bool()
+        ),
+        (StatusCode::OK, Some(true), Some(true)),
+        "{blocked}"
+    );
+    let before = stack.sessions().await.len();
+    let (code, refused) = read(api.call(join_request("E-admin", "fan-1")).await);
+    assert_eq!(
+        (code, refused["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("blocked")),
+        "{refused}"
+    );
+    assert_eq!(
+        stack.sessions().await.len(),
+        before,
+        "a refused join stores nothing"
+    );
+    let (_, rejoined) = read(api.call(join_request("E-admin", "fan-9")).await);
+    assert_eq!(rejoined["status"], "WAITING", "another user still joins");
     let (code, closed) = call(Method::POST, "/admin/events/E-admin:close", None).await;
     assert_eq!(
         (code, closed["state"].as_str()),

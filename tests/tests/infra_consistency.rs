@@ -711,7 +711,7 @@ fn the_publisher_hears_every_item_it_makes_events_of() {
     let event = waiting_room::domain::EventId::parse("E").unwrap();
     let keys = [
         layout::session_key(&waiting_room::domain::SessionId::new(&event, [1; 16])),
-        layout::state_change_key(&event, 1),
+        layout::state_change_key(&event, 1, "OPEN", "PAUSED"),
     ];
     for key in &keys {
         assert!(

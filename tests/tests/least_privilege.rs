@@ -458,8 +458,8 @@ async fn scenario(stack: &Stack) {
         .unwrap()
         .session()
         .clone();
-    assert!(admin.evict(&live.id).await.unwrap().evicted);
-    assert!(!admin.evict(&live.id).await.unwrap().evicted);
+    assert!(admin.evict(&live.id, true).await.unwrap().evicted);
+    assert!(!admin.evict(&live.id, false).await.unwrap().evicted);
 
     // publisher: events of the table's changes; an unreadable record is set
     // aside.

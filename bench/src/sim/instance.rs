@@ -12,7 +12,7 @@ use std::time::Duration;
 use waiting_room::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
 use waiting_room::domain::{
     EndReason, Ending, EventCounters, EventId, EventState, LineEntry, Session, SessionId,
-    TicketCounter, Timestamp,
+    TicketCounter, Timestamp, UserId,
 };
 use waiting_room::ports::{
     Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventStore, Expiry, ExpiryStore,
@@ -202,6 +202,10 @@ impl SessionStore for InstanceStore {
 
     async fn discard(&self, session: &Session) -> Result<Discard, StoreError> {
         self.fuse.guard(self.store.discard(session)).await
+    }
+
+    async fn block(&self, event: &EventId, user: &UserId) -> Result<(), StoreError> {
+        self.fuse.guard(self.store.block(event, user)).await
     }
 
     async fn touch(&self, id: &SessionId, now: Timestamp) -> Result<Touch, StoreError> {

@@ -395,6 +395,12 @@ impl SessionStore for SimStore {
         self.inner.get_session(id).await
     }
 
+    async fn block(&self, event: &EventId, user: &UserId) -> Result<(), StoreError> {
+        let cost = Cost::new("block", Call::UpdateItem).item(claim_key(event, user), true);
+        let _held = self.charge(cost).await?;
+        self.synced(self.inner.block(event, user).await, false)
+    }
+
     async fn discard(&self, session: &Session) -> Result<Discard, StoreError> {
         let cost = Cost::transaction("discard", 2)
             .item(session_key(&session.id), false)

@@ -14,7 +14,7 @@ use waiting_room::domain::admission::{AdmissionPlan, BacklogChange, NumberingPla
 use waiting_room::domain::events::DomainEvent;
 use waiting_room::domain::{
     EndReason, Ending, EventCounters, EventId, EventState, LineEntry, Session, SessionId,
-    TicketCounter, Timestamp,
+    TicketCounter, Timestamp, UserId,
 };
 use waiting_room::ports::{
     Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSink, EventStore, Expiry,
@@ -147,6 +147,14 @@ impl SessionStore for GatedStore {
             true,
             move |s| async move { s.discard(&session).await },
         )
+        .await
+    }
+
+    async fn block(&self, event: &EventId, user: &UserId) -> Result<(), StoreError> {
+        let (event, user) = (event.clone(), user.clone());
+        self.call("block", Some(&event.clone()), false, move |s| async move {
+            s.block(&event, &user).await
+        })
         .await
     }
 

@@ -108,8 +108,11 @@ struct StoredSession {
 
 #[derive(Debug, Clone)]
 struct StoredClaim {
-    session_id: SessionId,
-    ttl: Timestamp,
+    /// The session that holds it; none on a claim made only to block.
+    session_id: Option<SessionId>,
+    /// When DynamoDB's TTL may delete it; never for a blocked user's.
+    ttl: Option<Timestamp>,
+    blocked: bool,
 }
 
 type LineKey = (EventId, u16, Place);
@@ -244,7 +247,7 @@ impl MemoryStore {
             let claims: Vec<(EventId, UserId)> = t
                 .claims
                 .iter()
-                .filter(|(_, c)| c.ttl <= now)
+                .filter(|(_, c)| c.ttl.is_some_and(|ttl| ttl <= now))
                 .map(|(k, _)| k.clone())
                 .collect();
             for key in claims {
@@ -449,10 +452,21 @@ impl SessionStore for MemoryStore {
         let claim = self.with(|t| {
             let key = claim_key(session);
             match (t.claims.get(&key), replacing) {
-                (Some(holder), _) if holder.session_id == session.id => return Ok(Claim::Created),
-                (Some(holder), None) => return Ok(Claim::HeldBy(holder.session_id.clone())),
-                (Some(holder), Some(old)) if &holder.session_id != old => {
-                    return Ok(Claim::HeldBy(holder.session_id.clone()));
+                (Some(claim), _) if claim.blocked => return Ok(Claim::Blocked),
+                (Some(holder), _) if holder.session_id.as_ref() == Some(&session.id) => {
+                    return Ok(Claim::Created);
+                }
+                (Some(holder), None) => {
+                    return Ok(holder
+                        .session_id
+                        .clone()
+                        .map_or(Claim::Vacant, Claim::HeldBy));
+                }
+                (Some(holder), Some(old)) if holder.session_id.as_ref() != Some(old) => {
+                    return Ok(holder
+                        .session_id
+                        .clone()
+                        .map_or(Claim::Vacant, Claim::HeldBy));
                 }
                 (None, Some(_)) => return Ok(Claim::Vacant),
                 _ => {}
@@ -463,8 +477,9 @@ impl SessionStore for MemoryStore {
             t.claims.insert(
                 key,
                 StoredClaim {
-                    session_id: session.id.clone(),
-                    ttl: claim_ttl,
+                    session_id: Some(session.id.clone()),
+                    ttl: Some(claim_ttl),
+                    blocked: false,
                 },
             );
             push(t, Change::Other);
@@ -508,13 +523,31 @@ impl SessionStore for MemoryStore {
             let key = claim_key(session);
             if t.claims
                 .get(&key)
-                .is_some_and(|c| c.session_id == session.id)
+                .is_some_and(|c| c.session_id.as_ref() == Some(&session.id))
             {
                 t.claims.remove(&key);
                 push(t, Change::Other);
             }
             Discard::Discarded
         }))
+    }
+
+    async fn block(&self, event: &EventId, user: &UserId) -> Result<(), StoreError> {
+        self.check_fault()?;
+        self.with(|t| {
+            let claim = t
+                .claims
+                .entry((event.clone(), user.clone()))
+                .or_insert(StoredClaim {
+                    session_id: None,
+                    ttl: None,
+                    blocked: false,
+                });
+            claim.blocked = true;
+            claim.ttl = None;
+            push(t, Change::Other);
+        });
+        Ok(())
     }
 
     async fn touch(&self, id: &SessionId, now: Timestamp) -> Result<Touch, StoreError> {

@@ -7,7 +7,7 @@
 //! | `GET /admin/events/{id}` | `200` the event's report (as `waiting-room-admin show`) |
 //! | `PUT /admin/events/{id}` `{"capacity": N}` | `200` the report after the change |
 //! | `POST /admin/events/{id}:pause` / `:resume` / `:close` | `200` what the control did; `409 control_refused` |
-//! | `POST /admin/sessions/{id}:evict` | `200 {"sessionId", "evicted", "status"}` |
+//! | `POST /admin/sessions/{id}:evict`, optional `{"block": true}` | `200 {"sessionId", "evicted", "blocked", "status"}` |
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -89,23 +89,7 @@ fn event_id(raw: &str) -> Result<EventId, ApiError> {
 
 /// `{"capacity": N}`, N a whole number from 0 to `MAX_CAPACITY`.
 fn parse_capacity(request: &Request) -> Result<u32, ApiError> {
-    if !is_json(request) {
-        return Err(ApiError::unsupported_media_type());
-    }
-    let bytes = body_bytes(request);
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
-    }
-    let value: Value = serde_json::from_slice(bytes).map_err(ApiError::invalid_json)?;
-    let Value::Object(fields) = value else {
-        return Err(ApiError::invalid_json("expected an object with capacity"));
-    };
-    if let Some(other) = fields.keys().find(|k| k.as_str() != "capacity") {
-        let shown: String = other.chars().take(32).collect();
-        return Err(ApiError::invalid_json(format!(
-            "unknown field {shown:?}; only capacity can be set"
-        )));
-    }
+    let fields = json_object(request, "capacity")?;
     fields
         .get("capacity")
         .and_then(Value::as_u64)
@@ -117,6 +101,44 @@ fn parse_capacity(request: &Request) -> Result<u32, ApiError> {
                 format!("must be a whole number from 0 to {MAX_CAPACITY}"),
             )
         })
+}
+
+/// An eviction's optional body: none, or `{"block": true|false}`.
+fn parse_block(request: &Request) -> Result<bool, ApiError> {
+    let bytes = body_bytes(request);
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(false);
+    }
+    let fields = json_object(request, "block")?;
+    match fields.get("block") {
+        None => Ok(false),
+        Some(Value::Bool(block)) => Ok(*block),
+        Some(_) => Err(ApiError::invalid_field("block", "must be true or false")),
+    }
+}
+
+/// The body as a JSON object whose only field may be `only`.
+fn json_object(request: &Request, only: &str) -> Result<serde_json::Map<String, Value>, ApiError> {
+    if !is_json(request) {
+        return Err(ApiError::unsupported_media_type());
+    }
+    let bytes = body_bytes(request);
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(ApiError::invalid_json)?;
+    let Value::Object(fields) = value else {
+        return Err(ApiError::invalid_json(format!(
+            "expected an object with {only}"
+        )));
+    };
+    if let Some(other) = fields.keys().find(|k| k.as_str() != only) {
+        let shown: String = other.chars().take(32).collect();
+        return Err(ApiError::invalid_json(format!(
+            "unknown field {shown:?}; only {only} can be given"
+        )));
+    }
+    Ok(fields)
 }
 
 /// A service's answer as `200` JSON, or its failure.
@@ -170,13 +192,18 @@ async fn answer<S: EventStore + LineStore + SessionStore>(
             }
             Err(err) => err.into_response(),
         },
-        AdminRoute::Evict(raw) => match SessionId::parse(&raw) {
-            Ok(id) => {
-                tracing::info!(session = %id, "eviction by an operator");
-                ok(service.evict(&id).await)
+        AdminRoute::Evict(raw) => {
+            let Ok(id) = SessionId::parse(&raw) else {
+                return ApiError::session_not_found().into_response();
+            };
+            match parse_block(request) {
+                Ok(block) => {
+                    tracing::info!(session = %id, block, "eviction by an operator");
+                    ok(service.evict(&id, block).await)
+                }
+                Err(err) => err.into_response(),
             }
-            Err(_) => ApiError::session_not_found().into_response(),
-        },
+        }
     }
 }
 

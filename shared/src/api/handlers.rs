@@ -77,6 +77,7 @@ pub(super) fn failed(err: ServiceError) -> Response<Body> {
         | ServiceError::SessionEnded(_)
         | ServiceError::NotActive(_)
         | ServiceError::AlreadyJoined
+        | ServiceError::Blocked
         | ServiceError::EventClosed
         | ServiceError::RefusedControl(_) => {}
     }

@@ -224,6 +224,11 @@ impl From<ServiceError> for ApiError {
                 err
             }
             ServiceError::AlreadyJoined => Self::already_joined(),
+            ServiceError::Blocked => Self::new(
+                StatusCode::FORBIDDEN,
+                "blocked",
+                "this user may not join this event",
+            ),
             ServiceError::EventClosed => Self::new(
                 StatusCode::CONFLICT,
                 "event_closed",

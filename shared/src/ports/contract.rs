@@ -837,6 +837,54 @@ pub async fn a_paused_event_admits_nobody_until_it_resumes<S: Store>(store: &S) 
     );
 }
 
+pub async fn a_blocked_user_takes_no_place_again<S: Store>(store: &S) {
+    let event = fresh_event("blocked");
+    let fans = joined(store, &event, 2).await;
+    store.block(&event, &fans[0].user_id).await.unwrap();
+    store
+        .end_session(
+            &fans[0].id,
+            EndFrom::Waiting { shard: 0 },
+            &Ending::new(EndReason::Evicted, later(10)),
+            later(9_999),
+        )
+        .await
+        .unwrap();
+    let again = session(&event, 7, fans[0].user_id.as_str());
+    assert_eq!(
+        store
+            .create_session(&again, None, later(1_000_000))
+            .await
+            .unwrap(),
+        Claim::Blocked
+    );
+    assert_eq!(
+        store
+            .create_session(&again, Some(&fans[0].id), later(1_000_000))
+            .await
+            .unwrap(),
+        Claim::Blocked,
+        "not by taking over the ended session's claim either"
+    );
+    assert_eq!(
+        store.get_session(&again.id).await.unwrap(),
+        None,
+        "nothing stored"
+    );
+    // A user nobody blocked, and one blocked before any join.
+    let other = session(&event, 8, "fan-other");
+    created(store, &other).await;
+    let never = UserId::parse("never-joined").unwrap();
+    store.block(&event, &never).await.unwrap();
+    assert_eq!(
+        store
+            .create_session(&session(&event, 9, "never-joined"), None, later(1_000_000))
+            .await
+            .unwrap(),
+        Claim::Blocked
+    );
+}
+
 #[macro_export]
 macro_rules! store_contract_tests {
     ($store:expr, $of:expr, $done:expr) => {
@@ -855,6 +903,7 @@ macro_rules! store_contract_tests {
             events_are_listed_and_their_capacity_stored_once,
             a_late_purchase_is_recorded_once,
             a_paused_event_admits_nobody_until_it_resumes,
+            a_blocked_user_takes_no_place_again,
         );
     };
     (@each $store:expr, $of:expr, $done:expr; $($check:ident,)*) => {
@@ -902,7 +951,7 @@ mod tests {
             .map(|l| l.trim().trim_end_matches(','))
             .filter(|l| !l.is_empty())
             .collect();
-        assert_eq!(written.len(), 14);
+        assert_eq!(written.len(), 15);
         assert_eq!(written, listed);
     }
 }

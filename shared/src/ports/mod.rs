@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
 use crate::domain::{
     EndReason, Ending, EventCounters, EventId, EventState, LineEntry, Session, SessionId,
-    TicketCounter, Timestamp,
+    TicketCounter, Timestamp, UserId,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +50,8 @@ pub enum Claim {
     HeldBy(SessionId),
     /// The claim we meant to replace is gone (expired); try a fresh claim.
     Vacant,
+    /// An operator blocked this user from the event: nothing was stored.
+    Blocked,
 }
 
 /// Result of undoing a join whose message could not be sent.
@@ -186,6 +188,15 @@ pub trait SessionStore: Send + Sync {
         to: Timestamp,
         now: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Keep `user` from taking a place in `event` again: their claim is
+    /// marked blocked and kept (no TTL); every later join of theirs finds
+    /// `Claim::Blocked`.
+    fn block(
+        &self,
+        event: &EventId,
+        user: &UserId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// An event's counters and settings (capacity, the backlog hint's home),
@@ -512,6 +523,14 @@ impl<T: SessionStore> SessionStore for std::sync::Arc<T> {
         session: &Session,
     ) -> impl Future<Output = Result<Discard, StoreError>> + Send {
         (**self).discard(session)
+    }
+
+    fn block(
+        &self,
+        event: &EventId,
+        user: &UserId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).block(event, user)
     }
 
     fn touch(

@@ -128,6 +128,8 @@ pub struct EvictOutcome {
     pub session_id: String,
     /// False when it had ended before (nothing changed).
     pub evicted: bool,
+    /// The user may not join the event again.
+    pub blocked: bool,
     /// `LEFT` once evicted, else the status it had ended in.
     pub status: &'static str,
 }
@@ -183,16 +185,31 @@ impl<S: EventStore + LineStore + SessionStore> AdminService<S> {
         .await
     }
 
-    pub async fn evict(&self, id: &SessionId) -> Result<EvictOutcome, ServiceError> {
+    /// Evict a session; with `block`, its user is first kept from joining
+    /// the event again (so no rejoin slips in between).
+    pub async fn evict(&self, id: &SessionId, block: bool) -> Result<EvictOutcome, ServiceError> {
+        if block {
+            let session = self
+                .store
+                .get_session(id)
+                .await?
+                .ok_or(ServiceError::SessionNotFound)?;
+            self.store
+                .block(&session.event_id, &session.user_id)
+                .await?;
+            tracing::info!(session = %id, event = %session.event_id, "user blocked from the event");
+        }
         Ok(match self.commands.evict(id).await? {
             Ended::Now => EvictOutcome {
                 session_id: id.to_string(),
                 evicted: true,
+                blocked: block,
                 status: "LEFT",
             },
             Ended::Before(session) => EvictOutcome {
                 session_id: id.to_string(),
                 evicted: false,
+                blocked: block,
                 status: session.status().as_str(),
             },
         })

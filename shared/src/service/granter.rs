@@ -326,7 +326,7 @@ impl<S: LineStore + EventStore> Granter<S> {
         }
     }
 
-    /// One step of an advance: arm the hint behind a full event, or plan
+    /// One step of an advance: arm the hint behind a full (or paused) event, or plan
     /// from the fronts, number who needs it, and write the admission.
     async fn step(
         &self,
@@ -335,7 +335,8 @@ impl<S: LineStore + EventStore> Granter<S> {
         patience: &Patience,
     ) -> Result<Step, ServiceError> {
         let counters = &state.counters;
-        let free = counters.free_slots(self.policy.default_capacity);
+        // A paused event is full for the line: its free slots wait.
+        let free = counters.admittable(self.policy.default_capacity);
         if free == 0 {
             if state.known.is_empty() || counters.backlog.is_firm() {
                 return Ok(Step::Done);

@@ -149,6 +149,7 @@ impl<S: SessionStore + EventStore, Q: JoinQueue> JoinService<S, Q> {
                     return self.send_new(session, &key).await;
                 }
                 Claim::Vacant => replacing = None,
+                Claim::Blocked => return Err(ServiceError::Blocked),
                 Claim::HeldBy(holder) => {
                     let existing = self
                         .store

@@ -29,6 +29,9 @@ pub enum ServiceError {
     /// join with another idempotency key (or none).
     #[error("the user already has a place in this line")]
     AlreadyJoined,
+    /// An operator blocked this user from the event.
+    #[error("this user may not join this event")]
+    Blocked,
     /// The event is closed: no new places, the line drains.
     #[error("the event is closed to new joins")]
     EventClosed,

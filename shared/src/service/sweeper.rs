@@ -52,8 +52,9 @@ pub struct SweepReport {
 pub struct ReconcileReport {
     pub events: u64,
     /// Events found with someone waiting longer than a wake-up takes
-    /// (`SERVED_WITHIN`) beside a slot that could admit them; repaired or
-    /// not. What the stall alarm watches.
+    /// (`SERVED_WITHIN`) beside a slot that could admit them and that
+    /// nobody filled for `STRANDED_AFTER`; repaired or not. What the stall
+    /// alarm watches.
     pub stranded: u64,
     /// Each event as the reconciliation read it.
     pub gauges: Vec<EventGauge>,
@@ -171,6 +172,12 @@ pub struct EventGauge {
     pub stranded: bool,
 }
 
+/// How long a free slot beside a waiting fan must go unfilled, no one
+/// admitted meanwhile, before the event counts as stranded: far longer than
+/// a working wake-up takes (tens of milliseconds), short enough for a run
+/// that looks at many events.
+pub const STRANDED_AFTER: Duration = Duration::from_secs(2);
+
 /// How long a join may wait for its own wake-up (its join message reaching a
 /// granter) before the reconciliation, finding it unserved, counts a repair.
 /// Seconds in practice; a granter that died holding the message delays it by
@@ -240,12 +247,26 @@ impl<S: EventStore + LineStore> Reconciler<S> {
         let missed = waiting
             .iter()
             .any(|entry| now.since(entry.joined_at) >= SERVED_WITHIN);
+        let mut stranded = false;
+        let (counters, free) = if missed && free > 0 {
+            // In a busy sale a slot is often free for the moment between an
+            // exit and the admission it wakes: look again a little later. A
+            // line that admitted nobody meanwhile, beside a slot still
+            // free, is stranded (what the stall alarm counts).
+            tokio::time::sleep(STRANDED_AFTER).await;
+            let again = store.event_counters(event, granter.line_shards).await?;
+            let free_again = again.admittable(granter.policy.default_capacity);
+            stranded = again.admitted == counters.admitted && free_again > 0;
+            (again, free_again)
+        } else {
+            (counters, free)
+        };
         let gauge = EventGauge {
             event_id: event.clone(),
             state: counters.state,
             active: counters.active,
             free,
-            stranded: missed && free > 0,
+            stranded,
         };
         let repair = self
             .repair(event, counters, &waiting, free, missed, now)

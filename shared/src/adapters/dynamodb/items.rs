@@ -282,7 +282,12 @@ pub fn state_change_item(event: &EventId, from: EventState, to: EventState, at: 
     Item::from([
         (
             PARTITION_KEY.into(),
-            s(layout::state_change_key(event, at.as_millis())),
+            s(layout::state_change_key(
+                event,
+                at.as_millis(),
+                from.as_str(),
+                to.as_str(),
+            )),
         ),
         ("eventId".into(), s(event.as_str())),
         ("from".into(), s(from.as_str())),

@@ -5,7 +5,7 @@
 //! | session         | `SESSION#<sessionId>`          | join, granter, leave…      |
 //! | claim           | `CLAIM#<eventId>#<userId>`     | join                       |
 //! | event counters  | `EVENT#<eventId>`              | granter, exits, admin      |
-//! | state change    | `STATECHANGE#<eventId>#<ms>`   | admin (with the state)     |
+//! | state change    | `STATECHANGE#<event>#<ms>#<from>#<to>` | admin (with the state) |
 //! | ticket counter  | `LINE#<eventId>#<shard>`       | granter (numbering), leave |
 //! | shard head      | `HEAD#<eventId>#<shard>`       | granter (admitting)        |
 //!
@@ -55,9 +55,10 @@ pub fn event_key(event: &EventId) -> String {
 }
 
 /// The record of one change of an event's state (the publisher's outbox
-/// entry for it), unique per change.
-pub fn state_change_key(event: &EventId, at_millis: u64) -> String {
-    format!("STATECHANGE#{event}#{at_millis}")
+/// entry for it), unique per change: two changes in one millisecond differ
+/// in their states (each moves from the state the other left).
+pub fn state_change_key(event: &EventId, at_millis: u64, from: &str, to: &str) -> String {
+    format!("STATECHANGE#{event}#{at_millis}#{from}#{to}")
 }
 
 pub const STATE_CHANGE_PREFIX: &str = "STATECHANGE#";

@@ -105,6 +105,10 @@ impl DynamoStore {
             Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(state_change_item(event, from, to, at)))
+                // Never overwrite a record: its stream record would be a
+                // MODIFY, which the publisher does not hear.
+                .condition_expression("attribute_not_exists(#pk)")
+                .set_expression_attribute_names(Some(names_in(&["#pk"])))
                 .build(),
         )?;
         let writes = vec![

@@ -11,7 +11,9 @@ use super::items::{decode_session, n, names_in, s, session_item, ttl_value};
 use super::layout;
 use super::request::{TransactResult, Write, built, classify, codes, failed_condition, old_item};
 use super::{ACTIVE, DynamoStore, WAITING};
-use crate::domain::{EndReason, Ending, EventId, Session, SessionId, SessionStatus, Timestamp};
+use crate::domain::{
+    EndReason, Ending, EventId, Session, SessionId, SessionStatus, Timestamp, UserId,
+};
 use crate::ports::{Claim, Discard, EndFrom, EndOutcome, SessionStore, StoreError, Touch};
 
 impl SessionStore for DynamoStore {
@@ -29,7 +31,9 @@ impl SessionStore for DynamoStore {
             TransactResult::Applied => return Ok(Claim::Created),
             TransactResult::Cancelled(reasons) => reasons,
         };
-        let holder = old_item(&reasons, 0)
+        let claim = old_item(&reasons, 0);
+        let blocked = claim.is_some_and(|item| item.contains_key("blocked"));
+        let holder = claim
             .and_then(|item| item.get("sessionId"))
             .and_then(|v| v.as_s().ok())
             .and_then(|id| SessionId::parse(id).ok());
@@ -37,6 +41,7 @@ impl SessionStore for DynamoStore {
             // Our own write, applied once already: its answer was lost and
             // the SDK retried (an emulator without idempotency tokens).
             Some(holder) if holder == session.id => Ok(Claim::Created),
+            _ if blocked => Ok(Claim::Blocked),
             _ if failed_condition(reasons.get(1)) => Err(StoreError::Rejected(format!(
                 "session id {} already exists",
                 session.id
@@ -48,6 +53,10 @@ impl SessionStore for DynamoStore {
             Some(holder) => Ok(Claim::HeldBy(holder)),
             None => Ok(Claim::Vacant),
         }
+    }
+
+    async fn block(&self, event: &EventId, user: &UserId) -> Result<(), StoreError> {
+        self.block_claim(event, user).await
     }
 
     async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
@@ -278,10 +287,25 @@ impl DynamoStore {
         let write = match replacing {
             None => write.when("attribute_not_exists(#pk)"),
             Some(old) => write
-                .when("#sessionId = :old")
+                .when("#sessionId = :old AND attribute_not_exists(#blocked)")
                 .value(":old", s(old.as_str())),
         };
         self.transact_update(write)
+    }
+
+    /// Marks the user's claim blocked and keeps it (no TTL); creates it if
+    /// it expired. Every later claim write of theirs fails on it.
+    async fn block_claim(&self, event: &EventId, user: &UserId) -> Result<(), StoreError> {
+        self.update(
+            Write::new(
+                layout::claim_key(event, user),
+                "SET #blocked = :yes, #eventId = :event REMOVE #ttl",
+            )
+            .value(":yes", s("true"))
+            .value(":event", s(event.as_str())),
+        )
+        .await
+        .map(drop)
     }
 }
 

@@ -380,6 +380,14 @@ async fn the_admin_api_lists_shows_configures_controls_and_evicts() {
     );
     let (_, rejoined) = read(api.call(join_request("E-admin", "fan-9")).await);
     assert_eq!(rejoined["status"], "WAITING", "another user still joins");
+    // A mistyped id closes nothing (closing is final).
+    let (code, error) = call(Method::POST, "/admin/events/E-admni:close", None).await;
+    assert_eq!(
+        (code, error["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("event_not_found"))
+    );
+    let (_, typo) = call(Method::GET, "/admin/events/E-admni", None).await;
+    assert_eq!(typo["state"], "OPEN");
     let (code, closed) = call(Method::POST, "/admin/events/E-admin:close", None).await;
     assert_eq!(
         (code, closed["state"].as_str()),

@@ -130,6 +130,9 @@ struct Tables {
     line_index: Lagged<SessionId, LineKey, LineEntry>,
     expiry_index: Lagged<SessionId, ExpiryKey, SessionId>,
     event_index: Lagged<EventId, EventId, ()>,
+    /// Events whose item carries the listing attribute (at once; the index
+    /// above shows them after its lag).
+    listed: BTreeSet<EventId>,
     stream: Vec<StreamRecord>,
 }
 
@@ -427,6 +430,7 @@ fn end(session: &mut Session, ending: &Ending) {
 
 fn counters_of(t: &Tables, event: &EventId, shard_count: u16) -> EventCounters {
     let mut counters = t.events.get(event).cloned().unwrap_or_default();
+    counters.listed = t.listed.contains(event);
     counters.heads.resize(usize::from(shard_count.max(1)), 0);
     counters
 }
@@ -692,6 +696,7 @@ impl EventStore for MemoryStore {
             }
             t.event_index
                 .set(event.clone(), Some((event.clone(), ())), self.due());
+            t.listed.insert(event.clone());
             counters_of(t, event, shard_count)
         }))
     }
@@ -701,6 +706,7 @@ impl EventStore for MemoryStore {
         self.with(|t| {
             t.event_index
                 .set(event.clone(), Some((event.clone(), ())), self.due());
+            t.listed.insert(event.clone());
             push(t, Change::Other);
         });
         Ok(())
@@ -719,6 +725,7 @@ impl EventStore for MemoryStore {
             self.put_counters(t, event, counters);
             t.event_index
                 .set(event.clone(), Some((event.clone(), ())), self.due());
+            t.listed.insert(event.clone());
         });
         Ok(())
     }
@@ -750,6 +757,7 @@ impl EventStore for MemoryStore {
             );
             t.event_index
                 .set(event.clone(), Some((event.clone(), ())), self.due());
+            t.listed.insert(event.clone());
             true
         }))
     }

@@ -78,6 +78,7 @@ pub(super) fn failed(err: ServiceError) -> Response<Body> {
         | ServiceError::NotActive(_)
         | ServiceError::AlreadyJoined
         | ServiceError::Blocked
+        | ServiceError::EventNotFound
         | ServiceError::EventClosed
         | ServiceError::RefusedControl(_) => {}
     }

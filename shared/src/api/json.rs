@@ -229,6 +229,11 @@ impl From<ServiceError> for ApiError {
                 "blocked",
                 "this user may not join this event",
             ),
+            ServiceError::EventNotFound => Self::new(
+                StatusCode::NOT_FOUND,
+                "event_not_found",
+                "no event has this id: set its capacity first, or wait for its first join",
+            ),
             ServiceError::EventClosed => Self::new(
                 StatusCode::CONFLICT,
                 "event_closed",

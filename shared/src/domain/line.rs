@@ -159,6 +159,10 @@ pub struct EventCounters {
     pub state: EventState,
     /// When the state last changed (absent until an operator acted).
     pub state_changed_at: Option<Timestamp>,
+    /// The event is known: a join, the granter or an operator listed it.
+    /// Controls apply only to known events, so a mistyped id cannot close
+    /// an event before its sale.
+    pub listed: bool,
     pub active: u64,
     pub admitted: u64,
     pub left: u64,

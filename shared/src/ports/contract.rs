@@ -685,7 +685,12 @@ pub async fn the_backlog_hint_never_hides_a_freed_slot<S: Store>(store: &S) {
 
 pub async fn events_are_listed_and_their_capacity_stored_once<S: Store>(store: &S) {
     let event = fresh_event("listed");
+    assert!(
+        !store.event_counters(&event, 2).await.unwrap().listed,
+        "nobody used it yet"
+    );
     let first = store.register_event(&event, 7, 2).await.unwrap();
+    assert!(first.listed);
     assert_eq!((first.capacity, first.heads.len()), (Some(7), 2));
     let again = store.register_event(&event, 9, 2).await.unwrap();
     assert_eq!(

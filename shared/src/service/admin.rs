@@ -93,7 +93,8 @@ pub struct ControlOutcome {
 }
 
 /// Pause, resume or close an event. Asking for the state it is in already
-/// changes nothing; a closed event refuses every control and keeps its state.
+/// changes nothing; a closed event refuses every control and keeps its state;
+/// an event nobody listed (a mistyped id) is not found.
 /// The write is conditioned on the state read, so two operators acting at
 /// once cannot both move it from the same state.
 pub async fn control<S: EventStore>(
@@ -111,7 +112,11 @@ pub async fn control<S: EventStore>(
         changed: from != to,
     };
     for _ in 0..MAX_ATTEMPTS {
-        let from = store.event_counters(event, line_shards).await?.state;
+        let counters = store.event_counters(event, line_shards).await?;
+        if !counters.listed {
+            return Err(ServiceError::EventNotFound);
+        }
+        let from = counters.state;
         let to = from.after(control)?;
         if from == to || store.set_event_state(event, from, to, now).await? {
             return Ok(outcome(from, to));

@@ -32,6 +32,9 @@ pub enum ServiceError {
     /// An operator blocked this user from the event.
     #[error("this user may not join this event")]
     Blocked,
+    /// No join, granter or operator ever listed this event.
+    #[error("no event has this id")]
+    EventNotFound,
     /// The event is closed: no new places, the line drains.
     #[error("the event is closed to new joins")]
     EventClosed,

@@ -204,6 +204,7 @@ pub fn decode_counters(item: Option<&Item>, shard_count: u16) -> Result<EventCou
                 }
             },
             state_changed_at: millis(item, "stateChangedAt")?,
+            listed: item.contains_key(layout::EVENT_INDEX_PARTITION),
             active: counter(item, "active")?,
             admitted: counter(item, "admitted")?,
             left: counter(item, "left")?,

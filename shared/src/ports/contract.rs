@@ -762,14 +762,6 @@ pub async fn a_late_purchase_is_recorded_once<S: Store>(store: &S) {
     );
 }
 
-/// One test per check of the contract, so a failure of one hides none of
-/// the others. `$store` makes a fresh store (an async expression), `$of`
-/// turns what it made into the store checked, and `$done` tidies up after a
-/// check that passed (a failed one leaves its resources for a look).
-///
-/// ```ignore
-/// waiting_room::store_contract_tests!(async { Arc::new(MemoryStore::new()) }, Arc::clone, |_| async {});
-/// ```
 pub async fn a_paused_event_admits_nobody_until_it_resumes<S: Store>(store: &S) {
     let event = fresh_event("paused");
     let fans = joined(store, &event, 2).await;
@@ -890,6 +882,14 @@ pub async fn a_blocked_user_takes_no_place_again<S: Store>(store: &S) {
     );
 }
 
+/// One test per check of the contract, so a failure of one hides none of
+/// the others. `$store` makes a fresh store (an async expression), `$of`
+/// turns what it made into the store checked, and `$done` tidies up after a
+/// check that passed (a failed one leaves its resources for a look).
+///
+/// ```ignore
+/// waiting_room::store_contract_tests!(async { Arc::new(MemoryStore::new()) }, Arc::clone, |_| async {});
+/// ```
 #[macro_export]
 macro_rules! store_contract_tests {
     ($store:expr, $of:expr, $done:expr) => {

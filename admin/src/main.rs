@@ -6,7 +6,6 @@
 mod watch;
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use waiting_room::adapters::aws::{dynamodb_client, sdk_config_for, sns_client, sqs_client};
@@ -15,9 +14,9 @@ use waiting_room::adapters::provision::{Clients, ResourceNames, provision};
 use waiting_room::domain::token::AdmissionSigner;
 use waiting_room::domain::{Clock, Control, EventId, SessionId, SystemClock};
 use waiting_room::ports::EventStore;
-use waiting_room::service::admin::{AdminService, control, event_report};
-use waiting_room::service::session_command::SessionCommands;
+use waiting_room::service::admin::AdminService;
 use waiting_room::setup::config::{self, LifecycleSettings, LineSettings};
+use waiting_room::setup::wiring;
 
 #[derive(Parser)]
 #[command(version, about = "Operate a waiting room deployment")]
@@ -176,40 +175,32 @@ async fn run(cli: Cli) -> Result<String, String> {
                 .join("\n"))
         }
         Command::Pause { event } => {
-            apply(
-                DynamoStore::new(dynamodb, cli.table),
-                &event,
-                Control::Pause,
-            )
-            .await
+            let admin = admin(DynamoStore::new(dynamodb, cli.table))?;
+            control(&admin, &event, Control::Pause).await
         }
         Command::Resume { event } => {
-            apply(
-                DynamoStore::new(dynamodb, cli.table),
-                &event,
-                Control::Resume,
-            )
-            .await
+            let admin = admin(DynamoStore::new(dynamodb, cli.table))?;
+            control(&admin, &event, Control::Resume).await
         }
         Command::Close { event } => {
-            apply(
-                DynamoStore::new(dynamodb, cli.table),
-                &event,
-                Control::Close,
-            )
-            .await
+            let admin = admin(DynamoStore::new(dynamodb, cli.table))?;
+            control(&admin, &event, Control::Close).await
         }
         Command::Evict { session, block } => {
-            evict(DynamoStore::new(dynamodb, cli.table), &session, block).await
+            let id = SessionId::parse(&session).map_err(|e| e.to_string())?;
+            let outcome = admin(DynamoStore::new(dynamodb, cli.table))?
+                .evict(&id, block)
+                .await
+                .map_err(|e| e.to_string())?;
+            serde_json::to_string(&outcome).map_err(|e| e.to_string())
         }
-        Command::Watch { event } => watch(DynamoStore::new(dynamodb, cli.table), &event).await,
+        Command::Watch { event } => {
+            watch(&admin(DynamoStore::new(dynamodb, cli.table))?, &event).await
+        }
         Command::Show { event } => {
             let event = EventId::parse(&event).map_err(|e| e.to_string())?;
-            let env = config::process_env();
-            let line = LineSettings::from_env(&env).map_err(|e| e.to_string())?;
-            let lifecycle = LifecycleSettings::from_env(&env).map_err(|e| e.to_string())?;
-            let store = DynamoStore::new(dynamodb, cli.table);
-            let report = event_report(&store, &event, line.line_shards, lifecycle.default_capacity)
+            let report = admin(DynamoStore::new(dynamodb, cli.table))?
+                .report(&event)
                 .await
                 .map_err(|e| e.to_string())?;
             serde_json::to_string_pretty(&report).map_err(|e| e.to_string())
@@ -217,52 +208,39 @@ async fn run(cli: Cli) -> Result<String, String> {
     }
 }
 
+/// The operators' service on `store`, as the admin API runs it; line and
+/// lifecycle settings from the environment, as the functions read them.
+fn admin(store: DynamoStore) -> Result<AdminService<DynamoStore>, String> {
+    let env = config::process_env();
+    let line = LineSettings::from_env(&env).map_err(|e| e.to_string())?;
+    let lifecycle = LifecycleSettings::from_env(&env).map_err(|e| e.to_string())?;
+    Ok(wiring::admin_service_on(store, &line, &lifecycle))
+}
+
 /// Pause, resume or close `event`; prints what it did as JSON.
-async fn apply(store: DynamoStore, event: &str, verb: Control) -> Result<String, String> {
+async fn control(
+    admin: &AdminService<DynamoStore>,
+    event: &str,
+    verb: Control,
+) -> Result<String, String> {
     let event = EventId::parse(event).map_err(|e| e.to_string())?;
-    let line = LineSettings::from_env(&config::process_env()).map_err(|e| e.to_string())?;
-    let outcome = control(&store, &event, verb, line.line_shards, SystemClock.now())
+    let outcome = admin
+        .control(&event, verb)
         .await
         .map_err(|e| e.to_string())?;
     serde_json::to_string(&outcome).map_err(|e| e.to_string())
 }
 
-/// Evict one session (and with `block`, keep its user out of the event);
-/// prints what it did, as the admin API answers.
-async fn evict(store: DynamoStore, session: &str, block: bool) -> Result<String, String> {
-    let id = SessionId::parse(session).map_err(|e| e.to_string())?;
-    let env = config::process_env();
-    let lifecycle = LifecycleSettings::from_env(&env).map_err(|e| e.to_string())?;
-    let line = LineSettings::from_env(&env).map_err(|e| e.to_string())?;
-    let admin = AdminService {
-        commands: SessionCommands {
-            store: store.clone(),
-            clock: Arc::new(SystemClock),
-            ended_retention: lifecycle.ended_retention,
-            stay: lifecycle.stay_policy(),
-        },
-        store,
-        clock: Arc::new(SystemClock),
-        line_shards: line.line_shards,
-        default_capacity: lifecycle.default_capacity,
-    };
-    let outcome = admin.evict(&id, block).await.map_err(|e| e.to_string())?;
-    serde_json::to_string(&outcome).map_err(|e| e.to_string())
-}
-
 /// The live view: reads the event's report every second and redraws until
 /// q, Esc or Ctrl-C. The terminal is restored however it ends.
-async fn watch(store: DynamoStore, event: &str) -> Result<String, String> {
+async fn watch(admin: &AdminService<DynamoStore>, event: &str) -> Result<String, String> {
     use ratatui::crossterm::event::{self, Event, KeyCode, KeyModifiers};
 
     let event = EventId::parse(event).map_err(|e| e.to_string())?;
-    let env = config::process_env();
-    let line = LineSettings::from_env(&env).map_err(|e| e.to_string())?;
-    let lifecycle = LifecycleSettings::from_env(&env).map_err(|e| e.to_string())?;
     let mut state = watch::WatchState::new(event.as_str());
     let mut terminal = ratatui::try_init().map_err(|e| e.to_string())?;
     let outcome = loop {
-        match event_report(&store, &event, line.line_shards, lifecycle.default_capacity).await {
+        match admin.report(&event).await {
             Ok(report) => state.observe(report, SystemClock.now()),
             Err(err) => state.failed(err.to_string()),
         }

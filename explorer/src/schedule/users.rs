@@ -35,9 +35,8 @@ pub fn status_instances(
                 world.scenario.shards,
                 signer.clone(),
                 Some(world.scenario.abandon_after),
-                // Real time does not pass in a schedule: no cache, so runs
-                // are reproducible (positions come from a consistent read of
-                // the shard's head either way).
+                // No cache of the event's counters here (positions come
+                // from a consistent read of the shard's head either way).
                 Duration::ZERO,
             )
         })

@@ -47,7 +47,7 @@ impl<S: SessionStore> AdmissionCheck<S> {
         let now = self.clock.now();
         let claims = self.verifier.verify(token, event, now)?;
         let id = SessionId::parse(&claims.sid).map_err(|_| Refusal::Mismatch)?;
-        let session = match self.sessions.get(&id) {
+        let session = match self.sessions.get(&id, now) {
             Some(cached) => cached,
             None => {
                 let fetched = self
@@ -55,7 +55,7 @@ impl<S: SessionStore> AdmissionCheck<S> {
                     .get_session(&id)
                     .await
                     .map_err(|e| Refusal::Unavailable(e.to_string()))?;
-                self.sessions.put(id.clone(), fetched.clone());
+                self.sessions.put(id.clone(), fetched.clone(), now);
                 fetched
             }
         };

@@ -4,12 +4,16 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::domain::Timestamp;
+
+/// Entries live for `ttl` by the caller's clock (the service's `Clock`), so
+/// a test or a simulated schedule ages them as it ages everything else.
 #[derive(Debug)]
 pub struct TtlCache<K, V> {
     ttl: Duration,
-    entries: Mutex<HashMap<K, (V, Instant)>>,
+    entries: Mutex<HashMap<K, (V, Timestamp)>>,
 }
 
 impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
@@ -20,13 +24,14 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
         }
     }
 
-    pub fn get(&self, key: &K) -> Option<V> {
+    /// The value put less than `ttl` before `now`, if any.
+    pub fn get(&self, key: &K, now: Timestamp) -> Option<V> {
         let entries = self.entries.lock().ok()?;
         let (value, at) = entries.get(key)?;
-        (at.elapsed() < self.ttl).then(|| value.clone())
+        (now.since(*at) < self.ttl).then(|| value.clone())
     }
 
-    pub fn put(&self, key: K, value: V) {
+    pub fn put(&self, key: K, value: V, now: Timestamp) {
         if self.ttl.is_zero() {
             return;
         }
@@ -35,9 +40,9 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
             // stale ones now and then so a long-lived instance stays small.
             if entries.len() > 10_000 {
                 let ttl = self.ttl;
-                entries.retain(|_, (_, at)| at.elapsed() < ttl);
+                entries.retain(|_, (_, at)| now.since(*at) < ttl);
             }
-            entries.insert(key, (value, Instant::now()));
+            entries.insert(key, (value, now));
         }
     }
 }
@@ -48,13 +53,14 @@ mod tests {
 
     #[test]
     fn values_live_for_the_ttl_only() {
+        let at = Timestamp::from_millis;
         let cache = TtlCache::new(Duration::from_millis(30));
-        cache.put("a", 1);
-        assert_eq!(cache.get(&"a"), Some(1));
-        std::thread::sleep(Duration::from_millis(40));
-        assert_eq!(cache.get(&"a"), None);
+        cache.put("a", 1, at(1_000));
+        assert_eq!(cache.get(&"a", at(1_000)), Some(1));
+        assert_eq!(cache.get(&"a", at(1_029)), Some(1));
+        assert_eq!(cache.get(&"a", at(1_040)), None);
         let off = TtlCache::new(Duration::ZERO);
-        off.put("a", 1);
-        assert_eq!(off.get(&"a"), None);
+        off.put("a", 1, at(1_000));
+        assert_eq!(off.get(&"a", at(1_000)), None);
     }
 }

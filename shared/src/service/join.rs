@@ -1,17 +1,17 @@
 //! Join: take a place in line (store a `WAITING` session, stamped with its
 //! join time) and send its join message.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::domain::line::{JOIN_WRITE_WINDOW, shard_for};
 use crate::domain::{
-    Clock, EventId, EventState, IdempotencyKey, Session, SessionId, SessionStatus, Timestamp,
-    UserId,
+    Clock, EventId, EventState, IdempotencyKey, Session, SessionId, SessionStatus, UserId,
 };
 use crate::ports::{Arrival, Claim, Discard, EventStore, IdSource, JoinQueue, SessionStore};
 
+use super::cache::TtlCache;
 use super::{MAX_ATTEMPTS, ServiceError};
 
 /// A claim outlives any session it can point to; when it expires DynamoDB
@@ -51,24 +51,13 @@ pub struct JoinService<S, Q> {
 /// item per join.
 pub const STATE_READ_EVERY: Duration = Duration::from_secs(1);
 
-/// Each event's state as this instance last read it, and when.
-#[derive(Debug, Default)]
-pub struct KnownStates(Mutex<HashMap<EventId, (EventState, Timestamp)>>);
+/// Each event's state as this instance last read it, for `STATE_READ_EVERY`.
+#[derive(Debug)]
+pub struct KnownStates(TtlCache<EventId, EventState>);
 
-impl KnownStates {
-    fn fresh(&self, event: &EventId, now: Timestamp) -> Option<EventState> {
-        let known = self.0.lock().ok()?;
-        let (state, read_at) = known.get(event)?;
-        (now.since(*read_at) < STATE_READ_EVERY).then_some(*state)
-    }
-
-    fn remember(&self, event: &EventId, state: EventState, now: Timestamp) {
-        if let Ok(mut known) = self.0.lock() {
-            if known.len() > 10_000 {
-                known.clear();
-            }
-            known.insert(event.clone(), (state, now));
-        }
+impl Default for KnownStates {
+    fn default() -> Self {
+        Self(TtlCache::new(STATE_READ_EVERY))
     }
 }
 
@@ -183,7 +172,7 @@ impl<S: SessionStore + EventStore, Q: JoinQueue> JoinService<S, Q> {
     /// event take places (the explorer's seed 196 did).
     async fn state_of(&self, event: &EventId) -> Result<EventState, ServiceError> {
         let now = self.clock.now();
-        if let Some(state) = self.states.fresh(event, now) {
+        if let Some(state) = self.states.0.get(event, now) {
             return Ok(state);
         }
         let state = self
@@ -191,7 +180,7 @@ impl<S: SessionStore + EventStore, Q: JoinQueue> JoinService<S, Q> {
             .event_counters(event, self.line_shards)
             .await?
             .state;
-        self.states.remember(event, state, now);
+        self.states.0.put(event.clone(), state, now);
         Ok(state)
     }
 

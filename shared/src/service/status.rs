@@ -117,11 +117,12 @@ impl<S: SessionStore + EventStore + LineStore> StatusService<S> {
     }
 
     async fn event_counters(&self, event: &EventId) -> Result<EventCounters, ServiceError> {
-        if let Some(counters) = self.counters.get(event) {
+        let now = self.clock.now();
+        if let Some(counters) = self.counters.get(event, now) {
             return Ok(counters);
         }
         let counters = self.store.event_counters(event, self.line_shards).await?;
-        self.counters.put(event.clone(), counters.clone());
+        self.counters.put(event.clone(), counters.clone(), now);
         Ok(counters)
     }
 }

@@ -295,11 +295,15 @@ pub async fn status_service() -> Result<StatusService<DynamoStore>, ConfigError>
 }
 
 fn commands_with(settings: &CommandSettings, store: DynamoStore) -> SessionCommands<DynamoStore> {
+    commands_on(store, &settings.lifecycle)
+}
+
+fn commands_on(store: DynamoStore, lifecycle: &LifecycleSettings) -> SessionCommands<DynamoStore> {
     SessionCommands {
         store,
         clock: Arc::new(SystemClock),
-        ended_retention: settings.lifecycle.ended_retention,
-        stay: settings.lifecycle.stay_policy(),
+        ended_retention: lifecycle.ended_retention,
+        stay: lifecycle.stay_policy(),
     }
 }
 
@@ -311,13 +315,27 @@ async fn commands(settings: CommandSettings) -> SessionCommands<DynamoStore> {
 pub async fn admin_service() -> Result<AdminService<DynamoStore>, ConfigError> {
     let settings = AdminSettings::from_env(&config::process_env())?;
     let store = store(settings.commands.table.clone()).await;
-    Ok(AdminService {
-        commands: commands_with(&settings.commands, store.clone()),
+    Ok(admin_service_on(
+        store,
+        &settings.line,
+        &settings.commands.lifecycle,
+    ))
+}
+
+/// The admin service on `store`: the admin-api function's, and the CLI's
+/// (which names its table on the command line).
+pub fn admin_service_on(
+    store: DynamoStore,
+    line: &LineSettings,
+    lifecycle: &LifecycleSettings,
+) -> AdminService<DynamoStore> {
+    AdminService {
+        commands: commands_on(store.clone(), lifecycle),
         store,
         clock: Arc::new(SystemClock),
-        line_shards: settings.line.line_shards,
-        default_capacity: settings.commands.lifecycle.default_capacity,
-    })
+        line_shards: line.line_shards,
+        default_capacity: lifecycle.default_capacity,
+    }
 }
 
 pub async fn session_commands() -> Result<SessionCommands<DynamoStore>, ConfigError> {

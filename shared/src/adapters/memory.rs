@@ -418,14 +418,14 @@ fn claim_key(session: &Session) -> (EventId, UserId) {
     (session.event_id.clone(), session.user_id.clone())
 }
 
-/// What DynamoDB's end update writes once its condition held: the status
-/// and ending set, any admission kept.
+/// What DynamoDB's end update writes once its condition held: a live
+/// session ends (its admission kept); an ended one (a late purchase) takes
+/// the new ending.
 fn end(session: &mut Session, ending: &Ending) {
-    let admission = session.admission().cloned();
-    session.stage = Stage::Ended {
-        ending: ending.clone(),
-        admission,
-    };
+    if session.end(ending.clone()).is_err() {
+        // Already ended: the other transition applies, and cannot fail.
+        let _ = session.record_late_ending(ending.clone());
+    }
 }
 
 fn counters_of(t: &Tables, event: &EventId, shard_count: u16) -> EventCounters {
@@ -912,12 +912,15 @@ impl LineStore for MemoryStore {
             for admit in &plan.admitted {
                 if let Some(stored) = t.sessions.get(&admit.session_id).cloned() {
                     let mut session = stored.session;
-                    session.stage = Stage::Active(Admission {
+                    // Every admitted one was found waiting above.
+                    let admitted = session.admit(Admission {
                         admitted_at: plan.now,
                         admission_no: admit.admission_no,
                         expires_at: admit.expires_at,
                     });
-                    self.put_session(t, session, None);
+                    if admitted.is_ok() {
+                        self.put_session(t, session, None);
+                    }
                 }
             }
             for abandon in &plan.abandoned {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use crate::domain::admission::BacklogChange;
 use crate::domain::line::BACKLOG_CLEAR_DELAY;
 use crate::domain::session::EXPIRY_BUCKETS;
-use crate::domain::{EventCounters, EventId, EventState, LineEntry, SessionId, Timestamp};
+use crate::domain::{EventCounters, EventId, LineEntry, SessionId, Timestamp};
 use crate::ports::{EventStore, ExpiryStore, LineStore, StoreError};
 
 use super::ServiceError;
@@ -165,7 +165,6 @@ impl<S: ExpiryStore> Sweeper<S> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventGauge {
     pub event_id: EventId,
-    pub state: EventState,
     pub active: u64,
     /// Slots the line may take now (none while paused).
     pub free: u64,
@@ -263,7 +262,6 @@ impl<S: EventStore + LineStore> Reconciler<S> {
         };
         let gauge = EventGauge {
             event_id: event.clone(),
-            state: counters.state,
             active: counters.active,
             free,
             stranded,

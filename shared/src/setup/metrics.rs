@@ -168,8 +168,8 @@ pub fn emit(lines: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::EventId;
     use crate::domain::events::CheckoutDetail;
-    use crate::domain::{EventId, EventState};
     use crate::service::sweeper::EventGauge;
 
     fn event(event_id: &str, kind: EventKind) -> DomainEvent {
@@ -276,7 +276,6 @@ mod tests {
             stranded: 1,
             gauges: vec![EventGauge {
                 event_id: EventId::parse("E1").unwrap(),
-                state: EventState::Open,
                 active: 3,
                 free: 2,
                 stranded: true,

@@ -155,7 +155,7 @@ pub fn of_error(kind: &str, at: Timestamp) -> String {
 /// Writes `lines` to stdout in AWS Lambda, where CloudWatch reads them;
 /// elsewhere (tests, benchmarks) nothing is written.
 pub fn emit(lines: &[String]) {
-    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_none() || lines.is_empty() {
+    if !super::telemetry::in_lambda() || lines.is_empty() {
         return;
     }
     let mut out = std::io::stdout().lock();

@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use super::handlers::{body_bytes, failed, is_json};
 use super::json::{ApiError, json_response};
+use super::routes::{below, decode_colons};
 use crate::domain::{Control, EventId, SessionId};
 use crate::ports::{EventStore, LineStore, SessionStore};
 use crate::service::ServiceError;
@@ -34,17 +35,6 @@ pub enum AdminRoute {
     SetCapacity(String),
     Control(String, Control),
     Evict(String),
-}
-
-fn decode_colons(segment: &str) -> String {
-    segment.replace("%3A", ":").replace("%3a", ":")
-}
-
-/// The one path segment below `base`, if the path is exactly that.
-fn below<'a>(path: &'a str, base: &str) -> Option<&'a str> {
-    path.strip_prefix(base)?
-        .strip_prefix('/')
-        .filter(|rest| !rest.is_empty() && !rest.contains('/'))
 }
 
 pub fn admin_route(method: &Method, path: &str) -> Result<AdminRoute, ApiError> {

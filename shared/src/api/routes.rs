@@ -37,11 +37,7 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
             _ => Err(ApiError::method_not_allowed("POST")),
         };
     }
-    let Some(segment) = path
-        .strip_prefix(BASE_PATH)
-        .and_then(|rest| rest.strip_prefix('/'))
-        .filter(|rest| !rest.is_empty() && !rest.contains('/'))
-    else {
+    let Some(segment) = below(path, BASE_PATH) else {
         return Err(ApiError::route_not_found());
     };
     let segment = decode_colons(segment);
@@ -65,7 +61,14 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
 }
 
 /// Clients may send the `:` of a custom method percent-encoded.
-fn decode_colons(segment: &str) -> String {
+/// The one path segment below `base`, if the path is exactly that.
+pub(super) fn below<'a>(path: &'a str, base: &str) -> Option<&'a str> {
+    path.strip_prefix(base)?
+        .strip_prefix('/')
+        .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+}
+
+pub(super) fn decode_colons(segment: &str) -> String {
     segment.replace("%3A", ":").replace("%3a", ":")
 }
 

@@ -1,5 +1,6 @@
 //! `waiting-room-admin`: the operator's tool. Provision the table and queues
-//! against any endpoint, set an event's capacity, pause, resume or close it,
+//! against any endpoint, configure (capacity, scheduled opening, closing
+//! time, origin) or set an event's capacity, open, pause, resume or close it,
 //! evict a session, list events, show one's state and counters, or watch it
 //! live.
 
@@ -14,7 +15,7 @@ use waiting_room::adapters::provision::{Clients, ResourceNames, provision};
 use waiting_room::domain::token::AdmissionSigner;
 use waiting_room::domain::{Clock, Control, EventId, SessionId, SystemClock};
 use waiting_room::ports::EventStore;
-use waiting_room::service::admin::AdminService;
+use waiting_room::service::admin::{AdminService, Configuration, MAX_CAPACITY};
 use waiting_room::setup::config::{self, LifecycleSettings, LineSettings};
 use waiting_room::setup::wiring;
 
@@ -46,6 +47,29 @@ enum Command {
         event: String,
         #[arg(long)]
         capacity: u32,
+    },
+    /// Store an event's configuration (only what is given changes). An
+    /// opening time schedules the event: joins before it go into a
+    /// pre-queue that is let in in a random draw's order at the opening.
+    Configure {
+        #[arg(long)]
+        event: String,
+        #[arg(long)]
+        capacity: Option<u32>,
+        /// When the event opens, RFC 3339 in UTC (2026-12-24T10:00:00Z).
+        #[arg(long)]
+        opens_at: Option<String>,
+        /// When it stops taking joins by itself; "none" removes it.
+        #[arg(long)]
+        closes_at: Option<String>,
+        /// Where admitted fans are sent; "none" removes it.
+        #[arg(long)]
+        origin_url: Option<String>,
+    },
+    /// Open a scheduled event now (its pre-queue is let in in draw order).
+    Open {
+        #[arg(long)]
+        event: String,
     },
     /// Print an event's state and counters as JSON.
     Show {
@@ -174,6 +198,25 @@ async fn run(cli: Cli) -> Result<String, String> {
                 .collect::<Vec<_>>()
                 .join("\n"))
         }
+        Command::Configure {
+            event,
+            capacity,
+            opens_at,
+            closes_at,
+            origin_url,
+        } => {
+            let event = EventId::parse(&event).map_err(|e| e.to_string())?;
+            let config = configuration(capacity, opens_at, closes_at, origin_url)?;
+            let report = admin(DynamoStore::new(dynamodb, cli.table))?
+                .configure(&event, &config)
+                .await
+                .map_err(|e| e.to_string())?;
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())
+        }
+        Command::Open { event } => {
+            let admin = admin(DynamoStore::new(dynamodb, cli.table))?;
+            control(&admin, &event, Control::Open).await
+        }
         Command::Pause { event } => {
             let admin = admin(DynamoStore::new(dynamodb, cli.table))?;
             control(&admin, &event, Control::Pause).await
@@ -217,7 +260,46 @@ fn admin(store: DynamoStore) -> Result<AdminService<DynamoStore>, String> {
     Ok(wiring::admin_service_on(store, &line, &lifecycle))
 }
 
-/// Pause, resume or close `event`; prints what it did as JSON.
+/// The configuration the flags ask for, checked as the admin API checks it.
+fn configuration(
+    capacity: Option<u32>,
+    opens_at: Option<String>,
+    closes_at: Option<String>,
+    origin_url: Option<String>,
+) -> Result<Configuration, String> {
+    if let Some(capacity) = capacity.filter(|c| *c > MAX_CAPACITY) {
+        return Err(format!("capacity {capacity} is above {MAX_CAPACITY}"));
+    }
+    let config = Configuration {
+        capacity,
+        opens_at: opens_at
+            .map(|t| Configuration::parse_time("opensAt", &t))
+            .transpose()?,
+        closes_at: removable(closes_at, |t| Configuration::parse_time("closesAt", t))?,
+        origin_url: removable(origin_url, Configuration::parse_origin_url)?,
+    };
+    if config == Configuration::default() {
+        return Err(
+            "nothing to configure: give --capacity, --opens-at, --closes-at or --origin-url".into(),
+        );
+    }
+    Ok(config)
+}
+
+/// A flag whose value "none" removes the setting.
+fn removable<T>(
+    value: Option<String>,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<Option<T>>, String> {
+    value
+        .map(|v| match v.as_str() {
+            "none" => Ok(None),
+            given => parse(given).map(Some),
+        })
+        .transpose()
+}
+
+/// Open, pause, resume or close `event`; prints what it did as JSON.
 async fn control(
     admin: &AdminService<DynamoStore>,
     event: &str,

@@ -94,6 +94,7 @@ fn state_style(state: &str) -> Style {
     let color = match state {
         "OPEN" => Color::Green,
         "PAUSED" => Color::Yellow,
+        "SCHEDULED" => Color::Cyan,
         _ => Color::Red,
     };
     Style::default().fg(color).add_modifier(Modifier::BOLD)
@@ -111,10 +112,16 @@ pub fn render(frame: &mut Frame, state: &WatchState) {
     .areas(frame.area());
 
     let title = match &state.report {
-        Some(report) => Line::from(vec![
-            Span::raw(format!(" {} ", state.event)),
-            Span::styled(report.state, state_style(report.state)),
-        ]),
+        Some(report) => {
+            let mut spans = vec![
+                Span::raw(format!(" {} ", state.event)),
+                Span::styled(report.state, state_style(report.state)),
+            ];
+            if let (Some(opens_at), "SCHEDULED") = (&report.opens_at, report.state) {
+                spans.push(Span::raw(format!("  opens {opens_at}")));
+            }
+            Line::from(spans)
+        }
         None => Line::from(format!(" {} (reading…)", state.event)),
     };
     frame.render_widget(
@@ -184,6 +191,11 @@ mod tests {
         EventReport {
             event_id: "E1".into(),
             state,
+            opens_at: (state == "SCHEDULED").then(|| "2026-12-24T10:00:00.000Z".into()),
+            closes_at: None,
+            origin_url: None,
+            draw_seed: None,
+            admits_from: None,
             capacity: 500,
             capacity_source: "stored",
             active: 480,
@@ -233,6 +245,19 @@ mod tests {
         }
         let bars = shown.matches('█').count();
         assert!(bars > 0, "the sparkline shows the rate\n{shown}");
+    }
+
+    #[test]
+    fn a_scheduled_event_shows_when_it_opens() {
+        let mut state = WatchState::new("E3");
+        state.observe(report("SCHEDULED", 0, 0), Timestamp::from_millis(0));
+        let shown = screen(&state);
+        assert!(
+            shown.contains("E3 SCHEDULED  opens 2026-12-24T10:00:00.000Z"),
+            "{shown}"
+        );
+        state.observe(report("OPEN", 0, 0), Timestamp::from_millis(1000));
+        assert!(!screen(&state).contains("opens"));
     }
 
     #[test]

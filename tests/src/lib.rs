@@ -271,6 +271,7 @@ impl Stack {
             store: self.store_for("admin-api"),
             commands: self.commands_of("admin-api"),
             clock: Arc::new(SystemClock),
+            ids: Arc::new(OsRandom),
             line_shards: 1,
             default_capacity,
         }

@@ -8,13 +8,14 @@ use std::time::Duration;
 use integration_tests::http::{Api, join_request, read, session_path};
 use integration_tests::{Stack, eventually, lifecycle};
 use lambda_http::http::{Method, StatusCode};
+use waiting_room::domain::draw::draw_order;
 use waiting_room::domain::{
     Clock, Control, EventId, EventState, SessionId, SessionStatus, SystemClock, Timestamp,
 };
 use waiting_room::ports::EventStore;
 use waiting_room::runtime::publisher::poll_table_stream;
 use waiting_room::service::ServiceError;
-use waiting_room::service::admin::{control, event_report};
+use waiting_room::service::admin::{Configuration, control, event_report};
 use waiting_room::service::join::STATE_READ_EVERY;
 use waiting_room::service::session_command::Ended;
 
@@ -231,6 +232,135 @@ async fn an_evicted_session_frees_its_slot_once_and_says_why() {
     stack.tear_down().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_scheduled_event_lets_its_pre_queue_in_by_the_published_draw_then_the_rest() {
+    let stack = Stack::new("draw").await;
+    let api = Api::new(&stack);
+    let e = EventId::parse("E-draw").unwrap();
+    let admin = stack.admin_service(100);
+    let opens_at = now().plus(Duration::from_secs(5));
+    let scheduled = admin
+        .configure(
+            &e,
+            &Configuration {
+                capacity: Some(1),
+                opens_at: Some(opens_at),
+                ..Configuration::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (scheduled.state, &scheduled.draw_seed),
+        ("SCHEDULED", &None)
+    );
+    let audit = stack.subscribe_consumer("audit").await;
+    let publisher = {
+        let (publisher, stack) = (stack.publisher(), stack.clone());
+        tokio::spawn(async move {
+            let mut reader = stack.stream_reader("publisher").await;
+            poll_table_stream(&publisher, &mut reader, std::future::pending()).await;
+        })
+    };
+    let granters = stack.start_granters(1, &lifecycle(100), 1).await;
+
+    // The pre-queue: answered WAITING with the opening time, no position.
+    let mut early = Vec::new();
+    for n in 0..5 {
+        let (code, body) = read(
+            api.call(join_request("E-draw", &format!("early-{n}")))
+                .await,
+        );
+        assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(
+            body["opensAt"].as_str(),
+            Some(opens_at.to_rfc3339().as_str())
+        );
+        assert!(body.get("position").is_none(), "{body}");
+        early.push(SessionId::parse(body["sessionId"].as_str().unwrap()).unwrap());
+    }
+    let (_, polled) = api
+        .send(Method::GET, &session_path(early[0].as_str()), None)
+        .await;
+    assert_eq!(
+        (polled["status"].as_str(), polled.get("position")),
+        (Some("WAITING"), None)
+    );
+    assert!(polled["opensAt"].is_string(), "{polled}");
+
+    tokio::time::sleep(opens_at.since(now()) + Duration::from_millis(500)).await;
+    let late = [
+        join(&api, "E-draw", "late-0").await,
+        join(&api, "E-draw", "late-1").await,
+    ];
+    let all: Vec<String> = early
+        .iter()
+        .map(|id| id.to_string())
+        .chain(late.iter().cloned())
+        .collect();
+    assert_eq!(
+        active_of(&api, &all).await,
+        Vec::<usize>::new(),
+        "the draw settles first"
+    );
+
+    // One at a time (capacity 1): each admitted fan leaves.
+    let commands = stack.commands();
+    let mut order: Vec<String> = Vec::new();
+    while order.len() < all.len() {
+        eventually(PATIENCE, "the next admitted", || async {
+            active_of(&api, &all).await.len() == 1
+        })
+        .await;
+        let next = all[active_of(&api, &all).await[0]].clone();
+        commands
+            .leave(&SessionId::parse(&next).unwrap())
+            .await
+            .unwrap();
+        order.push(next);
+    }
+    let report = event_report(&stack.store(), &e, 1, 100).await.unwrap();
+    assert_eq!(report.state, "OPEN");
+    let seed_hex = report.draw_seed.clone().expect("published once open");
+    let seed = u64::from_str_radix(&seed_hex, 16).unwrap();
+    let mut expected: Vec<String> = draw_order(seed, &early)
+        .iter()
+        .map(|id| id.to_string())
+        .collect();
+    expected.extend(late.iter().cloned());
+    assert_eq!(
+        order, expected,
+        "the draw of the published seed, then join order"
+    );
+
+    // The schedule and the opening (with the same seed) are domain events.
+    let mut changes = Vec::new();
+    let started = std::time::Instant::now();
+    while changes.len() < 2 && started.elapsed() < PATIENCE {
+        changes.extend(
+            stack
+                .consume(&audit)
+                .await
+                .into_iter()
+                .filter(|e| e["type"].as_str().is_some_and(|t| t.starts_with("EVENT_"))),
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let types: Vec<&str> = changes
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, vec!["EVENT_SCHEDULED", "EVENT_OPENED"]);
+    assert!(
+        changes[0].get("draw_seed").is_none(),
+        "secret before the opening"
+    );
+    assert_eq!(changes[1]["draw_seed"].as_str(), Some(seed_hex.as_str()));
+    publisher.abort();
+    granters.stop().await;
+    stack.tear_down().await;
+}
+
 fn admin_request(method: Method, path: &str, body: Option<&str>) -> lambda_http::Request {
     integration_tests::http::request(method, path, body)
 }
@@ -270,6 +400,11 @@ async fn the_admin_api_lists_shows_configures_controls_and_evicts() {
         (r#"{"capacity": -1}"#, "capacity"),
         (r#"{"capacity": 10000001}"#, "capacity"),
         (r#"{"capacity": "ten"}"#, "capacity"),
+        (r#"{"opensAt": "tomorrow at ten"}"#, "opensAt"),
+        (r#"{"opensAt": 1893456000}"#, "opensAt"),
+        (r#"{"closesAt": "2030-01-01T10:00:00+01:00"}"#, "closesAt"),
+        (r#"{"originUrl": "ftp://shop.example"}"#, "originUrl"),
+        (r#"{"originUrl": "https://shop.example/a b"}"#, "originUrl"),
     ] {
         let (code, error) = call(Method::PUT, "/admin/events/E-admin", Some(body)).await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{body}: {error}");
@@ -284,6 +419,48 @@ async fn the_admin_api_lists_shows_configures_controls_and_evicts() {
     assert_eq!(
         (code, error["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_json"))
+    );
+    let (code, error) = call(Method::PUT, "/admin/events/E-admin", Some("{}")).await;
+    assert_eq!(
+        (code, error["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_json"))
+    );
+    // Well-formed but refused by the event: 409, nothing changed.
+    for body in [
+        r#"{"opensAt": "2020-01-01T10:00:00Z"}"#.to_owned(),
+        format!(
+            r#"{{"capacity": 5, "opensAt": "{}"}}"#,
+            now().plus(Duration::from_secs(3600)).to_rfc3339()
+        ),
+    ] {
+        let (code, error) = call(Method::PUT, "/admin/events/E-admin", Some(&body)).await;
+        assert_eq!(
+            (code, error["error"].as_str()),
+            (StatusCode::CONFLICT, Some("configuration_refused")),
+            "{body}: {error}"
+        );
+    }
+    let (code, configured) = call(
+        Method::PUT,
+        "/admin/events/E-admin",
+        Some(r#"{"originUrl": "https://shop.example/buy", "closesAt": "2099-01-01T00:00:00Z"}"#),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{configured}");
+    assert_eq!(
+        (
+            configured["originUrl"].as_str(),
+            configured["closesAt"].as_str(),
+            configured["capacity"].as_u64(),
+            configured["state"].as_str()
+        ),
+        (
+            Some("https://shop.example/buy"),
+            Some("2099-01-01T00:00:00.000Z"),
+            Some(1),
+            Some("OPEN")
+        ),
+        "the refused configurations changed nothing"
     );
     let (code, error) = call(Method::POST, "/admin/events/E-admin:explode", None).await;
     assert_eq!(

@@ -17,9 +17,12 @@ use integration_tests::recording::{Call, suite_calls};
 use integration_tests::{Stack, emulator_endpoint};
 use waiting_room::adapters::sqs::SqsQueue;
 use waiting_room::domain::changes::UnreadableRecord;
-use waiting_room::domain::{Control, EventId, IdempotencyKey, SessionStatus, StreamRecord, UserId};
+use waiting_room::domain::{
+    Clock, Control, EventId, IdempotencyKey, SessionStatus, StreamRecord, SystemClock, UserId,
+};
 use waiting_room::ports::{Delivery, QueueConsumer};
 use waiting_room::runtime::granter::{handle_batch, handle_stream};
+use waiting_room::service::admin::Configuration;
 use waiting_room::service::granter::Wake;
 use waiting_room::setup::config::LifecycleSettings;
 use waiting_room::setup::wiring::FUNCTIONS;
@@ -445,11 +448,36 @@ async fn scenario(stack: &Stack) {
     tokio::time::sleep(Duration::from_secs(11)).await;
     assert!(commands.heartbeat(&overdue.id).await.is_err());
 
-    // admin-api: list and show events, set a capacity, pause and resume,
-    // evict a live session and one that has ended.
+    // admin-api: list and show events, configure one, schedule and open
+    // another, pause and resume, evict a live session and one that has
+    // ended.
     let admin = stack.admin_service(1);
     admin.events().await.unwrap();
-    admin.set_capacity(&e, 1).await.unwrap();
+    let in_an_hour = SystemClock.now().plus(Duration::from_secs(3600));
+    admin
+        .configure(
+            &e,
+            &Configuration {
+                capacity: Some(1),
+                closes_at: Some(Some(in_an_hour)),
+                origin_url: Some(Some("https://shop.example/checkout".into())),
+                ..Configuration::default()
+            },
+        )
+        .await
+        .unwrap();
+    let later = EventId::parse(&format!("{e}-later")).unwrap();
+    admin
+        .configure(
+            &later,
+            &Configuration {
+                opens_at: Some(in_an_hour),
+                ..Configuration::default()
+            },
+        )
+        .await
+        .unwrap();
+    admin.control(&later, Control::Open).await.unwrap();
     admin.control(&e, Control::Pause).await.unwrap();
     admin.control(&e, Control::Resume).await.unwrap();
     let live = join

@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use waiting_room::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
 use waiting_room::domain::{
-    EndReason, Ending, EventCounters, EventId, EventState, LineEntry, Session, SessionId,
+    EndReason, Ending, EventCounters, EventId, LineEntry, Place, Session, SessionId, StateChange,
     TicketCounter, Timestamp, UserId,
 };
 use waiting_room::ports::{
-    Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventStore, Expiry, ExpiryStore,
-    LineStore, QueueError, Redelivery, SessionStore, StoreError, Touch, WakeQueue, WriteOutcome,
+    Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSettings, EventStore, Expiry,
+    ExpiryStore, LineStore, QueueError, Redelivery, SessionStore, StoreError, Touch, WakeQueue,
+    WriteOutcome,
 };
 
 use super::queue::SimQueue;
@@ -287,15 +288,17 @@ impl EventStore for InstanceStore {
             .await
     }
 
-    async fn set_event_state(
+    async fn set_event_state(&self, change: &StateChange) -> Result<bool, StoreError> {
+        self.fuse.guard(self.store.set_event_state(change)).await
+    }
+
+    async fn configure_event(
         &self,
         event: &EventId,
-        from: EventState,
-        to: EventState,
-        at: Timestamp,
-    ) -> Result<bool, StoreError> {
+        settings: &EventSettings,
+    ) -> Result<(), StoreError> {
         self.fuse
-            .guard(self.store.set_event_state(event, from, to, at))
+            .guard(self.store.configure_event(event, settings))
             .await
     }
 }
@@ -313,6 +316,18 @@ impl LineStore for InstanceStore {
     ) -> Result<Vec<LineEntry>, StoreError> {
         self.fuse
             .guard(self.store.line_front(event, shard, limit))
+            .await
+    }
+
+    async fn line_after(
+        &self,
+        event: &EventId,
+        shard: u16,
+        after: &Place,
+        limit: usize,
+    ) -> Result<Vec<LineEntry>, StoreError> {
+        self.fuse
+            .guard(self.store.line_after(event, shard, after, limit))
             .await
     }
 

@@ -108,6 +108,25 @@ impl LineReplica {
         }
     }
 
+    pub fn after(
+        &self,
+        event: &EventId,
+        shard: u16,
+        after: &Place,
+        limit: usize,
+    ) -> Vec<LineEntry> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        self.visible
+            .get(&(event.clone(), shard))
+            .map(|line| {
+                line.range((Excluded(after.clone()), Unbounded))
+                    .take(limit)
+                    .map(|(_, entry)| entry.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn front(&self, event: &EventId, shard: u16, limit: usize) -> Vec<LineEntry> {
         self.visible
             .get(&(event.clone(), shard))

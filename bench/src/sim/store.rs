@@ -24,12 +24,12 @@ use waiting_room::adapters::memory::MemoryStore;
 use waiting_room::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
 use waiting_room::domain::session::expiry_bucket;
 use waiting_room::domain::{
-    EndReason, Ending, EventCounters, EventId, EventState, LineEntry, Session, SessionId,
+    EndReason, Ending, EventCounters, EventId, LineEntry, Place, Session, SessionId, StateChange,
     TicketCounter, Timestamp, UserId,
 };
 use waiting_room::ports::{
-    Claim, Discard, EndFrom, EndOutcome, EventStore, Expiry, ExpiryStore, LineStore, SessionStore,
-    StoreError, Touch, WriteOutcome,
+    Claim, Discard, EndFrom, EndOutcome, EventSettings, EventStore, Expiry, ExpiryStore, LineStore,
+    SessionStore, StoreError, Touch, WriteOutcome,
 };
 
 use super::line_index::LineReplica;
@@ -557,18 +557,24 @@ impl EventStore for SimStore {
         self.synced(self.inner.set_capacity(event, capacity).await, false)
     }
 
-    async fn set_event_state(
+    async fn set_event_state(&self, change: &StateChange) -> Result<bool, StoreError> {
+        let cost = Cost::new("set_event_state", Call::Transaction { items: 2 })
+            .item(event_key(&change.event_id), true)
+            .index(EVENT_INDEX_KEY.to_owned());
+        let _held = self.charge(cost).await?;
+        self.synced(self.inner.set_event_state(change).await, false)
+    }
+
+    async fn configure_event(
         &self,
         event: &EventId,
-        from: EventState,
-        to: EventState,
-        at: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let cost = Cost::new("set_event_state", Call::UpdateItem)
+        settings: &EventSettings,
+    ) -> Result<(), StoreError> {
+        let cost = Cost::new("configure_event", Call::UpdateItem)
             .item(event_key(event), true)
             .index(EVENT_INDEX_KEY.to_owned());
         let _held = self.charge(cost).await?;
-        self.synced(self.inner.set_event_state(event, from, to, at).await, false)
+        self.synced(self.inner.configure_event(event, settings).await, false)
     }
 }
 
@@ -608,6 +614,22 @@ impl LineStore for SimStore {
             }
         }
         Ok(front)
+    }
+
+    async fn line_after(
+        &self,
+        event: &EventId,
+        shard: u16,
+        after: &Place,
+        limit: usize,
+    ) -> Result<Vec<LineEntry>, StoreError> {
+        let cost = Cost::new("line_after", Call::Query)
+            .read(Some(index_key(event, shard)), Self::query_units(limit));
+        let _held = self.charge(cost).await?;
+        let now = self.world.now();
+        let mut replica = self.replica();
+        replica.catch_up(now);
+        Ok(replica.after(event, shard, after, limit))
     }
 
     async fn shard_head(&self, event: &EventId, shard: u16) -> Result<u64, StoreError> {

@@ -211,10 +211,12 @@ impl Checker {
                     self.counters.insert(event_id.clone(), (**after).clone());
                 }
                 Change::StateChanged(change) => {
-                    let name = match change.to {
-                        EventState::Open => "EVENT_RESUMED",
-                        EventState::Paused => "EVENT_PAUSED",
-                        EventState::Closed => "EVENT_CLOSED",
+                    let name = match (change.from, change.to) {
+                        (_, EventState::Scheduled) => "EVENT_SCHEDULED",
+                        (EventState::Scheduled, _) => "EVENT_OPENED",
+                        (_, EventState::Open) => "EVENT_RESUMED",
+                        (_, EventState::Paused) => "EVENT_PAUSED",
+                        (_, EventState::Closed) => "EVENT_CLOSED",
                     };
                     self.expected_state_events
                         .entry(change.event_id.clone())

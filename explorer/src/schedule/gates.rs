@@ -13,12 +13,12 @@ use waiting_room::adapters::memory::MemoryStore;
 use waiting_room::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
 use waiting_room::domain::events::DomainEvent;
 use waiting_room::domain::{
-    EndReason, Ending, EventCounters, EventId, EventState, LineEntry, Session, SessionId,
-    TicketCounter, Timestamp, UserId,
+    EndReason, Ending, EventCounters, EventId, EventState, LineEntry, Place, Session, SessionId,
+    StateChange, TicketCounter, Timestamp, UserId,
 };
 use waiting_room::ports::{
-    Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSink, EventStore, Expiry,
-    ExpiryStore, JoinQueue, LineStore, Quarantine, QueueError, Redelivery, SessionStore,
+    Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSettings, EventSink, EventStore,
+    Expiry, ExpiryStore, JoinQueue, LineStore, Quarantine, QueueError, Redelivery, SessionStore,
     StoreError, Touch, WakeQueue, WriteOutcome,
 };
 
@@ -313,19 +313,28 @@ impl EventStore for GatedStore {
         .await
     }
 
-    async fn set_event_state(
-        &self,
-        event: &EventId,
-        from: EventState,
-        to: EventState,
-        at: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let event = event.clone();
+    async fn set_event_state(&self, change: &StateChange) -> Result<bool, StoreError> {
+        let change = change.clone();
         self.call(
             "event state",
+            Some(&change.event_id.clone()),
+            false,
+            move |s| async move { s.set_event_state(&change).await },
+        )
+        .await
+    }
+
+    async fn configure_event(
+        &self,
+        event: &EventId,
+        settings: &EventSettings,
+    ) -> Result<(), StoreError> {
+        let (event, settings) = (event.clone(), settings.clone());
+        self.call(
+            "configure",
             Some(&event.clone()),
             false,
-            move |s| async move { s.set_event_state(&event, from, to, at).await },
+            move |s| async move { s.configure_event(&event, &settings).await },
         )
         .await
     }
@@ -368,6 +377,20 @@ impl LineStore for GatedStore {
                 front = shifted;
             }
             Ok(front)
+        })
+        .await
+    }
+
+    async fn line_after(
+        &self,
+        event: &EventId,
+        shard: u16,
+        after: &Place,
+        limit: usize,
+    ) -> Result<Vec<LineEntry>, StoreError> {
+        let (event, after) = (event.clone(), after.clone());
+        self.call("front", Some(&event.clone()), false, move |s| async move {
+            s.line_after(&event, shard, &after, limit).await
         })
         .await
     }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
+use crate::domain::admission::{AdmissionPlan, Arm, BacklogChange, NumberingPlan};
 use crate::domain::events::DomainEvent;
 use crate::domain::line::{Place, wake_group_id};
 use crate::domain::session::expiry_bucket;
@@ -21,9 +21,9 @@ use crate::domain::{
     UserId,
 };
 use crate::ports::{
-    Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSink, EventStore, Expiry,
-    ExpiryStore, JoinQueue, JoinQueueMessage, LineStore, Quarantine, QueueConsumer, QueueError,
-    Redelivery, SessionStore, StoreError, Touch, WakeQueue, WakeUp, WriteOutcome,
+    Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSettings, EventSink, EventStore,
+    Expiry, ExpiryStore, JoinQueue, JoinQueueMessage, LineStore, Quarantine, QueueConsumer,
+    QueueError, Redelivery, SessionStore, StoreError, Touch, WakeQueue, WakeUp, WriteOutcome,
 };
 
 /// How the in-memory store tells time and how far its indexes lag: the
@@ -133,6 +133,8 @@ struct Tables {
     /// Events whose item carries the listing attribute (at once; the index
     /// above shows them after its lag).
     listed: BTreeSet<EventId>,
+    /// Events a join listed: they can no longer be scheduled.
+    took_joins: BTreeSet<EventId>,
     stream: Vec<StreamRecord>,
 }
 
@@ -405,13 +407,7 @@ fn push(t: &mut Tables, change: Change) {
 }
 
 fn entry_of(session: &Session) -> LineEntry {
-    LineEntry {
-        session_id: session.id.clone(),
-        shard: session.shard,
-        joined_at: session.joined_at,
-        last_seen_at: session.last_seen_at,
-        ticket: session.ticket,
-    }
+    session.line_entry()
 }
 
 fn claim_key(session: &Session) -> (EventId, UserId) {
@@ -707,6 +703,7 @@ impl EventStore for MemoryStore {
             t.event_index
                 .set(event.clone(), Some((event.clone(), ())), self.due());
             t.listed.insert(event.clone());
+            t.took_joins.insert(event.clone());
             push(t, Change::Other);
         });
         Ok(())
@@ -730,36 +727,62 @@ impl EventStore for MemoryStore {
         Ok(())
     }
 
-    async fn set_event_state(
-        &self,
-        event: &EventId,
-        from: EventState,
-        to: EventState,
-        at: Timestamp,
-    ) -> Result<bool, StoreError> {
+    async fn set_event_state(&self, change: &StateChange) -> Result<bool, StoreError> {
         self.check_fault()?;
+        let event = &change.event_id;
         Ok(self.with(|t| {
             let mut counters = t.events.get(event).cloned().unwrap_or_default();
-            if counters.state != from {
+            if counters.state != change.from {
                 return false;
             }
-            counters.state = to;
-            counters.state_changed_at = Some(at);
+            if change.to == EventState::Scheduled {
+                if change.from == EventState::Open && t.took_joins.contains(event) {
+                    return false;
+                }
+                counters.draw_seed = counters.draw_seed.or(change.seed);
+            }
+            counters.state = change.to;
+            counters.state_changed_at = Some(change.at);
+            counters.opens_at = change.opens_at.or(counters.opens_at);
+            counters.admits_from = change.admits_from.or(counters.admits_from);
+            if change.arms() {
+                counters.backlog =
+                    BacklogChange::Arm(Arm::from_snapshot(&counters)).applied_to(counters.backlog);
+            }
             self.put_counters(t, event, counters);
-            push(
-                t,
-                Change::StateChanged(StateChange {
-                    event_id: event.clone(),
-                    from,
-                    to,
-                    at,
-                }),
-            );
+            let mut record = change.clone();
+            if change.to != EventState::Open {
+                // The seed is published at the opening only.
+                record.seed = None;
+            }
+            push(t, Change::StateChanged(record));
             t.event_index
                 .set(event.clone(), Some((event.clone(), ())), self.due());
             t.listed.insert(event.clone());
             true
         }))
+    }
+
+    async fn configure_event(
+        &self,
+        event: &EventId,
+        settings: &EventSettings,
+    ) -> Result<(), StoreError> {
+        self.check_fault()?;
+        self.with(|t| {
+            let mut counters = t.events.get(event).cloned().unwrap_or_default();
+            if let Some(closes_at) = settings.closes_at {
+                counters.closes_at = closes_at;
+            }
+            if let Some(origin_url) = &settings.origin_url {
+                counters.origin_url = origin_url.clone();
+            }
+            self.put_counters(t, event, counters);
+            t.event_index
+                .set(event.clone(), Some((event.clone(), ())), self.due());
+            t.listed.insert(event.clone());
+        });
+        Ok(())
     }
 }
 
@@ -787,6 +810,26 @@ impl LineStore for MemoryStore {
                 .visible
                 .iter()
                 .skip_while(|((e, s, _), _)| (e, *s) < (event, shard))
+                .take_while(|((e, s, _), _)| e == event && *s == shard)
+                .take(limit)
+                .map(|(_, entry)| entry.clone())
+                .collect()
+        }))
+    }
+
+    async fn line_after(
+        &self,
+        event: &EventId,
+        shard: u16,
+        after: &Place,
+        limit: usize,
+    ) -> Result<Vec<LineEntry>, StoreError> {
+        self.check_fault()?;
+        let from = (event.clone(), shard, after.clone());
+        Ok(self.with(|t| {
+            t.line_index
+                .visible
+                .range((std::ops::Bound::Excluded(from), std::ops::Bound::Unbounded))
                 .take_while(|((e, s, _), _)| e == event && *s == shard)
                 .take(limit)
                 .map(|(_, entry)| entry.clone())
@@ -845,6 +888,7 @@ impl LineStore for MemoryStore {
                 .or_insert_with(|| TicketCounter::empty(plan.shard));
             counter.stored = true;
             counter.next_ticket = plan.next_ticket();
+            counter.drawn |= plan.completes_draw;
             push(t, Change::Other);
             for numbered in &plan.tickets {
                 if let Some(stored) = t.sessions.get(&numbered.session_id).cloned() {
@@ -1044,7 +1088,10 @@ fn backlog_condition(now: &EventCounters, change: BacklogChange) -> bool {
         BacklogChange::Arm(arm) => {
             now.active >= arm.active_seen
                 && now.capacity == arm.capacity_seen
-                && now.state.admits() != arm.paused_seen
+                && match arm.held_seen {
+                    Some(state) => now.state == state,
+                    None => now.state.admits(),
+                }
         }
         BacklogChange::MarkEmpty { .. } => now.backlog.armed && now.backlog.empty_since.is_none(),
         BacklogChange::Clear { marked_at } => now.backlog.empty_since == Some(marked_at),

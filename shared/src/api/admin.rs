@@ -5,8 +5,8 @@
 //! | --- | --- |
 //! | `GET /admin/events` | `200 {"events": [report…]}` |
 //! | `GET /admin/events/{id}` | `200` the event's report (as `waiting-room-admin show`) |
-//! | `PUT /admin/events/{id}` `{"capacity": N}` | `200` the report after the change |
-//! | `POST /admin/events/{id}:pause` / `:resume` / `:close` | `200` what the control did; `409 control_refused` |
+//! | `PUT /admin/events/{id}` any of `{"capacity": N, "opensAt": t, "closesAt": t\|null, "originUrl": u\|null}` | `200` the report after the change; `409 configuration_refused` |
+//! | `POST /admin/events/{id}:open` / `:pause` / `:resume` / `:close` | `200` what the control did; `409 control_refused` |
 //! | `POST /admin/sessions/{id}:evict`, optional `{"block": true}` | `200 {"sessionId", "evicted", "blocked", "status"}` |
 
 use lambda_http::http::{Method, StatusCode};
@@ -21,7 +21,7 @@ use super::routes::{below, decode_colons};
 use crate::domain::{Control, EventId, SessionId};
 use crate::ports::{EventStore, LineStore, SessionStore};
 use crate::service::ServiceError;
-use crate::service::admin::{AdminService, MAX_CAPACITY};
+use crate::service::admin::{AdminService, Configuration, MAX_CAPACITY};
 
 pub const ADMIN_EVENTS: &str = "/admin/events";
 pub const ADMIN_SESSIONS: &str = "/admin/sessions";
@@ -32,7 +32,7 @@ const MAX_BODY_BYTES: usize = 1024;
 pub enum AdminRoute {
     Events,
     Event(String),
-    SetCapacity(String),
+    Configure(String),
     Control(String, Control),
     Evict(String),
 }
@@ -49,13 +49,13 @@ pub fn admin_route(method: &Method, path: &str) -> Result<AdminRoute, ApiError> 
         let segment = decode_colons(segment);
         return match (segment.rsplit_once(':'), method.clone()) {
             (None, Method::GET) => Ok(AdminRoute::Event(segment)),
-            (None, Method::PUT) => Ok(AdminRoute::SetCapacity(segment)),
+            (None, Method::PUT) => Ok(AdminRoute::Configure(segment)),
             (None, _) => Err(ApiError::method_not_allowed("GET, PUT")),
             (Some((id, action)), Method::POST) => match Control::parse(action) {
                 Some(control) => Ok(AdminRoute::Control(id.to_owned(), control)),
                 None => Err(ApiError::unknown_action_of(
                     action,
-                    ":pause, :resume or :close",
+                    ":open, :pause, :resume or :close",
                 )),
             },
             (Some(_), _) => Err(ApiError::method_not_allowed("POST")),
@@ -77,20 +77,64 @@ fn event_id(raw: &str) -> Result<EventId, ApiError> {
     EventId::parse(raw).map_err(|e| ApiError::invalid_field("eventId", e.problem))
 }
 
-/// `{"capacity": N}`, N a whole number from 0 to `MAX_CAPACITY`.
-fn parse_capacity(request: &Request) -> Result<u32, ApiError> {
-    let fields = json_object(request, "capacity")?;
-    fields
-        .get("capacity")
-        .and_then(Value::as_u64)
-        .and_then(|n| u32::try_from(n).ok())
-        .filter(|n| *n <= MAX_CAPACITY)
-        .ok_or_else(|| {
-            ApiError::invalid_field(
-                "capacity",
-                format!("must be a whole number from 0 to {MAX_CAPACITY}"),
-            )
-        })
+const CONFIGURATION_FIELDS: [&str; 4] = ["capacity", "opensAt", "closesAt", "originUrl"];
+
+/// A configuration: any of `capacity` (a whole number from 0 to
+/// `MAX_CAPACITY`), `opensAt`, `closesAt` (RFC 3339 in UTC; `null` removes
+/// the closing time), `originUrl` (`null` removes it); at least one.
+fn parse_configuration(request: &Request) -> Result<Configuration, ApiError> {
+    let fields = json_object(request, &CONFIGURATION_FIELDS)?;
+    if fields.is_empty() {
+        return Err(ApiError::invalid_json(format!(
+            "give at least one of {}",
+            CONFIGURATION_FIELDS.join(", ")
+        )));
+    }
+    let mut config = Configuration::default();
+    if let Some(value) = fields.get("capacity") {
+        config.capacity = Some(
+            value
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n <= MAX_CAPACITY)
+                .ok_or_else(|| {
+                    ApiError::invalid_field(
+                        "capacity",
+                        format!("must be a whole number from 0 to {MAX_CAPACITY}"),
+                    )
+                })?,
+        );
+    }
+    let time = |field: &'static str, value: &Value| match value.as_str() {
+        Some(text) => Configuration::parse_time(field, text)
+            .map_err(|why| ApiError::invalid_field(field, why)),
+        None => Err(ApiError::invalid_field(field, "must be a string")),
+    };
+    if let Some(value) = fields.get("opensAt") {
+        config.opens_at = Some(time("opensAt", value)?);
+    }
+    match fields.get("closesAt") {
+        Some(Value::Null) => config.closes_at = Some(None),
+        Some(value) => config.closes_at = Some(Some(time("closesAt", value)?)),
+        None => {}
+    }
+    match fields.get("originUrl") {
+        Some(Value::Null) => config.origin_url = Some(None),
+        Some(Value::String(url)) => {
+            config.origin_url = Some(Some(
+                Configuration::parse_origin_url(url)
+                    .map_err(|why| ApiError::invalid_field("originUrl", why))?,
+            ))
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "originUrl",
+                "must be a string or null",
+            ));
+        }
+        None => {}
+    }
+    Ok(config)
 }
 
 /// An eviction's optional body: none, or `{"block": true|false}`.
@@ -99,7 +143,7 @@ fn parse_block(request: &Request) -> Result<bool, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(false);
     }
-    let fields = json_object(request, "block")?;
+    let fields = json_object(request, &["block"])?;
     match fields.get("block") {
         None => Ok(false),
         Some(Value::Bool(block)) => Ok(*block),
@@ -107,8 +151,12 @@ fn parse_block(request: &Request) -> Result<bool, ApiError> {
     }
 }
 
-/// The body as a JSON object whose only field may be `only`.
-fn json_object(request: &Request, only: &str) -> Result<serde_json::Map<String, Value>, ApiError> {
+/// The body as a JSON object whose fields are among `allowed`.
+fn json_object(
+    request: &Request,
+    allowed: &[&str],
+) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let only = allowed.join(", ");
     if !is_json(request) {
         return Err(ApiError::unsupported_media_type());
     }
@@ -122,7 +170,7 @@ fn json_object(request: &Request, only: &str) -> Result<serde_json::Map<String, 
             "expected an object with {only}"
         )));
     };
-    if let Some(other) = fields.keys().find(|k| k.as_str() != only) {
+    if let Some(other) = fields.keys().find(|k| !allowed.contains(&k.as_str())) {
         let shown: String = other.chars().take(32).collect();
         return Err(ApiError::invalid_json(format!(
             "unknown field {shown:?}; only {only} can be given"
@@ -166,12 +214,12 @@ async fn answer<S: EventStore + LineStore + SessionStore>(
             Ok(event) => ok(service.report(&event).await),
             Err(err) => err.into_response(),
         },
-        AdminRoute::SetCapacity(raw) => match event_id(&raw)
-            .and_then(|event| parse_capacity(request).map(|capacity| (event, capacity)))
+        AdminRoute::Configure(raw) => match event_id(&raw)
+            .and_then(|event| parse_configuration(request).map(|config| (event, config)))
         {
-            Ok((event, capacity)) => {
-                tracing::info!(event = %event, capacity, "capacity set by an operator");
-                ok(service.set_capacity(&event, capacity).await)
+            Ok((event, config)) => {
+                tracing::info!(event = %event, ?config, "configured by an operator");
+                ok(service.configure(&event, &config).await)
             }
             Err(err) => err.into_response(),
         },
@@ -217,7 +265,7 @@ mod tests {
         );
         assert_eq!(
             admin_route(&Method::PUT, "/admin/events/E1/"),
-            Ok(AdminRoute::SetCapacity("E1".into()))
+            Ok(AdminRoute::Configure("E1".into()))
         );
         assert_eq!(
             admin_route(&Method::POST, "/admin/events/E1%3Apause"),
@@ -244,7 +292,11 @@ mod tests {
             StatusCode::METHOD_NOT_ALLOWED
         );
         assert_eq!(
-            status_of(Method::POST, "/admin/events/E1:open"),
+            admin_route(&Method::POST, "/admin/events/E1:open"),
+            Ok(AdminRoute::Control("E1".into(), Control::Open))
+        );
+        assert_eq!(
+            status_of(Method::POST, "/admin/events/E1:explode"),
             StatusCode::NOT_FOUND
         );
         assert_eq!(

@@ -10,7 +10,7 @@ use super::json::{ApiError, SessionBody, empty_response, json_response};
 use super::{BASE_PATH, Route, not_served, route};
 use crate::domain::token::{self, PublicKey};
 use crate::domain::{
-    Clock, EventId, IdempotencyKey, SessionId, SessionStatus, SystemClock, UserId,
+    Clock, EventId, IdempotencyKey, SessionId, SessionStatus, SystemClock, Timestamp, UserId,
 };
 use crate::ports::{EventStore, JoinQueue, LineStore, SessionStore};
 use crate::service::ServiceError;
@@ -42,7 +42,9 @@ pub async fn join<S: SessionStore + EventStore, Q: JoinQueue>(
         Ok(outcome) => {
             let session = outcome.session();
             let waiting = session.status() == SessionStatus::Waiting;
+            let opens_at = service.opens_at_for(session);
             let body = SessionBody {
+                opens_at: opens_at.map(Timestamp::to_rfc3339),
                 poll_after_seconds: waiting.then_some(FIRST_POLL_SECONDS),
                 ..SessionBody::of(session)
             };
@@ -72,6 +74,9 @@ pub(super) fn failed(err: ServiceError) -> Response<Body> {
         }
         ServiceError::Unavailable(detail) => tracing::warn!(%detail, "dependency unavailable"),
         ServiceError::Contention => tracing::warn!("gave up after repeated write conflicts"),
+        ServiceError::Held { until } => {
+            tracing::warn!(until = %until.to_rfc3339(), "held for a draw")
+        }
         ServiceError::Internal(detail) => tracing::error!(%detail, "internal error"),
         ServiceError::SessionNotFound
         | ServiceError::SessionEnded(_)
@@ -80,6 +85,7 @@ pub(super) fn failed(err: ServiceError) -> Response<Body> {
         | ServiceError::Blocked
         | ServiceError::EventNotFound
         | ServiceError::EventClosed
+        | ServiceError::Misconfigured(_)
         | ServiceError::RefusedControl(_) => {}
     }
     let answer = ApiError::from(err);

@@ -4,7 +4,7 @@ use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
-use crate::domain::{IdempotencyKey, Session, SessionStatus};
+use crate::domain::{IdempotencyKey, Session, SessionStatus, Timestamp};
 use crate::service::ServiceError;
 use crate::service::status::StatusReport;
 
@@ -242,8 +242,13 @@ impl From<ServiceError> for ApiError {
             ServiceError::RefusedControl(refused) => {
                 Self::new(StatusCode::CONFLICT, "control_refused", refused.to_string())
             }
+            ServiceError::Misconfigured(why) => {
+                Self::new(StatusCode::CONFLICT, "configuration_refused", why)
+            }
             ServiceError::JoinUnconfirmed { key, .. } => Self::join_unconfirmed(&key),
-            ServiceError::Unavailable(_) | ServiceError::Contention => Self::unavailable(),
+            ServiceError::Unavailable(_) | ServiceError::Contention | ServiceError::Held { .. } => {
+                Self::unavailable()
+            }
             ServiceError::Internal(_) => Self::internal(),
         }
     }
@@ -284,6 +289,10 @@ pub struct SessionBody {
     pub user_id: String,
     pub status: &'static str,
     pub joined_at: String,
+    /// In the pre-queue of an event not open yet: when it opens. There is
+    /// no position before the opening's draw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<String>,
     /// 1 for the next to be admitted (waiting, once in line).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<u64>,
@@ -315,6 +324,7 @@ impl SessionBody {
             user_id: session.user_id.to_string(),
             status: session.status().as_str(),
             joined_at: session.joined_at.to_rfc3339(),
+            opens_at: None,
             position: None,
             people_ahead: None,
             estimated_wait_seconds: None,
@@ -329,6 +339,7 @@ impl SessionBody {
 
     pub fn of_report(report: &StatusReport) -> Self {
         Self {
+            opens_at: report.opens_at.map(Timestamp::to_rfc3339),
             position: report.position(),
             people_ahead: report.people_ahead,
             estimated_wait_seconds: report.estimated_wait.map(|d| d.as_secs()),

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use super::estimate::AdmissionRate;
+use super::event_state::EventState;
 use super::ids::{EventId, SessionId};
 use super::line::{Backlog, EventCounters, LineEntry, ShardView, TicketCounter, people_ahead};
 use super::time::Timestamp;
@@ -81,9 +82,10 @@ pub struct HeadMove {
 pub struct Arm {
     pub active_seen: u64,
     pub capacity_seen: Option<u32>,
-    /// Whether the snapshot saw the event paused: a resume since must fail
-    /// the write too, or it would have woken nobody.
-    pub paused_seen: bool,
+    /// The state the snapshot saw, when it held the line (paused or
+    /// scheduled): a resume or opening since must fail the write too, or it
+    /// would have woken nobody. `None`: the event admitted.
+    pub held_seen: Option<EventState>,
 }
 
 impl Arm {
@@ -92,7 +94,7 @@ impl Arm {
         Self {
             active_seen: counters.active,
             capacity_seen: counters.capacity,
-            paused_seen: !counters.state.admits(),
+            held_seen: (!counters.state.admits()).then_some(counters.state),
         }
     }
 }
@@ -205,7 +207,7 @@ pub fn plan_admissions(
     now: Timestamp,
 ) -> AdmissionPlan {
     let capacity = counters.effective_capacity(policy.default_capacity);
-    let free = counters.admittable(policy.default_capacity);
+    let free = counters.admittable(policy.default_capacity, now);
     let mut cursors: Vec<Cursor> = views.iter().map(|view| Cursor::new(view, known)).collect();
     let budget = TRANSACTION_ITEM_LIMIT
         .saturating_sub(1 + views.len())
@@ -390,6 +392,9 @@ pub struct NumberingPlan {
     /// The counter as read; the write is conditioned on it.
     pub counter_seen: TicketCounter,
     pub tickets: Vec<Numbered>,
+    /// This write gives the shard's pre-queue its last tickets (see
+    /// `TicketCounter::drawn`).
+    pub completes_draw: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -432,13 +437,13 @@ pub fn plan_numbering(
         shard: counter.shard,
         counter_seen: counter.clone(),
         tickets,
+        completes_draw: false,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::event_state::EventState;
     use crate::domain::line::Backlog;
 
     const NOW: u64 = 1_000_000;
@@ -636,7 +641,7 @@ mod tests {
             Some(Arm {
                 active_seen: 5,
                 capacity_seen: Some(5),
-                paused_seen: false,
+                held_seen: None,
             })
         );
         full.backlog.armed = true;
@@ -682,8 +687,8 @@ mod tests {
             vec![sid(1)]
         );
         assert_eq!(
-            held.arm.map(|arm| arm.paused_seen),
-            Some(true),
+            held.arm.map(|arm| arm.held_seen),
+            Some(Some(EventState::Paused)),
             "resume must find the hint armed, or fail this write"
         );
         paused.state = EventState::Closed;
@@ -732,6 +737,7 @@ mod tests {
             stored: true,
             next_ticket: 7,
             left_waiting: 0,
+            drawn: false,
         };
         let plan = plan_numbering(&event(), &counter, &[sid(1), sid(2), sid(1)], 5, 4);
         let tickets: Vec<(SessionId, u64, u64)> = plan

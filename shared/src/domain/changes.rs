@@ -5,7 +5,7 @@
 
 use super::event_state::EventState;
 use super::ids::EventId;
-use super::line::EventCounters;
+use super::line::{DRAW_SETTLES, EventCounters};
 use super::session::{Session, SessionStatus};
 use super::time::Timestamp;
 
@@ -37,6 +37,46 @@ pub struct StateChange {
     pub from: EventState,
     pub to: EventState,
     pub at: Timestamp,
+    /// Scheduling: when the event opens.
+    pub opens_at: Option<Timestamp>,
+    /// Opening with a pre-queue: the draw's seed, published now that it
+    /// can no longer help anyone.
+    pub seed: Option<u64>,
+    /// Opening with a pre-queue: when admissions start.
+    pub admits_from: Option<Timestamp>,
+}
+
+impl StateChange {
+    /// The change that opens a scheduled event (as `counters` show it) at
+    /// `at`: with a draw, admissions wait `DRAW_SETTLES` and the seed is
+    /// published. The hint is armed by the write (`arms`), so that the
+    /// stream wakes a granter for the pre-queue.
+    pub fn opening(event_id: &EventId, counters: &EventCounters, at: Timestamp) -> Self {
+        Self {
+            seed: counters.draw_seed,
+            admits_from: counters.draw_seed.map(|_| at.plus(DRAW_SETTLES)),
+            ..Self::plain(event_id.clone(), counters.state, EventState::Open, at)
+        }
+    }
+
+    /// The write arms the backlog hint: an opening after a pre-queue, whose
+    /// people no granter could arm it for while the line was held.
+    pub fn arms(&self) -> bool {
+        self.from == EventState::Scheduled && self.to.admits()
+    }
+
+    /// A plain change (pause, resume, close, or an opening with no draw).
+    pub fn plain(event_id: EventId, from: EventState, to: EventState, at: Timestamp) -> Self {
+        Self {
+            event_id,
+            from,
+            to,
+            at,
+            opens_at: None,
+            seed: None,
+            admits_from: None,
+        }
+    }
 }
 
 impl Change {

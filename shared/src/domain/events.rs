@@ -73,6 +73,19 @@ pub enum EventKind {
     CheckoutCompleted(CheckoutDetail),
     CheckoutFailed(CheckoutDetail),
     CheckoutExpired(CheckoutDetail),
+    /// The event opens at `opens_at`; joins until then go into its
+    /// pre-queue (sent again when the time changes).
+    EventScheduled {
+        opens_at: String,
+    },
+    /// The event opened. After a pre-queue: the draw's seed (hex, so that
+    /// anyone can replay the order) and when admissions start.
+    EventOpened {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        draw_seed: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        admits_from: Option<String>,
+    },
     /// An operator paused the event: nobody is admitted until it resumes.
     EventPaused,
     /// A paused event admits again.
@@ -101,6 +114,8 @@ impl EventKind {
             EventKind::CheckoutCompleted(_) => "CHECKOUT_COMPLETED",
             EventKind::CheckoutFailed(_) => "CHECKOUT_FAILED",
             EventKind::CheckoutExpired(_) => "CHECKOUT_EXPIRED",
+            EventKind::EventScheduled { .. } => "EVENT_SCHEDULED",
+            EventKind::EventOpened { .. } => "EVENT_OPENED",
             EventKind::EventPaused => "EVENT_PAUSED",
             EventKind::EventResumed => "EVENT_RESUMED",
             EventKind::EventClosed => "EVENT_CLOSED",
@@ -145,16 +160,21 @@ impl DomainEvent {
     }
 }
 
-/// The event of an operator's change of an event's state. A state is
-/// reached many times (pause, resume, pause), so the id carries when.
+/// The event of a change of an event's state. A state is reached many
+/// times (pause, resume, pause; a new opening time), so the id carries when.
 pub fn events_for_state(change: &StateChange) -> Option<DomainEvent> {
-    if change.from == change.to {
-        return None;
-    }
-    let kind = match change.to {
-        EventState::Paused => EventKind::EventPaused,
-        EventState::Closed => EventKind::EventClosed,
-        EventState::Open => EventKind::EventResumed,
+    let kind = match (change.from, change.to) {
+        (_, EventState::Scheduled) => EventKind::EventScheduled {
+            opens_at: change.opens_at?.to_rfc3339(),
+        },
+        (from, to) if from == to => return None,
+        (EventState::Scheduled, EventState::Open) => EventKind::EventOpened {
+            draw_seed: change.seed.map(seed_hex),
+            admits_from: change.admits_from.map(Timestamp::to_rfc3339),
+        },
+        (_, EventState::Paused) => EventKind::EventPaused,
+        (_, EventState::Closed) => EventKind::EventClosed,
+        (_, EventState::Open) => EventKind::EventResumed,
     };
     Some(DomainEvent {
         id: format!(
@@ -170,6 +190,11 @@ pub fn events_for_state(change: &StateChange) -> Option<DomainEvent> {
         occurred_at: change.at.to_rfc3339(),
         kind,
     })
+}
+
+/// A draw's seed as published and as the replay takes it.
+pub fn seed_hex(seed: u64) -> String {
+    format!("{seed:016x}")
 }
 
 /// The events one write to one session produced, in the order they happened.
@@ -432,11 +457,13 @@ mod tests {
 
     #[test]
     fn each_change_of_an_events_state_is_one_event_of_its_own_id() {
-        let change = |from, to, ms| StateChange {
-            event_id: EventId::parse("E1").unwrap(),
-            from,
-            to,
-            at: Timestamp::from_millis(ms),
+        let change = |from, to, ms| {
+            StateChange::plain(
+                EventId::parse("E1").unwrap(),
+                from,
+                to,
+                Timestamp::from_millis(ms),
+            )
         };
         use EventState::*;
         assert_eq!(events_for_state(&change(Open, Open, 1)), None, "no change");
@@ -468,6 +495,41 @@ mod tests {
                 "occurred_at": Timestamp::from_millis(10_000).to_rfc3339(),
             }),
             "no session fields on a change of the event"
+        );
+        let scheduled = StateChange {
+            opens_at: Some(Timestamp::from_millis(50_000)),
+            ..change(Open, Scheduled, 1_000)
+        };
+        let rescheduled = StateChange {
+            opens_at: Some(Timestamp::from_millis(60_000)),
+            ..change(Scheduled, Scheduled, 2_000)
+        };
+        let opened = StateChange {
+            seed: Some(0xab),
+            admits_from: Some(Timestamp::from_millis(66_000)),
+            ..change(Scheduled, Open, 60_000)
+        };
+        let json = |c: &StateChange| serde_json::to_value(events_for_state(c).unwrap()).unwrap();
+        assert_eq!(json(&scheduled)["type"], "EVENT_SCHEDULED");
+        assert_eq!(
+            json(&rescheduled)["opens_at"],
+            Timestamp::from_millis(60_000).to_rfc3339()
+        );
+        assert_eq!(
+            json(&opened),
+            serde_json::json!({
+                "id": "E1/EVENT_OPENED/60000",
+                "type": "EVENT_OPENED",
+                "event_id": "E1",
+                "occurred_at": Timestamp::from_millis(60_000).to_rfc3339(),
+                "draw_seed": "00000000000000ab",
+                "admits_from": Timestamp::from_millis(66_000).to_rfc3339(),
+            })
+        );
+        assert_eq!(
+            json(&change(Scheduled, Open, 70_000))["type"],
+            "EVENT_OPENED",
+            "an opening without a draw carries no seed"
         );
     }
 }

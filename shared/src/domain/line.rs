@@ -57,6 +57,12 @@ pub const INDEX_LAG_ALLOWANCE: Duration = Duration::from_secs(3);
 pub const FAIRNESS_WINDOW: Duration =
     Duration::from_secs(JOIN_WRITE_WINDOW.as_secs() + INDEX_LAG_ALLOWANCE.as_secs());
 
+/// How long after an opening before anyone is admitted (see `draw`): a
+/// join that read the event as scheduled (a join instance's copy of the
+/// event is up to a second old) is written and visible in the line index
+/// by then, so the draw is complete before its front is let in.
+pub const DRAW_SETTLES: Duration = Duration::from_secs(FAIRNESS_WINDOW.as_secs() + 1);
+
 /// A place in line: who joined first goes first; ties (the same
 /// millisecond) go by session id, which is random, so nobody can aim for it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -70,6 +76,8 @@ pub struct Place {
 pub struct LineEntry {
     pub session_id: SessionId,
     pub shard: u16,
+    /// The place's time: the join time, or a pre-queue session's draw
+    /// place (`Session::place`).
     pub joined_at: Timestamp,
     pub last_seen_at: Timestamp,
     /// Its ticket, once the granter has numbered it.
@@ -109,6 +117,11 @@ pub struct TicketCounter {
     pub next_ticket: u64,
     /// All-time count of sessions of this shard that left while waiting.
     pub left_waiting: u64,
+    /// The pre-queue of this shard has its tickets, in draw order (only
+    /// events with a draw need it): nobody who joined after the opening is
+    /// numbered before that, or they would be told of people ahead of the
+    /// pre-queue who are behind it.
+    pub drawn: bool,
 }
 
 impl TicketCounter {
@@ -154,11 +167,23 @@ pub struct EventCounters {
     /// capacity is stored, so a later change of the default (or two versions
     /// live during a deploy) never changes a running event.
     pub capacity: Option<u32>,
-    /// Open, paused or closed (see `event_state`); open until an operator
-    /// acts.
+    /// Scheduled, open, paused or closed (see `event_state`); open until an
+    /// operator acts.
     pub state: EventState,
     /// When the state last changed (absent until an operator acted).
     pub state_changed_at: Option<Timestamp>,
+    /// When a scheduled event opens (kept after the opening, for reports).
+    pub opens_at: Option<Timestamp>,
+    /// When the event stops taking joins by itself (optional).
+    pub closes_at: Option<Timestamp>,
+    /// Where an admitted fan is sent (the fan page uses it).
+    pub origin_url: Option<String>,
+    /// The pre-queue draw's seed: set when the event is scheduled, secret
+    /// until it opens (see `draw`).
+    pub draw_seed: Option<u64>,
+    /// After an opening with a pre-queue, nobody is admitted before this
+    /// (`draw::DRAW_SETTLES` after the opening).
+    pub admits_from: Option<Timestamp>,
     /// The event is known: a join, the granter or an operator listed it.
     /// Controls apply only to known events, so a mistyped id cannot close
     /// an event before its sale.
@@ -186,13 +211,49 @@ impl EventCounters {
         u64::from(self.effective_capacity(default_capacity)).saturating_sub(self.active)
     }
 
-    /// Slots the line may take now: none while paused.
-    pub fn admittable(&self, default_capacity: u32) -> u64 {
-        if self.state.admits() {
+    /// Slots the line may take now: none while paused or scheduled, nor
+    /// while an opening's draw settles.
+    pub fn admittable(&self, default_capacity: u32, now: Timestamp) -> u64 {
+        if self.held_until(now).is_none() && self.state.admits() {
             self.free_slots(default_capacity)
         } else {
             0
         }
+    }
+
+    /// A scheduled event whose opening time has come: whoever sees this
+    /// opens it.
+    pub fn opening_due(&self, now: Timestamp) -> bool {
+        self.state == EventState::Scheduled && self.opens_at.is_some_and(|at| at <= now)
+    }
+
+    /// An event whose closing time has come and that is still open or
+    /// paused: whoever sees this closes it.
+    pub fn closing_due(&self, now: Timestamp) -> bool {
+        matches!(self.state, EventState::Open | EventState::Paused)
+            && self.closes_at.is_some_and(|at| at <= now)
+    }
+
+    /// Until when the line is held for the draw: a scheduled event until
+    /// its opening has settled, an opened one until `admits_from`. `None`
+    /// once admissions may start (a pause holds the line in its own way).
+    pub fn held_until(&self, now: Timestamp) -> Option<Timestamp> {
+        let until = match self.state {
+            EventState::Scheduled => self.opens_at.map(|at| at.plus(DRAW_SETTLES)),
+            _ => self.admits_from,
+        }?;
+        (until > now).then_some(until)
+    }
+
+    /// A join at `now` goes into the pre-queue.
+    pub fn pre_queue_at(&self, now: Timestamp) -> bool {
+        self.state == EventState::Scheduled && self.opens_at.is_some_and(|at| now < at)
+    }
+
+    /// The shard counters of this event must take the draw's order before
+    /// numbering anyone after the opening.
+    pub fn has_draw(&self) -> bool {
+        self.draw_seed.is_some()
     }
 
     pub fn head(&self, shard: u16) -> u64 {

@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod changes;
+pub mod draw;
 pub mod estimate;
 pub mod event_state;
 pub mod events;

@@ -13,8 +13,9 @@
 
 use std::time::Duration;
 
+use super::draw::pre_queue_time;
 use super::ids::{EventId, KeyDigest, SessionId, UserId};
-use super::line::Place;
+use super::line::{LineEntry, Place};
 use super::time::Timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -193,8 +194,12 @@ pub struct Session {
     pub stage: Stage,
     /// The line shard (and SQS message group) the session was sent to.
     pub shard: u16,
-    /// When the join was stamped: the session's place in line.
+    /// When the join was stamped: the session's place in line, unless it
+    /// joined a pre-queue.
     pub joined_at: Timestamp,
+    /// Joined a scheduled event's pre-queue: its place is this draw's
+    /// (`domain::draw`), not its join time.
+    pub draw: Option<u64>,
     pub last_seen_at: Timestamp,
     /// Set by the granter when it numbers the join message; `None` until
     /// then. Only for telling the user where they stand.
@@ -215,6 +220,7 @@ impl Session {
             stage: Stage::Waiting,
             shard,
             joined_at: now,
+            draw: None,
             last_seen_at: now,
             ticket: None,
             ahead_at_filing: None,
@@ -246,10 +252,23 @@ impl Session {
         }
     }
 
+    /// Where the session stands: its join time, or its draw's place.
     pub fn place(&self) -> Place {
         Place {
-            joined_at: self.joined_at,
+            joined_at: self.draw.map_or(self.joined_at, pre_queue_time),
             session_id: self.id.clone(),
+        }
+    }
+
+    /// The session as the line index shows it (its place's time, not its
+    /// join time, for a pre-queue session).
+    pub fn line_entry(&self) -> LineEntry {
+        LineEntry {
+            session_id: self.id.clone(),
+            shard: self.shard,
+            joined_at: self.place().joined_at,
+            last_seen_at: self.last_seen_at,
+            ticket: self.ticket,
         }
     }
 

@@ -40,6 +40,15 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// A time as `to_rfc3339` writes it (UTC, `Z`, optional fraction).
+    pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        let time = humantime::parse_rfc3339(text).ok()?;
+        let since = time.duration_since(UNIX_EPOCH).ok()?;
+        Some(Self(duration_millis(since)))
+    }
+}
+
 fn duration_millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

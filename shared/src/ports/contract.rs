@@ -12,7 +12,7 @@ use crate::domain::admission::{
 use crate::domain::line::ShardView;
 use crate::domain::{
     EndReason, Ending, EventId, EventState, LineEntry, Session, SessionId, SessionStatus,
-    Timestamp, UserId,
+    StateChange, Timestamp, UserId,
 };
 use crate::ports::{Claim, Discard, EndFrom, EndOutcome, Store, Touch, WriteOutcome};
 
@@ -81,6 +81,10 @@ async fn leave_active<S: Store>(store: &S, id: &SessionId, at: u64) -> EndOutcom
         )
         .await
         .unwrap()
+}
+
+fn change(event: &EventId, from: EventState, to: EventState, at: Timestamp) -> StateChange {
+    StateChange::plain(event.clone(), from, to, at)
 }
 
 /// The front of shard 0 as the granter would read it at `now`.
@@ -775,14 +779,24 @@ pub async fn a_paused_event_admits_nobody_until_it_resumes<S: Store>(store: &S) 
     assert_eq!(before_pause.admitted.len(), 2);
     assert!(
         !store
-            .set_event_state(&event, EventState::Paused, EventState::Open, later(150))
+            .set_event_state(&change(
+                &event,
+                EventState::Paused,
+                EventState::Open,
+                later(150)
+            ))
             .await
             .unwrap(),
         "not paused: nothing to resume from"
     );
     assert!(
         store
-            .set_event_state(&event, EventState::Open, EventState::Paused, later(150))
+            .set_event_state(&change(
+                &event,
+                EventState::Open,
+                EventState::Paused,
+                later(150)
+            ))
             .await
             .unwrap()
     );
@@ -802,7 +816,12 @@ pub async fn a_paused_event_admits_nobody_until_it_resumes<S: Store>(store: &S) 
     let arm = BacklogChange::arm(&store.event_counters(&event, 1).await.unwrap());
     assert!(
         store
-            .set_event_state(&event, EventState::Paused, EventState::Open, later(150))
+            .set_event_state(&change(
+                &event,
+                EventState::Paused,
+                EventState::Open,
+                later(150)
+            ))
             .await
             .unwrap()
     );
@@ -823,7 +842,12 @@ pub async fn a_paused_event_admits_nobody_until_it_resumes<S: Store>(store: &S) 
     // Closed is kept, and a closed event still admits (it drains).
     assert!(
         store
-            .set_event_state(&event, EventState::Open, EventState::Closed, later(150))
+            .set_event_state(&change(
+                &event,
+                EventState::Open,
+                EventState::Closed,
+                later(150)
+            ))
             .await
             .unwrap()
     );
@@ -831,6 +855,105 @@ pub async fn a_paused_event_admits_nobody_until_it_resumes<S: Store>(store: &S) 
     assert_eq!(
         (closed.state, closed.active, closed.state_changed_at),
         (EventState::Closed, 2, Some(later(150)))
+    );
+}
+
+pub async fn a_scheduled_event_holds_its_pre_queue_until_the_opening<S: Store>(store: &S) {
+    let event = fresh_event("scheduled");
+    let opens_at = later(60_000);
+    let schedule = |from, opens_at, seed| StateChange {
+        opens_at: Some(opens_at),
+        seed: Some(seed),
+        ..change(&event, from, EventState::Scheduled, later(1))
+    };
+    assert!(
+        store
+            .set_event_state(&schedule(EventState::Open, later(50_000), 7))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_event_state(&schedule(EventState::Scheduled, opens_at, 8))
+            .await
+            .unwrap(),
+        "a new opening time"
+    );
+    let scheduled = store.event_counters(&event, 1).await.unwrap();
+    assert_eq!(
+        (scheduled.state, scheduled.opens_at, scheduled.draw_seed),
+        (EventState::Scheduled, Some(opens_at), Some(7)),
+        "the first seed is kept"
+    );
+    // Three fans in the pre-queue: their places are their draws'.
+    let mut fans = Vec::new();
+    for n in 1..=3u8 {
+        let mut fan = session(&event, n, &format!("fan{n}"));
+        fan.draw = Some(crate::domain::draw::draw(7, &fan.id));
+        created(store, &fan).await;
+        fans.push(fan);
+    }
+    let front = store.line_front(&event, 0, 10).await.unwrap();
+    let drawn: Vec<SessionId> = fans.iter().map(|f| f.id.clone()).collect();
+    assert_eq!(
+        ids(&front),
+        crate::domain::draw::draw_order(7, &drawn),
+        "the line index orders the pre-queue by draw"
+    );
+    assert_eq!(
+        ids(&store
+            .line_after(&event, 0, &front[0].place(), 10)
+            .await
+            .unwrap()),
+        ids(&front[1..]),
+        "a page from just behind a place"
+    );
+    // Scheduled: nobody admitted; an arm from this snapshot fails once open.
+    let held = plan(store, &event, 5, later(70_000)).await;
+    assert!(held.admitted.is_empty());
+    let arm = BacklogChange::arm(&store.event_counters(&event, 1).await.unwrap());
+    let opening = StateChange::opening(&event, &scheduled, opens_at);
+    assert!(store.set_event_state(&opening).await.unwrap());
+    assert!(
+        !store.update_backlog(&event, arm).await.unwrap(),
+        "armed from a scheduled snapshot after the opening"
+    );
+    let opened = store.event_counters(&event, 1).await.unwrap();
+    assert_eq!(
+        (opened.state, opened.admits_from, opened.backlog.armed),
+        (
+            EventState::Open,
+            Some(opens_at.plus(crate::domain::line::DRAW_SETTLES)),
+            true
+        ),
+        "the opening arms the hint, so that the stream wakes a granter"
+    );
+    // The draw's numbering marks the shard drawn.
+    let counter = store.ticket_counters(&event, &[0]).await.unwrap().remove(0);
+    let mut numbering = plan_numbering(&event, &counter, &ids(&front), 0, 1);
+    numbering.completes_draw = true;
+    assert_eq!(
+        store.number_sessions(&numbering).await.unwrap(),
+        WriteOutcome::Applied
+    );
+    assert!(store.ticket_counters(&event, &[0]).await.unwrap()[0].drawn);
+    // An event that took a join cannot be scheduled.
+    let joined_event = fresh_event("joined");
+    store.list_event(&joined_event).await.unwrap();
+    assert!(
+        !store
+            .set_event_state(&StateChange {
+                opens_at: Some(opens_at),
+                seed: Some(1),
+                ..change(
+                    &joined_event,
+                    EventState::Open,
+                    EventState::Scheduled,
+                    later(1)
+                )
+            })
+            .await
+            .unwrap()
     );
 }
 
@@ -908,6 +1031,7 @@ macro_rules! store_contract_tests {
             events_are_listed_and_their_capacity_stored_once,
             a_late_purchase_is_recorded_once,
             a_paused_event_admits_nobody_until_it_resumes,
+            a_scheduled_event_holds_its_pre_queue_until_the_opening,
             a_blocked_user_takes_no_place_again,
         );
     };
@@ -956,7 +1080,7 @@ mod tests {
             .map(|l| l.trim().trim_end_matches(','))
             .filter(|l| !l.is_empty())
             .collect();
-        assert_eq!(written.len(), 15);
+        assert_eq!(written.len(), 16);
         assert_eq!(written, listed);
     }
 }

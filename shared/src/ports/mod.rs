@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
 use crate::domain::{
-    EndReason, Ending, EventCounters, EventId, EventState, LineEntry, Session, SessionId,
+    EndReason, Ending, EventCounters, EventId, LineEntry, Place, Session, SessionId, StateChange,
     TicketCounter, Timestamp, UserId,
 };
 
@@ -234,13 +234,28 @@ pub trait EventStore: Send + Sync {
 
     /// Move the event from `from` to `to` (and list it); `false`, changing
     /// nothing, when it is no longer in `from`.
+    /// Apply one change of the event's state (and list it), with its
+    /// record for the publisher; `false`, changing nothing, when the event
+    /// is no longer in `change.from` (or, to schedule it, took joins).
     fn set_event_state(
         &self,
-        event: &EventId,
-        from: EventState,
-        to: EventState,
-        at: Timestamp,
+        change: &StateChange,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Store the settings given (and list the event).
+    fn configure_event(
+        &self,
+        event: &EventId,
+        settings: &EventSettings,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Per-event settings an operator stores; `None` leaves one as it is,
+/// `Some(None)` removes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventSettings {
+    pub closes_at: Option<Option<Timestamp>>,
+    pub origin_url: Option<Option<String>>,
 }
 
 /// The line: its shards' heads and ticket counters, the line index, and
@@ -259,6 +274,15 @@ pub trait LineStore: Send + Sync {
         &self,
         event: &EventId,
         shard: u16,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<LineEntry>, StoreError>> + Send;
+
+    /// The same, from just behind `after` (paging through a shard's line).
+    fn line_after(
+        &self,
+        event: &EventId,
+        shard: u16,
+        after: &Place,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<LineEntry>, StoreError>> + Send;
 
@@ -345,7 +369,8 @@ impl Arrival {
             session_id: session.id.to_string(),
             event_id: session.event_id.to_string(),
             shard: session.shard,
-            joined_at: session.joined_at.as_millis(),
+            // The place's time: a pre-queue session's draw, not its join.
+            joined_at: session.place().joined_at.as_millis(),
         }
     }
 }
@@ -607,12 +632,17 @@ impl<T: EventStore> EventStore for std::sync::Arc<T> {
 
     fn set_event_state(
         &self,
-        event: &EventId,
-        from: EventState,
-        to: EventState,
-        at: Timestamp,
+        change: &StateChange,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        (**self).set_event_state(event, from, to, at)
+        (**self).set_event_state(change)
+    }
+
+    fn configure_event(
+        &self,
+        event: &EventId,
+        settings: &EventSettings,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).configure_event(event, settings)
     }
 }
 
@@ -631,6 +661,16 @@ impl<T: LineStore> LineStore for std::sync::Arc<T> {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<LineEntry>, StoreError>> + Send {
         (**self).line_front(event, shard, limit)
+    }
+
+    fn line_after(
+        &self,
+        event: &EventId,
+        shard: u16,
+        after: &Place,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<LineEntry>, StoreError>> + Send {
+        (**self).line_after(event, shard, after, limit)
     }
 
     fn shard_head(

@@ -27,7 +27,7 @@ use crate::service::ServiceError;
 use crate::service::granter::{BatchReport, Granter, Unadvanced, Wake};
 
 use super::poll::{self, QueueHandler, StreamHandler};
-use super::{give_back, queue_response, stream_response};
+use super::{give_back, hold, queue_response, stream_response};
 
 /// Finish a batch: admit or number what can be, quarantine what cannot be
 /// read, hand to the event's wake-up group an advance that gave up under
@@ -84,6 +84,11 @@ pub async fn handle_batch<S: LineStore + EventStore, Q: Quarantine, W: WakeQueue
     // wake-ups) with it: the fans behind it would wait a minute beside a
     // free slot, with nobody to arm the hint for them.
     give_back(wakes, deliveries, &report.failed).await;
+    // Held messages are not done either: Lambda must not delete them.
+    hold(wakes, deliveries, &report.held, granter.clock.now()).await;
+    report
+        .failed
+        .extend(report.held.iter().map(|(id, _)| id.clone()));
     report
 }
 

@@ -16,6 +16,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use tokio::sync::watch;
 
+use crate::domain::Timestamp;
 use crate::ports::{Delivery, Redelivery};
 use crate::service::ServiceError;
 
@@ -69,6 +70,34 @@ pub async fn give_back<R: Redelivery>(redelivery: &R, batch: &[Delivery], failed
     for (pause, deliveries) in by_pause {
         if let Err(err) = redelivery.redeliver_after(&deliveries, pause).await {
             tracing::warn!(error = %err, messages = deliveries.len(), "could not bring failed messages back early; they return after the visibility timeout");
+        }
+    }
+}
+
+/// The longest SQS lets a received message stay invisible (12 hours): a
+/// message held for a later opening comes back then and is held again.
+pub const MAX_HOLD: Duration = Duration::from_secs(12 * 3600 - 60);
+
+/// Gives the `held` messages of `batch` back until their time (their
+/// event's line is held for a draw): at least a second, at most `MAX_HOLD`.
+pub async fn hold<R: Redelivery>(
+    redelivery: &R,
+    batch: &[Delivery],
+    held: &[(String, Timestamp)],
+    now: Timestamp,
+) {
+    let mut by_pause: BTreeMap<Duration, Vec<Delivery>> = BTreeMap::new();
+    for (id, until) in held {
+        if let Some(delivery) = batch.iter().find(|d| &d.message_id == id) {
+            let pause = until.since(now).max(Duration::from_secs(1)).min(MAX_HOLD);
+            // Whole seconds, rounded up: never back before the time.
+            let pause = Duration::from_secs(pause.as_secs() + u64::from(pause.subsec_nanos() > 0));
+            by_pause.entry(pause).or_default().push(delivery.clone());
+        }
+    }
+    for (pause, deliveries) in by_pause {
+        if let Err(err) = redelivery.redeliver_after(&deliveries, pause).await {
+            tracing::warn!(error = %err, messages = deliveries.len(), "could not hold messages until their draw; they return after the visibility timeout and are held again");
         }
     }
 }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::domain::{Clock, Control, EventId, EventState, SessionId, Timestamp};
-use crate::ports::{EventStore, LineStore, SessionStore};
+use crate::domain::events::seed_hex;
+use crate::domain::{Clock, Control, EventId, EventState, SessionId, StateChange, Timestamp};
+use crate::ports::{EventSettings, EventStore, IdSource, LineStore, SessionStore};
 
 use super::session_command::{Ended, SessionCommands};
 use super::{MAX_ATTEMPTS, ServiceError};
@@ -21,8 +22,22 @@ pub const MAX_CAPACITY: u32 = 10_000_000;
 #[serde(rename_all = "camelCase")]
 pub struct EventReport {
     pub event_id: String,
-    /// `OPEN`, `PAUSED` or `CLOSED`.
+    /// `SCHEDULED`, `OPEN`, `PAUSED` or `CLOSED`.
     pub state: &'static str,
+    /// When a scheduled event opens (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closes_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin_url: Option<String>,
+    /// The pre-queue draw's seed, once the event has opened (secret
+    /// before: it would tell who goes first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub draw_seed: Option<String>,
+    /// After an opening with a pre-queue, when admissions start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admits_from: Option<String>,
     pub capacity: u32,
     /// `"stored"` on the event (set by an operator, or the default stored
     /// when the event was first used), or `"default"` for an event nobody
@@ -60,6 +75,14 @@ pub async fn event_report<S: EventStore + LineStore>(
     Ok(EventReport {
         event_id: event.to_string(),
         state: counters.state.as_str(),
+        opens_at: counters.opens_at.map(Timestamp::to_rfc3339),
+        closes_at: counters.closes_at.map(Timestamp::to_rfc3339),
+        origin_url: counters.origin_url.clone(),
+        draw_seed: counters
+            .draw_seed
+            .filter(|_| counters.state != EventState::Scheduled)
+            .map(seed_hex),
+        admits_from: counters.admits_from.map(Timestamp::to_rfc3339),
         capacity: counters.effective_capacity(default_capacity),
         capacity_source: if counters.capacity.is_some() {
             "stored"
@@ -92,7 +115,7 @@ pub struct ControlOutcome {
     pub changed: bool,
 }
 
-/// Pause, resume or close an event. Asking for the state it is in already
+/// Open, pause, resume or close an event. Asking for the state it is in already
 /// changes nothing; a closed event refuses every control and keeps its state;
 /// an event nobody listed (a mistyped id) is not found.
 /// The write is conditioned on the state read, so two operators acting at
@@ -118,12 +141,59 @@ pub async fn control<S: EventStore>(
         }
         let from = counters.state;
         let to = from.after(control)?;
-        if from == to || store.set_event_state(event, from, to, now).await? {
+        let change = if from == EventState::Scheduled {
+            StateChange::opening(event, &counters, now)
+        } else {
+            StateChange::plain(event.clone(), from, to, now)
+        };
+        if from == to || store.set_event_state(&change).await? {
             return Ok(outcome(from, to));
         }
         tracing::info!(event = %event, control = control.as_str(), "the event's state changed meanwhile; reading again");
     }
     Err(ServiceError::Contention)
+}
+
+/// What an operator configures on an event; `None` leaves a value as it
+/// is, `Some(None)` removes an optional one. Values are well-formed (the
+/// API and the CLI parse them); `configure` checks them against the event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Configuration {
+    pub capacity: Option<u32>,
+    pub opens_at: Option<Timestamp>,
+    pub closes_at: Option<Option<Timestamp>>,
+    pub origin_url: Option<Option<String>>,
+}
+
+/// The longest origin URL an operator may store.
+pub const MAX_ORIGIN_URL: usize = 2048;
+
+impl Configuration {
+    /// A time field (`opensAt`, `closesAt`): RFC 3339 in UTC.
+    pub fn parse_time(field: &str, text: &str) -> Result<Timestamp, String> {
+        Timestamp::parse_rfc3339(text).ok_or_else(|| {
+            format!("{field} must be an RFC 3339 time in UTC, like 2026-12-24T10:00:00Z")
+        })
+    }
+
+    /// `originUrl`: an absolute http(s) URL without spaces, where admitted
+    /// fans are sent.
+    pub fn parse_origin_url(text: &str) -> Result<String, String> {
+        let rest = text
+            .strip_prefix("https://")
+            .or_else(|| text.strip_prefix("http://"));
+        let host = rest.and_then(|r| r.split(['/', '?', '#']).next());
+        let fine = text.len() <= MAX_ORIGIN_URL
+            && host.is_some_and(|h| !h.is_empty())
+            && !text.chars().any(|c| c.is_whitespace() || c.is_control());
+        if fine {
+            Ok(text.to_owned())
+        } else {
+            Err(format!(
+                "originUrl must be an absolute http:// or https:// URL without spaces, at most {MAX_ORIGIN_URL} characters"
+            ))
+        }
+    }
 }
 
 /// What an eviction did.
@@ -144,6 +214,8 @@ pub struct AdminService<S> {
     pub store: S,
     pub commands: SessionCommands<S>,
     pub clock: Arc<dyn Clock>,
+    /// Draws a scheduled event's seed.
+    pub ids: Arc<dyn IdSource>,
     pub line_shards: u16,
     pub default_capacity: u32,
 }
@@ -164,14 +236,83 @@ impl<S: EventStore + LineStore + SessionStore> AdminService<S> {
         event_report(&self.store, event, self.line_shards, self.default_capacity).await
     }
 
-    /// Set the capacity (at most `MAX_CAPACITY`; the caller validates) and
-    /// answer with the report after it.
-    pub async fn set_capacity(
+    /// Store an event's configuration: every value is checked against the
+    /// event and the clock before anything is written, so a refused
+    /// configuration changes nothing. An opening time schedules the event
+    /// (only before it took a join: a pre-queue would go ahead of the
+    /// people already in line) and draws its seed the first time.
+    pub async fn configure(
         &self,
         event: &EventId,
-        capacity: u32,
+        config: &Configuration,
     ) -> Result<EventReport, ServiceError> {
-        self.store.set_capacity(event, capacity).await?;
+        let now = self.clock.now();
+        let counters = self.store.event_counters(event, self.line_shards).await?;
+        let refuse = |why: String| Err(ServiceError::Misconfigured(why));
+        if let Some(opens_at) = config.opens_at {
+            if opens_at <= now {
+                return refuse(format!(
+                    "opensAt {} is not in the future (to open now, use open)",
+                    opens_at.to_rfc3339()
+                ));
+            }
+            if !matches!(counters.state, EventState::Open | EventState::Scheduled) {
+                return refuse(format!(
+                    "the event is {}: only an event that has not opened can be scheduled",
+                    counters.state
+                ));
+            }
+        }
+        let opens_at = config.opens_at.or(match counters.state {
+            EventState::Scheduled => counters.opens_at,
+            _ => None,
+        });
+        let closes_at = config.closes_at.unwrap_or(counters.closes_at);
+        if let Some(closes_at) = closes_at.filter(|_| config.closes_at.is_some()) {
+            if closes_at <= now {
+                return refuse(format!(
+                    "closesAt {} is not in the future (to close now, use close)",
+                    closes_at.to_rfc3339()
+                ));
+            }
+        }
+        if let (Some(opens_at), Some(closes_at)) = (opens_at, closes_at) {
+            if closes_at <= opens_at {
+                return refuse(format!(
+                    "closesAt {} is not after opensAt {}",
+                    closes_at.to_rfc3339(),
+                    opens_at.to_rfc3339()
+                ));
+            }
+        }
+        if let Some(opens_at) = config.opens_at {
+            let seed = self.ids.random_id().ok_or_else(|| {
+                ServiceError::Unavailable("no randomness for the draw's seed".into())
+            })?;
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&seed[..8]);
+            let change = StateChange {
+                opens_at: Some(opens_at),
+                seed: Some(u64::from_be_bytes(first)),
+                ..StateChange::plain(event.clone(), counters.state, EventState::Scheduled, now)
+            };
+            if !self.store.set_event_state(&change).await? {
+                return refuse(
+                    "the event has taken joins (or changed state) already: a pre-queue would go ahead of the people in its line"
+                        .into(),
+                );
+            }
+        }
+        if let Some(capacity) = config.capacity {
+            self.store.set_capacity(event, capacity).await?;
+        }
+        let settings = EventSettings {
+            closes_at: config.closes_at,
+            origin_url: config.origin_url.clone(),
+        };
+        if settings != EventSettings::default() {
+            self.store.configure_event(event, &settings).await?;
+        }
         self.report(event).await
     }
 

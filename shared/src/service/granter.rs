@@ -19,8 +19,10 @@ use crate::domain::admission::{
     AdmissionPlan, AdmissionPolicy, BacklogChange, TRANSACTION_ITEM_LIMIT, plan_admissions,
     plan_numbering,
 };
+use crate::domain::draw::is_drawn;
 use crate::domain::{
-    Clock, EventCounters, EventId, LineEntry, SessionId, ShardView, TicketCounter, Timestamp,
+    Clock, EventCounters, EventId, EventState, LineEntry, Place, SessionId, ShardView, StateChange,
+    TicketCounter, Timestamp,
 };
 use crate::ports::{
     Arrival, Delivery, EventStore, JoinQueueMessage, LineStore, StoreError, WriteOutcome,
@@ -47,6 +49,9 @@ pub struct BatchReport {
     pub handled: Vec<String>,
     /// Not finished because a dependency failed: leave them for redelivery.
     pub failed: Vec<String>,
+    /// Their event's line is held for its draw: give them back until then
+    /// (they are the alarm clock of the opening).
+    pub held: Vec<(String, Timestamp)>,
     /// Bodies nothing could have produced: retrying cannot help, so they go
     /// to the dead-letter queue for a human to look at.
     pub unreadable: Vec<Delivery>,
@@ -101,6 +106,9 @@ pub struct Wake {
 
 /// Line entries read per shard: a page serves many freed slots.
 const FRONT_READ: usize = 100;
+/// Pre-queue entries numbered per write (with the counter, within one
+/// transaction's 100 items).
+const DRAW_PAGE: usize = 90;
 /// A cached front older than this is read again.
 const FRONT_CACHE_AGE: Duration = Duration::from_secs(30);
 
@@ -142,6 +150,10 @@ impl<S: LineStore + EventStore> Granter<S> {
                     report.admitted += advance.admitted;
                     report.handled.extend(ids);
                 }
+                Err(EventFailure::Held(until)) => {
+                    tracing::info!(event = %event, until = %until.to_rfc3339(), messages = messages.len(), "line held for its draw; messages come back then");
+                    report.held.extend(ids.map(|id| (id, until)));
+                }
                 Err(EventFailure::Unadvanced) => {
                     let arrivals = carried.iter().map(|a| arrival_of(&event, a)).collect();
                     report.unadvanced.push(Unadvanced {
@@ -168,6 +180,10 @@ impl<S: LineStore + EventStore> Granter<S> {
         arrivals: Vec<LineEntry>,
     ) -> Result<AdvanceReport, EventFailure> {
         let counters = self.counters(event).await.map_err(EventFailure::Retry)?;
+        if let Some(until) = counters.held_until(self.clock.now()) {
+            // Nobody is numbered or admitted before the draw is complete.
+            return Err(EventFailure::Held(until));
+        }
         let known = self
             .number(event, &counters, arrivals)
             .await
@@ -205,6 +221,7 @@ impl<S: LineStore + EventStore> Granter<S> {
         event: &EventId,
         counters: EventCounters,
     ) -> Result<EventCounters, ServiceError> {
+        let counters = self.on_time(event, counters).await?;
         if counters.capacity.is_some() {
             return Ok(counters);
         }
@@ -212,6 +229,119 @@ impl<S: LineStore + EventStore> Granter<S> {
             .store
             .register_event(event, self.policy.default_capacity, self.line_shards)
             .await?)
+    }
+
+    /// Opens a scheduled event whose time has come, closes one whose
+    /// closing time has, and answers with the counters after. The write is
+    /// conditioned on the state read: of many granters seeing it at once
+    /// one makes the change, and the opening's time is `opensAt` whoever
+    /// makes it (so `admits_from` is the same for all).
+    async fn on_time(
+        &self,
+        event: &EventId,
+        counters: EventCounters,
+    ) -> Result<EventCounters, ServiceError> {
+        let now = self.clock.now();
+        let change = match (counters.opens_at, counters.closes_at) {
+            (Some(opens_at), _) if counters.opening_due(now) => {
+                StateChange::opening(event, &counters, opens_at)
+            }
+            (_, Some(closes_at)) if counters.closing_due(now) => {
+                StateChange::plain(event.clone(), counters.state, EventState::Closed, closes_at)
+            }
+            _ => return Ok(counters),
+        };
+        if self.store.set_event_state(&change).await? {
+            tracing::info!(event = %event, from = %change.from, to = %change.to, "the event's time came");
+        }
+        Ok(self.store.event_counters(event, self.line_shards).await?)
+    }
+
+    /// The event's counters now (after opening or closing it on time).
+    pub async fn event_now(&self, event: &EventId) -> Result<EventCounters, ServiceError> {
+        let counters = self.store.event_counters(event, self.line_shards).await?;
+        self.on_time(event, counters).await
+    }
+
+    /// Gives the pre-queue of `shard` its tickets in draw order (the order
+    /// of its places), page by page, and marks the shard drawn. Runs once
+    /// the draw has settled, before anyone of the shard who joined after
+    /// the opening is numbered; tickets given meanwhile at the front (by
+    /// `number_before_admitting`, also in place order) are kept.
+    async fn draw_shard(
+        &self,
+        event: &EventId,
+        counters: &EventCounters,
+        shard: u16,
+    ) -> Result<(), ServiceError> {
+        let mut after: Option<Place> = None;
+        let mut setbacks = 0;
+        loop {
+            let page = match &after {
+                None => self.store.line_front(event, shard, DRAW_PAGE).await?,
+                Some(place) => {
+                    self.store
+                        .line_after(event, shard, place, DRAW_PAGE)
+                        .await?
+                }
+            };
+            let reached_end =
+                page.len() < DRAW_PAGE || page.last().is_some_and(|e| !is_drawn(e.joined_at));
+            let mut pending: Vec<SessionId> = page
+                .iter()
+                .filter(|e| is_drawn(e.joined_at) && e.ticket.is_none())
+                .map(|e| e.session_id.clone())
+                .collect();
+            after = page.last().map(LineEntry::place);
+            loop {
+                if setbacks >= SETBACKS_ALLOWED {
+                    return Err(ServiceError::Contention);
+                }
+                let counter = self.ticket_counter(event, shard).await?;
+                if counter.drawn {
+                    return Ok(());
+                }
+                let mut plan = plan_numbering(
+                    event,
+                    &counter,
+                    &pending,
+                    counters.head(shard),
+                    self.line_shards,
+                );
+                plan.completes_draw = reached_end;
+                match self.store.number_sessions(&plan).await {
+                    Ok(WriteOutcome::Applied) => break,
+                    Ok(WriteOutcome::Conflict { rejected }) => {
+                        // Numbered at the front meanwhile, or gone.
+                        setbacks += 1;
+                        pending.retain(|id| !rejected.contains(id));
+                    }
+                    Err(StoreError::Contention(_)) => {
+                        setbacks += 1;
+                        tokio::time::sleep(contention_pause(setbacks, shard.into())).await;
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            if reached_end {
+                tracing::info!(event = %event, shard, "pre-queue numbered in draw order");
+                return Ok(());
+            }
+        }
+    }
+
+    async fn ticket_counter(
+        &self,
+        event: &EventId,
+        shard: u16,
+    ) -> Result<TicketCounter, StoreError> {
+        Ok(self
+            .store
+            .ticket_counters(event, &[shard])
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| TicketCounter::empty(shard)))
     }
 
     /// Give `arrivals` (join messages, in queue order per shard) their
@@ -240,13 +370,11 @@ impl<S: LineStore + EventStore> Granter<S> {
                 if setbacks >= SETBACKS_ALLOWED {
                     return Err(ServiceError::Contention);
                 }
-                let counter = self
-                    .store
-                    .ticket_counters(event, &[shard])
-                    .await?
-                    .into_iter()
-                    .next()
-                    .unwrap_or_else(|| TicketCounter::empty(shard));
+                let mut counter = self.ticket_counter(event, shard).await?;
+                if counters.has_draw() && !counter.drawn {
+                    self.draw_shard(event, counters, shard).await?;
+                    counter = self.ticket_counter(event, shard).await?;
+                }
                 let ids: Vec<SessionId> = pending.iter().map(|a| a.session_id.clone()).collect();
                 let plan = plan_numbering(
                     event,
@@ -305,6 +433,14 @@ impl<S: LineStore + EventStore> Granter<S> {
             gone: BTreeSet::new(),
             report: AdvanceReport::default(),
         };
+        if let Some(until) = state.counters.held_until(self.clock.now()) {
+            if state.counters.state.admits() {
+                // Opened, its draw settling: whoever carries this wake-up
+                // brings it back then (the stream hands it to the join
+                // queue, which holds it until `until`).
+                return Err(ServiceError::Held { until });
+            }
+        }
         let mut patience = Patience::new(wake.use_cache);
         loop {
             if patience.exhausted() {
@@ -336,7 +472,7 @@ impl<S: LineStore + EventStore> Granter<S> {
     ) -> Result<Step, ServiceError> {
         let counters = &state.counters;
         // A paused event is full for the line: its free slots wait.
-        let free = counters.admittable(self.policy.default_capacity);
+        let free = counters.admittable(self.policy.default_capacity, self.clock.now());
         if free == 0 {
             if state.known.is_empty() || counters.backlog.is_firm() {
                 return Ok(Step::Done);
@@ -609,6 +745,8 @@ enum Step {
 
 /// How one event's share of a batch failed.
 enum EventFailure {
+    /// Its line is held for the draw until then: its messages come back.
+    Held(Timestamp),
     /// Before its joins were all numbered, or the store failed: its
     /// messages are retried.
     Retry(ServiceError),

@@ -5,9 +5,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::domain::draw::draw;
 use crate::domain::line::{JOIN_WRITE_WINDOW, shard_for};
 use crate::domain::{
-    Clock, EventId, EventState, IdempotencyKey, Session, SessionId, SessionStatus, UserId,
+    Clock, EventCounters, EventId, EventState, IdempotencyKey, Session, SessionId, SessionStatus,
+    Timestamp, UserId,
 };
 use crate::ports::{Arrival, Claim, Discard, EventStore, IdSource, JoinQueue, SessionStore};
 
@@ -51,9 +53,10 @@ pub struct JoinService<S, Q> {
 /// item per join.
 pub const STATE_READ_EVERY: Duration = Duration::from_secs(1);
 
-/// Each event's state as this instance last read it, for `STATE_READ_EVERY`.
+/// Each event's counters (its state, opening and closing times, draw seed)
+/// as this instance last read them, for `STATE_READ_EVERY`.
 #[derive(Debug)]
-pub struct KnownStates(TtlCache<EventId, EventState>);
+pub struct KnownStates(TtlCache<EventId, EventCounters>);
 
 impl Default for KnownStates {
     fn default() -> Self {
@@ -93,7 +96,9 @@ impl<S: SessionStore + EventStore, Q: JoinQueue> JoinService<S, Q> {
         user: UserId,
         key: Option<IdempotencyKey>,
     ) -> Result<JoinOutcome, ServiceError> {
-        if !self.state_of(&event).await?.takes_joins() {
+        let doors = self.doors_of(&event).await?;
+        let stamped = self.clock.now();
+        if !doors.state.takes_joins() || doors.closes_at.is_some_and(|at| at <= stamped) {
             return Err(ServiceError::EventClosed);
         }
         let random = self
@@ -108,6 +113,9 @@ impl<S: SessionStore + EventStore, Q: JoinQueue> JoinService<S, Q> {
         let now = self.clock.now();
         let mut session = Session::new_waiting(id, user, shard, now);
         session.idempotency_key = Some(key.digest());
+        if doors.pre_queue_at(now) {
+            session.draw = doors.draw_seed.map(|seed| draw(seed, &session.id));
+        }
         let claim_ttl = now.plus(CLAIM_LIFETIME);
         // The place is the join time: written later than the window, it
         // would be older than anything a granter could have seen.
@@ -166,22 +174,30 @@ impl<S: SessionStore + EventStore, Q: JoinQueue> JoinService<S, Q> {
         Err(ServiceError::Contention)
     }
 
-    /// The event's state, at most `STATE_READ_EVERY` old (counted from
-    /// before the read). If it cannot be read the join is refused as
+    /// For a session just placed in a pre-queue: when its event opens (from
+    /// this instance's copy of the event, which the join has just read).
+    pub fn opens_at_for(&self, session: &Session) -> Option<Timestamp> {
+        if session.draw.is_none() || session.status() != SessionStatus::Waiting {
+            return None;
+        }
+        let doors = self.states.0.get(&session.event_id, self.clock.now())?;
+        doors
+            .opens_at
+            .filter(|_| doors.state == EventState::Scheduled)
+    }
+
+    /// The event's counters, at most `STATE_READ_EVERY` old (counted from
+    /// before the read). If they cannot be read the join is refused as
     /// unavailable, nothing stored: taking it anyway would let a closed
     /// event take places (the explorer's seed 196 did).
-    async fn state_of(&self, event: &EventId) -> Result<EventState, ServiceError> {
+    async fn doors_of(&self, event: &EventId) -> Result<EventCounters, ServiceError> {
         let now = self.clock.now();
-        if let Some(state) = self.states.0.get(event, now) {
-            return Ok(state);
+        if let Some(counters) = self.states.0.get(event, now) {
+            return Ok(counters);
         }
-        let state = self
-            .store
-            .event_counters(event, self.line_shards)
-            .await?
-            .state;
-        self.states.0.put(event.clone(), state, now);
-        Ok(state)
+        let counters = self.store.event_counters(event, self.line_shards).await?;
+        self.states.0.put(event.clone(), counters.clone(), now);
+        Ok(counters)
     }
 
     /// The first join of an event (per instance) lists it, so that the

@@ -13,7 +13,7 @@ pub mod session_command;
 pub mod status;
 pub mod sweeper;
 
-use crate::domain::{IdempotencyKey, RefusedControl, Session};
+use crate::domain::{IdempotencyKey, RefusedControl, Session, Timestamp};
 use crate::ports::{QueueError, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +41,14 @@ pub enum ServiceError {
     /// An operator's control the event's state does not allow.
     #[error(transparent)]
     RefusedControl(#[from] RefusedControl),
+    /// A configuration the event cannot take (a time in the past, an
+    /// opening for an event that took joins already): nothing changed.
+    #[error("{0}")]
+    Misconfigured(String),
+    /// The line waits for its pre-queue draw to settle until `until`: the
+    /// granter comes back then (never shown to a fan).
+    #[error("the line is held for its draw until {}", until.to_rfc3339())]
+    Held { until: Timestamp },
     /// A join failed at a point where its place may have been stored: the
     /// same join with `key` finds out, and keeps that place if it was.
     #[error("join not confirmed: {detail}")]

@@ -4,10 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::domain::draw::poll_before_opening;
 use crate::domain::estimate::{estimated_wait, poll_interval};
 use crate::domain::line::people_ahead;
 use crate::domain::token::AdmissionSigner;
-use crate::domain::{Clock, EventCounters, EventId, Session, SessionId, SessionStatus};
+use crate::domain::{
+    Clock, EventCounters, EventId, EventState, Session, SessionId, SessionStatus, Timestamp,
+};
 use crate::ports::{EventStore, LineStore, SessionStore, Touch};
 
 use super::ServiceError;
@@ -23,6 +26,9 @@ pub struct StatusReport {
     pub poll_after: Option<Duration>,
     /// For an active session: what the protected origin checks.
     pub admission_token: Option<String>,
+    /// For someone in the pre-queue of an event not open yet: when it
+    /// opens (there is no position before the draw).
+    pub opens_at: Option<Timestamp>,
 }
 
 impl StatusReport {
@@ -97,9 +103,21 @@ impl<S: SessionStore + EventStore + LineStore> StatusService<S> {
             }
             _ => (None, None),
         };
-        let poll_after = (session.status() == SessionStatus::Waiting)
-            .then(|| poll_interval(ahead, wait, self.abandon_after));
+        let opens_at = match (session.status(), session.draw, session.ticket) {
+            (SessionStatus::Waiting, Some(_), None) => {
+                let counters = self.event_counters(&session.event_id).await?;
+                counters
+                    .opens_at
+                    .filter(|_| counters.state == EventState::Scheduled)
+            }
+            _ => None,
+        };
+        let poll_after = (session.status() == SessionStatus::Waiting).then(|| match opens_at {
+            Some(at) => poll_before_opening(at.since(now), self.abandon_after),
+            None => poll_interval(ahead, wait, self.abandon_after),
+        });
         Ok(StatusReport {
+            opens_at,
             admission_token: self.signer.token_for(&session),
             session,
             people_ahead: ahead,

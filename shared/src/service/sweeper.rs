@@ -232,20 +232,26 @@ impl<S: EventStore + LineStore> Reconciler<S> {
     async fn reconcile_event(&self, event: &EventId) -> Result<(Repair, EventGauge), ServiceError> {
         let granter = &self.granter;
         let store = &granter.store;
-        let counters = store.event_counters(event, granter.line_shards).await?;
+        // Opens or closes the event if its time has come (nothing else may
+        // be woken for an event nobody joins at the time).
+        let counters = granter.event_now(event).await?;
         let mut waiting = Vec::new();
         for shard in 0..granter.line_shards.max(1) {
             waiting.extend(store.line_front(event, shard, 1).await?);
         }
         // A paused event's free slots wait on purpose: nothing to repair.
-        let free = counters.admittable(granter.policy.default_capacity);
         let now = granter.clock.now();
+        let free = counters.admittable(granter.policy.default_capacity, now);
         // Someone who joined a moment ago may simply not be served yet: their
         // own join message is on its way. Only a fan left longer than that
         // counts as a wake-up gone missing (the repair is made either way).
-        let missed = waiting
-            .iter()
-            .any(|entry| now.since(entry.joined_at) >= SERVED_WITHIN);
+        // (A pre-queue's places are its draw's: it waits from the opening.)
+        let missed = waiting.iter().any(|entry| {
+            let since = counters
+                .admits_from
+                .map_or(entry.joined_at, |from| entry.joined_at.max(from));
+            now.since(since) >= SERVED_WITHIN
+        });
         let mut stranded = false;
         let (counters, free) = if missed && free > 0 {
             // In a busy sale a slot is often free for the moment between an
@@ -254,7 +260,7 @@ impl<S: EventStore + LineStore> Reconciler<S> {
             // free, is stranded (what the stall alarm counts).
             tokio::time::sleep(STRANDED_AFTER).await;
             let again = store.event_counters(event, granter.line_shards).await?;
-            let free_again = again.admittable(granter.policy.default_capacity);
+            let free_again = again.admittable(granter.policy.default_capacity, granter.clock.now());
             stranded = again.admitted == counters.admitted && free_again > 0;
             (again, free_again)
         } else {

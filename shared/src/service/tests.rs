@@ -1254,3 +1254,236 @@ async fn a_join_batch_that_gives_up_under_contention_hands_its_event_to_a_wake_u
         assert_eq!(world.status_of(id).await, SessionStatus::Active);
     }
 }
+
+mod scheduled {
+    use super::*;
+    use crate::domain::draw::draw_order;
+    use crate::domain::line::DRAW_SETTLES;
+    use crate::domain::{Control, EventState};
+    use crate::service::admin::{AdminService, Configuration};
+
+    fn admin(world: &World, shards: u16) -> AdminService<Arc<MemoryStore>> {
+        AdminService {
+            store: world.store.clone(),
+            commands: world.commands(),
+            clock: Arc::new(world.clock.clone()),
+            ids: Arc::new(OsRandom),
+            line_shards: shards,
+            default_capacity: 1,
+        }
+    }
+
+    fn opening_at(opens_at: Timestamp) -> Configuration {
+        Configuration {
+            capacity: Some(1),
+            opens_at: Some(opens_at),
+            ..Configuration::default()
+        }
+    }
+
+    /// Admits one at a time (capacity 1): each admitted fan leaves and the
+    /// granter advances. The order they got in.
+    async fn admission_order(
+        world: &World,
+        granter: &Granter<Arc<MemoryStore>>,
+        n: usize,
+    ) -> Vec<SessionId> {
+        let commands = world.commands();
+        let mut order = Vec::new();
+        for _ in 0..n {
+            granter.advance(&event(), Wake::default()).await.unwrap();
+            let active: Vec<SessionId> = world
+                .store
+                .all_sessions()
+                .into_iter()
+                .filter(|s| s.event_id == event() && s.status() == SessionStatus::Active)
+                .map(|s| s.id)
+                .collect();
+            assert_eq!(active.len(), 1, "capacity 1");
+            commands.leave(&active[0]).await.unwrap();
+            order.push(active[0].clone());
+        }
+        order
+    }
+
+    #[tokio::test]
+    async fn the_pre_queue_goes_in_by_the_recorded_draw_before_anyone_who_joined_after() {
+        let world = World::new();
+        let shards = 2;
+        let opens_at = world.clock.now().plus(Duration::from_secs(60));
+        let admin = admin(&world, shards);
+        let report = admin
+            .configure(&event(), &opening_at(opens_at))
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.state, report.draw_seed),
+            ("SCHEDULED", None),
+            "the seed stays secret"
+        );
+
+        let early = world.joins(shards, 0..8).await;
+        let status = world.status(shards);
+        for id in &early {
+            let report = status.status(id).await.unwrap();
+            assert_eq!(
+                (report.opens_at, report.people_ahead),
+                (Some(opens_at), None),
+                "WAITING with the opening time and no position"
+            );
+            assert!(report.poll_after.unwrap() >= Duration::from_secs(2));
+        }
+        let granter = world.granter(1, shards);
+        world.drain_queue(&granter).await;
+        let counters = world.store.event_counters(&event(), shards).await.unwrap();
+        assert_eq!(
+            (counters.state, counters.active),
+            (EventState::Scheduled, 0)
+        );
+
+        // Two join just after the opening time: in line behind the whole
+        // pre-queue. Their shards' messages wait behind the held ones.
+        world.clock.advance(Duration::from_secs(61));
+        let late = world.joins(shards, 8..10).await;
+        for id in &late {
+            let session = world.store.get_session(id).await.unwrap().unwrap();
+            assert_eq!(session.draw, None);
+        }
+        world.drain_queue(&granter).await;
+        assert_eq!(
+            world
+                .store
+                .event_counters(&event(), shards)
+                .await
+                .unwrap()
+                .active,
+            0,
+            "nobody admitted before the draw settles"
+        );
+
+        // The held messages come back once it has settled: the granter
+        // opens the event (as of its opening time), numbers the pre-queue
+        // in draw order and admits.
+        world.clock.advance(DRAW_SETTLES);
+        world.queue.expire_in_flight();
+        world.drain_queue(&granter).await;
+        assert_eq!(world.queue.visible_len(), 0, "every message done");
+        let opened = world.store.event_counters(&event(), shards).await.unwrap();
+        assert_eq!(
+            (opened.state, opened.state_changed_at, opened.admits_from),
+            (
+                EventState::Open,
+                Some(opens_at),
+                Some(opens_at.plus(DRAW_SETTLES))
+            )
+        );
+        let seed = opened.draw_seed.unwrap();
+        for id in &early {
+            let report = status.status(id).await.unwrap();
+            assert!(report.opens_at.is_none());
+            assert!(
+                report.people_ahead.is_some() || report.session.status() != SessionStatus::Waiting,
+                "numbered by the draw"
+            );
+        }
+
+        let mut expected = draw_order(seed, &early);
+        expected.extend(late.iter().cloned());
+        let order = admission_order(&world, &granter, 10).await;
+        assert_eq!(order, expected, "the draw's order, then join order");
+        assert_ne!(order[..8], early[..], "not join order");
+    }
+
+    #[tokio::test]
+    async fn opening_by_hand_draws_too_and_bad_configurations_change_nothing() {
+        let world = World::new();
+        let admin = admin(&world, 1);
+        let now = world.clock.now();
+        let refused = |r: Result<_, ServiceError>| matches!(r, Err(ServiceError::Misconfigured(_)));
+        assert!(
+            refused(admin.configure(&event(), &opening_at(now)).await),
+            "not in the future"
+        );
+        let closes_first = Configuration {
+            closes_at: Some(Some(now.plus(Duration::from_secs(30)))),
+            ..opening_at(now.plus(Duration::from_secs(60)))
+        };
+        assert!(refused(admin.configure(&event(), &closes_first).await));
+        let counters = world.store.event_counters(&event(), 1).await.unwrap();
+        assert_eq!(
+            (counters.state, counters.capacity),
+            (EventState::Open, None),
+            "nothing changed"
+        );
+
+        admin
+            .configure(&event(), &opening_at(now.plus(Duration::from_secs(3600))))
+            .await
+            .unwrap();
+        let early = world.joins(1, 0..3).await;
+        assert!(matches!(
+            admin.control(&event(), Control::Pause).await,
+            Err(ServiceError::RefusedControl(_))
+        ));
+        let opened = admin.control(&event(), Control::Open).await.unwrap();
+        assert_eq!((opened.from, opened.state), ("SCHEDULED", "OPEN"));
+        let counters = world.store.event_counters(&event(), 1).await.unwrap();
+        assert_eq!(
+            counters.admits_from,
+            Some(world.clock.now().plus(DRAW_SETTLES))
+        );
+        world.clock.advance(DRAW_SETTLES);
+        let granter = world.granter(1, 1);
+        let order = admission_order(&world, &granter, 3).await;
+        assert_eq!(order, draw_order(counters.draw_seed.unwrap(), &early));
+
+        // An event that took joins cannot be scheduled afterwards.
+        let other = EventId::parse("F").unwrap();
+        world
+            .join(1)
+            .join(other.clone(), user(1), None)
+            .await
+            .unwrap();
+        assert!(refused(
+            admin
+                .configure(&other, &opening_at(now.plus(Duration::from_secs(7200))))
+                .await
+        ));
+    }
+
+    #[tokio::test]
+    async fn joins_stop_at_the_closing_time_and_the_event_closes_itself() {
+        let world = World::new();
+        let admin = admin(&world, 1);
+        let closes_at = world.clock.now().plus(Duration::from_secs(30));
+        admin
+            .configure(
+                &event(),
+                &Configuration {
+                    closes_at: Some(Some(closes_at)),
+                    origin_url: Some(Some("https://shop.example/buy".into())),
+                    ..Configuration::default()
+                },
+            )
+            .await
+            .unwrap();
+        world.joins(1, 0..2).await;
+        world.clock.advance(Duration::from_secs(31));
+        assert!(matches!(
+            world.join(1).join(event(), user(5), None).await,
+            Err(ServiceError::EventClosed)
+        ));
+        let granter = world.granter(1, 1);
+        granter.advance(&event(), Wake::default()).await.unwrap();
+        let counters = world.store.event_counters(&event(), 1).await.unwrap();
+        assert_eq!(
+            (counters.state, counters.state_changed_at, counters.active),
+            (EventState::Closed, Some(closes_at), 1),
+            "closed at its time, and draining"
+        );
+        assert_eq!(
+            counters.origin_url.as_deref(),
+            Some("https://shop.example/buy")
+        );
+    }
+}

@@ -110,7 +110,11 @@ pub fn of_published(events: &[DomainEvent], at: Timestamp) -> Vec<String> {
             EventKind::CheckoutCompleted(_) => (Metric::Exits, Some("checkout_completed")),
             EventKind::CheckoutFailed(_) => (Metric::Exits, Some("checkout_failed")),
             EventKind::CheckoutExpired(_) => (Metric::Exits, Some("checkout_expired")),
-            EventKind::EventPaused | EventKind::EventResumed | EventKind::EventClosed => continue,
+            EventKind::EventScheduled { .. }
+            | EventKind::EventOpened { .. }
+            | EventKind::EventPaused
+            | EventKind::EventResumed
+            | EventKind::EventClosed => continue,
         };
         *counts
             .entry((event.event_id.as_str(), metric, reason))

@@ -333,6 +333,7 @@ pub fn admin_service_on(
         commands: commands_on(store.clone(), lifecycle),
         store,
         clock: Arc::new(SystemClock),
+        ids: Arc::new(OsRandom),
         line_shards: line.line_shards,
         default_capacity: lifecycle.default_capacity,
     }

@@ -53,6 +53,9 @@ pub fn session_item(session: &Session) -> Item {
     if let Some(ticket) = session.ticket {
         item.insert("ticket".into(), n(ticket));
     }
+    if let Some(draw) = session.draw {
+        item.insert("draw".into(), n(draw));
+    }
     if let Some(ahead) = session.ahead_at_filing {
         item.insert("aheadAtFiling".into(), n(ahead));
     }
@@ -179,6 +182,7 @@ pub fn decode_session(item: &Item) -> Result<Session, StoreError> {
         stage,
         shard: num(item, "shard")?,
         joined_at: Timestamp::from_millis(num(item, "joinedAt")?),
+        draw: opt_num(item, "draw")?,
         last_seen_at: Timestamp::from_millis(num(item, "lastSeenAt")?),
         ticket: opt_num(item, "ticket")?,
         ahead_at_filing: opt_num(item, "aheadAtFiling")?,
@@ -204,6 +208,11 @@ pub fn decode_counters(item: Option<&Item>, shard_count: u16) -> Result<EventCou
                 }
             },
             state_changed_at: millis(item, "stateChangedAt")?,
+            opens_at: millis(item, "opensAt")?,
+            closes_at: millis(item, "closesAt")?,
+            origin_url: opt_str(item, "originUrl"),
+            draw_seed: opt_num(item, "drawSeed")?,
+            admits_from: millis(item, "admitsFrom")?,
             listed: item.contains_key(layout::EVENT_INDEX_PARTITION),
             active: counter(item, "active")?,
             admitted: counter(item, "admitted")?,
@@ -261,6 +270,7 @@ pub fn decode_ticket_counter(shard: u16, item: Option<&Item>) -> Result<TicketCo
         stored: true,
         next_ticket: counter(item, "nextTicket")?,
         left_waiting: counter(item, "leftWaiting")?,
+        drawn: counter(item, "drawn")? > 0,
     })
 }
 
@@ -269,7 +279,10 @@ pub fn decode_line_entry(item: &Item) -> Result<LineEntry, StoreError> {
         session_id: SessionId::parse(get_str(item, "sessionId")?)
             .map_err(|_| corrupt("bad sessionId", item))?,
         shard: num(item, "shard")?,
-        joined_at: Timestamp::from_millis(num(item, "joinedAt")?),
+        // The place's time, as the index sorts it (a pre-queue session's
+        // is its draw's, not its join time).
+        joined_at: layout::place_time(get_str(item, layout::LINE_INDEX_SORT)?)
+            .ok_or_else(|| corrupt("bad place", item))?,
         last_seen_at: Timestamp::from_millis(num(item, "lastSeenAt")?),
         ticket: opt_num(item, "ticket")?,
     })
@@ -279,18 +292,25 @@ pub fn decode_line_entry(item: &Item) -> Result<LineEntry, StoreError> {
 /// has carried it to the publisher long before).
 const STATE_CHANGE_RETENTION_SECS: u64 = 7 * 86_400;
 
-pub fn state_change_item(event: &EventId, from: EventState, to: EventState, at: Timestamp) -> Item {
-    Item::from([
+pub fn state_change_item(change: &StateChange) -> Item {
+    let StateChange {
+        event_id,
+        from,
+        to,
+        at,
+        ..
+    } = change;
+    let mut item = Item::from([
         (
             PARTITION_KEY.into(),
             s(layout::state_change_key(
-                event,
+                event_id,
                 at.as_millis(),
                 from.as_str(),
                 to.as_str(),
             )),
         ),
-        ("eventId".into(), s(event.as_str())),
+        ("eventId".into(), s(event_id.as_str())),
         ("from".into(), s(from.as_str())),
         ("to".into(), s(to.as_str())),
         ("at".into(), n(at.as_millis())),
@@ -298,7 +318,19 @@ pub fn state_change_item(event: &EventId, from: EventState, to: EventState, at: 
             TTL_ATTRIBUTE.into(),
             n(at.as_secs() + STATE_CHANGE_RETENTION_SECS),
         ),
-    ])
+    ]);
+    if let Some(opens_at) = change.opens_at {
+        item.insert("opensAt".into(), n(opens_at.as_millis()));
+    }
+    // The seed goes on the record (and so into the published event) only
+    // at the opening, when it can no longer help anyone.
+    if let (EventState::Open, Some(seed)) = (to, change.seed) {
+        item.insert("drawSeed".into(), n(seed));
+    }
+    if let Some(admits_from) = change.admits_from {
+        item.insert("admitsFrom".into(), n(admits_from.as_millis()));
+    }
+    item
 }
 
 pub fn decode_state_change(item: &Item) -> Result<StateChange, StoreError> {
@@ -311,18 +343,15 @@ pub fn decode_state_change(item: &Item) -> Result<StateChange, StoreError> {
         from: state("from")?,
         to: state("to")?,
         at: Timestamp::from_millis(num(item, "at")?),
+        opens_at: millis(item, "opensAt")?,
+        seed: opt_num(item, "drawSeed")?,
+        admits_from: millis(item, "admitsFrom")?,
     })
 }
 
 /// The line entry of a session item, if it is waiting.
 pub fn entry_of_session(session: &Session) -> Option<LineEntry> {
-    (session.status() == SessionStatus::Waiting).then(|| LineEntry {
-        session_id: session.id.clone(),
-        shard: session.shard,
-        joined_at: session.joined_at,
-        last_seen_at: session.last_seen_at,
-        ticket: session.ticket,
-    })
+    (session.status() == SessionStatus::Waiting).then(|| session.line_entry())
 }
 
 /// The `ExpressionAttributeNames` for expressions that write every attribute

@@ -19,7 +19,7 @@
 //! shard's ticket counter and head are separate partitions, so sharding
 //! the line spreads the load.
 
-use crate::domain::{EventId, Place, SessionId, UserId};
+use crate::domain::{EventId, Place, SessionId, Timestamp, UserId};
 
 pub const PARTITION_KEY: &str = "pk";
 pub const LINE_INDEX: &str = "line-index";
@@ -82,10 +82,15 @@ pub fn place_value(place: &Place) -> String {
     format!("{:015}#{}", place.joined_at.as_millis(), place.session_id)
 }
 
+/// The time part of a place value.
+pub fn place_time(value: &str) -> Option<Timestamp> {
+    let (millis, _) = value.split_once('#')?;
+    millis.parse().ok().map(Timestamp::from_millis)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Timestamp;
 
     #[test]
     fn place_values_sort_as_places_do() {
@@ -104,5 +109,9 @@ mod tests {
             assert!(pair[0] < pair[1]);
             assert!(place_value(&pair[0]) < place_value(&pair[1]), "{pair:?}");
         }
+        for place in &places {
+            assert_eq!(place_time(&place_value(place)), Some(place.joined_at));
+        }
+        assert_eq!(place_time("nonsense"), None);
     }
 }

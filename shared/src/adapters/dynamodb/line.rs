@@ -14,10 +14,10 @@ use super::{DynamoStore, layout};
 use crate::domain::admission::{AdmissionPlan, Arm, BacklogChange, NumberingPlan};
 use crate::domain::session::expiry_bucket;
 use crate::domain::{
-    EndReason, EventCounters, EventId, EventState, LineEntry, SessionId, SessionStatus,
-    TicketCounter, Timestamp,
+    EndReason, EventCounters, EventId, EventState, LineEntry, Place, SessionId, SessionStatus,
+    StateChange, TicketCounter, Timestamp,
 };
-use crate::ports::{EventStore, LineStore, StoreError, WriteOutcome};
+use crate::ports::{EventSettings, EventStore, LineStore, StoreError, WriteOutcome};
 
 const WAITING: &str = "WAITING";
 const ACTIVE: &str = "ACTIVE";
@@ -76,25 +76,53 @@ impl DynamoStore {
         .map(drop)
     }
 
-    pub(super) async fn change_state(
-        &self,
-        event: &EventId,
-        from: EventState,
-        to: EventState,
-        at: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let write = Write::new(
-            layout::event_key(event),
-            "SET #eventState = :to, #stateChangedAt = :at, #eventId = :event, #listing = :listing",
-        )
-        .value(":to", s(to.as_str()))
-        .value(":at", n(at.as_millis()))
-        .value(":event", s(event.as_str()))
-        .value(":listing", s(layout::EVENT_LISTING))
-        .value(":from", s(from.as_str()));
-        // Open is also an event nobody controlled (no state stored).
-        let write = match from {
-            EventState::Open => {
+    pub(super) async fn change_state(&self, change: &StateChange) -> Result<bool, StoreError> {
+        let StateChange {
+            event_id: event,
+            from,
+            to,
+            at,
+            ..
+        } = change;
+        let mut sets = vec![
+            "#eventState = :to",
+            "#stateChangedAt = :at",
+            "#eventId = :event",
+            "#listing = :listing",
+        ];
+        let mut write = Write::new(layout::event_key(event), "")
+            .value(":to", s(to.as_str()))
+            .value(":at", n(at.as_millis()))
+            .value(":event", s(event.as_str()))
+            .value(":listing", s(layout::EVENT_LISTING))
+            .value(":from", s(from.as_str()));
+        if let Some(opens_at) = change.opens_at {
+            sets.push("#opensAt = :opensAt");
+            write = write.value(":opensAt", n(opens_at.as_millis()));
+        }
+        if let (EventState::Scheduled, Some(seed)) = (to, change.seed) {
+            // A new opening time keeps the seed drawn first.
+            sets.push("#drawSeed = if_not_exists(#drawSeed, :seed)");
+            write = write.value(":seed", n(seed));
+        }
+        if let Some(admits_from) = change.admits_from {
+            sets.push("#admitsFrom = :admitsFrom");
+            write = write.value(":admitsFrom", n(admits_from.as_millis()));
+        }
+        let mut update = format!("SET {}", sets.join(", "));
+        if change.arms() {
+            update.push_str(", #lineBacklog = :armed REMOVE #backlogEmptySince");
+            write = write.value(":armed", n(1));
+        }
+        let write = Write { update, ..write };
+        // Open is also an event nobody controlled (no state stored). Only
+        // an event that never took a join can be scheduled: a pre-queue
+        // would go ahead of the people already in its line.
+        let write = match (from, to) {
+            (EventState::Open, EventState::Scheduled) => write.when(
+                "attribute_not_exists(#tookJoins) AND (attribute_not_exists(#eventState) OR #eventState = :from)",
+            ),
+            (EventState::Open, _) => {
                 write.when("attribute_not_exists(#eventState) OR #eventState = :from")
             }
             _ => write.when("#eventState = :from"),
@@ -104,7 +132,7 @@ impl DynamoStore {
         let record = built(
             Put::builder()
                 .table_name(&self.table)
-                .set_item(Some(state_change_item(event, from, to, at)))
+                .set_item(Some(state_change_item(change)))
                 // Never overwrite a record: its stream record would be a
                 // MODIFY, which the publisher does not hear.
                 .condition_expression("attribute_not_exists(#pk)")
@@ -160,17 +188,26 @@ impl DynamoStore {
         &self,
         event: &EventId,
         shard: u16,
+        after: Option<&Place>,
         limit: usize,
     ) -> Result<Vec<LineEntry>, StoreError> {
-        let condition = "#lineKey = :line";
-        let output = self
+        let condition = if after.is_some() {
+            "#lineKey = :line AND #place > :after"
+        } else {
+            "#lineKey = :line"
+        };
+        let mut query = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(layout::LINE_INDEX)
             .key_condition_expression(condition)
             .set_expression_attribute_names(Some(names_in(&[condition])))
-            .expression_attribute_values(":line", s(layout::line_index_key(event, shard)))
+            .expression_attribute_values(":line", s(layout::line_index_key(event, shard)));
+        if let Some(after) = after {
+            query = query.expression_attribute_values(":after", s(layout::place_value(after)));
+        }
+        let output = query
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
             .send()
             .await
@@ -220,13 +257,20 @@ impl DynamoStore {
                 )?,
             );
         }
-        let counter = Write::new(
-            layout::line_key(&plan.event_id, plan.shard),
-            "SET #nextTicket = :next, #eventId = :event, #shard = :shard",
-        )
-        .value(":next", n(plan.next_ticket()))
-        .value(":event", s(plan.event_id.as_str()))
-        .value(":shard", n(plan.shard));
+        let update = if plan.completes_draw {
+            "SET #nextTicket = :next, #eventId = :event, #shard = :shard, #drawn = :drawn"
+        } else {
+            "SET #nextTicket = :next, #eventId = :event, #shard = :shard"
+        };
+        let counter = Write::new(layout::line_key(&plan.event_id, plan.shard), update)
+            .value(":next", n(plan.next_ticket()))
+            .value(":event", s(plan.event_id.as_str()))
+            .value(":shard", n(plan.shard));
+        let counter = if plan.completes_draw {
+            counter.value(":drawn", n(1))
+        } else {
+            counter
+        };
         // The item may exist without a ticket handed out yet (a leave counted
         // there first): "none yet" is zero either way.
         let counter = if plan.counter_seen.next_ticket == 0 {
@@ -346,20 +390,21 @@ impl DynamoStore {
 }
 
 /// An event that admits: open (never controlled, or resumed) or closed.
-const NOT_PAUSED: &str = "(attribute_not_exists(#eventState) OR #eventState <> :paused)";
+const ADMITS: &str =
+    "(attribute_not_exists(#eventState) OR #eventState = :open OR #eventState = :closed)";
 
 /// Arming the hint proves no slot was freed unseen since the snapshot (see
 /// `BacklogChange::Arm`): `active` did not drop, capacity did not change,
-/// and the event was neither paused nor resumed.
+/// and the event was neither paused, resumed nor opened.
 fn with_arm_proof(write: Write, arm: Arm, also: Option<String>) -> Write {
     let capacity = match arm.capacity_seen {
         Some(_) => "#capacity = :capacitySeen",
         None => "attribute_not_exists(#capacity)",
     };
-    let state = if arm.paused_seen {
-        "#eventState = :paused"
+    let state = if arm.held_seen.is_some() {
+        "#eventState = :heldSeen"
     } else {
-        NOT_PAUSED
+        ADMITS
     };
     let proof = format!(
         "(attribute_not_exists(#active) OR #active >= :activeSeen) AND {capacity} AND {state}"
@@ -370,12 +415,22 @@ fn with_arm_proof(write: Write, arm: Arm, also: Option<String>) -> Write {
     };
     let write = write
         .when(condition)
-        .value(":activeSeen", n(arm.active_seen))
-        .value(":paused", s(EventState::Paused.as_str()));
+        .value(":activeSeen", n(arm.active_seen));
+    let write = match arm.held_seen {
+        Some(state) => write.value(":heldSeen", s(state.as_str())),
+        None => with_admitting_states(write),
+    };
     match arm.capacity_seen {
         Some(capacity) => write.value(":capacitySeen", n(capacity)),
         None => write,
     }
+}
+
+/// The values `ADMITS` names.
+fn with_admitting_states(write: Write) -> Write {
+    write
+        .value(":open", s(EventState::Open.as_str()))
+        .value(":closed", s(EventState::Closed.as_str()))
 }
 
 /// The event item's part of an admission: slots taken (conditioned on
@@ -408,13 +463,12 @@ fn event_write(plan: &AdmissionPlan) -> Option<Write> {
         .value(":abandonedSeen", n(expect.abandoned_seen));
     if let Some(slots) = expect.slots {
         conditions.push("#capacity = :capacity".to_owned());
-        conditions.push(NOT_PAUSED.to_owned());
+        conditions.push(ADMITS.to_owned());
         conditions.push("(attribute_not_exists(#active) OR #active <= :activeAtMost)".to_owned());
         adds.push("#active :admitted");
         adds.push("#admitted :admitted");
-        write = write
+        write = with_admitting_states(write)
             .value(":capacity", n(slots.capacity))
-            .value(":paused", s(EventState::Paused.as_str()))
             .value(":activeAtMost", n(slots.active_at_most))
             .value(":admitted", n(plan.admitted_count()));
         sets.push("#rateWindowAdmitted = :windowAdmitted".to_owned());
@@ -475,10 +529,11 @@ impl EventStore for DynamoStore {
         self.update(
             Write::new(
                 layout::event_key(event),
-                "SET #eventId = :event, #listing = :listing",
+                "SET #eventId = :event, #listing = :listing, #tookJoins = :yes",
             )
             .value(":event", s(event.as_str()))
-            .value(":listing", s(layout::EVENT_LISTING)),
+            .value(":listing", s(layout::EVENT_LISTING))
+            .value(":yes", n(1)),
         )
         .await
         .map(drop)
@@ -492,14 +547,41 @@ impl EventStore for DynamoStore {
         self.store_capacity(event, capacity).await
     }
 
-    async fn set_event_state(
+    async fn set_event_state(&self, change: &StateChange) -> Result<bool, StoreError> {
+        self.change_state(change).await
+    }
+
+    async fn configure_event(
         &self,
         event: &EventId,
-        from: EventState,
-        to: EventState,
-        at: Timestamp,
-    ) -> Result<bool, StoreError> {
-        self.change_state(event, from, to, at).await
+        settings: &EventSettings,
+    ) -> Result<(), StoreError> {
+        let mut sets = vec!["#eventId = :event", "#listing = :listing"];
+        let mut removes = Vec::new();
+        let mut write = Write::new(layout::event_key(event), "")
+            .value(":event", s(event.as_str()))
+            .value(":listing", s(layout::EVENT_LISTING));
+        match settings.closes_at {
+            Some(Some(at)) => {
+                sets.push("#closesAt = :closesAt");
+                write = write.value(":closesAt", n(at.as_millis()));
+            }
+            Some(None) => removes.push("#closesAt"),
+            None => {}
+        }
+        match &settings.origin_url {
+            Some(Some(url)) => {
+                sets.push("#originUrl = :originUrl");
+                write = write.value(":originUrl", s(url));
+            }
+            Some(None) => removes.push("#originUrl"),
+            None => {}
+        }
+        let mut update = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            update.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        self.update(Write { update, ..write }).await.map(drop)
     }
 }
 
@@ -522,7 +604,17 @@ impl LineStore for DynamoStore {
         shard: u16,
         limit: usize,
     ) -> Result<Vec<LineEntry>, StoreError> {
-        self.front(event, shard, limit).await
+        self.front(event, shard, None, limit).await
+    }
+
+    async fn line_after(
+        &self,
+        event: &EventId,
+        shard: u16,
+        after: &Place,
+        limit: usize,
+    ) -> Result<Vec<LineEntry>, StoreError> {
+        self.front(event, shard, Some(after), limit).await
     }
 
     async fn shard_head(&self, event: &EventId, shard: u16) -> Result<u64, StoreError> {

@@ -131,6 +131,11 @@ fn a_join_taken_after_the_close_is_caught() {
 }
 
 #[test]
+fn an_admission_before_the_draw_settles_is_caught() {
+    finds(Switch::AdmitBeforeDraw, Invariant::Opening, 200);
+}
+
+#[test]
 fn a_revived_stay_is_caught() {
     finds(Switch::ReviveStays, Invariant::Stay, 200);
 }

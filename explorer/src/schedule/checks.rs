@@ -50,6 +50,9 @@ pub enum Invariant {
     /// A join that starts `STATE_READ_EVERY` after its event closed is
     /// refused.
     Closed,
+    /// Nobody is admitted before their event's opening has settled (the
+    /// whole pre-queue is in the draw before its front goes in).
+    Opening,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,6 +198,18 @@ impl Checker {
                     before,
                     after,
                 } => {
+                    let early = before.state == EventState::Scheduled
+                        || after.admits_from.is_some_and(|from| now < from);
+                    if early && after.admitted > before.admitted {
+                        found.push(self.violate(
+                            Invariant::Opening,
+                            now,
+                            format!(
+                                "{event_id}: {} admitted before its draw settled ({actor} {op})",
+                                after.admitted - before.admitted
+                            ),
+                        ));
+                    }
                     if before.state == EventState::Paused && after.admitted > before.admitted {
                         found.push(self.violate(
                             Invariant::Paused,
@@ -257,17 +272,19 @@ impl Checker {
         };
         let event = new.event_id.clone();
         let was = old.map(|o| o.status());
+        // Places, not join times: a pre-queue's place is its draw's.
+        let placed = new.place().joined_at;
         if old.is_none() && new.status() == SessionStatus::Waiting && self.fairness_applies {
             if let Some(latest) = self.latest_admitted_join.get(&event) {
-                if *latest > new.joined_at.plus(FAIRNESS_WINDOW) {
+                if *latest > placed.plus(FAIRNESS_WINDOW) {
                     found.push(self.violate(
                         Invariant::Fairness,
                         now,
                         format!(
-                            "{} joined at {} but was written after someone who joined {} ms later was admitted",
+                            "{} placed at {} but was written after someone placed {} ms later was admitted",
                             new.id,
-                            new.joined_at.as_millis(),
-                            latest.as_millis() - new.joined_at.as_millis()
+                            placed.as_millis(),
+                            latest.as_millis() - placed.as_millis()
                         ),
                     ));
                 }
@@ -344,7 +361,7 @@ impl Checker {
         }
         self.admitted_now.push(new.clone());
         let latest = self.latest_admitted_join.entry(event).or_default();
-        *latest = (*latest).max(new.joined_at);
+        *latest = (*latest).max(new.place().joined_at);
         found
     }
 
@@ -354,6 +371,7 @@ impl Checker {
         let mut found = Vec::new();
         let event = new.event_id.clone();
         if self.fairness_applies {
+            let placed = new.place().joined_at;
             let overtaken: Vec<(SessionId, Timestamp)> = self
                 .sessions
                 .values()
@@ -361,18 +379,18 @@ impl Checker {
                     t.session.event_id == event && t.session.status() == SessionStatus::Waiting
                 })
                 .filter(|t| t.session.id != new.id)
-                .filter(|t| new.joined_at > t.session.joined_at.plus(FAIRNESS_WINDOW))
-                .map(|t| (t.session.id.clone(), t.session.joined_at))
+                .filter(|t| placed > t.session.place().joined_at.plus(FAIRNESS_WINDOW))
+                .map(|t| (t.session.id.clone(), t.session.place().joined_at))
                 .collect();
-            for (id, joined) in overtaken {
+            for (id, earlier) in overtaken {
                 found.push(self.violate(
                     Invariant::Fairness,
                     now,
                     format!(
-                        "{} (joined {}) admitted while {id} (joined {} ms earlier) waits ({actor} {op})",
+                        "{} (placed {}) admitted while {id} (placed {} ms earlier) waits ({actor} {op})",
                         new.id,
-                        new.joined_at.as_millis(),
-                        new.joined_at.as_millis() - joined.as_millis()
+                        placed.as_millis(),
+                        placed.as_millis() - earlier.as_millis()
                     ),
                 ));
             }
@@ -453,7 +471,7 @@ impl Checker {
             if Some(&event) == self.poisoned.as_ref() {
                 continue;
             }
-            if capacity > active && waiting > 0 && !self.paused(&event) {
+            if capacity > active && waiting > 0 && !self.holds_line(&event, now) {
                 let since = *self.stuck_since.entry(event.clone()).or_insert_with(|| {
                     self.notes.push(format!(
                         "{event} stranded: {waiting} waiting, {} free",
@@ -528,11 +546,13 @@ impl Checker {
         })
     }
 
-    /// Paused events hold their free slots on purpose: not stranded.
-    fn paused(&self, event: &EventId) -> bool {
+    /// Paused events hold their free slots on purpose, and so do events
+    /// before their opening has settled: not stranded. (A scheduled event
+    /// nobody opened once its time has settled is.)
+    fn holds_line(&self, event: &EventId, now: Timestamp) -> bool {
         self.counters
             .get(event)
-            .is_some_and(|c| c.state == EventState::Paused)
+            .is_some_and(|c| c.state == EventState::Paused || c.held_until(now).is_some())
     }
 
     /// A heartbeat extended a stay that was over.
@@ -554,7 +574,7 @@ impl Checker {
             }
             let (active, waiting) = self.counts(&event);
             let capacity = self.capacity(&event);
-            if capacity > active && waiting > 0 && !self.paused(&event) {
+            if capacity > active && waiting > 0 && !self.holds_line(&event, now) {
                 self.violate(
                     Invariant::Liveness,
                     now,

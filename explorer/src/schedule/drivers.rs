@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use waiting_room::domain::admission::AdmissionPolicy;
 use waiting_room::domain::token::AdmissionSigner;
-use waiting_room::domain::{Change, Control, EventId, StayPolicy, StreamRecord};
+use waiting_room::domain::{
+    Change, Control, EventId, EventState, StateChange, StayPolicy, StreamRecord,
+};
 use waiting_room::ports::{Delivery, EventStore, QueueConsumer};
 use waiting_room::runtime::granter::{handle_batch, handle_stream};
 use waiting_room::runtime::sweeper::run_once;
@@ -445,6 +447,33 @@ pub async fn ttl(world: Arc<World>) {
     }
 }
 
+/// Schedules `event` to open `opens_in` from now, as `configure` does (a
+/// fan who joined first makes the store refuse it: noted, not retried).
+async fn schedule(world: &World, store: &GatedStore, event: &EventId, opens_in: Duration) {
+    let now = world.now();
+    let change = StateChange {
+        opens_at: Some(now.plus(opens_in)),
+        seed: Some(world.rng().between(0, u64::MAX - 1)),
+        ..StateChange::plain(event.clone(), EventState::Open, EventState::Scheduled, now)
+    };
+    for _ in 0..5 {
+        match store.set_event_state(&change).await {
+            Ok(true) => {
+                world.note(format!(
+                    "operator schedules {event} to open in {:.1}s",
+                    opens_in.as_secs_f64()
+                ));
+                return;
+            }
+            Ok(false) => {
+                world.note(format!("operator cannot schedule {event}: it took a join"));
+                return;
+            }
+            Err(err) => world.note(format!("operator's schedule of {event} failed: {err}")),
+        }
+    }
+}
+
 /// What the operator does at a point of the schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Act {
@@ -462,6 +491,9 @@ pub async fn operator(world: Arc<World>) {
         actor: Actor::Admin,
     };
     for event in &world.scenario.events {
+        if let Some(opens_in) = event.opens_at {
+            schedule(&world, &store, &event.id, opens_in).await;
+        }
         for _ in 0..5 {
             if store.set_capacity(&event.id, event.capacity).await.is_ok() {
                 break;

@@ -261,6 +261,9 @@ impl EventStore for GatedStore {
             if misses_pause || misses_close {
                 counters.state = EventState::Open;
             }
+            if switch == Switch::AdmitBeforeDraw && self.actor.grants() {
+                counters.admits_from = None;
+            }
             counters
         })
     }

@@ -28,6 +28,9 @@ pub struct EventPlan {
     pub controls: Vec<(Duration, Control)>,
     /// An operator evicts a live session of the event at these times.
     pub evictions: Vec<Duration>,
+    /// Scheduled before anyone joins, to open at this time (from the
+    /// start): who joins before it is in the pre-queue.
+    pub opens_at: Option<Duration>,
 }
 
 /// Test-only switches, each breaking one promise on purpose, to show that
@@ -66,13 +69,16 @@ pub enum Switch {
     AdmitWhilePaused,
     /// Closed: joins never see that their event closed.
     IgnoreClose,
+    /// Opening: granters miss the draw's settling time and admit as soon
+    /// as the event opens.
+    AdmitBeforeDraw,
     /// Not a broken promise: the system without its reconciliation, to see
     /// what the safety net catches.
     NoReconciliation,
 }
 
 impl Switch {
-    pub const ALL: [Switch; 15] = [
+    pub const ALL: [Switch; 16] = [
         Switch::None,
         Switch::OverAdmit,
         Switch::DoubleRelease,
@@ -87,6 +93,7 @@ impl Switch {
         Switch::ReviveStays,
         Switch::AdmitWhilePaused,
         Switch::IgnoreClose,
+        Switch::AdmitBeforeDraw,
         Switch::NoReconciliation,
     ];
 
@@ -137,6 +144,21 @@ fn controls(rng: &mut Rng, switch: Switch) -> Vec<(Duration, Control)> {
     controls
 }
 
+/// Some events are scheduled: they open a few seconds into the sale, and
+/// sometimes an operator opens one by hand before its time.
+fn schedule(rng: &mut Rng, switch: Switch, event: &mut EventPlan) {
+    if switch != Switch::AdmitBeforeDraw && !rng.chance(0.25) {
+        return;
+    }
+    let opens_at = rng.millis(3_000, 25_000);
+    event.opens_at = Some(opens_at);
+    if rng.chance(0.3) {
+        let early = rng.millis(1_000, opens_at.as_millis() as u64);
+        event.controls.push((early, Control::Open));
+        event.controls.sort_by_key(|(at, _)| *at);
+    }
+}
+
 impl Scenario {
     pub fn from_seed(seed: u64, switch: Switch) -> Self {
         let mut rng = Rng::new(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
@@ -156,6 +178,7 @@ impl Scenario {
                     capacity_change,
                     controls: Vec::new(),
                     evictions: Vec::new(),
+                    opens_at: None,
                 })
             })
             .collect();
@@ -187,6 +210,7 @@ impl Scenario {
                     capacity_change: None,
                     controls: Vec::new(),
                     evictions: Vec::new(),
+                    opens_at: None,
                 });
             }
         }
@@ -201,6 +225,11 @@ impl Scenario {
                     .map(|_| control_rng.millis(2_000, 60_000))
                     .collect();
             }
+        }
+        // Scheduled openings from a third stream, for the same reason.
+        let mut opening_rng = Rng::new(seed.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ 0x0_9E_4E);
+        for event in &mut events {
+            schedule(&mut opening_rng, switch, event);
         }
         let poison = switch == Switch::StopAtFirstFailure || (events.len() > 1 && rng.chance(0.15));
         let poisoned = poison
@@ -230,6 +259,7 @@ impl Scenario {
         for event in &mut self.events {
             event.controls.clear();
             event.evictions.clear();
+            event.opens_at = None;
         }
         self
     }
@@ -250,6 +280,10 @@ impl Scenario {
                     .capacity_change
                     .map(|(at, to)| format!(", capacity {to} at {:.1}s", at.as_secs_f64()))
                     .unwrap_or_default();
+                let opens = e
+                    .opens_at
+                    .map(|at| format!(", opens at {:.1}s", at.as_secs_f64()))
+                    .unwrap_or_default();
                 let controls: String = e
                     .controls
                     .iter()
@@ -261,7 +295,7 @@ impl Scenario {
                     )
                     .collect();
                 format!(
-                    "{} (capacity {}, {} users{change}{controls})",
+                    "{} (capacity {}, {} users{opens}{change}{controls})",
                     e.id, e.capacity, e.users
                 )
             })

@@ -495,6 +495,7 @@ async fn scenario(stack: &Stack) {
     let mut reader = stack.stream_reader("publisher").await;
     let mut records = reader.next_records().await.unwrap();
     records.push(StreamRecord {
+        written_at: None,
         id: "unreadable".into(),
         change: Err(UnreadableRecord {
             reason: "test".into(),

@@ -17,8 +17,7 @@ use crate::domain::line::{Place, wake_group_id};
 use crate::domain::session::expiry_bucket;
 use crate::domain::{
     Admission, Change, Clock, EndReason, Ending, EventCounters, EventId, EventState, LineEntry,
-    Session, SessionId, SessionStatus, Stage, StateChange, StreamRecord, TicketCounter, Timestamp,
-    UserId,
+    Session, SessionId, SessionStatus, StateChange, StreamRecord, TicketCounter, Timestamp, UserId,
 };
 use crate::ports::{
     Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSettings, EventSink, EventStore,
@@ -296,7 +295,7 @@ impl MemoryStore {
             for admit in &plan.admitted {
                 if let Some(stored) = t.sessions.get(&admit.session_id).cloned() {
                     let mut session = stored.session;
-                    session.stage = Stage::Active(Admission {
+                    session.stage = crate::domain::Stage::Active(Admission {
                         admitted_at: plan.now,
                         admission_no: admit.admission_no,
                         expires_at: admit.expires_at,
@@ -403,6 +402,7 @@ fn push(t: &mut Tables, change: Change) {
     t.stream.push(StreamRecord {
         id,
         change: Ok(change),
+        written_at: None,
     });
 }
 

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::dynamodb::items::{Item, decode_counters, decode_session, decode_state_change};
 use super::dynamodb::layout::STATE_CHANGE_PREFIX;
 use crate::domain::changes::UnreadableRecord;
-use crate::domain::{Change, EventId, StreamRecord};
+use crate::domain::{Change, EventId, StreamRecord, Timestamp};
 use crate::ports::StoreError;
 
 const EVENT_PREFIX: &str = "EVENT#";
@@ -66,6 +66,7 @@ pub fn change_of(pk: &str, old: Option<&Item>, new: Option<&Item>) -> Result<Cha
 
 fn record(
     id: String,
+    written_at: Option<Timestamp>,
     pk: Option<&str>,
     old: Option<&Item>,
     new: Option<&Item>,
@@ -78,6 +79,7 @@ fn record(
     StreamRecord {
         id,
         change: change.map_err(|reason| UnreadableRecord { reason, raw: raw() }),
+        written_at,
     }
 }
 
@@ -130,7 +132,12 @@ pub fn records_in_lambda_event(event: &LambdaStreamEvent) -> Vec<StreamRecord> {
                 .sequence_number
                 .clone()
                 .unwrap_or_else(|| r.event_id.clone());
-            record(id, pk, old.as_ref(), new.as_ref(), || {
+            let written_at =
+                u64::try_from(r.change.approximate_creation_date_time.timestamp_millis())
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .map(Timestamp::from_millis);
+            record(id, written_at, pk, old.as_ref(), new.as_ref(), || {
                 serde_json::to_string(r).unwrap_or_else(|_| format!("{r:?}"))
             })
         })
@@ -289,9 +296,18 @@ impl TableStreamReader {
                 }
                 let old = from_stream_image(change.old_image());
                 let new = from_stream_image(change.new_image());
-                records.push(record(id, pk, old.as_ref(), new.as_ref(), || {
-                    format!("{r:?}")
-                }));
+                let written_at = change
+                    .approximate_creation_date_time()
+                    .and_then(|at| u64::try_from(at.to_millis().ok()?).ok())
+                    .map(Timestamp::from_millis);
+                records.push(record(
+                    id,
+                    written_at,
+                    pk,
+                    old.as_ref(),
+                    new.as_ref(),
+                    || format!("{r:?}"),
+                ));
             }
             tracing::trace!(shard, records = output.records().len(), "read stream shard");
             *iterator = output.next_shard_iterator().map(str::to_owned);

@@ -115,6 +115,9 @@ impl Change {
 pub struct StreamRecord {
     pub id: String,
     pub change: Result<Change, UnreadableRecord>,
+    /// When the write happened, as the stream says (to the second, or
+    /// finer); `None` where the source does not tell.
+    pub written_at: Option<Timestamp>,
 }
 
 /// A record this code cannot read, kept whole for a human.

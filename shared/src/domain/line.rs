@@ -256,6 +256,22 @@ impl EventCounters {
         self.draw_seed.is_some()
     }
 
+    /// How many wait, as an estimate from the shards' `tickets`: numbered
+    /// and not yet passed, minus those who left while waiting (a join
+    /// counts once numbered; a pre-queue once the draw numbers it).
+    pub fn waiting(&self, tickets: &[TicketCounter]) -> u64 {
+        let numbered: u64 = tickets.iter().map(|t| t.next_ticket).sum();
+        let left_while_waiting: u64 = tickets.iter().map(|t| t.left_waiting).sum();
+        numbered.saturating_sub(self.admitted + self.abandoned + left_while_waiting)
+    }
+
+    /// Since when `entry` could have been admitted: its join, or for a
+    /// pre-queue place the end of the opening's settling.
+    pub fn eligible_since(&self, entry: &LineEntry) -> Timestamp {
+        self.admits_from
+            .map_or(entry.joined_at, |from| entry.joined_at.max(from))
+    }
+
     pub fn head(&self, shard: u16) -> u64 {
         self.heads.get(usize::from(shard)).copied().unwrap_or(0)
     }

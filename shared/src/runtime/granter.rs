@@ -19,12 +19,13 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::adapters::streams::{TableStreamReader, records_in_lambda_event};
-use crate::domain::{EventCounters, EventId, Session, SessionId, StreamRecord};
+use crate::domain::{EventCounters, EventId, Session, SessionId, StreamRecord, Timestamp};
 use crate::ports::{
     Arrival, Delivery, EventStore, LineStore, Quarantine, QueueConsumer, Redelivery, WakeQueue,
 };
 use crate::service::ServiceError;
-use crate::service::granter::{BatchReport, Granter, Unadvanced, Wake};
+use crate::service::granter::{AdvanceReport, BatchReport, Granter, Unadvanced, Wake};
+use crate::setup::metrics;
 
 use super::poll::{self, QueueHandler, StreamHandler};
 use super::{give_back, hold, queue_response, stream_response};
@@ -109,6 +110,8 @@ pub struct StreamReport {
 struct EventWork<'a> {
     /// The newest counters of a record that freed a slot.
     freed: Option<&'a EventCounters>,
+    /// When the first of those records was written (the slot freed).
+    freed_at: Option<Timestamp>,
     /// Sessions that just joined.
     joined: Vec<&'a Session>,
     records: Vec<&'a str>,
@@ -136,6 +139,7 @@ pub async fn handle_stream<S: LineStore + EventStore, W: WakeQueue>(
         if let Some((event, counters)) = change.frees_a_slot() {
             let entry = work.entry(event.clone()).or_default();
             entry.freed = Some(counters);
+            entry.freed_at = entry.freed_at.or(record.written_at);
             entry.records.push(&record.id);
         } else if let Some(session) = change.joined() {
             let entry = work.entry(session.event_id.clone()).or_default();
@@ -151,9 +155,22 @@ pub async fn handle_stream<S: LineStore + EventStore, W: WakeQueue>(
     .await;
     let mut report = StreamReport::default();
     for (event, todo, outcome) in outcomes {
-        let Err(err) = outcome else {
-            report.advanced.push(event);
-            continue;
+        let err = match outcome {
+            Ok(advance) => {
+                // Slot freed → next admitted, as the stream's clock and ours
+                // tell it (the stream's to the second in AWS).
+                if let (true, Some(freed_at)) = (advance.admitted > 0, todo.freed_at) {
+                    let now = granter.clock.now();
+                    metrics::emit(&[metrics::of_admission_latency(
+                        event.as_str(),
+                        now.since(freed_at),
+                        now,
+                    )]);
+                }
+                report.advanced.push(event);
+                continue;
+            }
+            Err(err) => err,
         };
         let first = todo.records.first().copied().unwrap_or_default();
         // The joins go with it: their advance may have been what failed,
@@ -186,7 +203,7 @@ async fn advance_for_stream<S: LineStore + EventStore>(
     granter: &Granter<S>,
     event: &EventId,
     todo: &EventWork<'_>,
-) -> Result<(), ServiceError> {
+) -> Result<AdvanceReport, ServiceError> {
     let known = if todo.joined.is_empty() {
         Vec::new()
     } else {
@@ -196,7 +213,7 @@ async fn advance_for_stream<S: LineStore + EventStore>(
         granter.store.waiting_among(&ids).await?
     };
     if known.is_empty() && todo.freed.is_none() {
-        return Ok(());
+        return Ok(AdvanceReport::default());
     }
     granter
         .advance(
@@ -208,7 +225,6 @@ async fn advance_for_stream<S: LineStore + EventStore>(
             },
         )
         .await
-        .map(drop)
 }
 
 /// What Lambda hands the granter: a batch of its join queue or of the

@@ -69,9 +69,7 @@ pub async fn event_report<S: EventStore + LineStore>(
     let counters = store.event_counters(event, line_shards).await?;
     let shards: Vec<u16> = (0..line_shards.max(1)).collect();
     let tickets = store.ticket_counters(event, &shards).await?;
-    let numbered: u64 = tickets.iter().map(|t| t.next_ticket).sum();
     let left_while_waiting: u64 = tickets.iter().map(|t| t.left_waiting).sum();
-    let passed_or_gone = counters.admitted + counters.abandoned + left_while_waiting;
     Ok(EventReport {
         event_id: event.to_string(),
         state: counters.state.as_str(),
@@ -91,7 +89,7 @@ pub async fn event_report<S: EventStore + LineStore>(
         },
         active: counters.active,
         free: counters.free_slots(default_capacity),
-        waiting: numbered.saturating_sub(passed_or_gone),
+        waiting: counters.waiting(&tickets),
         admitted: counters.admitted,
         left: counters.left + left_while_waiting,
         left_while_waiting,

@@ -168,6 +168,12 @@ pub struct EventGauge {
     pub active: u64,
     /// Slots the line may take now (none while paused).
     pub free: u64,
+    /// Waiting, as the event's report estimates it.
+    pub waiting: u64,
+    /// How long the longest-waiting fan at a shard's front has been
+    /// admissible (since their join, or the opening's draw); none when
+    /// nobody waits or the event holds its line.
+    pub queue_age: Option<Duration>,
     pub stranded: bool,
 }
 
@@ -246,12 +252,15 @@ impl<S: EventStore + LineStore> Reconciler<S> {
         // own join message is on its way. Only a fan left longer than that
         // counts as a wake-up gone missing (the repair is made either way).
         // (A pre-queue's places are its draw's: it waits from the opening.)
-        let missed = waiting.iter().any(|entry| {
-            let since = counters
-                .admits_from
-                .map_or(entry.joined_at, |from| entry.joined_at.max(from));
-            now.since(since) >= SERVED_WITHIN
-        });
+        let oldest = waiting
+            .iter()
+            .map(|entry| counters.eligible_since(entry))
+            .min();
+        let missed = oldest.is_some_and(|since| now.since(since) >= SERVED_WITHIN);
+        let holds = counters.held_until(now).is_some() || !counters.state.admits();
+        let queue_age = oldest.filter(|_| !holds).map(|since| now.since(since));
+        let shards: Vec<u16> = (0..granter.line_shards.max(1)).collect();
+        let tickets = store.ticket_counters(event, &shards).await?;
         let mut stranded = false;
         let (counters, free) = if missed && free > 0 {
             // In a busy sale a slot is often free for the moment between an
@@ -270,6 +279,8 @@ impl<S: EventStore + LineStore> Reconciler<S> {
             event_id: event.clone(),
             active: counters.active,
             free,
+            waiting: counters.waiting(&tickets),
+            queue_age,
             stranded,
         };
         let repair = self

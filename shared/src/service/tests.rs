@@ -1035,6 +1035,7 @@ mod lifecycle {
         StreamRecord {
             id: id.into(),
             change,
+            written_at: None,
         }
     }
 

@@ -5,8 +5,13 @@
 //! Three edges emit them, each from what it already knows:
 //! - the publisher, from the domain events it published: `Joins`,
 //!   `Admissions` and `Exits` (by `Reason`), per event;
-//! - the sweeper's reconciliation, once a minute: `Active` and `FreeSlots`
-//!   per event, and `StrandedEvents`, the events where someone waited
+//! - the granter, when a freed slot's stream record leads to admissions:
+//!   `AdmissionLatency` per event, from the record's creation (the slot
+//!   freed) to the admitting write;
+//! - the sweeper's reconciliation, once a minute: `Active`, `FreeSlots`,
+//!   `Waiting` and `QueueAge` (how long the longest-waiting fan at a
+//!   shard's front has been admissible) per event, and `StrandedEvents`,
+//!   the events where someone waited
 //!   longer than a wake-up takes beside a slot that could admit them (what
 //!   the stall alarm watches: "looks healthy while doing nothing");
 //! - the HTTP handlers: `Errors` by `Kind` (the error code), for the
@@ -17,6 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
@@ -34,17 +40,23 @@ pub enum Metric {
     Exits,
     Active,
     FreeSlots,
+    Waiting,
+    QueueAge,
+    AdmissionLatency,
     StrandedEvents,
     Errors,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 10] = [
         Self::Joins,
         Self::Admissions,
         Self::Exits,
         Self::Active,
         Self::FreeSlots,
+        Self::Waiting,
+        Self::QueueAge,
+        Self::AdmissionLatency,
         Self::StrandedEvents,
         Self::Errors,
     ];
@@ -56,15 +68,33 @@ impl Metric {
             Self::Exits => "Exits",
             Self::Active => "Active",
             Self::FreeSlots => "FreeSlots",
+            Self::Waiting => "Waiting",
+            Self::QueueAge => "QueueAge",
+            Self::AdmissionLatency => "AdmissionLatency",
             Self::StrandedEvents => "StrandedEvents",
             Self::Errors => "Errors",
+        }
+    }
+
+    /// Its CloudWatch unit.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Self::QueueAge => "Seconds",
+            Self::AdmissionLatency => "Milliseconds",
+            _ => "Count",
         }
     }
 
     /// The dimensions it is emitted with (one set).
     pub fn dimensions(self) -> &'static [&'static str] {
         match self {
-            Self::Joins | Self::Admissions | Self::Active | Self::FreeSlots => &["EventId"],
+            Self::Joins
+            | Self::Admissions
+            | Self::Active
+            | Self::FreeSlots
+            | Self::Waiting
+            | Self::QueueAge
+            | Self::AdmissionLatency => &["EventId"],
             Self::Exits => &["EventId", "Reason"],
             Self::StrandedEvents => &[],
             Self::Errors => &["Kind"],
@@ -85,7 +115,7 @@ pub fn line(at: Timestamp, dimensions: &[(&str, &str)], metrics: &[(Metric, u64)
                 "Dimensions": [names],
                 "Metrics": metrics
                     .iter()
-                    .map(|(metric, _)| json!({"Name": metric.name(), "Unit": "Count"}))
+                    .map(|(metric, _)| json!({"Name": metric.name(), "Unit": metric.unit()}))
                     .collect::<Vec<_>>(),
             }],
         }),
@@ -137,18 +167,28 @@ pub fn of_reconciliation(report: &ReconcileReport, at: Timestamp) -> Vec<String>
         .gauges
         .iter()
         .map(|gauge| {
-            line(
-                at,
-                &[("EventId", gauge.event_id.as_str())],
-                &[
-                    (Metric::Active, gauge.active),
-                    (Metric::FreeSlots, gauge.free),
-                ],
-            )
+            let mut metrics = vec![
+                (Metric::Active, gauge.active),
+                (Metric::FreeSlots, gauge.free),
+                (Metric::Waiting, gauge.waiting),
+            ];
+            metrics.extend(gauge.queue_age.map(|age| (Metric::QueueAge, age.as_secs())));
+            line(at, &[("EventId", gauge.event_id.as_str())], &metrics)
         })
         .collect();
     lines.push(line(at, &[], &[(Metric::StrandedEvents, report.stranded)]));
     lines
+}
+
+/// The line for the admissions a freed slot led to: how long from the
+/// slot's freeing to the admitting write.
+pub fn of_admission_latency(event: &str, latency: Duration, at: Timestamp) -> String {
+    let millis = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+    line(
+        at,
+        &[("EventId", event)],
+        &[(Metric::AdmissionLatency, millis)],
+    )
 }
 
 /// The line for one failed request (`kind`: its error code).
@@ -282,6 +322,8 @@ mod tests {
                 event_id: EventId::parse("E1").unwrap(),
                 active: 3,
                 free: 2,
+                waiting: 40,
+                queue_age: Some(Duration::from_millis(12_500)),
                 stranded: true,
             }],
             ..ReconcileReport::default()
@@ -294,10 +336,19 @@ mod tests {
             (
                 &lines[0]["EventId"],
                 &lines[0]["Active"],
-                &lines[0]["FreeSlots"]
+                &lines[0]["FreeSlots"],
+                &lines[0]["Waiting"],
+                &lines[0]["QueueAge"]
             ),
-            (&json!("E1"), &json!(3), &json!(2))
+            (&json!("E1"), &json!(3), &json!(2), &json!(40), &json!(12))
         );
+        let units: Vec<&str> = lines[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Unit"].as_str().unwrap())
+            .collect();
+        assert_eq!(units, vec!["Count", "Count", "Count", "Seconds"]);
         assert_eq!(lines[1]["StrandedEvents"], 1);
         assert!(
             lines[1].get("EventId").is_none(),
@@ -306,6 +357,15 @@ mod tests {
         assert_eq!(
             parsed(&of_error("unavailable", Timestamp::from_millis(5)))["Kind"],
             "unavailable"
+        );
+        let latency = parsed(&of_admission_latency(
+            "E1",
+            Duration::from_millis(840),
+            Timestamp::from_millis(5),
+        ));
+        assert_eq!(
+            (&latency["AdmissionLatency"], &latency["EventId"]),
+            (&json!(840), &json!("E1"))
         );
     }
 }

@@ -54,17 +54,8 @@ enum Command {
     Configure {
         #[arg(long)]
         event: String,
-        #[arg(long)]
-        capacity: Option<u32>,
-        /// When the event opens, RFC 3339 in UTC (2026-12-24T10:00:00Z).
-        #[arg(long)]
-        opens_at: Option<String>,
-        /// When it stops taking joins by itself; "none" removes it.
-        #[arg(long)]
-        closes_at: Option<String>,
-        /// Where admitted fans are sent; "none" removes it.
-        #[arg(long)]
-        origin_url: Option<String>,
+        #[command(flatten)]
+        flags: ConfigureFlags,
     },
     /// Open a scheduled event now (its pre-queue is let in in draw order).
     Open {
@@ -119,6 +110,32 @@ enum Command {
         #[arg(long)]
         kid: String,
     },
+}
+
+/// What `configure` may set; "none" removes an optional setting (back to
+/// no closing time, no origin, the deployment's stay or limit).
+#[derive(clap::Args)]
+struct ConfigureFlags {
+    #[arg(long)]
+    capacity: Option<u32>,
+    /// When the event opens, RFC 3339 in UTC (2026-12-24T10:00:00Z).
+    #[arg(long)]
+    opens_at: Option<String>,
+    /// When it stops taking joins by itself.
+    #[arg(long)]
+    closes_at: Option<String>,
+    /// Where admitted fans are sent.
+    #[arg(long)]
+    origin_url: Option<String>,
+    /// How long an admitted fan may stay, in seconds.
+    #[arg(long)]
+    stay_seconds: Option<String>,
+    /// The longest a stay can be extended to, in seconds.
+    #[arg(long)]
+    max_stay_seconds: Option<String>,
+    /// A waiting fan silent this long is abandoned (0: never).
+    #[arg(long)]
+    abandon_after_seconds: Option<String>,
 }
 
 #[tokio::main]
@@ -198,15 +215,9 @@ async fn run(cli: Cli) -> Result<String, String> {
                 .collect::<Vec<_>>()
                 .join("\n"))
         }
-        Command::Configure {
-            event,
-            capacity,
-            opens_at,
-            closes_at,
-            origin_url,
-        } => {
+        Command::Configure { event, flags } => {
             let event = EventId::parse(&event).map_err(|e| e.to_string())?;
-            let config = configuration(capacity, opens_at, closes_at, origin_url)?;
+            let config = configuration(flags)?;
             let report = admin(DynamoStore::new(dynamodb, cli.table))?
                 .configure(&event, &config)
                 .await
@@ -260,30 +271,43 @@ fn admin(store: DynamoStore) -> Result<AdminService<DynamoStore>, String> {
     Ok(wiring::admin_service_on(store, &line, &lifecycle))
 }
 
-/// The configuration the flags ask for, checked as the admin API checks it.
-fn configuration(
-    capacity: Option<u32>,
-    opens_at: Option<String>,
-    closes_at: Option<String>,
-    origin_url: Option<String>,
-) -> Result<Configuration, String> {
-    if let Some(capacity) = capacity.filter(|c| *c > MAX_CAPACITY) {
+/// The configuration `configure`'s flags ask for, checked as the admin API
+/// checks it.
+fn configuration(flags: ConfigureFlags) -> Result<Configuration, String> {
+    if let Some(capacity) = flags.capacity.filter(|c| *c > MAX_CAPACITY) {
         return Err(format!("capacity {capacity} is above {MAX_CAPACITY}"));
     }
     let config = Configuration {
-        capacity,
-        opens_at: opens_at
+        capacity: flags.capacity,
+        opens_at: flags
+            .opens_at
             .map(|t| Configuration::parse_time("opensAt", &t))
             .transpose()?,
-        closes_at: removable(closes_at, |t| Configuration::parse_time("closesAt", t))?,
-        origin_url: removable(origin_url, Configuration::parse_origin_url)?,
+        closes_at: removable(flags.closes_at, |t| {
+            Configuration::parse_time("closesAt", t)
+        })?,
+        origin_url: removable(flags.origin_url, Configuration::parse_origin_url)?,
+        stay: removable(flags.stay_seconds, |v| {
+            whole(v).and_then(|n| Configuration::parse_stay("staySeconds", n))
+        })?,
+        max_stay: removable(flags.max_stay_seconds, |v| {
+            whole(v).and_then(|n| Configuration::parse_stay("maxStaySeconds", n))
+        })?,
+        abandon_after: removable(flags.abandon_after_seconds, |v| {
+            whole(v).and_then(Configuration::parse_abandon)
+        })?,
     };
     if config == Configuration::default() {
-        return Err(
-            "nothing to configure: give --capacity, --opens-at, --closes-at or --origin-url".into(),
-        );
+        return Err("nothing to configure: give at least one setting (see --help)".into());
     }
     Ok(config)
+}
+
+/// A whole number of seconds.
+fn whole(value: &str) -> Result<u64, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a whole number of seconds"))
 }
 
 /// A flag whose value "none" removes the setting.

@@ -405,6 +405,8 @@ async fn the_admin_api_lists_shows_configures_controls_and_evicts() {
         (r#"{"closesAt": "2030-01-01T10:00:00+01:00"}"#, "closesAt"),
         (r#"{"originUrl": "ftp://shop.example"}"#, "originUrl"),
         (r#"{"originUrl": "https://shop.example/a b"}"#, "originUrl"),
+        (r#"{"staySeconds": 5}"#, "staySeconds"),
+        (r#"{"abandonAfterSeconds": 10}"#, "abandonAfterSeconds"),
     ] {
         let (code, error) = call(Method::PUT, "/admin/events/E-admin", Some(body)).await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{body}: {error}");
@@ -428,6 +430,7 @@ async fn the_admin_api_lists_shows_configures_controls_and_evicts() {
     // Well-formed but refused by the event: 409, nothing changed.
     for body in [
         r#"{"opensAt": "2020-01-01T10:00:00Z"}"#.to_owned(),
+        r#"{"staySeconds": 7200, "maxStaySeconds": 3600}"#.to_owned(),
         format!(
             r#"{{"capacity": 5, "opensAt": "{}"}}"#,
             now().plus(Duration::from_secs(3600)).to_rfc3339()
@@ -443,7 +446,9 @@ async fn the_admin_api_lists_shows_configures_controls_and_evicts() {
     let (code, configured) = call(
         Method::PUT,
         "/admin/events/E-admin",
-        Some(r#"{"originUrl": "https://shop.example/buy", "closesAt": "2099-01-01T00:00:00Z"}"#),
+        Some(
+            r#"{"originUrl": "https://shop.example/buy", "closesAt": "2099-01-01T00:00:00Z", "staySeconds": 600}"#,
+        ),
     )
     .await;
     assert_eq!(code, StatusCode::OK, "{configured}");
@@ -452,13 +457,17 @@ async fn the_admin_api_lists_shows_configures_controls_and_evicts() {
             configured["originUrl"].as_str(),
             configured["closesAt"].as_str(),
             configured["capacity"].as_u64(),
-            configured["state"].as_str()
+            configured["state"].as_str(),
+            configured["staySeconds"].as_u64(),
+            configured.get("maxStaySeconds")
         ),
         (
             Some("https://shop.example/buy"),
             Some("2099-01-01T00:00:00.000Z"),
             Some(1),
-            Some("OPEN")
+            Some("OPEN"),
+            Some(600),
+            None
         ),
         "the refused configurations changed nothing"
     );

@@ -777,6 +777,15 @@ impl EventStore for MemoryStore {
             if let Some(origin_url) = &settings.origin_url {
                 counters.origin_url = origin_url.clone();
             }
+            if let Some(stay) = settings.stay {
+                counters.stay = stay;
+            }
+            if let Some(max_stay) = settings.max_stay {
+                counters.max_stay = max_stay;
+            }
+            if let Some(abandon_after) = settings.abandon_after {
+                counters.abandon_after = abandon_after;
+            }
             self.put_counters(t, event, counters);
             t.event_index
                 .set(event.clone(), Some((event.clone(), ())), self.due());

@@ -9,6 +9,8 @@
 //! | `POST /admin/events/{id}:open` / `:pause` / `:resume` / `:close` | `200` what the control did; `409 control_refused` |
 //! | `POST /admin/sessions/{id}:evict`, optional `{"block": true}` | `200 {"sessionId", "evicted", "blocked", "status"}` |
 
+use std::time::Duration;
+
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
@@ -77,11 +79,21 @@ fn event_id(raw: &str) -> Result<EventId, ApiError> {
     EventId::parse(raw).map_err(|e| ApiError::invalid_field("eventId", e.problem))
 }
 
-const CONFIGURATION_FIELDS: [&str; 4] = ["capacity", "opensAt", "closesAt", "originUrl"];
+const CONFIGURATION_FIELDS: [&str; 7] = [
+    "capacity",
+    "opensAt",
+    "closesAt",
+    "originUrl",
+    "staySeconds",
+    "maxStaySeconds",
+    "abandonAfterSeconds",
+];
 
 /// A configuration: any of `capacity` (a whole number from 0 to
 /// `MAX_CAPACITY`), `opensAt`, `closesAt` (RFC 3339 in UTC; `null` removes
-/// the closing time), `originUrl` (`null` removes it); at least one.
+/// the closing time), `originUrl`, `staySeconds`, `maxStaySeconds`,
+/// `abandonAfterSeconds` (`null` removes each, back to the deployment's);
+/// at least one.
 fn parse_configuration(request: &Request) -> Result<Configuration, ApiError> {
     let fields = json_object(request, &CONFIGURATION_FIELDS)?;
     if fields.is_empty() {
@@ -134,6 +146,26 @@ fn parse_configuration(request: &Request) -> Result<Configuration, ApiError> {
         }
         None => {}
     }
+    let seconds =
+        |field: &'static str, parse: &dyn Fn(u64) -> Result<Duration, String>| match fields
+            .get(field)
+        {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(None)),
+            Some(value) => value
+                .as_u64()
+                .ok_or_else(|| "must be a whole number of seconds, or null".to_owned())
+                .and_then(parse)
+                .map(|d| Some(Some(d)))
+                .map_err(|why| ApiError::invalid_field(field, why)),
+        };
+    config.stay = seconds("staySeconds", &|n| {
+        Configuration::parse_stay("staySeconds", n)
+    })?;
+    config.max_stay = seconds("maxStaySeconds", &|n| {
+        Configuration::parse_stay("maxStaySeconds", n)
+    })?;
+    config.abandon_after = seconds("abandonAfterSeconds", &Configuration::parse_abandon)?;
     Ok(config)
 }
 

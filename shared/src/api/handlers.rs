@@ -142,7 +142,7 @@ pub async fn status<S: SessionStore + EventStore + LineStore>(
     }
 }
 
-pub async fn session_command<S: SessionStore>(
+pub async fn session_command<S: SessionStore + EventStore>(
     commands: &SessionCommands<S>,
     request: Request,
 ) -> Response<Body> {

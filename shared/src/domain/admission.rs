@@ -26,6 +26,18 @@ pub struct AdmissionPolicy {
     pub max_changes_per_write: usize,
 }
 
+impl AdmissionPolicy {
+    /// The policy for one event: its own stay and abandonment limit where
+    /// an operator set them.
+    pub fn for_event(&self, counters: &EventCounters) -> AdmissionPolicy {
+        AdmissionPolicy {
+            active_stay: counters.stay.unwrap_or(self.active_stay),
+            abandon_after: counters.abandon_limit(self.abandon_after),
+            ..self.clone()
+        }
+    }
+}
+
 /// What the write must find on the event item for the plan to hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CounterExpectation {
@@ -206,6 +218,7 @@ pub fn plan_admissions(
     policy: &AdmissionPolicy,
     now: Timestamp,
 ) -> AdmissionPlan {
+    let policy = &policy.for_event(counters);
     let capacity = counters.effective_capacity(policy.default_capacity);
     let free = counters.admittable(policy.default_capacity, now);
     let mut cursors: Vec<Cursor> = views.iter().map(|view| Cursor::new(view, known)).collect();

@@ -184,6 +184,11 @@ pub struct EventCounters {
     /// After an opening with a pre-queue, nobody is admitted before this
     /// (`draw::DRAW_SETTLES` after the opening).
     pub admits_from: Option<Timestamp>,
+    /// This event's admitted stay, its longest, and its abandonment limit
+    /// (zero: off), where an operator set them; else the deployment's.
+    pub stay: Option<Duration>,
+    pub max_stay: Option<Duration>,
+    pub abandon_after: Option<Duration>,
     /// The event is known: a join, the granter or an operator listed it.
     /// Controls apply only to known events, so a mistyped id cannot close
     /// an event before its sale.
@@ -218,6 +223,15 @@ impl EventCounters {
             self.free_slots(default_capacity)
         } else {
             0
+        }
+    }
+
+    /// The abandonment limit of this event: its own, or `default`.
+    pub fn abandon_limit(&self, default: Option<Duration>) -> Option<Duration> {
+        match self.abandon_after {
+            Some(limit) if limit.is_zero() => None,
+            Some(limit) => Some(limit),
+            None => default,
         }
     }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::draw::pre_queue_time;
 use super::ids::{EventId, KeyDigest, SessionId, UserId};
-use super::line::{LineEntry, Place};
+use super::line::{EventCounters, LineEntry, Place};
 use super::time::Timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -346,6 +346,15 @@ pub struct StayPolicy {
 }
 
 impl StayPolicy {
+    /// The policy for one event: its own stay and longest stay where an
+    /// operator set them.
+    pub fn for_event(&self, counters: &EventCounters) -> StayPolicy {
+        StayPolicy {
+            stay: counters.stay.unwrap_or(self.stay),
+            max_stay: counters.max_stay.unwrap_or(self.max_stay),
+        }
+    }
+
     /// The later end a heartbeat at `now` earns, if any.
     pub fn extended_expiry(&self, session: &Session, now: Timestamp) -> Option<Timestamp> {
         let current = session.expires_at()?;

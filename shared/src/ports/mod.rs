@@ -256,6 +256,11 @@ pub trait EventStore: Send + Sync {
 pub struct EventSettings {
     pub closes_at: Option<Option<Timestamp>>,
     pub origin_url: Option<Option<String>>,
+    /// The stay, longest stay and abandonment limit (zero: off), in place
+    /// of the deployment's.
+    pub stay: Option<Option<Duration>>,
+    pub max_stay: Option<Option<Duration>>,
+    pub abandon_after: Option<Option<Duration>>,
 }
 
 /// The line: its shards' heads and ticket counters, the line index, and

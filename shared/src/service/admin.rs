@@ -3,6 +3,7 @@
 //! here.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -38,6 +39,14 @@ pub struct EventReport {
     /// After an opening with a pre-queue, when admissions start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admits_from: Option<String>,
+    /// The event's own stay, longest stay and abandonment limit (0: never),
+    /// where set; absent: the deployment's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stay_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_stay_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abandon_after_seconds: Option<u64>,
     pub capacity: u32,
     /// `"stored"` on the event (set by an operator, or the default stored
     /// when the event was first used), or `"default"` for an event nobody
@@ -81,6 +90,9 @@ pub async fn event_report<S: EventStore + LineStore>(
             .filter(|_| counters.state != EventState::Scheduled)
             .map(seed_hex),
         admits_from: counters.admits_from.map(Timestamp::to_rfc3339),
+        stay_seconds: counters.stay.map(|d| d.as_secs()),
+        max_stay_seconds: counters.max_stay.map(|d| d.as_secs()),
+        abandon_after_seconds: counters.abandon_after.map(|d| d.as_secs()),
         capacity: counters.effective_capacity(default_capacity),
         capacity_source: if counters.capacity.is_some() {
             "stored"
@@ -161,12 +173,49 @@ pub struct Configuration {
     pub opens_at: Option<Timestamp>,
     pub closes_at: Option<Option<Timestamp>>,
     pub origin_url: Option<Option<String>>,
+    /// The stay, longest stay and abandonment limit (zero: off); `None`
+    /// inside removes the event's own, back to the deployment's.
+    pub stay: Option<Option<Duration>>,
+    pub max_stay: Option<Option<Duration>>,
+    pub abandon_after: Option<Option<Duration>>,
 }
 
 /// The longest origin URL an operator may store.
 pub const MAX_ORIGIN_URL: usize = 2048;
 
+/// The seconds a stay (or longest stay) may be, as the deployment's.
+pub const STAY_SECONDS: std::ops::RangeInclusive<u64> = 10..=86_400;
+/// The seconds an abandonment limit may be (0 is off): shorter than half a
+/// minute would abandon fans between two polls on a slow network.
+pub const ABANDON_SECONDS: std::ops::RangeInclusive<u64> = 30..=86_400;
+
 impl Configuration {
+    /// `staySeconds` or `maxStaySeconds`.
+    pub fn parse_stay(field: &str, seconds: u64) -> Result<Duration, String> {
+        if STAY_SECONDS.contains(&seconds) {
+            Ok(Duration::from_secs(seconds))
+        } else {
+            Err(format!(
+                "{field} must be whole seconds from {} to {}",
+                STAY_SECONDS.start(),
+                STAY_SECONDS.end()
+            ))
+        }
+    }
+
+    /// `abandonAfterSeconds`: 0 (never abandon) or a limit in range.
+    pub fn parse_abandon(seconds: u64) -> Result<Duration, String> {
+        if seconds == 0 || ABANDON_SECONDS.contains(&seconds) {
+            Ok(Duration::from_secs(seconds))
+        } else {
+            Err(format!(
+                "abandonAfterSeconds must be 0 (never) or whole seconds from {} to {}",
+                ABANDON_SECONDS.start(),
+                ABANDON_SECONDS.end()
+            ))
+        }
+    }
+
     /// A time field (`opensAt`, `closesAt`): RFC 3339 in UTC.
     pub fn parse_time(field: &str, text: &str) -> Result<Timestamp, String> {
         Timestamp::parse_rfc3339(text).ok_or_else(|| {
@@ -283,6 +332,22 @@ impl<S: EventStore + LineStore + SessionStore> AdminService<S> {
                 ));
             }
         }
+        let deployment = self.commands.stay;
+        let stay = config
+            .stay
+            .unwrap_or(counters.stay)
+            .unwrap_or(deployment.stay);
+        let max_stay = config
+            .max_stay
+            .unwrap_or(counters.max_stay)
+            .unwrap_or(deployment.max_stay);
+        if max_stay < stay {
+            return refuse(format!(
+                "the longest stay ({} s) would be shorter than the stay ({} s)",
+                max_stay.as_secs(),
+                stay.as_secs()
+            ));
+        }
         if let Some(opens_at) = config.opens_at {
             let seed = self.ids.random_id().ok_or_else(|| {
                 ServiceError::Unavailable("no randomness for the draw's seed".into())
@@ -307,6 +372,9 @@ impl<S: EventStore + LineStore + SessionStore> AdminService<S> {
         let settings = EventSettings {
             closes_at: config.closes_at,
             origin_url: config.origin_url.clone(),
+            stay: config.stay,
+            max_stay: config.max_stay,
+            abandon_after: config.abandon_after,
         };
         if settings != EventSettings::default() {
             self.store.configure_event(event, &settings).await?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::{Clock, EndReason, Ending, Session, SessionId, StayPolicy};
-use crate::ports::{EndFrom, EndOutcome, SessionStore, StoreError, Touch};
+use crate::ports::{EndFrom, EndOutcome, EventStore, SessionStore, StoreError, Touch};
 
 use super::patience::contention_pause;
 use super::{MAX_ATTEMPTS, ServiceError};
@@ -38,11 +38,11 @@ pub struct SessionCommands<S> {
     pub stay: StayPolicy,
 }
 
-impl<S: SessionStore> SessionCommands<S> {
+impl<S: SessionStore + EventStore> SessionCommands<S> {
     /// Record that the user is still there; an admitted user's stay is
-    /// extended (up to the maximum). A stay that is over is not revived: the
-    /// session is expired now (if the sweeper has not yet) and the answer is
-    /// that it ended.
+    /// extended (up to the maximum, the event's own where an operator set
+    /// one). A stay that is over is not revived: the session is expired now
+    /// (if the sweeper has not yet) and the answer is that it ended.
     pub async fn heartbeat(&self, id: &SessionId) -> Result<Session, ServiceError> {
         let now = self.clock.now();
         let mut session = match self.store.touch(id, now).await? {
@@ -57,7 +57,10 @@ impl<S: SessionStore> SessionCommands<S> {
             self.expire(id).await?;
             return Err(self.ended(id).await);
         }
-        if let Some(extended) = self.stay.extended_expiry(&session, now) {
+        // One read of the event, for active sessions only (they are few).
+        let counters = self.store.event_counters(&session.event_id, 1).await?;
+        let stay = self.stay.for_event(&counters);
+        if let Some(extended) = stay.extended_expiry(&session, now) {
             // The local copy cannot refuse (it is active, `current` came
             // from it); if it did, the stored session below is the truth.
             let extended_here = self.store.extend_stay(id, current, extended, now).await?
@@ -74,7 +77,9 @@ impl<S: SessionStore> SessionCommands<S> {
         }
         Ok(session)
     }
+}
 
+impl<S: SessionStore> SessionCommands<S> {
     /// The error for a session found ended (or gone).
     async fn ended(&self, id: &SessionId) -> ServiceError {
         match self.store.get_session(id).await {

@@ -42,7 +42,8 @@ pub struct StatusService<S> {
     pub clock: Arc<dyn Clock>,
     pub line_shards: u16,
     pub signer: AdmissionSigner,
-    /// Abandonment limit for waiting users; polls keep them present.
+    /// The deployment's abandonment limit for waiting users (an event may
+    /// have its own); polls keep them present.
     pub abandon_after: Option<Duration>,
     /// The event counters (for the admission rate) are read by every poll
     /// of every waiting user: one read per `cache` per instance instead.
@@ -77,9 +78,20 @@ impl<S: SessionStore + EventStore + LineStore> StatusService<S> {
             .get_session(id)
             .await?
             .ok_or(ServiceError::SessionNotFound)?;
-        let stale = self
-            .presence_refresh()
-            .is_some_and(|refresh| now.since(session.last_seen_at) >= refresh);
+        // A waiting fan's event (one read per instance per second): its
+        // abandonment limit, rate and opening.
+        let counters = match session.status() {
+            SessionStatus::Waiting => Some(self.event_counters(&session.event_id).await?),
+            _ => None,
+        };
+        let abandon_after = counters
+            .as_ref()
+            .map_or(self.abandon_after, |c| c.abandon_limit(self.abandon_after));
+        // Polls come at most a third of the abandonment limit apart
+        // (`poll_interval`), so writing presence once half of it has
+        // passed keeps every polling user at least a third of the limit
+        // from being taken for gone, while most polls write nothing.
+        let stale = abandon_after.is_some_and(|limit| now.since(session.last_seen_at) >= limit / 2);
         if session.status() == SessionStatus::Waiting && stale {
             // Polling is how a waiting user shows they are still there.
             match self.store.touch(id, now).await? {
@@ -87,34 +99,27 @@ impl<S: SessionStore + EventStore + LineStore> StatusService<S> {
                 Touch::NotFound => return Err(ServiceError::SessionNotFound),
             }
         }
-        let (ahead, wait) = match (session.status(), session.ticket) {
-            (SessionStatus::Waiting, Some(ticket)) => {
+        let (ahead, wait) = match (&counters, session.status(), session.ticket) {
+            (Some(counters), SessionStatus::Waiting, Some(ticket)) => {
                 let head = self
                     .store
                     .shard_head(&session.event_id, session.shard)
                     .await?;
                 let ahead = people_ahead(ticket, head, self.line_shards);
-                let rate = self
-                    .event_counters(&session.event_id)
-                    .await?
-                    .rate
-                    .current_per_hour(now);
+                let rate = counters.rate.current_per_hour(now);
                 (Some(ahead), estimated_wait(ahead, rate))
             }
             _ => (None, None),
         };
-        let opens_at = match (session.status(), session.draw, session.ticket) {
-            (SessionStatus::Waiting, Some(_), None) => {
-                let counters = self.event_counters(&session.event_id).await?;
-                counters
-                    .opens_at
-                    .filter(|_| counters.state == EventState::Scheduled)
-            }
+        let opens_at = match (&counters, session.draw, session.ticket) {
+            (Some(counters), Some(_), None) => counters
+                .opens_at
+                .filter(|_| counters.state == EventState::Scheduled),
             _ => None,
         };
         let poll_after = (session.status() == SessionStatus::Waiting).then(|| match opens_at {
-            Some(at) => poll_before_opening(at.since(now), self.abandon_after),
-            None => poll_interval(ahead, wait, self.abandon_after),
+            Some(at) => poll_before_opening(at.since(now), abandon_after),
+            None => poll_interval(ahead, wait, abandon_after),
         });
         Ok(StatusReport {
             opens_at,
@@ -124,14 +129,6 @@ impl<S: SessionStore + EventStore + LineStore> StatusService<S> {
             estimated_wait: wait,
             poll_after,
         })
-    }
-
-    /// Polls come at most a third of the abandonment limit apart
-    /// (`poll_interval`), so writing presence once half of it has passed
-    /// keeps every polling user at least a third of the limit from being
-    /// taken for gone, while most polls write nothing.
-    fn presence_refresh(&self) -> Option<Duration> {
-        self.abandon_after.map(|limit| limit / 2)
     }
 
     async fn event_counters(&self, event: &EventId) -> Result<EventCounters, ServiceError> {

@@ -1488,3 +1488,90 @@ mod scheduled {
         );
     }
 }
+
+mod configured {
+    use super::*;
+    use crate::service::admin::{AdminService, Configuration};
+
+    #[tokio::test]
+    async fn an_events_own_stay_longest_stay_and_abandonment_limit_apply_to_it_alone() {
+        let world = World::new();
+        let admin = AdminService {
+            store: world.store.clone(),
+            commands: world.commands(),
+            clock: Arc::new(world.clock.clone()),
+            ids: Arc::new(OsRandom),
+            line_shards: 1,
+            default_capacity: 1,
+        };
+        // Longest stay shorter than the stay: refused, nothing written.
+        let inverted = Configuration {
+            stay: Some(Some(Duration::from_secs(120))),
+            max_stay: Some(Some(Duration::from_secs(60))),
+            ..Configuration::default()
+        };
+        assert!(matches!(
+            admin.configure(&event(), &inverted).await,
+            Err(ServiceError::Misconfigured(_))
+        ));
+        assert_eq!(
+            world.store.event_counters(&event(), 1).await.unwrap().stay,
+            None
+        );
+        let own = Configuration {
+            stay: Some(Some(Duration::from_secs(60))),
+            max_stay: Some(Some(Duration::from_secs(90))),
+            abandon_after: Some(Some(Duration::from_secs(30))),
+            ..Configuration::default()
+        };
+        let report = admin.configure(&event(), &own).await.unwrap();
+        assert_eq!(
+            (
+                report.stay_seconds,
+                report.max_stay_seconds,
+                report.abandon_after_seconds
+            ),
+            (Some(60), Some(90), Some(30))
+        );
+
+        let ids = world.joins(1, 0..3).await;
+        let granter = world.granter(1, 1);
+        world.drain_queue(&granter).await;
+        let admitted = world.store.get_session(&ids[0]).await.unwrap().unwrap();
+        let admission = admitted.admission().unwrap();
+        assert_eq!(
+            admission.expires_at,
+            admission.admitted_at.plus(Duration::from_secs(60)),
+            "the event's stay, not the deployment's 900 s"
+        );
+        // A heartbeat extends up to the event's longest stay (90 s).
+        world.clock.advance(Duration::from_secs(50));
+        let extended = world.commands().heartbeat(&ids[0]).await.unwrap();
+        assert_eq!(
+            extended.expires_at(),
+            Some(admission.admitted_at.plus(Duration::from_secs(90)))
+        );
+        // Status keeps a polling fan present within the event's 30 s, and
+        // asks for polls within a third of it.
+        let report = world.status(1).status(&ids[1]).await.unwrap();
+        assert!(
+            report.poll_after.unwrap() <= Duration::from_secs(10),
+            "{report:?}"
+        );
+        // The silent one is abandoned after the event's 30 s.
+        world.commands().leave(&ids[0]).await.unwrap();
+        world.clock.advance(Duration::from_secs(31));
+        world.status(1).status(&ids[1]).await.unwrap();
+        granter.advance(&event(), Wake::default()).await.unwrap();
+        assert_eq!(
+            world.status_of(&ids[1]).await,
+            SessionStatus::Active,
+            "polled"
+        );
+        assert_eq!(
+            world.status_of(&ids[2]).await,
+            SessionStatus::Expired,
+            "silent 81 s"
+        );
+    }
+}

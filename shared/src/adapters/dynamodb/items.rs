@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -213,6 +214,9 @@ pub fn decode_counters(item: Option<&Item>, shard_count: u16) -> Result<EventCou
             origin_url: opt_str(item, "originUrl"),
             draw_seed: opt_num(item, "drawSeed")?,
             admits_from: millis(item, "admitsFrom")?,
+            stay: seconds(item, "staySeconds")?,
+            max_stay: seconds(item, "maxStaySeconds")?,
+            abandon_after: seconds(item, "abandonSeconds")?,
             listed: item.contains_key(layout::EVENT_INDEX_PARTITION),
             active: counter(item, "active")?,
             admitted: counter(item, "admitted")?,
@@ -237,6 +241,11 @@ pub fn decode_counters(item: Option<&Item>, shard_count: u16) -> Result<EventCou
         .heads
         .resize(usize::from(shard_count.max(1)).max(counters.heads.len()), 0);
     Ok(counters)
+}
+
+/// A duration stored in whole seconds.
+fn seconds(item: &Item, name: &str) -> Result<Option<Duration>, StoreError> {
+    Ok(opt_num::<u64>(item, name)?.map(Duration::from_secs))
 }
 
 /// A list of numbers (absent: empty).

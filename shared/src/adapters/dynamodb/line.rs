@@ -577,6 +577,36 @@ impl EventStore for DynamoStore {
             Some(None) => removes.push("#originUrl"),
             None => {}
         }
+        let durations = [
+            (
+                settings.stay,
+                "#staySeconds = :staySeconds",
+                ":staySeconds",
+                "#staySeconds",
+            ),
+            (
+                settings.max_stay,
+                "#maxStaySeconds = :maxStaySeconds",
+                ":maxStaySeconds",
+                "#maxStaySeconds",
+            ),
+            (
+                settings.abandon_after,
+                "#abandonSeconds = :abandonSeconds",
+                ":abandonSeconds",
+                "#abandonSeconds",
+            ),
+        ];
+        for (value, set, placeholder, name) in durations {
+            match value {
+                Some(Some(duration)) => {
+                    sets.push(set);
+                    write = write.value(placeholder, n(duration.as_secs()));
+                }
+                Some(None) => removes.push(name),
+                None => {}
+            }
+        }
         let mut update = format!("SET {}", sets.join(", "));
         if !removes.is_empty() {
             update.push_str(&format!(" REMOVE {}", removes.join(", ")));

@@ -361,6 +361,64 @@ async fn a_scheduled_event_lets_its_pre_queue_in_by_the_published_draw_then_the_
     stack.tear_down().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn opening_by_hand_lets_the_pre_queue_in_once_the_draw_settles() {
+    let stack = Stack::new("open-now").await;
+    let api = Api::new(&stack);
+    let e = EventId::parse("E-open").unwrap();
+    let admin = stack.admin_service(100);
+    admin
+        .configure(
+            &e,
+            &Configuration {
+                capacity: Some(2),
+                opens_at: Some(now().plus(Duration::from_secs(3600))),
+                ..Configuration::default()
+            },
+        )
+        .await
+        .unwrap();
+    let granters = stack.start_granters(1, &lifecycle(100), 1).await;
+    let mut early = Vec::new();
+    for n in 0..3 {
+        early.push(SessionId::parse(&join(&api, "E-open", &format!("early-{n}")).await).unwrap());
+    }
+    let request = admin_request(Method::POST, "/admin/events/E-open:open", None);
+    let (code, opened) = read(waiting_room::api::admin::handle(&admin, request).await);
+    assert_eq!(
+        (code, opened["from"].as_str(), opened["state"].as_str()),
+        (StatusCode::OK, Some("SCHEDULED"), Some("OPEN")),
+        "{opened}"
+    );
+    let opened_at = now();
+    let late = join(&api, "E-open", "late-0").await;
+    // The stream's wake-up of the opening is held until the draw settles,
+    // then the first two of the draw go in; the rest have positions.
+    let report = event_report(&stack.store(), &e, 1, 100).await.unwrap();
+    let seed = u64::from_str_radix(report.draw_seed.as_deref().unwrap(), 16).unwrap();
+    let order: Vec<String> = draw_order(seed, &early)
+        .iter()
+        .map(|id| id.to_string())
+        .collect();
+    eventually(PATIENCE, "the first two of the draw admitted", || async {
+        active_of(&api, &order).await == vec![0, 1]
+    })
+    .await;
+    assert!(
+        now().since(opened_at) >= Duration::from_secs(4),
+        "not before the draw settled"
+    );
+    let (_, third) = api.send(Method::GET, &session_path(&order[2]), None).await;
+    let (_, last) = api.send(Method::GET, &session_path(&late), None).await;
+    assert_eq!(
+        (third["position"].as_u64(), last["position"].as_u64()),
+        (Some(1), Some(2)),
+        "{third} {last}"
+    );
+    granters.stop().await;
+    stack.tear_down().await;
+}
+
 fn admin_request(method: Method, path: &str, body: Option<&str>) -> lambda_http::Request {
     integration_tests::http::request(method, path, body)
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use waiting_room::domain::EventId;
-use waiting_room::domain::line::{message_group_id, wake_group_id};
+use waiting_room::domain::line::wake_group_id;
 use waiting_room::ports::{
     Arrival, Delivery, JoinQueue, JoinQueueMessage, QueueConsumer, QueueError, Redelivery,
     WakeQueue, WakeUp,
@@ -166,7 +166,7 @@ impl JoinQueue for SimQueue {
         let event =
             EventId::parse(&arrival.event_id).map_err(|e| QueueError::Rejected(e.to_string()))?;
         self.send_message(
-            message_group_id(&event, arrival.shard),
+            arrival.message_group(&event),
             arrival.session_id.clone(),
             &JoinQueueMessage::Joined(arrival.clone()),
         )

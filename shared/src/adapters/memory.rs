@@ -1311,7 +1311,10 @@ fn enqueue(q: &mut QueueState, group: String, body: String) {
 }
 
 fn group_of_arrival(arrival: &Arrival) -> String {
-    format!("{}#{}", arrival.event_id, arrival.shard)
+    match EventId::parse(&arrival.event_id) {
+        Ok(event) => arrival.message_group(&event),
+        Err(_) => format!("{}#{}", arrival.event_id, arrival.shard),
+    }
 }
 
 impl JoinQueue for MemoryQueue {

@@ -18,7 +18,7 @@ use aws_sdk_sqs::types::{
 };
 
 use crate::domain::EventId;
-use crate::domain::line::{message_group_id, wake_group_id};
+use crate::domain::line::wake_group_id;
 use crate::ports::{
     Arrival, Delivery, JoinQueue, JoinQueueMessage, Quarantine, QueueConsumer, QueueError,
     Redelivery, WakeQueue, WakeUp,
@@ -78,12 +78,8 @@ impl JoinQueue for SqsQueue {
         let event =
             EventId::parse(&arrival.event_id).map_err(|e| QueueError::Rejected(e.to_string()))?;
         let body = JoinQueueMessage::Joined(arrival.clone());
-        self.send_message(
-            &body,
-            &message_group_id(&event, arrival.shard),
-            &arrival.session_id,
-        )
-        .await
+        self.send_message(&body, &arrival.message_group(&event), &arrival.session_id)
+            .await
     }
 }
 

@@ -27,6 +27,13 @@ pub fn message_group_id(event: &EventId, shard: u16) -> String {
     format!("{}#{}", event.as_str(), shard)
 }
 
+/// The SQS message group of an event's pre-queue join messages: apart from
+/// the shards' groups, so that holding them until the opening (they wake
+/// the granter for it) never holds up a join after it.
+pub fn pre_queue_group_id(event: &EventId) -> String {
+    format!("{}#prequeue", event.as_str())
+}
+
 /// The SQS message group of an event's wake-up messages (a freed slot whose
 /// admission failed is retried there, apart from every other event).
 pub fn wake_group_id(event: &EventId) -> String {

@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
+use crate::domain::draw::is_drawn;
+use crate::domain::line::{message_group_id, pre_queue_group_id};
 use crate::domain::{
     EndReason, Ending, EventCounters, EventId, LineEntry, Place, Session, SessionId, StateChange,
     TicketCounter, Timestamp, UserId,
@@ -369,6 +371,16 @@ pub struct Arrival {
 }
 
 impl Arrival {
+    /// The message group its join message goes to: its shard's, or the
+    /// event's pre-queue group for a join whose place is a draw's.
+    pub fn message_group(&self, event: &EventId) -> String {
+        if is_drawn(Timestamp::from_millis(self.joined_at)) {
+            pre_queue_group_id(event)
+        } else {
+            message_group_id(event, self.shard)
+        }
+    }
+
     pub fn for_session(session: &Session) -> Self {
         Self {
             session_id: session.id.to_string(),

@@ -11,7 +11,7 @@
 //! full (that would count towards the dead-letter queue for nothing but
 //! waiting).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +19,6 @@ use crate::domain::admission::{
     AdmissionPlan, AdmissionPolicy, BacklogChange, TRANSACTION_ITEM_LIMIT, plan_admissions,
     plan_numbering,
 };
-use crate::domain::draw::is_drawn;
 use crate::domain::{
     Clock, EventCounters, EventId, EventState, LineEntry, Place, SessionId, ShardView, StateChange,
     TicketCounter, Timestamp,
@@ -263,10 +262,11 @@ impl<S: LineStore + EventStore> Granter<S> {
         self.on_time(event, counters).await
     }
 
-    /// Gives the pre-queue of `shard` its tickets in draw order (the order
-    /// of its places), page by page, and marks the shard drawn. Runs once
-    /// the draw has settled, before anyone of the shard who joined after
-    /// the opening is numbered; tickets given meanwhile at the front (by
+    /// Gives the line of `shard` its tickets in place order (the pre-queue
+    /// in draw order, then whoever joined after the opening and is not
+    /// numbered yet), page by page, and marks the shard drawn. Runs once
+    /// the draw has settled, before anyone of the shard is numbered from a
+    /// join message; tickets given meanwhile at the front (by
     /// `number_before_admitting`, also in place order) are kept.
     async fn draw_shard(
         &self,
@@ -285,11 +285,10 @@ impl<S: LineStore + EventStore> Granter<S> {
                         .await?
                 }
             };
-            let reached_end =
-                page.len() < DRAW_PAGE || page.last().is_some_and(|e| !is_drawn(e.joined_at));
+            let reached_end = page.len() < DRAW_PAGE;
             let mut pending: Vec<SessionId> = page
                 .iter()
-                .filter(|e| is_drawn(e.joined_at) && e.ticket.is_none())
+                .filter(|e| e.ticket.is_none())
                 .map(|e| e.session_id.clone())
                 .collect();
             after = page.last().map(LineEntry::place);
@@ -324,10 +323,31 @@ impl<S: LineStore + EventStore> Granter<S> {
                 }
             }
             if reached_end {
-                tracing::info!(event = %event, shard, "pre-queue numbered in draw order");
+                tracing::info!(event = %event, shard, "line numbered in draw order");
                 return Ok(());
             }
         }
+    }
+
+    /// Numbers every shard's line in draw order that is not yet, once the
+    /// draw has settled (then never again on this instance). So positions
+    /// come with the opening, whatever join messages are still held.
+    async fn ensure_drawn(
+        &self,
+        event: &EventId,
+        counters: &EventCounters,
+    ) -> Result<(), ServiceError> {
+        if !counters.has_draw() || self.fronts.is_drawn(event) {
+            return Ok(());
+        }
+        let shards: Vec<u16> = (0..self.line_shards.max(1)).collect();
+        for counter in self.store.ticket_counters(event, &shards).await? {
+            if !counter.drawn {
+                self.draw_shard(event, counters, counter.shard).await?;
+            }
+        }
+        self.fronts.mark_drawn(event);
+        Ok(())
     }
 
     async fn ticket_counter(
@@ -440,6 +460,8 @@ impl<S: LineStore + EventStore> Granter<S> {
                 // queue, which holds it until `until`).
                 return Err(ServiceError::Held { until });
             }
+        } else if state.counters.state.admits() {
+            self.ensure_drawn(event, &state.counters).await?;
         }
         let mut patience = Patience::new(wake.use_cache);
         loop {
@@ -797,17 +819,35 @@ fn record(report: &mut AdvanceReport, plan: &AdmissionPlan) {
 
 /// Per-instance cache of line fronts, by event. Only a hint: every write is
 /// conditioned on the sessions it names, a rejection drops them, and nobody
-/// who joined after a cached read is admitted on it.
+/// who joined after a cached read is admitted on it. It also remembers the
+/// events whose draw this instance saw numbered in every shard (that never
+/// changes back).
 #[derive(Debug, Default)]
-pub struct FrontCache(Mutex<HashMap<EventId, Vec<ShardView>>>);
+pub struct FrontCache {
+    fronts: Mutex<HashMap<EventId, Vec<ShardView>>>,
+    drawn: Mutex<HashSet<EventId>>,
+}
 
 impl FrontCache {
+    fn is_drawn(&self, event: &EventId) -> bool {
+        self.drawn.lock().is_ok_and(|drawn| drawn.contains(event))
+    }
+
+    fn mark_drawn(&self, event: &EventId) {
+        if let Ok(mut drawn) = self.drawn.lock() {
+            if drawn.len() > 10_000 {
+                drawn.clear();
+            }
+            drawn.insert(event.clone());
+        }
+    }
+
     fn get(&self, event: &EventId) -> Option<Vec<ShardView>> {
-        self.0.lock().ok()?.get(event).cloned()
+        self.fronts.lock().ok()?.get(event).cloned()
     }
 
     fn put(&self, event: &EventId, views: Vec<ShardView>) {
-        if let Ok(mut fronts) = self.0.lock() {
+        if let Ok(mut fronts) = self.fronts.lock() {
             if fronts.len() > 10_000 {
                 fronts.clear();
             }
@@ -817,7 +857,7 @@ impl FrontCache {
 
     fn forget(&self, event: &EventId, ids: &[SessionId]) {
         let gone: BTreeSet<&SessionId> = ids.iter().collect();
-        if let Ok(mut fronts) = self.0.lock() {
+        if let Ok(mut fronts) = self.fronts.lock() {
             for view in fronts.get_mut(event).into_iter().flatten() {
                 view.entries.retain(|e| !gone.contains(&e.session_id));
             }
@@ -825,7 +865,7 @@ impl FrontCache {
     }
 
     fn entry(&self, event: &EventId, id: &SessionId) -> Option<LineEntry> {
-        let fronts = self.0.lock().ok()?;
+        let fronts = self.fronts.lock().ok()?;
         fronts
             .get(event)?
             .iter()
@@ -837,7 +877,7 @@ impl FrontCache {
     /// Replace the entries of `ids` with `current` (dropping those no longer
     /// waiting).
     fn refresh(&self, event: &EventId, ids: &[SessionId], current: &[LineEntry]) {
-        if let Ok(mut fronts) = self.0.lock() {
+        if let Ok(mut fronts) = self.fronts.lock() {
             for view in fronts.get_mut(event).into_iter().flatten() {
                 view.entries.retain(|e| {
                     !ids.contains(&e.session_id)

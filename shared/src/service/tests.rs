@@ -1398,7 +1398,8 @@ mod scheduled {
     #[tokio::test]
     async fn opening_by_hand_draws_too_and_bad_configurations_change_nothing() {
         let world = World::new();
-        let admin = admin(&world, 1);
+        let shards = 2;
+        let admin = admin(&world, shards);
         let now = world.clock.now();
         let refused = |r: Result<_, ServiceError>| matches!(r, Err(ServiceError::Misconfigured(_)));
         assert!(
@@ -1421,21 +1422,33 @@ mod scheduled {
             .configure(&event(), &opening_at(now.plus(Duration::from_secs(3600))))
             .await
             .unwrap();
-        let early = world.joins(1, 0..3).await;
+        let early = world.joins(shards, 0..6).await;
         assert!(matches!(
             admin.control(&event(), Control::Pause).await,
             Err(ServiceError::RefusedControl(_))
         ));
         let opened = admin.control(&event(), Control::Open).await.unwrap();
         assert_eq!((opened.from, opened.state), ("SCHEDULED", "OPEN"));
-        let counters = world.store.event_counters(&event(), 1).await.unwrap();
+        let counters = world.store.event_counters(&event(), shards).await.unwrap();
         assert_eq!(
             counters.admits_from,
             Some(world.clock.now().plus(DRAW_SETTLES))
         );
         world.clock.advance(DRAW_SETTLES);
-        let granter = world.granter(1, 1);
-        let order = admission_order(&world, &granter, 3).await;
+        let granter = world.granter(1, shards);
+        // A wake-up after the settle numbers every shard's line in draw
+        // order, with the pre-queue's messages still held (they wait for
+        // the old time): everyone waiting has a position at once.
+        granter.advance(&event(), Wake::default()).await.unwrap();
+        let status = world.status(shards);
+        for id in &early {
+            let report = status.status(id).await.unwrap();
+            assert!(
+                report.session.status() == SessionStatus::Active || report.position().is_some(),
+                "{report:?}"
+            );
+        }
+        let order = admission_order(&world, &granter, 6).await;
         assert_eq!(order, draw_order(counters.draw_seed.unwrap(), &early));
 
         // An event that took joins cannot be scheduled afterwards.

@@ -537,8 +537,9 @@ async fn a_failing_event_never_holds_back_another_on_the_stream() {
         ready
     })
     .await;
-    // Damage the broken event's waiting session as the line index shows it:
-    // every read of that line fails from now on.
+    // Damage the broken event's waiting session as the line index shows it
+    // (its place, the index's sort key): every read of that line fails from
+    // now on.
     stack
         .dynamodb
         .update_item()
@@ -547,7 +548,7 @@ async fn a_failing_event_never_holds_back_another_on_the_stream() {
             "pk",
             aws_sdk_dynamodb::types::AttributeValue::S(format!("SESSION#{}", broken_fans[1].id)),
         )
-        .update_expression("SET joinedAt = :bad")
+        .update_expression("SET place = :bad")
         .expression_attribute_values(
             ":bad",
             aws_sdk_dynamodb::types::AttributeValue::S("bad".into()),

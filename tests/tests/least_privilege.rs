@@ -18,9 +18,10 @@ use integration_tests::{Stack, emulator_endpoint};
 use waiting_room::adapters::sqs::SqsQueue;
 use waiting_room::domain::changes::UnreadableRecord;
 use waiting_room::domain::{
-    Clock, Control, EventId, IdempotencyKey, SessionStatus, StreamRecord, SystemClock, UserId,
+    Clock, Control, EventId, EventState, IdempotencyKey, SessionStatus, StreamRecord, SystemClock,
+    UserId,
 };
-use waiting_room::ports::{Delivery, QueueConsumer};
+use waiting_room::ports::{Delivery, EventStore, QueueConsumer};
 use waiting_room::runtime::granter::{handle_batch, handle_stream};
 use waiting_room::service::admin::Configuration;
 use waiting_room::service::granter::Wake;
@@ -478,6 +479,39 @@ async fn scenario(stack: &Stack) {
         .await
         .unwrap();
     admin.control(&later, Control::Open).await.unwrap();
+    // granter and sweeper: an opening and a closing on time are changes of
+    // state written with their record (the outbox).
+    let opens = EventId::parse(&format!("{e}-opens")).unwrap();
+    let closes = EventId::parse(&format!("{e}-closes")).unwrap();
+    let soon = SystemClock.now().plus(Duration::from_secs(2));
+    for (event, config) in [
+        (
+            &opens,
+            Configuration {
+                opens_at: Some(soon),
+                ..Configuration::default()
+            },
+        ),
+        (
+            &closes,
+            Configuration {
+                closes_at: Some(Some(soon)),
+                ..Configuration::default()
+            },
+        ),
+    ] {
+        admin.configure(event, &config).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // Opened, and held for its draw: the advance says so.
+    assert!(granter.advance(&opens, Wake::default()).await.is_err());
+    reconciler.reconcile().await.unwrap();
+    for (event, state) in [(&opens, EventState::Open), (&closes, EventState::Closed)] {
+        assert_eq!(
+            stack.store().event_counters(event, 1).await.unwrap().state,
+            state
+        );
+    }
     admin.control(&e, Control::Pause).await.unwrap();
     admin.control(&e, Control::Resume).await.unwrap();
     let live = join

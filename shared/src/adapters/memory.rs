@@ -735,8 +735,17 @@ impl EventStore for MemoryStore {
             if counters.state != change.from {
                 return false;
             }
+            let time_moved = match (change.on_time, change.to) {
+                (true, EventState::Open) => counters.opens_at != Some(change.at),
+                (true, EventState::Closed) => counters.closes_at != Some(change.at),
+                _ => false,
+            };
+            if time_moved {
+                return false;
+            }
             if change.to == EventState::Scheduled {
-                if change.from == EventState::Open && t.took_joins.contains(event) {
+                let opened_or_joined = t.took_joins.contains(event) || counters.draw_seed.is_some();
+                if change.from == EventState::Open && opened_or_joined {
                     return false;
                 }
                 counters.draw_seed = counters.draw_seed.or(change.seed);
@@ -898,6 +907,9 @@ impl LineStore for MemoryStore {
             counter.stored = true;
             counter.next_ticket = plan.next_ticket();
             counter.drawn |= plan.completes_draw;
+            if let Some(cursor) = &plan.draw_cursor {
+                counter.drawn_through = Some(cursor.clone());
+            }
             push(t, Change::Other);
             for numbered in &plan.tickets {
                 if let Some(stored) = t.sessions.get(&numbered.session_id).cloned() {

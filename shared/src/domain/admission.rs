@@ -11,7 +11,9 @@ use std::time::Duration;
 use super::estimate::AdmissionRate;
 use super::event_state::EventState;
 use super::ids::{EventId, SessionId};
-use super::line::{Backlog, EventCounters, LineEntry, ShardView, TicketCounter, people_ahead};
+use super::line::{
+    Backlog, EventCounters, LineEntry, Place, ShardView, TicketCounter, people_ahead,
+};
 use super::time::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -408,6 +410,9 @@ pub struct NumberingPlan {
     /// This write gives the shard's pre-queue its last tickets (see
     /// `TicketCounter::drawn`).
     pub completes_draw: bool,
+    /// For the draw's numbering: the last place this write covers, stored
+    /// on the counter so that the numbering resumes after it.
+    pub draw_cursor: Option<Place>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -451,6 +456,7 @@ pub fn plan_numbering(
         counter_seen: counter.clone(),
         tickets,
         completes_draw: false,
+        draw_cursor: None,
     }
 }
 
@@ -751,6 +757,7 @@ mod tests {
             next_ticket: 7,
             left_waiting: 0,
             drawn: false,
+            drawn_through: None,
         };
         let plan = plan_numbering(&event(), &counter, &[sid(1), sid(2), sid(1)], 5, 4);
         let tickets: Vec<(SessionId, u64, u64)> = plan

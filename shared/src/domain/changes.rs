@@ -44,6 +44,11 @@ pub struct StateChange {
     pub seed: Option<u64>,
     /// Opening with a pre-queue: when admissions start.
     pub admits_from: Option<Timestamp>,
+    /// Made because a stored time came (an opening at `opensAt`, a closing
+    /// at `closesAt`, both equal to `at`): the write holds only while that
+    /// time is still stored, so an operator's new time wins over a granter
+    /// that read the old one.
+    pub on_time: bool,
 }
 
 impl StateChange {
@@ -75,6 +80,7 @@ impl StateChange {
             opens_at: None,
             seed: None,
             admits_from: None,
+            on_time: false,
         }
     }
 }

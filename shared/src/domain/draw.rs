@@ -77,6 +77,17 @@ pub fn poll_before_opening(until_open: Duration, abandon_after: Option<Duration>
     }
 }
 
+/// When someone of a pre-queue should poll again once the event has
+/// opened but before the draw's numbering reached them: every few seconds,
+/// not every second (the whole pre-queue polls at the opening).
+pub fn poll_while_numbered(abandon_after: Option<Duration>) -> Duration {
+    let interval = Duration::from_secs(5);
+    match abandon_after {
+        Some(limit) => interval.min(limit / 3).max(Duration::from_secs(1)),
+        None => interval,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,11 +27,13 @@ pub fn message_group_id(event: &EventId, shard: u16) -> String {
     format!("{}#{}", event.as_str(), shard)
 }
 
-/// The SQS message group of an event's pre-queue join messages: apart from
-/// the shards' groups, so that holding them until the opening (they wake
-/// the granter for it) never holds up a join after it.
-pub fn pre_queue_group_id(event: &EventId) -> String {
-    format!("{}#prequeue", event.as_str())
+/// The SQS message group of a shard's pre-queue join messages: apart from
+/// the shard's own, so that holding them until the opening (they wake the
+/// granter for it) never holds up a join after it; one per shard, as for
+/// the shard's joins, so that a hot pre-queue is not one group's
+/// throughput.
+pub fn pre_queue_group_id(event: &EventId, shard: u16) -> String {
+    format!("{}#prequeue#{}", event.as_str(), shard)
 }
 
 /// The SQS message group of an event's wake-up messages (a freed slot whose
@@ -129,6 +131,9 @@ pub struct TicketCounter {
     /// numbered before that, or they would be told of people ahead of the
     /// pre-queue who are behind it.
     pub drawn: bool,
+    /// How far the draw's numbering got (the last place it numbered), so
+    /// that it resumes there.
+    pub drawn_through: Option<Place>,
 }
 
 impl TicketCounter {

@@ -912,8 +912,27 @@ pub async fn a_scheduled_event_holds_its_pre_queue_until_the_opening<S: Store>(s
     let held = plan(store, &event, 5, later(70_000)).await;
     assert!(held.admitted.is_empty());
     let arm = BacklogChange::arm(&store.event_counters(&event, 1).await.unwrap());
-    let opening = StateChange::opening(&event, &scheduled, opens_at);
+    // An opening on time holds only while its time is still the stored one.
+    let stale = StateChange {
+        on_time: true,
+        ..StateChange::opening(&event, &scheduled, later(50_000))
+    };
+    assert!(
+        !store.set_event_state(&stale).await.unwrap(),
+        "opened at a time an operator changed"
+    );
+    let opening = StateChange {
+        on_time: true,
+        ..StateChange::opening(&event, &scheduled, opens_at)
+    };
     assert!(store.set_event_state(&opening).await.unwrap());
+    assert!(
+        !store
+            .set_event_state(&schedule(EventState::Open, later(90_000), 9))
+            .await
+            .unwrap(),
+        "an event that opened cannot be scheduled again"
+    );
     assert!(
         !store.update_backlog(&event, arm).await.unwrap(),
         "armed from a scheduled snapshot after the opening"
@@ -932,11 +951,18 @@ pub async fn a_scheduled_event_holds_its_pre_queue_until_the_opening<S: Store>(s
     let counter = store.ticket_counters(&event, &[0]).await.unwrap().remove(0);
     let mut numbering = plan_numbering(&event, &counter, &ids(&front), 0, 1);
     numbering.completes_draw = true;
+    numbering.draw_cursor = Some(front[2].place());
     assert_eq!(
         store.number_sessions(&numbering).await.unwrap(),
         WriteOutcome::Applied
     );
-    assert!(store.ticket_counters(&event, &[0]).await.unwrap()[0].drawn);
+    let drawn = store.ticket_counters(&event, &[0]).await.unwrap().remove(0);
+    assert!(drawn.drawn);
+    assert_eq!(
+        drawn.drawn_through,
+        Some(front[2].place()),
+        "where it got to"
+    );
     // An event that took a join cannot be scheduled.
     let joined_event = fresh_event("joined");
     store.list_event(&joined_event).await.unwrap();

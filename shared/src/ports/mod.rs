@@ -375,7 +375,7 @@ impl Arrival {
     /// event's pre-queue group for a join whose place is a draw's.
     pub fn message_group(&self, event: &EventId) -> String {
         if is_drawn(Timestamp::from_millis(self.joined_at)) {
-            pre_queue_group_id(event)
+            pre_queue_group_id(event, self.shard)
         } else {
             message_group_id(event, self.shard)
         }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::domain::events::seed_hex;
-use crate::domain::{Clock, Control, EventId, EventState, SessionId, StateChange, Timestamp};
+use crate::domain::{
+    Clock, Control, EventCounters, EventId, EventState, SessionId, StateChange, Timestamp,
+};
 use crate::ports::{EventSettings, EventStore, IdSource, LineStore, SessionStore};
 
 use super::session_command::{Ended, SessionCommands};
@@ -303,11 +305,19 @@ impl<S: EventStore + LineStore + SessionStore> AdminService<S> {
                     opens_at.to_rfc3339()
                 ));
             }
-            if !matches!(counters.state, EventState::Open | EventState::Scheduled) {
+            let opened = counters.state != EventState::Scheduled
+                && (counters.state != EventState::Open || counters.draw_seed.is_some());
+            if opened {
                 return refuse(format!(
-                    "the event is {}: only an event that has not opened can be scheduled",
+                    "the event is {} and has opened: only an event that has not opened can be scheduled",
                     counters.state
                 ));
+            }
+            if counters.state == EventState::Open && self.took_joins(event, &counters).await? {
+                return refuse(
+                    "the event has taken joins already: a pre-queue would go ahead of the people in its line"
+                        .into(),
+                );
             }
         }
         let opens_at = config.opens_at.or(match counters.state {
@@ -380,6 +390,24 @@ impl<S: EventStore + LineStore + SessionStore> AdminService<S> {
             self.store.configure_event(event, &settings).await?;
         }
         self.report(event).await
+    }
+
+    /// Someone joined the event: admitted once, or waiting in a shard. (The
+    /// store's condition on scheduling checks the join's own mark too.)
+    async fn took_joins(
+        &self,
+        event: &EventId,
+        counters: &EventCounters,
+    ) -> Result<bool, ServiceError> {
+        if counters.admitted > 0 || counters.active > 0 {
+            return Ok(true);
+        }
+        for shard in 0..self.line_shards.max(1) {
+            if !self.store.line_front(event, shard, 1).await?.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     pub async fn control(

@@ -20,7 +20,7 @@ use crate::domain::admission::{
     plan_numbering,
 };
 use crate::domain::{
-    Clock, EventCounters, EventId, EventState, LineEntry, Place, SessionId, ShardView, StateChange,
+    Clock, EventCounters, EventId, EventState, LineEntry, SessionId, ShardView, StateChange,
     TicketCounter, Timestamp,
 };
 use crate::ports::{
@@ -108,6 +108,9 @@ const FRONT_READ: usize = 100;
 /// Pre-queue entries numbered per write (with the counter, within one
 /// transaction's 100 items).
 const DRAW_PAGE: usize = 90;
+/// Writes of the draw's numbering per shard per call: about 900 fans, a
+/// fraction of a second, so an advance or a batch never waits long for it.
+const DRAW_PAGES_PER_CALL: usize = 10;
 /// A cached front older than this is read again.
 const FRONT_CACHE_AGE: Duration = Duration::from_secs(30);
 
@@ -186,7 +189,10 @@ impl<S: LineStore + EventStore> Granter<S> {
         let known = self
             .number(event, &counters, arrivals)
             .await
-            .map_err(EventFailure::Retry)?;
+            .map_err(|err| match err {
+                ServiceError::Held { until } => EventFailure::Held(until),
+                err => EventFailure::Retry(err),
+            })?;
         // The joins stand behind whatever this instance read of the line in
         // the last half minute: a cached front serves them as it serves a
         // freed slot (reading every shard's front for every batch of joins
@@ -242,12 +248,14 @@ impl<S: LineStore + EventStore> Granter<S> {
     ) -> Result<EventCounters, ServiceError> {
         let now = self.clock.now();
         let change = match (counters.opens_at, counters.closes_at) {
-            (Some(opens_at), _) if counters.opening_due(now) => {
-                StateChange::opening(event, &counters, opens_at)
-            }
-            (_, Some(closes_at)) if counters.closing_due(now) => {
-                StateChange::plain(event.clone(), counters.state, EventState::Closed, closes_at)
-            }
+            (Some(opens_at), _) if counters.opening_due(now) => StateChange {
+                on_time: true,
+                ..StateChange::opening(event, &counters, opens_at)
+            },
+            (_, Some(closes_at)) if counters.closing_due(now) => StateChange {
+                on_time: true,
+                ..StateChange::plain(event.clone(), counters.state, EventState::Closed, closes_at)
+            },
             _ => return Ok(counters),
         };
         if self.store.set_event_state(&change).await? {
@@ -264,20 +272,25 @@ impl<S: LineStore + EventStore> Granter<S> {
 
     /// Gives the line of `shard` its tickets in place order (the pre-queue
     /// in draw order, then whoever joined after the opening and is not
-    /// numbered yet), page by page, and marks the shard drawn. Runs once
-    /// the draw has settled, before anyone of the shard is numbered from a
-    /// join message; tickets given meanwhile at the front (by
-    /// `number_before_admitting`, also in place order) are kept.
+    /// numbered yet), a page per write, and marks the shard drawn. Runs
+    /// once the draw has settled, before anyone of the shard is numbered
+    /// from a join message; tickets given meanwhile at the front (by
+    /// `number_before_admitting`, also in place order) are kept. At most
+    /// `pages` writes per call: the counter keeps how far it got, and the
+    /// next call resumes there. `true` once the shard is drawn.
     async fn draw_shard(
         &self,
         event: &EventId,
         counters: &EventCounters,
         shard: u16,
-    ) -> Result<(), ServiceError> {
-        let mut after: Option<Place> = None;
-        let mut setbacks = 0;
-        loop {
-            let page = match &after {
+        pages: usize,
+    ) -> Result<bool, ServiceError> {
+        for _ in 0..pages {
+            let counter = self.ticket_counter(event, shard).await?;
+            if counter.drawn {
+                return Ok(true);
+            }
+            let page = match &counter.drawn_through {
                 None => self.store.line_front(event, shard, DRAW_PAGE).await?,
                 Some(place) => {
                     self.store
@@ -291,15 +304,9 @@ impl<S: LineStore + EventStore> Granter<S> {
                 .filter(|e| e.ticket.is_none())
                 .map(|e| e.session_id.clone())
                 .collect();
-            after = page.last().map(LineEntry::place);
+            let mut counter = counter;
+            let mut setbacks = 0;
             loop {
-                if setbacks >= SETBACKS_ALLOWED {
-                    return Err(ServiceError::Contention);
-                }
-                let counter = self.ticket_counter(event, shard).await?;
-                if counter.drawn {
-                    return Ok(());
-                }
                 let mut plan = plan_numbering(
                     event,
                     &counter,
@@ -308,30 +315,42 @@ impl<S: LineStore + EventStore> Granter<S> {
                     self.line_shards,
                 );
                 plan.completes_draw = reached_end;
+                plan.draw_cursor = page.last().map(LineEntry::place);
                 match self.store.number_sessions(&plan).await {
                     Ok(WriteOutcome::Applied) => break,
                     Ok(WriteOutcome::Conflict { rejected }) => {
-                        // Numbered at the front meanwhile, or gone.
-                        setbacks += 1;
+                        // Numbered at the front meanwhile, gone, or another
+                        // granter drew this page: read the counter again.
                         pending.retain(|id| !rejected.contains(id));
                     }
                     Err(StoreError::Contention(_)) => {
-                        setbacks += 1;
-                        tokio::time::sleep(contention_pause(setbacks, shard.into())).await;
+                        tokio::time::sleep(contention_pause(setbacks + 1, shard.into())).await;
                     }
                     Err(err) => return Err(err.into()),
+                }
+                setbacks += 1;
+                if setbacks >= SETBACKS_ALLOWED {
+                    return Err(ServiceError::Contention);
+                }
+                counter = self.ticket_counter(event, shard).await?;
+                if counter.drawn || counter.drawn_through != plan.counter_seen.drawn_through {
+                    // Someone else moved the draw on: continue from there.
+                    break;
                 }
             }
             if reached_end {
                 tracing::info!(event = %event, shard, "line numbered in draw order");
-                return Ok(());
+                return Ok(true);
             }
         }
+        Ok(false)
     }
 
     /// Numbers every shard's line in draw order that is not yet, once the
-    /// draw has settled (then never again on this instance). So positions
-    /// come with the opening, whatever join messages are still held.
+    /// draw has settled, a few pages per shard per call (the shards side
+    /// by side) so that admissions never wait long for it; once every
+    /// shard is drawn this instance never looks again. So positions come
+    /// with the opening, whatever join messages are still held.
     async fn ensure_drawn(
         &self,
         event: &EventId,
@@ -341,12 +360,23 @@ impl<S: LineStore + EventStore> Granter<S> {
             return Ok(());
         }
         let shards: Vec<u16> = (0..self.line_shards.max(1)).collect();
-        for counter in self.store.ticket_counters(event, &shards).await? {
-            if !counter.drawn {
-                self.draw_shard(event, counters, counter.shard).await?;
-            }
+        let undrawn: Vec<u16> = self
+            .store
+            .ticket_counters(event, &shards)
+            .await?
+            .into_iter()
+            .filter(|c| !c.drawn)
+            .map(|c| c.shard)
+            .collect();
+        let finished = futures::future::try_join_all(
+            undrawn
+                .iter()
+                .map(|&shard| self.draw_shard(event, counters, shard, DRAW_PAGES_PER_CALL)),
+        )
+        .await?;
+        if finished.iter().all(|done| *done) {
+            self.fronts.mark_drawn(event);
         }
-        self.fronts.mark_drawn(event);
         Ok(())
     }
 
@@ -392,7 +422,15 @@ impl<S: LineStore + EventStore> Granter<S> {
                 }
                 let mut counter = self.ticket_counter(event, shard).await?;
                 if counters.has_draw() && !counter.drawn {
-                    self.draw_shard(event, counters, shard).await?;
+                    // The draw first; if it takes longer than this batch
+                    // may, the batch comes back in a second and goes on.
+                    if !self
+                        .draw_shard(event, counters, shard, DRAW_PAGES_PER_CALL)
+                        .await?
+                    {
+                        let until = self.clock.now().plus(Duration::from_secs(1));
+                        return Err(ServiceError::Held { until });
+                    }
                     counter = self.ticket_counter(event, shard).await?;
                 }
                 let ids: Vec<SessionId> = pending.iter().map(|a| a.session_id.clone()).collect();

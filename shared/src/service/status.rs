@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::domain::draw::poll_before_opening;
+use crate::domain::draw::{poll_before_opening, poll_while_numbered};
 use crate::domain::estimate::{estimated_wait, poll_interval};
 use crate::domain::line::people_ahead;
 use crate::domain::token::AdmissionSigner;
@@ -111,14 +111,16 @@ impl<S: SessionStore + EventStore + LineStore> StatusService<S> {
             }
             _ => (None, None),
         };
-        let opens_at = match (&counters, session.draw, session.ticket) {
-            (Some(counters), Some(_), None) => counters
+        let unnumbered_draw = session.draw.is_some() && session.ticket.is_none();
+        let opens_at = match &counters {
+            Some(counters) if unnumbered_draw => counters
                 .opens_at
                 .filter(|_| counters.state == EventState::Scheduled),
             _ => None,
         };
         let poll_after = (session.status() == SessionStatus::Waiting).then(|| match opens_at {
             Some(at) => poll_before_opening(at.since(now), abandon_after),
+            None if unnumbered_draw => poll_while_numbered(abandon_after),
             None => poll_interval(ahead, wait, abandon_after),
         });
         Ok(StatusReport {

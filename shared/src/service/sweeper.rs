@@ -256,8 +256,10 @@ impl<S: EventStore + LineStore> Reconciler<S> {
             .iter()
             .map(|entry| counters.eligible_since(entry))
             .min();
-        let missed = oldest.is_some_and(|since| now.since(since) >= SERVED_WITHIN);
-        let holds = counters.held_until(now).is_some() || !counters.state.admits();
+        // Before the draw settles nobody is served on purpose.
+        let drawing = counters.held_until(now).is_some();
+        let holds = drawing || !counters.state.admits();
+        let missed = !drawing && oldest.is_some_and(|since| now.since(since) >= SERVED_WITHIN);
         let queue_age = oldest.filter(|_| !holds).map(|since| now.since(since));
         let shards: Vec<u16> = (0..granter.line_shards.max(1)).collect();
         let tickets = store.ticket_counters(event, &shards).await?;

@@ -1588,3 +1588,116 @@ mod configured {
         );
     }
 }
+
+mod draw_numbering {
+    use super::*;
+    use crate::domain::draw::draw_order;
+    use crate::domain::line::DRAW_SETTLES;
+    use crate::domain::{Control, EventState, Session};
+    use crate::service::admin::{AdminService, Configuration};
+
+    fn admin(world: &World) -> AdminService<Arc<MemoryStore>> {
+        AdminService {
+            store: world.store.clone(),
+            commands: world.commands(),
+            clock: Arc::new(world.clock.clone()),
+            ids: Arc::new(OsRandom),
+            line_shards: 1,
+            default_capacity: 1,
+        }
+    }
+
+    fn scheduled_in(world: &World, seconds: u64) -> Configuration {
+        Configuration {
+            capacity: Some(1),
+            opens_at: Some(world.clock.now().plus(Duration::from_secs(seconds))),
+            ..Configuration::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_big_pre_queue_is_numbered_a_part_per_wake_up_resuming_where_it_stopped() {
+        let world = World::new();
+        let admin = admin(&world);
+        admin
+            .configure(&event(), &scheduled_in(&world, 3600))
+            .await
+            .unwrap();
+        let early = world.joins(1, 0..1_000).await;
+        admin.control(&event(), Control::Open).await.unwrap();
+        world.clock.advance(DRAW_SETTLES);
+        let granter = world.granter(1, 1);
+        granter.advance(&event(), Wake::default()).await.unwrap();
+        let counter = world
+            .store
+            .ticket_counters(&event(), &[0])
+            .await
+            .unwrap()
+            .remove(0);
+        assert!(!counter.drawn, "900 in the first call, not all 1,000");
+        assert!(counter.drawn_through.is_some());
+        // Another instance's wake-up resumes where the first stopped.
+        world
+            .granter(1, 1)
+            .advance(&event(), Wake::default())
+            .await
+            .unwrap();
+        let counter = world
+            .store
+            .ticket_counters(&event(), &[0])
+            .await
+            .unwrap()
+            .remove(0);
+        assert!(counter.drawn);
+        let seed = world
+            .store
+            .event_counters(&event(), 1)
+            .await
+            .unwrap()
+            .draw_seed
+            .unwrap();
+        let mut tickets = Vec::new();
+        for id in draw_order(seed, &early) {
+            tickets.push(world.store.get_session(&id).await.unwrap().unwrap().ticket);
+        }
+        let expected: Vec<Option<u64>> = (0..1_000).map(Some).collect();
+        assert_eq!(tickets, expected, "consecutive, in draw order, each once");
+    }
+
+    #[tokio::test]
+    async fn an_event_that_opened_or_has_someone_in_line_cannot_be_scheduled() {
+        let world = World::new();
+        let admin = admin(&world);
+        admin
+            .configure(&event(), &scheduled_in(&world, 60))
+            .await
+            .unwrap();
+        admin.control(&event(), Control::Open).await.unwrap();
+        assert!(matches!(
+            admin.configure(&event(), &scheduled_in(&world, 120)).await,
+            Err(ServiceError::Misconfigured(_))
+        ));
+        // A fan in line whose join never marked the event (its listing
+        // failed): the line itself says so.
+        let other = EventId::parse("F").unwrap();
+        let fan = Session::new_waiting(
+            SessionId::new(&other, [3; 16]),
+            user(1),
+            0,
+            world.clock.now(),
+        );
+        world
+            .store
+            .create_session(&fan, None, world.clock.now().plus(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        assert!(matches!(
+            admin.configure(&other, &scheduled_in(&world, 60)).await,
+            Err(ServiceError::Misconfigured(_))
+        ));
+        assert_eq!(
+            world.store.event_counters(&other, 1).await.unwrap().state,
+            EventState::Open
+        );
+    }
+}

@@ -280,6 +280,12 @@ pub fn decode_ticket_counter(shard: u16, item: Option<&Item>) -> Result<TicketCo
         next_ticket: counter(item, "nextTicket")?,
         left_waiting: counter(item, "leftWaiting")?,
         drawn: counter(item, "drawn")? > 0,
+        drawn_through: match opt_str(item, "drawnThrough") {
+            Some(value) => {
+                Some(layout::parse_place(&value).ok_or_else(|| corrupt("bad drawnThrough", item))?)
+            }
+            None => None,
+        },
     })
 }
 
@@ -355,6 +361,7 @@ pub fn decode_state_change(item: &Item) -> Result<StateChange, StoreError> {
         opens_at: millis(item, "opensAt")?,
         seed: opt_num(item, "drawSeed")?,
         admits_from: millis(item, "admitsFrom")?,
+        on_time: false,
     })
 }
 

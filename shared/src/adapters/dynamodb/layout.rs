@@ -82,6 +82,15 @@ pub fn place_value(place: &Place) -> String {
     format!("{:015}#{}", place.joined_at.as_millis(), place.session_id)
 }
 
+/// A place from its value.
+pub fn parse_place(value: &str) -> Option<Place> {
+    let (millis, id) = value.split_once('#')?;
+    Some(Place {
+        joined_at: Timestamp::from_millis(millis.parse().ok()?),
+        session_id: SessionId::parse(id).ok()?,
+    })
+}
+
 /// The time part of a place value.
 pub fn place_time(value: &str) -> Option<Timestamp> {
     let (millis, _) = value.split_once('#')?;
@@ -111,6 +120,7 @@ mod tests {
         }
         for place in &places {
             assert_eq!(place_time(&place_value(place)), Some(place.joined_at));
+            assert_eq!(parse_place(&place_value(place)).as_ref(), Some(place));
         }
         assert_eq!(place_time("nonsense"), None);
     }

@@ -118,14 +118,18 @@ impl DynamoStore {
         // Open is also an event nobody controlled (no state stored). Only
         // an event that never took a join can be scheduled: a pre-queue
         // would go ahead of the people already in its line.
-        let write = match (from, to) {
-            (EventState::Open, EventState::Scheduled) => write.when(
-                "attribute_not_exists(#tookJoins) AND (attribute_not_exists(#eventState) OR #eventState = :from)",
-            ),
-            (EventState::Open, _) => {
-                write.when("attribute_not_exists(#eventState) OR #eventState = :from")
+        let state = match (from, to) {
+            // Never opened (no seed) and never joined.
+            (EventState::Open, EventState::Scheduled) => {
+                "attribute_not_exists(#tookJoins) AND attribute_not_exists(#drawSeed) AND (attribute_not_exists(#eventState) OR #eventState = :from)"
             }
-            _ => write.when("#eventState = :from"),
+            (EventState::Open, _) => "(attribute_not_exists(#eventState) OR #eventState = :from)",
+            _ => "#eventState = :from",
+        };
+        let write = match (change.on_time, to) {
+            (true, EventState::Open) => write.when(format!("{state} AND #opensAt = :at")),
+            (true, EventState::Closed) => write.when(format!("{state} AND #closesAt = :at")),
+            _ => write.when(state),
         };
         // The change and its record are one write: the stream carries the
         // record to the publisher, whatever crashes after.
@@ -257,20 +261,23 @@ impl DynamoStore {
                 )?,
             );
         }
-        let update = if plan.completes_draw {
-            "SET #nextTicket = :next, #eventId = :event, #shard = :shard, #drawn = :drawn"
-        } else {
-            "SET #nextTicket = :next, #eventId = :event, #shard = :shard"
-        };
-        let counter = Write::new(layout::line_key(&plan.event_id, plan.shard), update)
+        let mut update = "SET #nextTicket = :next, #eventId = :event, #shard = :shard".to_owned();
+        if plan.completes_draw {
+            update.push_str(", #drawn = :drawn");
+        }
+        if plan.draw_cursor.is_some() {
+            update.push_str(", #drawnThrough = :drawnThrough");
+        }
+        let mut counter = Write::new(layout::line_key(&plan.event_id, plan.shard), update)
             .value(":next", n(plan.next_ticket()))
             .value(":event", s(plan.event_id.as_str()))
             .value(":shard", n(plan.shard));
-        let counter = if plan.completes_draw {
-            counter.value(":drawn", n(1))
-        } else {
-            counter
-        };
+        if plan.completes_draw {
+            counter = counter.value(":drawn", n(1));
+        }
+        if let Some(cursor) = &plan.draw_cursor {
+            counter = counter.value(":drawnThrough", s(layout::place_value(cursor)));
+        }
         // The item may exist without a ticket handed out yet (a leave counted
         // there first): "none yet" is zero either way.
         let counter = if plan.counter_seen.next_ticket == 0 {

@@ -539,6 +539,18 @@ async fn the_admin_api_lists_shows_configures_controls_and_evicts() {
         ),
         "the refused configurations changed nothing"
     );
+    let longest = format!("https://shop.example/{}", "a".repeat(2048 - 21));
+    let (code, long) = call(
+        Method::PUT,
+        "/admin/events/E-admin",
+        Some(&format!(r#"{{"originUrl": "{longest}"}}"#)),
+    )
+    .await;
+    assert_eq!(
+        (code, long["originUrl"].as_str()),
+        (StatusCode::OK, Some(longest.as_str())),
+        "the longest origin URL fits"
+    );
     let (code, error) = call(Method::POST, "/admin/events/E-admin:explode", None).await;
     assert_eq!(
         (code, error["error"].as_str()),

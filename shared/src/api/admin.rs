@@ -27,8 +27,9 @@ use crate::service::admin::{AdminService, Configuration, MAX_CAPACITY};
 
 pub const ADMIN_EVENTS: &str = "/admin/events";
 pub const ADMIN_SESSIONS: &str = "/admin/sessions";
-/// A capacity change is a few bytes.
-const MAX_BODY_BYTES: usize = 1024;
+/// A configuration is a few short fields and one URL of at most
+/// `MAX_ORIGIN_URL` characters.
+const MAX_BODY_BYTES: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminRoute {

@@ -47,6 +47,24 @@ async fn active_of(api: &Api, ids: &[String]) -> Vec<usize> {
     active
 }
 
+/// The first `count` changes of events' state the `audit` subscription
+/// received (waiting up to `PATIENCE` for them).
+async fn state_events(stack: &Stack, audit: &str, count: usize) -> Vec<serde_json::Value> {
+    let mut changes = Vec::new();
+    let started = std::time::Instant::now();
+    while changes.len() < count && started.elapsed() < PATIENCE {
+        changes.extend(
+            stack
+                .consume(audit)
+                .await
+                .into_iter()
+                .filter(|e| e["type"].as_str().is_some_and(|t| t.starts_with("EVENT_"))),
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    changes
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pause_holds_admissions_while_joins_go_on_and_resume_admits_in_order() {
     let stack = Stack::new("pause").await;
@@ -102,18 +120,7 @@ async fn a_pause_holds_admissions_while_joins_go_on_and_resume_admits_in_order()
     assert_eq!(active_of(&api, &ids).await, vec![0, 1], "in join order");
 
     // Each change of state is a domain event of the event, in order.
-    let mut changes = Vec::new();
-    let started = std::time::Instant::now();
-    while changes.len() < 2 && started.elapsed() < PATIENCE {
-        changes.extend(
-            stack
-                .consume(&audit)
-                .await
-                .into_iter()
-                .filter(|e| e["type"].as_str().is_some_and(|t| t.starts_with("EVENT_"))),
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let changes = state_events(&stack, &audit, 2).await;
     let types: Vec<&str> = changes
         .iter()
         .map(|e| e["type"].as_str().unwrap())
@@ -334,18 +341,7 @@ async fn a_scheduled_event_lets_its_pre_queue_in_by_the_published_draw_then_the_
     );
 
     // The schedule and the opening (with the same seed) are domain events.
-    let mut changes = Vec::new();
-    let started = std::time::Instant::now();
-    while changes.len() < 2 && started.elapsed() < PATIENCE {
-        changes.extend(
-            stack
-                .consume(&audit)
-                .await
-                .into_iter()
-                .filter(|e| e["type"].as_str().is_some_and(|t| t.starts_with("EVENT_"))),
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let changes = state_events(&stack, &audit, 2).await;
     let types: Vec<&str> = changes
         .iter()
         .map(|e| e["type"].as_str().unwrap())

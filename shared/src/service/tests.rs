@@ -15,6 +15,7 @@ use crate::ports::{
 };
 
 use super::ServiceError;
+use super::admin::AdminService;
 use super::granter::{Granter, Wake};
 use super::join::{JoinOutcome, JoinService};
 use super::session_command::{Ended, SessionCommands};
@@ -72,6 +73,18 @@ impl World {
                 stay: Duration::from_secs(900),
                 max_stay: Duration::from_secs(1800),
             },
+        }
+    }
+
+    /// The operators' service, as the admin API runs it (default capacity 1).
+    fn admin(&self, shards: u16) -> AdminService<Arc<MemoryStore>> {
+        AdminService {
+            store: self.store.clone(),
+            commands: self.commands(),
+            clock: Arc::new(self.clock.clone()),
+            ids: Arc::new(OsRandom),
+            line_shards: shards,
+            default_capacity: 1,
         }
     }
 
@@ -1261,18 +1274,7 @@ mod scheduled {
     use crate::domain::draw::draw_order;
     use crate::domain::line::DRAW_SETTLES;
     use crate::domain::{Control, EventState};
-    use crate::service::admin::{AdminService, Configuration};
-
-    fn admin(world: &World, shards: u16) -> AdminService<Arc<MemoryStore>> {
-        AdminService {
-            store: world.store.clone(),
-            commands: world.commands(),
-            clock: Arc::new(world.clock.clone()),
-            ids: Arc::new(OsRandom),
-            line_shards: shards,
-            default_capacity: 1,
-        }
-    }
+    use crate::service::admin::Configuration;
 
     fn opening_at(opens_at: Timestamp) -> Configuration {
         Configuration {
@@ -1312,7 +1314,7 @@ mod scheduled {
         let world = World::new();
         let shards = 2;
         let opens_at = world.clock.now().plus(Duration::from_secs(60));
-        let admin = admin(&world, shards);
+        let admin = world.admin(shards);
         let report = admin
             .configure(&event(), &opening_at(opens_at))
             .await
@@ -1399,7 +1401,7 @@ mod scheduled {
     async fn opening_by_hand_draws_too_and_bad_configurations_change_nothing() {
         let world = World::new();
         let shards = 2;
-        let admin = admin(&world, shards);
+        let admin = world.admin(shards);
         let now = world.clock.now();
         let refused = |r: Result<_, ServiceError>| matches!(r, Err(ServiceError::Misconfigured(_)));
         assert!(
@@ -1468,7 +1470,7 @@ mod scheduled {
     #[tokio::test]
     async fn joins_stop_at_the_closing_time_and_the_event_closes_itself() {
         let world = World::new();
-        let admin = admin(&world, 1);
+        let admin = world.admin(1);
         let closes_at = world.clock.now().plus(Duration::from_secs(30));
         admin
             .configure(
@@ -1504,19 +1506,12 @@ mod scheduled {
 
 mod configured {
     use super::*;
-    use crate::service::admin::{AdminService, Configuration};
+    use crate::service::admin::Configuration;
 
     #[tokio::test]
     async fn an_events_own_stay_longest_stay_and_abandonment_limit_apply_to_it_alone() {
         let world = World::new();
-        let admin = AdminService {
-            store: world.store.clone(),
-            commands: world.commands(),
-            clock: Arc::new(world.clock.clone()),
-            ids: Arc::new(OsRandom),
-            line_shards: 1,
-            default_capacity: 1,
-        };
+        let admin = world.admin(1);
         // Longest stay shorter than the stay: refused, nothing written.
         let inverted = Configuration {
             stay: Some(Some(Duration::from_secs(120))),
@@ -1594,18 +1589,7 @@ mod draw_numbering {
     use crate::domain::draw::draw_order;
     use crate::domain::line::DRAW_SETTLES;
     use crate::domain::{Control, EventState, Session};
-    use crate::service::admin::{AdminService, Configuration};
-
-    fn admin(world: &World) -> AdminService<Arc<MemoryStore>> {
-        AdminService {
-            store: world.store.clone(),
-            commands: world.commands(),
-            clock: Arc::new(world.clock.clone()),
-            ids: Arc::new(OsRandom),
-            line_shards: 1,
-            default_capacity: 1,
-        }
-    }
+    use crate::service::admin::Configuration;
 
     fn scheduled_in(world: &World, seconds: u64) -> Configuration {
         Configuration {
@@ -1618,7 +1602,7 @@ mod draw_numbering {
     #[tokio::test]
     async fn a_big_pre_queue_is_numbered_a_part_per_wake_up_resuming_where_it_stopped() {
         let world = World::new();
-        let admin = admin(&world);
+        let admin = world.admin(1);
         admin
             .configure(&event(), &scheduled_in(&world, 3600))
             .await
@@ -1667,7 +1651,7 @@ mod draw_numbering {
     #[tokio::test]
     async fn an_event_that_opened_or_has_someone_in_line_cannot_be_scheduled() {
         let world = World::new();
-        let admin = admin(&world);
+        let admin = world.admin(1);
         admin
             .configure(&event(), &scheduled_in(&world, 60))
             .await

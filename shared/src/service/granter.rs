@@ -306,7 +306,7 @@ impl<S: LineStore + EventStore> Granter<S> {
                 .collect();
             let mut counter = counter;
             let mut setbacks = 0;
-            loop {
+            let applied = loop {
                 let mut plan = plan_numbering(
                     event,
                     &counter,
@@ -317,7 +317,7 @@ impl<S: LineStore + EventStore> Granter<S> {
                 plan.completes_draw = reached_end;
                 plan.draw_cursor = page.last().map(LineEntry::place);
                 match self.store.number_sessions(&plan).await {
-                    Ok(WriteOutcome::Applied) => break,
+                    Ok(WriteOutcome::Applied) => break true,
                     Ok(WriteOutcome::Conflict { rejected }) => {
                         // Numbered at the front meanwhile, gone, or another
                         // granter drew this page: read the counter again.
@@ -335,10 +335,10 @@ impl<S: LineStore + EventStore> Granter<S> {
                 counter = self.ticket_counter(event, shard).await?;
                 if counter.drawn || counter.drawn_through != plan.counter_seen.drawn_through {
                     // Someone else moved the draw on: continue from there.
-                    break;
+                    break false;
                 }
-            }
-            if reached_end {
+            };
+            if applied && reached_end {
                 tracing::info!(event = %event, shard, "line numbered in draw order");
                 return Ok(true);
             }

@@ -271,9 +271,15 @@ impl EventCounters {
         (until > now).then_some(until)
     }
 
+    /// When the event opens, while it is scheduled.
+    pub fn scheduled_opening(&self) -> Option<Timestamp> {
+        self.opens_at
+            .filter(|_| self.state == EventState::Scheduled)
+    }
+
     /// A join at `now` goes into the pre-queue.
     pub fn pre_queue_at(&self, now: Timestamp) -> bool {
-        self.state == EventState::Scheduled && self.opens_at.is_some_and(|at| now < at)
+        self.scheduled_opening().is_some_and(|at| now < at)
     }
 
     /// The shard counters of this event must take the draw's order before

@@ -60,16 +60,33 @@ pub const MAX_REDELIVERY_PAUSE: Duration = Duration::from_secs(8);
 /// again after their pause, instead of after the visibility timeout. If
 /// that fails, they come back after the timeout all the same.
 pub async fn give_back<R: Redelivery>(redelivery: &R, batch: &[Delivery], failed: &[String]) {
+    let paused = batch
+        .iter()
+        .filter(|d| failed.contains(&d.message_id))
+        .map(|d| (redelivery_pause(d.receive_count), d));
+    redeliver(
+        redelivery,
+        paused,
+        "could not bring failed messages back early; they return after the visibility timeout",
+    )
+    .await;
+}
+
+/// Gives `deliveries` back, each after its pause (one call per pause); a
+/// failure is logged with `failed`: they come back after the visibility
+/// timeout all the same.
+async fn redeliver<'a, R: Redelivery>(
+    redelivery: &R,
+    deliveries: impl Iterator<Item = (Duration, &'a Delivery)>,
+    failed: &str,
+) {
     let mut by_pause: BTreeMap<Duration, Vec<Delivery>> = BTreeMap::new();
-    for delivery in batch.iter().filter(|d| failed.contains(&d.message_id)) {
-        by_pause
-            .entry(redelivery_pause(delivery.receive_count))
-            .or_default()
-            .push(delivery.clone());
+    for (pause, delivery) in deliveries {
+        by_pause.entry(pause).or_default().push(delivery.clone());
     }
     for (pause, deliveries) in by_pause {
         if let Err(err) = redelivery.redeliver_after(&deliveries, pause).await {
-            tracing::warn!(error = %err, messages = deliveries.len(), "could not bring failed messages back early; they return after the visibility timeout");
+            tracing::warn!(error = %err, messages = deliveries.len(), "{failed}");
         }
     }
 }
@@ -86,20 +103,14 @@ pub async fn hold<R: Redelivery>(
     held: &[(String, Timestamp)],
     now: Timestamp,
 ) {
-    let mut by_pause: BTreeMap<Duration, Vec<Delivery>> = BTreeMap::new();
-    for (id, until) in held {
-        if let Some(delivery) = batch.iter().find(|d| &d.message_id == id) {
-            let pause = until.since(now).max(Duration::from_secs(1)).min(MAX_HOLD);
-            // Whole seconds, rounded up: never back before the time.
-            let pause = Duration::from_secs(pause.as_secs() + u64::from(pause.subsec_nanos() > 0));
-            by_pause.entry(pause).or_default().push(delivery.clone());
-        }
-    }
-    for (pause, deliveries) in by_pause {
-        if let Err(err) = redelivery.redeliver_after(&deliveries, pause).await {
-            tracing::warn!(error = %err, messages = deliveries.len(), "could not hold messages until their draw; they return after the visibility timeout and are held again");
-        }
-    }
+    let paused = held.iter().filter_map(|(id, until)| {
+        let delivery = batch.iter().find(|d| &d.message_id == id)?;
+        let pause = until.since(now).max(Duration::from_secs(1)).min(MAX_HOLD);
+        // Whole seconds, rounded up: never back before the time.
+        let pause = Duration::from_secs(pause.as_secs() + u64::from(pause.subsec_nanos() > 0));
+        Some((pause, delivery))
+    });
+    redeliver(redelivery, paused, "could not hold messages until their draw; they return after the visibility timeout and are held again").await;
 }
 
 /// A partial batch response for SQS: Lambda deletes every message but the

@@ -305,8 +305,12 @@ impl<S: EventStore + LineStore + SessionStore> AdminService<S> {
                     opens_at.to_rfc3339()
                 ));
             }
-            let opened = counters.state != EventState::Scheduled
-                && (counters.state != EventState::Open || counters.draw_seed.is_some());
+            let opened = match counters.state {
+                EventState::Scheduled => false,
+                // A seed is drawn only by scheduling: this one opened.
+                EventState::Open => counters.draw_seed.is_some(),
+                EventState::Paused | EventState::Closed => true,
+            };
             if opened {
                 return refuse(format!(
                     "the event is {} and has opened: only an event that has not opened can be scheduled",
@@ -324,8 +328,7 @@ impl<S: EventStore + LineStore + SessionStore> AdminService<S> {
             EventState::Scheduled => counters.opens_at,
             _ => None,
         });
-        let closes_at = config.closes_at.unwrap_or(counters.closes_at);
-        if let Some(closes_at) = closes_at.filter(|_| config.closes_at.is_some()) {
+        if let Some(Some(closes_at)) = config.closes_at {
             if closes_at <= now {
                 return refuse(format!(
                     "closesAt {} is not in the future (to close now, use close)",
@@ -333,6 +336,7 @@ impl<S: EventStore + LineStore + SessionStore> AdminService<S> {
                 ));
             }
         }
+        let closes_at = config.closes_at.unwrap_or(counters.closes_at);
         if let (Some(opens_at), Some(closes_at)) = (opens_at, closes_at) {
             if closes_at <= opens_at {
                 return refuse(format!(

@@ -522,7 +522,7 @@ impl<S: LineStore + EventStore> Granter<S> {
         }
     }
 
-    /// One step of an advance: arm the hint behind a full (or paused) event, or plan
+    /// One step of an advance: arm the hint behind a full (or held) event, or plan
     /// from the fronts, number who needs it, and write the admission.
     async fn step(
         &self,
@@ -531,7 +531,8 @@ impl<S: LineStore + EventStore> Granter<S> {
         patience: &Patience,
     ) -> Result<Step, ServiceError> {
         let counters = &state.counters;
-        // A paused event is full for the line: its free slots wait.
+        // A paused event, or one before its draw settles, is full for the
+        // line: its free slots wait.
         let free = counters.admittable(self.policy.default_capacity, self.clock.now());
         if free == 0 {
             if state.known.is_empty() || counters.backlog.is_firm() {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use crate::domain::draw::draw;
 use crate::domain::line::{JOIN_WRITE_WINDOW, shard_for};
 use crate::domain::{
-    Clock, EventCounters, EventId, EventState, IdempotencyKey, Session, SessionId, SessionStatus,
-    Timestamp, UserId,
+    Clock, EventCounters, EventId, IdempotencyKey, Session, SessionId, SessionStatus, Timestamp,
+    UserId,
 };
 use crate::ports::{Arrival, Claim, Discard, EventStore, IdSource, JoinQueue, SessionStore};
 
@@ -180,10 +180,10 @@ impl<S: SessionStore + EventStore, Q: JoinQueue> JoinService<S, Q> {
         if session.draw.is_none() || session.status() != SessionStatus::Waiting {
             return None;
         }
-        let doors = self.states.0.get(&session.event_id, self.clock.now())?;
-        doors
-            .opens_at
-            .filter(|_| doors.state == EventState::Scheduled)
+        self.states
+            .0
+            .get(&session.event_id, self.clock.now())?
+            .scheduled_opening()
     }
 
     /// The event's counters, at most `STATE_READ_EVERY` old (counted from

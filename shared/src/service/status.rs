@@ -8,9 +8,7 @@ use crate::domain::draw::{poll_before_opening, poll_while_numbered};
 use crate::domain::estimate::{estimated_wait, poll_interval};
 use crate::domain::line::people_ahead;
 use crate::domain::token::AdmissionSigner;
-use crate::domain::{
-    Clock, EventCounters, EventId, EventState, Session, SessionId, SessionStatus, Timestamp,
-};
+use crate::domain::{Clock, EventCounters, EventId, Session, SessionId, SessionStatus, Timestamp};
 use crate::ports::{EventStore, LineStore, SessionStore, Touch};
 
 use super::ServiceError;
@@ -113,9 +111,7 @@ impl<S: SessionStore + EventStore + LineStore> StatusService<S> {
         };
         let unnumbered_draw = session.draw.is_some() && session.ticket.is_none();
         let opens_at = match &counters {
-            Some(counters) if unnumbered_draw => counters
-                .opens_at
-                .filter(|_| counters.state == EventState::Scheduled),
+            Some(counters) if unnumbered_draw => counters.scheduled_opening(),
             _ => None,
         };
         let poll_after = (session.status() == SessionStatus::Waiting).then(|| match opens_at {

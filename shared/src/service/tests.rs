@@ -149,6 +149,15 @@ fn user(n: usize) -> UserId {
     UserId::parse(&format!("u{n}")).unwrap()
 }
 
+/// An event of capacity 1 scheduled to open at `opens_at`.
+fn opening_at(opens_at: Timestamp) -> crate::service::admin::Configuration {
+    crate::service::admin::Configuration {
+        capacity: Some(1),
+        opens_at: Some(opens_at),
+        ..Default::default()
+    }
+}
+
 fn key(text: &str) -> IdempotencyKey {
     IdempotencyKey::parse(text).unwrap()
 }
@@ -1276,14 +1285,6 @@ mod scheduled {
     use crate::domain::{Control, EventState};
     use crate::service::admin::Configuration;
 
-    fn opening_at(opens_at: Timestamp) -> Configuration {
-        Configuration {
-            capacity: Some(1),
-            opens_at: Some(opens_at),
-            ..Configuration::default()
-        }
-    }
-
     /// Admits one at a time (capacity 1): each admitted fan leaves and the
     /// granter advances. The order they got in.
     async fn admission_order(
@@ -1589,22 +1590,16 @@ mod draw_numbering {
     use crate::domain::draw::draw_order;
     use crate::domain::line::DRAW_SETTLES;
     use crate::domain::{Control, EventState, Session};
-    use crate::service::admin::Configuration;
-
-    fn scheduled_in(world: &World, seconds: u64) -> Configuration {
-        Configuration {
-            capacity: Some(1),
-            opens_at: Some(world.clock.now().plus(Duration::from_secs(seconds))),
-            ..Configuration::default()
-        }
-    }
 
     #[tokio::test]
     async fn a_big_pre_queue_is_numbered_a_part_per_wake_up_resuming_where_it_stopped() {
         let world = World::new();
         let admin = world.admin(1);
         admin
-            .configure(&event(), &scheduled_in(&world, 3600))
+            .configure(
+                &event(),
+                &opening_at(world.clock.now().plus(Duration::from_secs(3600))),
+            )
             .await
             .unwrap();
         let early = world.joins(1, 0..1_000).await;
@@ -1653,12 +1648,20 @@ mod draw_numbering {
         let world = World::new();
         let admin = world.admin(1);
         admin
-            .configure(&event(), &scheduled_in(&world, 60))
+            .configure(
+                &event(),
+                &opening_at(world.clock.now().plus(Duration::from_secs(60))),
+            )
             .await
             .unwrap();
         admin.control(&event(), Control::Open).await.unwrap();
         assert!(matches!(
-            admin.configure(&event(), &scheduled_in(&world, 120)).await,
+            admin
+                .configure(
+                    &event(),
+                    &opening_at(world.clock.now().plus(Duration::from_secs(120)))
+                )
+                .await,
             Err(ServiceError::Misconfigured(_))
         ));
         // A fan in line whose join never marked the event (its listing
@@ -1676,7 +1679,12 @@ mod draw_numbering {
             .await
             .unwrap();
         assert!(matches!(
-            admin.configure(&other, &scheduled_in(&world, 60)).await,
+            admin
+                .configure(
+                    &other,
+                    &opening_at(world.clock.now().plus(Duration::from_secs(60)))
+                )
+                .await,
             Err(ServiceError::Misconfigured(_))
         ));
         assert_eq!(

@@ -1,7 +1,9 @@
 //! The line's items: event counters (and the backlog hint and heads on
 //! them), ticket counters, shard heads, the line index and the event index.
 
-use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 
 use super::items::{
     decode_counters, decode_line_entry, decode_session, decode_ticket_counter, entry_of_session, n,
@@ -563,52 +565,47 @@ impl EventStore for DynamoStore {
         event: &EventId,
         settings: &EventSettings,
     ) -> Result<(), StoreError> {
-        let mut sets = vec!["#eventId = :event", "#listing = :listing"];
+        let seconds = |value: Option<Option<Duration>>| value.map(|d| d.map(|d| n(d.as_secs())));
+        // Each setting given is set (`Some(Some)`) or removed (`Some(None)`).
+        let given: [(&str, &'static str, Option<Option<AttributeValue>>); 5] = [
+            (
+                "#closesAt",
+                ":closesAt",
+                settings.closes_at.map(|at| at.map(|at| n(at.as_millis()))),
+            ),
+            (
+                "#originUrl",
+                ":originUrl",
+                settings
+                    .origin_url
+                    .as_ref()
+                    .map(|url| url.as_deref().map(s)),
+            ),
+            ("#staySeconds", ":staySeconds", seconds(settings.stay)),
+            (
+                "#maxStaySeconds",
+                ":maxStaySeconds",
+                seconds(settings.max_stay),
+            ),
+            (
+                "#abandonSeconds",
+                ":abandonSeconds",
+                seconds(settings.abandon_after),
+            ),
+        ];
+        let mut sets = vec![
+            "#eventId = :event".to_owned(),
+            "#listing = :listing".to_owned(),
+        ];
         let mut removes = Vec::new();
         let mut write = Write::new(layout::event_key(event), "")
             .value(":event", s(event.as_str()))
             .value(":listing", s(layout::EVENT_LISTING));
-        match settings.closes_at {
-            Some(Some(at)) => {
-                sets.push("#closesAt = :closesAt");
-                write = write.value(":closesAt", n(at.as_millis()));
-            }
-            Some(None) => removes.push("#closesAt"),
-            None => {}
-        }
-        match &settings.origin_url {
-            Some(Some(url)) => {
-                sets.push("#originUrl = :originUrl");
-                write = write.value(":originUrl", s(url));
-            }
-            Some(None) => removes.push("#originUrl"),
-            None => {}
-        }
-        let durations = [
-            (
-                settings.stay,
-                "#staySeconds = :staySeconds",
-                ":staySeconds",
-                "#staySeconds",
-            ),
-            (
-                settings.max_stay,
-                "#maxStaySeconds = :maxStaySeconds",
-                ":maxStaySeconds",
-                "#maxStaySeconds",
-            ),
-            (
-                settings.abandon_after,
-                "#abandonSeconds = :abandonSeconds",
-                ":abandonSeconds",
-                "#abandonSeconds",
-            ),
-        ];
-        for (value, set, placeholder, name) in durations {
+        for (name, placeholder, value) in given {
             match value {
-                Some(Some(duration)) => {
-                    sets.push(set);
-                    write = write.value(placeholder, n(duration.as_secs()));
+                Some(Some(value)) => {
+                    sets.push(format!("{name} = {placeholder}"));
+                    write = write.value(placeholder, value);
                 }
                 Some(None) => removes.push(name),
                 None => {}

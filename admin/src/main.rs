@@ -136,6 +136,13 @@ struct ConfigureFlags {
     /// A waiting fan silent this long is abandoned (0: never).
     #[arg(long)]
     abandon_after_seconds: Option<String>,
+    /// Take joins only with the ticketing site's signature (true/false).
+    #[arg(long)]
+    signed_joins: Option<bool>,
+    /// Every join must solve a puzzle this hard, in bits (0: off); raise
+    /// it during a bot wave.
+    #[arg(long)]
+    puzzle_difficulty: Option<u64>,
 }
 
 #[tokio::main]
@@ -296,6 +303,11 @@ fn configuration(flags: ConfigureFlags) -> Result<Configuration, String> {
         abandon_after: removable(flags.abandon_after_seconds, |v| {
             whole(v).and_then(Configuration::parse_abandon)
         })?,
+        signed_joins: flags.signed_joins,
+        puzzle_difficulty: flags
+            .puzzle_difficulty
+            .map(Configuration::parse_puzzle_difficulty)
+            .transpose()?,
     };
     if config == Configuration::default() {
         return Err("nothing to configure: give at least one setting (see --help)".into());

@@ -41,6 +41,7 @@ impl World {
             line_shards: 4,
             listed: Default::default(),
             states: Default::default(),
+            join_keys: Default::default(),
         }
     }
 

@@ -219,6 +219,7 @@ pub async fn run(users: usize, capacity: u32, ledger: &CallLedger) -> Result<End
         line_shards: join_settings.line.line_shards,
         listed: Default::default(),
         states: Default::default(),
+        join_keys: Default::default(),
     });
     let status = Arc::new(StatusService::new(
         store_for(POLL),

@@ -235,6 +235,7 @@ impl Stack {
             line_shards,
             listed: Default::default(),
             states: Default::default(),
+            join_keys: Default::default(),
         }
     }
 

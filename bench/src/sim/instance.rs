@@ -16,8 +16,8 @@ use waiting_room::domain::{
 };
 use waiting_room::ports::{
     Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSettings, EventStore, Expiry,
-    ExpiryStore, LineStore, QueueError, Redelivery, SessionStore, StoreError, Touch, WakeQueue,
-    WriteOutcome,
+    ExpiryStore, LineStore, PuzzleLedger, QueueError, Redelivery, SessionStore, StoreError, Touch,
+    WakeQueue, WriteOutcome,
 };
 
 use super::queue::SimQueue;
@@ -182,6 +182,12 @@ impl Redelivery for InstanceWakes {
         self.fuse
             .guard(self.queue.redeliver_after(deliveries, pause))
             .await
+    }
+}
+
+impl PuzzleLedger for InstanceStore {
+    async fn spend(&self, digest: &[u8; 32], until: Timestamp) -> Result<bool, StoreError> {
+        self.fuse.guard(self.store.spend(digest, until)).await
     }
 }
 

@@ -319,6 +319,7 @@ async fn simulate(config: SimConfig, event: EventId) -> SimReport {
         line_shards: config.line_shards,
         listed: Default::default(),
         states: Default::default(),
+        join_keys: Default::default(),
     });
     let start = Instant::now();
     let spacing = Duration::from_secs(1).div_f64(config.joins_per_second.max(1) as f64);

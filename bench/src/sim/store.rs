@@ -29,7 +29,7 @@ use waiting_room::domain::{
 };
 use waiting_room::ports::{
     Claim, Discard, EndFrom, EndOutcome, EventSettings, EventStore, Expiry, ExpiryStore, LineStore,
-    SessionStore, StoreError, Touch, WriteOutcome,
+    PuzzleLedger, SessionStore, StoreError, Touch, WriteOutcome,
 };
 
 use super::line_index::LineReplica;
@@ -356,6 +356,21 @@ impl SimStore {
 
     fn ended_in_line(&self, id: &SessionId) {
         self.world.state().waiting.remove(id);
+    }
+}
+
+impl PuzzleLedger for SimStore {
+    async fn spend(&self, digest: &[u8; 32], until: Timestamp) -> Result<bool, StoreError> {
+        let key = format!(
+            "PUZZLE#{}",
+            digest
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let cost = Cost::new("spend_puzzle", Call::UpdateItem).item(key, true);
+        let _held = self.charge(cost).await?;
+        self.inner.spend(digest, until).await
     }
 }
 

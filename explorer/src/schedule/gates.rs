@@ -18,8 +18,8 @@ use waiting_room::domain::{
 };
 use waiting_room::ports::{
     Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSettings, EventSink, EventStore,
-    Expiry, ExpiryStore, JoinQueue, LineStore, Quarantine, QueueError, Redelivery, SessionStore,
-    StoreError, Touch, WakeQueue, WriteOutcome,
+    Expiry, ExpiryStore, JoinQueue, LineStore, PuzzleLedger, Quarantine, QueueError, Redelivery,
+    SessionStore, StoreError, Touch, WakeQueue, WriteOutcome,
 };
 
 use super::scenario::Switch;
@@ -109,6 +109,16 @@ fn outcome<T>(result: &Result<T, StoreError>) -> &'static str {
 
 fn event_of(ids: &[SessionId]) -> Option<EventId> {
     ids.first().map(SessionId::event_id)
+}
+
+impl PuzzleLedger for GatedStore {
+    async fn spend(&self, digest: &[u8; 32], until: Timestamp) -> Result<bool, StoreError> {
+        let digest = *digest;
+        self.call("spend", None, false, move |s| async move {
+            s.spend(&digest, until).await
+        })
+        .await
+    }
 }
 
 impl SessionStore for GatedStore {

@@ -100,6 +100,7 @@ pub async fn fan(
         line_shards: world.scenario.shards,
         listed: Default::default(),
         states: Default::default(),
+        join_keys: Default::default(),
     };
     let Ok(user) = UserId::parse(&format!("fan-{n}")) else {
         return;

@@ -21,8 +21,9 @@ use crate::domain::{
 };
 use crate::ports::{
     Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSettings, EventSink, EventStore,
-    Expiry, ExpiryStore, JoinQueue, JoinQueueMessage, LineStore, Quarantine, QueueConsumer,
-    QueueError, Redelivery, SessionStore, StoreError, Touch, WakeQueue, WakeUp, WriteOutcome,
+    Expiry, ExpiryStore, JoinQueue, JoinQueueMessage, LineStore, OutcomeSender, PuzzleLedger,
+    Quarantine, QueueConsumer, QueueError, Redelivery, SessionStore, StoreError, Touch, WakeQueue,
+    WakeUp, WriteOutcome,
 };
 
 /// How the in-memory store tells time and how far its indexes lag: the
@@ -134,6 +135,8 @@ struct Tables {
     listed: BTreeSet<EventId>,
     /// Events a join listed: they can no longer be scheduled.
     took_joins: BTreeSet<EventId>,
+    /// Spent puzzle solutions (kept: a stale one is refused anyway).
+    puzzles: BTreeSet<[u8; 32]>,
     stream: Vec<StreamRecord>,
 }
 
@@ -439,6 +442,13 @@ fn bump_end_counter(counters: &mut EventCounters, reason: EndReason, by: i64) {
         _ => &mut counters.expired,
     };
     *counter = counter.saturating_add_signed(by);
+}
+
+impl PuzzleLedger for MemoryStore {
+    async fn spend(&self, digest: &[u8; 32], _until: Timestamp) -> Result<bool, StoreError> {
+        self.check_fault()?;
+        Ok(self.with(|t| t.puzzles.insert(*digest)))
+    }
 }
 
 impl SessionStore for MemoryStore {
@@ -794,6 +804,12 @@ impl EventStore for MemoryStore {
             }
             if let Some(abandon_after) = settings.abandon_after {
                 counters.abandon_after = abandon_after;
+            }
+            if let Some(signed) = settings.signed_joins {
+                counters.signed_joins = signed;
+            }
+            if let Some(bits) = settings.puzzle_difficulty {
+                counters.puzzle_difficulty = bits;
             }
             self.put_counters(t, event, counters);
             t.event_index
@@ -1473,6 +1489,27 @@ impl Quarantine for MemoryQuarantine {
     async fn quarantine(&self, id: &str, body: &str, reason: &str) -> Result<(), QueueError> {
         if let Ok(mut held) = self.held.lock() {
             held.push((id.to_owned(), body.to_owned(), reason.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// Collects the outcome messages a checkout sent.
+#[derive(Debug, Default)]
+pub struct MemoryOutcomes {
+    sent: Mutex<Vec<String>>,
+}
+
+impl MemoryOutcomes {
+    pub fn sent(&self) -> Vec<String> {
+        self.sent.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl OutcomeSender for MemoryOutcomes {
+    async fn send_outcome(&self, body: &str) -> Result<(), QueueError> {
+        if let Ok(mut sent) = self.sent.lock() {
+            sent.push(body.to_owned());
         }
         Ok(())
     }

@@ -20,8 +20,8 @@ use aws_sdk_sqs::types::{
 use crate::domain::EventId;
 use crate::domain::line::wake_group_id;
 use crate::ports::{
-    Arrival, Delivery, JoinQueue, JoinQueueMessage, Quarantine, QueueConsumer, QueueError,
-    Redelivery, WakeQueue, WakeUp,
+    Arrival, Delivery, JoinQueue, JoinQueueMessage, OutcomeSender, Quarantine, QueueConsumer,
+    QueueError, Redelivery, WakeQueue, WakeUp,
 };
 
 /// SQS caps a receive (and a delete batch) at ten messages.
@@ -244,6 +244,21 @@ impl SqsQuarantine {
             client,
             dead_letter_queue_url: dead_letter_queue_url.into(),
         }
+    }
+}
+
+/// The checkout-outcome queue is a standard queue: outcomes of one
+/// session are idempotent, their order does not matter.
+impl OutcomeSender for SqsQueue {
+    async fn send_outcome(&self, body: &str) -> Result<(), QueueError> {
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(())
     }
 }
 

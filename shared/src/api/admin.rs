@@ -5,7 +5,7 @@
 //! | --- | --- |
 //! | `GET /admin/events` | `200 {"events": [report…]}` |
 //! | `GET /admin/events/{id}` | `200` the event's report (as `waiting-room-admin show`) |
-//! | `PUT /admin/events/{id}` any of `{"capacity": N, "opensAt": t, "closesAt": t\|null, "originUrl": u\|null}` | `200` the report after the change; `409 configuration_refused` |
+//! | `PUT /admin/events/{id}` any of `{"capacity": N, "opensAt": t, "closesAt": t\|null, "originUrl": u\|null, "staySeconds", "maxStaySeconds", "abandonAfterSeconds", "signedJoins": bool, "puzzleDifficulty": bits}` | `200` the report after the change; `409 configuration_refused` |
 //! | `POST /admin/events/{id}:open` / `:pause` / `:resume` / `:close` | `200` what the control did; `409 control_refused` |
 //! | `POST /admin/sessions/{id}:evict`, optional `{"block": true}` | `200 {"sessionId", "evicted", "blocked", "status"}` |
 
@@ -80,7 +80,7 @@ fn event_id(raw: &str) -> Result<EventId, ApiError> {
     EventId::parse(raw).map_err(|e| ApiError::invalid_field("eventId", e.problem))
 }
 
-const CONFIGURATION_FIELDS: [&str; 7] = [
+const CONFIGURATION_FIELDS: [&str; 9] = [
     "capacity",
     "opensAt",
     "closesAt",
@@ -88,13 +88,16 @@ const CONFIGURATION_FIELDS: [&str; 7] = [
     "staySeconds",
     "maxStaySeconds",
     "abandonAfterSeconds",
+    "signedJoins",
+    "puzzleDifficulty",
 ];
 
 /// A configuration: any of `capacity` (a whole number from 0 to
 /// `MAX_CAPACITY`), `opensAt`, `closesAt` (RFC 3339 in UTC; `null` removes
 /// the closing time), `originUrl`, `staySeconds`, `maxStaySeconds`,
-/// `abandonAfterSeconds` (`null` removes each, back to the deployment's);
-/// at least one.
+/// `abandonAfterSeconds` (`null` removes each, back to the deployment's),
+/// `signedJoins` (true or false), `puzzleDifficulty` (bits, 0 is off); at
+/// least one.
 fn parse_configuration(request: &Request) -> Result<Configuration, ApiError> {
     let fields = json_object(request, &CONFIGURATION_FIELDS)?;
     if fields.is_empty() {
@@ -167,6 +170,24 @@ fn parse_configuration(request: &Request) -> Result<Configuration, ApiError> {
         Configuration::parse_stay("maxStaySeconds", n)
     })?;
     config.abandon_after = seconds("abandonAfterSeconds", &Configuration::parse_abandon)?;
+    match fields.get("signedJoins") {
+        Some(Value::Bool(on)) => config.signed_joins = Some(*on),
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "signedJoins",
+                "must be true or false",
+            ));
+        }
+        None => {}
+    }
+    if let Some(value) = fields.get("puzzleDifficulty") {
+        let bits = value
+            .as_u64()
+            .ok_or_else(|| "must be a whole number of bits".to_owned())
+            .and_then(Configuration::parse_puzzle_difficulty)
+            .map_err(|why| ApiError::invalid_field("puzzleDifficulty", why))?;
+        config.puzzle_difficulty = Some(bits);
+    }
     Ok(config)
 }
 

@@ -7,14 +7,16 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::json::{ApiError, SessionBody, empty_response, json_response};
-use super::{BASE_PATH, Route, not_served, route};
+use super::{BASE_PATH, Route, not_served, page, route};
+use crate::domain::puzzle::Solution;
+use crate::domain::signed_join::JoinSignature;
 use crate::domain::token::{self, PublicKey};
 use crate::domain::{
     Clock, EventId, IdempotencyKey, SessionId, SessionStatus, SystemClock, Timestamp, UserId,
 };
-use crate::ports::{EventStore, JoinQueue, LineStore, SessionStore};
+use crate::ports::{EventStore, JoinQueue, LineStore, PuzzleLedger, SessionStore};
 use crate::service::ServiceError;
-use crate::service::join::JoinService;
+use crate::service::join::{JoinProof, JoinService};
 use crate::service::session_command::SessionCommands;
 use crate::service::status::StatusService;
 use crate::setup::metrics;
@@ -24,21 +26,26 @@ pub const MAX_JOIN_BODY_BYTES: usize = 1024;
 /// A new session's first poll: the granter files it within moments.
 const FIRST_POLL_SECONDS: u64 = 1;
 
-pub async fn join<S: SessionStore + EventStore, Q: JoinQueue>(
+pub async fn join<S: SessionStore + EventStore + PuzzleLedger, Q: JoinQueue>(
     service: &JoinService<S, Q>,
     request: Request,
 ) -> Response<Body> {
     match route(request.method(), request.uri().path()) {
         Ok(Route::Join) => {}
+        Ok(Route::PageJoin(event)) => return page::join(service, &request, &event).await,
         Ok(_) => return not_served(&request),
         Err(err) => return err.into_response(),
     }
-    let (event, user, key) = match parse_join(&request) {
+    let (event, user, key, proof) = match parse_join(&request) {
         Ok(parsed) => parsed,
         Err(err) => return err.into_response(),
     };
     let span = tracing::info_span!("join", event = %event);
-    match service.join(event, user, key).instrument(span).await {
+    match service
+        .join_with(event, user, key, &proof)
+        .instrument(span)
+        .await
+    {
         Ok(outcome) => {
             let session = outcome.session();
             let waiting = session.status() == SessionStatus::Waiting;
@@ -83,6 +90,7 @@ pub(super) fn failed(err: ServiceError) -> Response<Body> {
         | ServiceError::NotActive(_)
         | ServiceError::AlreadyJoined
         | ServiceError::Blocked
+        | ServiceError::JoinRefused(_)
         | ServiceError::EventNotFound
         | ServiceError::EventClosed
         | ServiceError::Misconfigured(_)
@@ -118,6 +126,10 @@ pub async fn status<S: SessionStore + EventStore + LineStore>(
 ) -> Response<Body> {
     let raw_id = match route(request.method(), request.uri().path()) {
         Ok(Route::Status(raw_id)) => raw_id,
+        Ok(Route::Page(event)) => return page::show(service, &request, &event, None).await,
+        Ok(Route::PageSession(event, session)) => {
+            return page::show(service, &request, &event, Some(&session)).await;
+        }
         Ok(_) => return not_served(&request),
         Err(err) => return err.into_response(),
     };
@@ -149,6 +161,9 @@ pub async fn session_command<S: SessionStore + EventStore>(
     let (raw_id, is_leave) = match route(request.method(), request.uri().path()) {
         Ok(Route::Heartbeat(raw_id)) => (raw_id, false),
         Ok(Route::Leave(raw_id)) => (raw_id, true),
+        Ok(Route::PageLeave(event, session)) => {
+            return page::leave(commands, &request, &event, &session).await;
+        }
         Ok(_) => return not_served(&request),
         Err(err) => return err.into_response(),
     };
@@ -203,7 +218,12 @@ pub(super) fn is_json(request: &Request) -> bool {
 /// The header a client repeats on a retried join, to get the same place back.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
-fn parse_join(request: &Request) -> Result<(EventId, UserId, Option<IdempotencyKey>), ApiError> {
+/// A join body: `eventId`, `userId`, and for events that ask for them the
+/// ticketing site's `signature` (`{"exp": …, "hmac": …}`) and a solved
+/// `puzzle` (`{"issuedAt": …, "nonce": …}`).
+type JoinRequest = (EventId, UserId, Option<IdempotencyKey>, JoinProof);
+
+fn parse_join(request: &Request) -> Result<JoinRequest, ApiError> {
     let key = match request.headers().get(IDEMPOTENCY_KEY_HEADER) {
         None => None,
         Some(value) => {
@@ -241,7 +261,60 @@ fn parse_join(request: &Request) -> Result<(EventId, UserId, Option<IdempotencyK
         .map_err(|e| ApiError::invalid_field("eventId", e.problem))?;
     let user = UserId::parse(string_field(&fields, "userId")?)
         .map_err(|e| ApiError::invalid_field("userId", e.problem))?;
-    Ok((event, user, key))
+    let proof = JoinProof {
+        signature: match fields.get("signature") {
+            None | Some(Value::Null) => None,
+            Some(value) => {
+                let (exp, hmac) = pair(value, "signature", "exp", "hmac")?;
+                let hmac = hmac
+                    .as_str()
+                    .ok_or_else(|| ApiError::invalid_field("signature", "hmac must be a string"))?;
+                Some(JoinSignature {
+                    exp: whole(exp, "signature", "exp")?,
+                    hmac: hmac.to_owned(),
+                })
+            }
+        },
+        puzzle: match fields.get("puzzle") {
+            None | Some(Value::Null) => None,
+            Some(value) => {
+                let (issued_at, nonce) = pair(value, "puzzle", "issuedAt", "nonce")?;
+                Some(Solution {
+                    issued_at: whole(issued_at, "puzzle", "issuedAt")?,
+                    nonce: whole(nonce, "puzzle", "nonce")?,
+                })
+            }
+        },
+    };
+    Ok((event, user, key, proof))
+}
+
+/// An object field with exactly two members.
+fn pair<'a>(
+    value: &'a Value,
+    field: &'static str,
+    first: &str,
+    second: &str,
+) -> Result<(&'a Value, &'a Value), ApiError> {
+    let shape = || {
+        ApiError::invalid_field(
+            field,
+            format!("must be {{\"{first}\": …, \"{second}\": …}}"),
+        )
+    };
+    let Value::Object(members) = value else {
+        return Err(shape());
+    };
+    match (members.get(first), members.get(second), members.len()) {
+        (Some(a), Some(b), 2) => Ok((a, b)),
+        _ => Err(shape()),
+    }
+}
+
+fn whole(value: &Value, field: &'static str, member: &str) -> Result<u64, ApiError> {
+    value
+        .as_u64()
+        .ok_or_else(|| ApiError::invalid_field(field, format!("{member} must be a whole number")))
 }
 
 fn string_field<'a>(

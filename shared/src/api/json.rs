@@ -4,9 +4,11 @@ use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
-use crate::domain::{IdempotencyKey, Session, SessionStatus, Timestamp};
-use crate::service::ServiceError;
+use crate::domain::puzzle::PuzzleError;
+use crate::domain::signed_join::SignatureError;
+use crate::domain::{EventState, IdempotencyKey, Session, SessionStatus, Timestamp};
 use crate::service::status::StatusReport;
+use crate::service::{JoinRefusal, ServiceError};
 
 /// A client-facing error: `{"error": code, "message": text}` plus the field
 /// at fault where there is one.
@@ -87,6 +89,24 @@ impl ApiError {
             "unknown_action",
             format!("unknown action {shown:?}; use {allowed}"),
         )
+    }
+
+    /// A join without the signature or the puzzle its event asks for:
+    /// 403 (409 for a solution used before), with a code per cause.
+    pub fn join_refused(refusal: JoinRefusal) -> Self {
+        let (status, code) = match refusal {
+            JoinRefusal::Signature(SignatureError::Missing) => {
+                (StatusCode::FORBIDDEN, "signature_required")
+            }
+            JoinRefusal::Signature(SignatureError::Expired) => {
+                (StatusCode::FORBIDDEN, "signature_expired")
+            }
+            JoinRefusal::Signature(_) => (StatusCode::FORBIDDEN, "signature_invalid"),
+            JoinRefusal::Puzzle(PuzzleError::Missing) => (StatusCode::FORBIDDEN, "puzzle_required"),
+            JoinRefusal::Puzzle(PuzzleError::Reused) => (StatusCode::CONFLICT, "puzzle_reused"),
+            JoinRefusal::Puzzle(_) => (StatusCode::FORBIDDEN, "puzzle_invalid"),
+        };
+        Self::new(status, code, refusal.to_string())
     }
 
     pub fn session_not_found() -> Self {
@@ -234,6 +254,7 @@ impl From<ServiceError> for ApiError {
                 "event_not_found",
                 "no event has this id: set its capacity first, or wait for its first join",
             ),
+            ServiceError::JoinRefused(refusal) => Self::join_refused(refusal),
             ServiceError::EventClosed => Self::new(
                 StatusCode::CONFLICT,
                 "event_closed",
@@ -293,6 +314,9 @@ pub struct SessionBody {
     /// no position before the opening's draw.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub opens_at: Option<String>,
+    /// For a waiting fan: `SCHEDULED`, `OPEN`, `PAUSED` or `CLOSED`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_state: Option<&'static str>,
     /// 1 for the next to be admitted (waiting, once in line).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<u64>,
@@ -310,6 +334,10 @@ pub struct SessionBody {
     /// For an active session: the signed token the protected flow checks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admission_token: Option<String>,
+    /// For an active session: the origin to take the fan to, with the
+    /// token as its `token` query parameter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -325,6 +353,8 @@ impl SessionBody {
             status: session.status().as_str(),
             joined_at: session.joined_at.to_rfc3339(),
             opens_at: None,
+            event_state: None,
+            origin_url: None,
             position: None,
             people_ahead: None,
             estimated_wait_seconds: None,
@@ -340,6 +370,8 @@ impl SessionBody {
     pub fn of_report(report: &StatusReport) -> Self {
         Self {
             opens_at: report.opens_at.map(Timestamp::to_rfc3339),
+            event_state: report.event_state.map(EventState::as_str),
+            origin_url: report.handover_url(),
             position: report.position(),
             people_ahead: report.people_ahead,
             estimated_wait_seconds: report.estimated_wait.map(|d| d.as_secs()),

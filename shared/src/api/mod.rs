@@ -5,10 +5,12 @@
 pub mod admin;
 pub mod handlers;
 mod json;
+pub mod origin;
+pub mod page;
 mod routes;
 
 pub use json::{ApiError, SessionBody};
-pub use routes::{JWKS_PATH, Route, route};
+pub use routes::{CHECKOUT_PATH, JWKS_PATH, PAGE_PATH, Route, route};
 
 use lambda_http::{Body, Request, Response};
 

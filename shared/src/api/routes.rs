@@ -19,9 +19,25 @@ pub enum Route {
     Status(String),
     Heartbeat(String),
     Leave(String),
+    /// `GET /waiting-room/{eventId}`: the fan's page, before joining.
+    Page(String),
+    /// `POST /waiting-room/{eventId}`: the page's join form.
+    PageJoin(String),
+    /// `GET /waiting-room/{eventId}/{sessionId}`: a fan's place in line.
+    PageSession(String, String),
+    /// `POST /waiting-room/{eventId}/{sessionId}`: the page's leave form.
+    PageLeave(String, String),
+    /// `GET /checkout/{eventId}`: the demo origin's page.
+    Checkout(String),
+    /// `POST /checkout/{eventId}`: complete the purchase, or give up.
+    CheckoutOutcome(String),
 }
 
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+/// The fan's waiting page, below which each event has its own.
+pub const PAGE_PATH: &str = "/waiting-room";
+/// The demo origin.
+pub const CHECKOUT_PATH: &str = "/checkout";
 
 pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
     let path = path.strip_suffix('/').unwrap_or(path);
@@ -29,6 +45,40 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         return match *method {
             Method::GET => Ok(Route::Jwks),
             _ => Err(ApiError::method_not_allowed("GET")),
+        };
+    }
+    if let Some(rest) = path
+        .strip_prefix(PAGE_PATH)
+        .and_then(|r| r.strip_prefix('/'))
+    {
+        return match segments(rest).as_deref() {
+            Some([event]) => match *method {
+                Method::GET => Ok(Route::Page((*event).to_owned())),
+                Method::POST => Ok(Route::PageJoin((*event).to_owned())),
+                _ => Err(ApiError::method_not_allowed("GET, POST")),
+            },
+            Some([event, session]) => match *method {
+                Method::GET => Ok(Route::PageSession(
+                    (*event).to_owned(),
+                    (*session).to_owned(),
+                )),
+                Method::POST => Ok(Route::PageLeave((*event).to_owned(), (*session).to_owned())),
+                _ => Err(ApiError::method_not_allowed("GET, POST")),
+            },
+            _ => Err(ApiError::route_not_found()),
+        };
+    }
+    if let Some(rest) = path
+        .strip_prefix(CHECKOUT_PATH)
+        .and_then(|r| r.strip_prefix('/'))
+    {
+        return match segments(rest).as_deref() {
+            Some([event]) => match *method {
+                Method::GET => Ok(Route::Checkout((*event).to_owned())),
+                Method::POST => Ok(Route::CheckoutOutcome((*event).to_owned())),
+                _ => Err(ApiError::method_not_allowed("GET, POST")),
+            },
+            _ => Err(ApiError::route_not_found()),
         };
     }
     if path == BASE_PATH {
@@ -58,6 +108,12 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
             }
         }
     }
+}
+
+/// One or two non-empty path segments.
+fn segments(rest: &str) -> Option<Vec<&str>> {
+    let parts: Vec<&str> = rest.split('/').collect();
+    (parts.len() <= 2 && parts.iter().all(|p| !p.is_empty())).then_some(parts)
 }
 
 /// Clients may send the `:` of a custom method percent-encoded.
@@ -132,6 +188,51 @@ mod tests {
         assert_eq!(
             status_of(Method::GET, &format!("{base}x")),
             StatusCode::NOT_FOUND
+        );
+    }
+
+    #[test]
+    fn page_and_demo_origin_routes_resolve() {
+        assert_eq!(
+            route(&Method::GET, "/waiting-room/E1"),
+            Ok(Route::Page("E1".into()))
+        );
+        assert_eq!(
+            route(&Method::POST, "/waiting-room/E1/"),
+            Ok(Route::PageJoin("E1".into()))
+        );
+        assert_eq!(
+            route(&Method::GET, "/waiting-room/E1/E1.abc"),
+            Ok(Route::PageSession("E1".into(), "E1.abc".into()))
+        );
+        assert_eq!(
+            route(&Method::POST, "/waiting-room/E1/E1.abc"),
+            Ok(Route::PageLeave("E1".into(), "E1.abc".into()))
+        );
+        assert_eq!(
+            route(&Method::GET, "/checkout/E1"),
+            Ok(Route::Checkout("E1".into()))
+        );
+        assert_eq!(
+            route(&Method::POST, "/checkout/E1"),
+            Ok(Route::CheckoutOutcome("E1".into()))
+        );
+        for path in [
+            "/waiting-room",
+            "/waiting-room/",
+            "/waiting-room/a/b/c",
+            "/waiting-room//x",
+            "/checkout/E1/x",
+        ] {
+            assert_eq!(
+                status_of(Method::GET, path),
+                StatusCode::NOT_FOUND,
+                "{path}"
+            );
+        }
+        assert_eq!(
+            status_of(Method::DELETE, "/waiting-room/E1"),
+            StatusCode::METHOD_NOT_ALLOWED
         );
     }
 

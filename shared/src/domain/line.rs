@@ -201,6 +201,10 @@ pub struct EventCounters {
     pub stay: Option<Duration>,
     pub max_stay: Option<Duration>,
     pub abandon_after: Option<Duration>,
+    /// Joins must carry the ticketing site's signature (`signed_join`).
+    pub signed_joins: bool,
+    /// Joins must carry a solved puzzle this hard, in bits (0: none).
+    pub puzzle_difficulty: u8,
     /// The event is known: a join, the granter or an operator listed it.
     /// Controls apply only to known events, so a mistyped id cannot close
     /// an event before its sale.

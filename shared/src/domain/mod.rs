@@ -10,7 +10,9 @@ pub mod event_state;
 pub mod events;
 pub mod ids;
 pub mod line;
+pub mod puzzle;
 pub mod session;
+pub mod signed_join;
 pub mod time;
 pub mod token;
 

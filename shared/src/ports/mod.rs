@@ -201,6 +201,28 @@ pub trait SessionStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Join puzzle solutions already used (`domain::puzzle`), so that each
+/// buys one join. Only the join uses it.
+pub trait PuzzleLedger: Send + Sync {
+    /// Record `digest` as spent, to be forgotten after `until` (when the
+    /// solution is stale anyway); false if it was spent already.
+    fn spend(
+        &self,
+        digest: &[u8; 32],
+        until: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+impl<T: PuzzleLedger> PuzzleLedger for std::sync::Arc<T> {
+    fn spend(
+        &self,
+        digest: &[u8; 32],
+        until: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).spend(digest, until)
+    }
+}
+
 /// An event's counters and settings (capacity, the backlog hint's home),
 /// and the list of events the reconciliation walks.
 pub trait EventStore: Send + Sync {
@@ -263,6 +285,9 @@ pub struct EventSettings {
     pub stay: Option<Option<Duration>>,
     pub max_stay: Option<Option<Duration>>,
     pub abandon_after: Option<Option<Duration>>,
+    pub signed_joins: Option<bool>,
+    /// Bits; 0 turns the puzzle off.
+    pub puzzle_difficulty: Option<u8>,
 }
 
 /// The line: its shards' heads and ticket counters, the line index, and
@@ -488,6 +513,13 @@ pub trait Redelivery: Send + Sync {
         deliveries: &[Delivery],
         pause: Duration,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// Where a checkout reports how an admitted fan's purchase ended (the
+/// checkout-outcome queue); the demo origin uses it.
+pub trait OutcomeSender: Send + Sync {
+    /// Send one outcome message (`service::checkout` reads it).
+    fn send_outcome(&self, body: &str) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
 /// The receiving side, used by the local poller (Lambda receives for us).

@@ -8,12 +8,15 @@ use aws_lambda_events::apigw::{
 };
 use serde_json::Value;
 
+use crate::api::origin::COOKIE;
 use crate::domain::EventId;
 use crate::ports::SessionStore;
 use crate::service::admission_check::AdmissionCheck;
 
-/// The token from the identity source (the `Authorization` header by
-/// default), with or without a `Bearer ` prefix.
+/// The token from the identity source if one is configured, else the
+/// `Authorization` header (with or without `Bearer `), else the origin's
+/// cookie (`wr_admission`, as the demo origin keeps it), else the `token`
+/// query parameter (the hand-over from the waiting page).
 fn token_of(request: &ApiGatewayV2CustomAuthorizerV2Request) -> Option<String> {
     let from_source = request
         .identity_source
@@ -27,7 +30,17 @@ fn token_of(request: &ApiGatewayV2CustomAuthorizerV2Request) -> Option<String> {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let raw = from_source.or_else(from_header)?;
+    let from_cookie = || {
+        request.cookies.iter().find_map(|cookie| {
+            let (name, value) = cookie.trim().split_once('=')?;
+            (name == COOKIE && !value.is_empty()).then(|| value.to_owned())
+        })
+    };
+    let from_query = || request.query_string_parameters.get("token").cloned();
+    let raw = from_source
+        .or_else(from_header)
+        .or_else(from_cookie)
+        .or_else(from_query)?;
     let raw = raw.trim();
     let token = match raw.get(..7) {
         Some(prefix) if prefix.eq_ignore_ascii_case("bearer ") => &raw[7..],

@@ -389,6 +389,7 @@ mod tests {
             line_shards: 1,
             listed: Default::default(),
             states: Default::default(),
+            join_keys: Default::default(),
         };
         let event = EventId::parse("E1").unwrap();
         let joined = join

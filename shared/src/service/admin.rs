@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::domain::events::seed_hex;
+use crate::domain::puzzle::MAX_DIFFICULTY;
 use crate::domain::{
     Clock, Control, EventCounters, EventId, EventState, SessionId, StateChange, Timestamp,
 };
@@ -49,6 +50,10 @@ pub struct EventReport {
     pub max_stay_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub abandon_after_seconds: Option<u64>,
+    /// Joins need the ticketing site's signature.
+    pub signed_joins: bool,
+    /// Joins need a solved puzzle this hard, in bits (0: none).
+    pub puzzle_difficulty: u8,
     pub capacity: u32,
     /// `"stored"` on the event (set by an operator, or the default stored
     /// when the event was first used), or `"default"` for an event nobody
@@ -95,6 +100,8 @@ pub async fn event_report<S: EventStore + LineStore>(
         stay_seconds: counters.stay.map(|d| d.as_secs()),
         max_stay_seconds: counters.max_stay.map(|d| d.as_secs()),
         abandon_after_seconds: counters.abandon_after.map(|d| d.as_secs()),
+        signed_joins: counters.signed_joins,
+        puzzle_difficulty: counters.puzzle_difficulty,
         capacity: counters.effective_capacity(default_capacity),
         capacity_source: if counters.capacity.is_some() {
             "stored"
@@ -180,6 +187,9 @@ pub struct Configuration {
     pub stay: Option<Option<Duration>>,
     pub max_stay: Option<Option<Duration>>,
     pub abandon_after: Option<Option<Duration>>,
+    pub signed_joins: Option<bool>,
+    /// Bits, at most `puzzle::MAX_DIFFICULTY`; 0 turns the puzzle off.
+    pub puzzle_difficulty: Option<u8>,
 }
 
 /// The longest origin URL an operator may store.
@@ -216,6 +226,16 @@ impl Configuration {
                 ABANDON_SECONDS.end()
             ))
         }
+    }
+
+    /// `puzzleDifficulty`: bits of work per join, 0 (off) to `MAX_DIFFICULTY`.
+    pub fn parse_puzzle_difficulty(bits: u64) -> Result<u8, String> {
+        u8::try_from(bits)
+            .ok()
+            .filter(|b| *b <= MAX_DIFFICULTY)
+            .ok_or_else(|| {
+                format!("puzzleDifficulty must be a whole number of bits from 0 (off) to {MAX_DIFFICULTY}")
+            })
     }
 
     /// A time field (`opensAt`, `closesAt`): RFC 3339 in UTC.
@@ -389,6 +409,8 @@ impl<S: EventStore + LineStore + SessionStore> AdminService<S> {
             stay: config.stay,
             max_stay: config.max_stay,
             abandon_after: config.abandon_after,
+            signed_joins: config.signed_joins,
+            puzzle_difficulty: config.puzzle_difficulty,
         };
         if settings != EventSettings::default() {
             self.store.configure_event(event, &settings).await?;

@@ -7,14 +7,18 @@ use std::time::Duration;
 
 use crate::domain::draw::draw;
 use crate::domain::line::{JOIN_WRITE_WINDOW, shard_for};
+use crate::domain::puzzle::{self, PuzzleError, Solution};
+use crate::domain::signed_join::{JoinKeys, JoinSignature};
 use crate::domain::{
     Clock, EventCounters, EventId, IdempotencyKey, Session, SessionId, SessionStatus, Timestamp,
     UserId,
 };
-use crate::ports::{Arrival, Claim, Discard, EventStore, IdSource, JoinQueue, SessionStore};
+use crate::ports::{
+    Arrival, Claim, Discard, EventStore, IdSource, JoinQueue, PuzzleLedger, SessionStore,
+};
 
 use super::cache::TtlCache;
-use super::{MAX_ATTEMPTS, ServiceError};
+use super::{JoinRefusal, MAX_ATTEMPTS, ServiceError};
 
 /// A claim outlives any session it can point to; when it expires DynamoDB
 /// deletes it and the next join starts afresh.
@@ -46,6 +50,17 @@ pub struct JoinService<S, Q> {
     pub listed: ListedEvents,
     /// Events' states as this instance last read them.
     pub states: KnownStates,
+    /// The deployment's keys for signed joins (none: signed events refuse
+    /// every join, and say why).
+    pub join_keys: JoinKeys,
+}
+
+/// What a join may carry besides the user: the ticketing site's signature
+/// and a solved puzzle, for events that ask for them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JoinProof {
+    pub signature: Option<JoinSignature>,
+    pub puzzle: Option<Solution>,
 }
 
 /// How stale an instance's copy of an event's state may be: a close
@@ -85,22 +100,40 @@ impl ListedEvents {
     }
 }
 
-impl<S: SessionStore + EventStore, Q: JoinQueue> JoinService<S, Q> {
-    /// Take a place in line for `user`, or, for a retry of the join that
-    /// took it (the same `key`), answer with that place again. A user with a
-    /// live place and any other key (or none) is refused and learns nothing
-    /// about it: knowing a user id must not open someone's session.
+impl<S: SessionStore + EventStore + PuzzleLedger, Q: JoinQueue> JoinService<S, Q> {
+    /// A join with nothing but the user (events that ask for a signature
+    /// or a puzzle refuse it).
     pub async fn join(
         &self,
         event: EventId,
         user: UserId,
         key: Option<IdempotencyKey>,
     ) -> Result<JoinOutcome, ServiceError> {
+        self.join_with(event, user, key, &JoinProof::default())
+            .await
+    }
+
+    /// Take a place in line for `user`, or, for a retry of the join that
+    /// took it (the same `key`), answer with that place again. A user with a
+    /// live place and any other key (or none) is refused and learns nothing
+    /// about it: knowing a user id must not open someone's session. A join
+    /// the ticketing site signed proves who the user is, so it gets the
+    /// user's own live place back whatever its key (a fan who cleared
+    /// their browser keeps their place).
+    pub async fn join_with(
+        &self,
+        event: EventId,
+        user: UserId,
+        key: Option<IdempotencyKey>,
+        proof: &JoinProof,
+    ) -> Result<JoinOutcome, ServiceError> {
         let doors = self.doors_of(&event).await?;
         let stamped = self.clock.now();
         if !doors.state.takes_joins() || doors.closes_at.is_some_and(|at| at <= stamped) {
             return Err(ServiceError::EventClosed);
         }
+        let signed = self.check_signature(&event, &user, &doors, proof)?;
+        self.spend_puzzle(&event, &user, &doors, proof).await?;
         let random = self
             .ids
             .random_id()
@@ -155,7 +188,7 @@ impl<S: SessionStore + EventStore, Q: JoinQueue> JoinService<S, Q> {
                         .map_err(|err| unconfirmed(err.to_string()))?;
                     match existing {
                         Some(existing) if existing.is_live() => {
-                            if existing.idempotency_key != session.idempotency_key {
+                            if existing.idempotency_key != session.idempotency_key && !signed {
                                 return Err(ServiceError::AlreadyJoined);
                             }
                             self.resend_if_unnumbered(&existing)
@@ -172,6 +205,61 @@ impl<S: SessionStore + EventStore, Q: JoinQueue> JoinService<S, Q> {
         // Every write was refused (the claim kept changing hands) or time
         // ran out between them: nothing of this join is stored.
         Err(ServiceError::Contention)
+    }
+
+    /// Whether the join carries a valid signature of the ticketing site.
+    /// An event that asks for one refuses a join without it; a signature
+    /// that is there must be valid wherever it is sent.
+    fn check_signature(
+        &self,
+        event: &EventId,
+        user: &UserId,
+        doors: &EventCounters,
+        proof: &JoinProof,
+    ) -> Result<bool, ServiceError> {
+        if !doors.signed_joins && proof.signature.is_none() {
+            return Ok(false);
+        }
+        self.join_keys
+            .verify(event, user, proof.signature.as_ref(), self.clock.now())
+            .map_err(|refusal| ServiceError::JoinRefused(refusal.into()))?;
+        Ok(true)
+    }
+
+    /// An event under a puzzle takes a join only with a fresh solution for
+    /// this user that was never used before; it is spent before the place
+    /// is taken (a join that then fails costs its fan one more solve).
+    async fn spend_puzzle(
+        &self,
+        event: &EventId,
+        user: &UserId,
+        doors: &EventCounters,
+        proof: &JoinProof,
+    ) -> Result<(), ServiceError> {
+        if doors.puzzle_difficulty == 0 {
+            return Ok(());
+        }
+        let refused = |why: PuzzleError| ServiceError::JoinRefused(JoinRefusal::Puzzle(why));
+        let digest = puzzle::check(
+            event,
+            user,
+            proof.puzzle,
+            doors.puzzle_difficulty,
+            self.clock.now(),
+        )
+        .map_err(refused)?;
+        let until = proof.puzzle.map_or(self.clock.now(), puzzle::spent_until);
+        if self.store.spend(&digest, until).await? {
+            Ok(())
+        } else {
+            Err(refused(PuzzleError::Reused))
+        }
+    }
+
+    /// The event as this instance last read it (at most `STATE_READ_EVERY`
+    /// old), for the waiting page's form.
+    pub async fn event(&self, event: &EventId) -> Result<EventCounters, ServiceError> {
+        self.doors_of(event).await
     }
 
     /// For a session just placed in a pre-queue: when its event opens (from

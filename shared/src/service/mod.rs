@@ -5,6 +5,7 @@ pub mod admin;
 pub mod admission_check;
 pub mod cache;
 pub mod checkout;
+pub mod demo_origin;
 pub mod granter;
 pub mod join;
 mod patience;
@@ -13,6 +14,8 @@ pub mod session_command;
 pub mod status;
 pub mod sweeper;
 
+use crate::domain::puzzle::PuzzleError;
+use crate::domain::signed_join::SignatureError;
 use crate::domain::{IdempotencyKey, RefusedControl, Session, Timestamp};
 use crate::ports::{QueueError, StoreError};
 
@@ -35,6 +38,10 @@ pub enum ServiceError {
     /// No join, granter or operator ever listed this event.
     #[error("no event has this id")]
     EventNotFound,
+    /// The join lacks the ticketing site's signature or the solved puzzle
+    /// its event asks for: nothing stored.
+    #[error(transparent)]
+    JoinRefused(#[from] JoinRefusal),
     /// The event is closed: no new places, the line drains.
     #[error("the event is closed to new joins")]
     EventClosed,
@@ -62,6 +69,15 @@ pub enum ServiceError {
     /// Stored data or configuration is wrong: a bug or an operator error.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Why a join was refused before anything was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JoinRefusal {
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    #[error(transparent)]
+    Puzzle(#[from] PuzzleError),
 }
 
 impl From<StoreError> for ServiceError {

@@ -8,7 +8,9 @@ use crate::domain::draw::{poll_before_opening, poll_while_numbered};
 use crate::domain::estimate::{estimated_wait, poll_interval};
 use crate::domain::line::people_ahead;
 use crate::domain::token::AdmissionSigner;
-use crate::domain::{Clock, EventCounters, EventId, Session, SessionId, SessionStatus, Timestamp};
+use crate::domain::{
+    Clock, EventCounters, EventId, EventState, Session, SessionId, SessionStatus, Timestamp,
+};
 use crate::ports::{EventStore, LineStore, SessionStore, Touch};
 
 use super::ServiceError;
@@ -27,11 +29,31 @@ pub struct StatusReport {
     /// For someone in the pre-queue of an event not open yet: when it
     /// opens (there is no position before the draw).
     pub opens_at: Option<Timestamp>,
+    /// For a waiting fan: the event's state (a pause or a closing is theirs
+    /// to know).
+    pub event_state: Option<EventState>,
+    /// For an active session: where to take the fan (with the token), the
+    /// event's origin or the deployment's.
+    pub origin_url: Option<String>,
 }
 
 impl StatusReport {
     pub fn position(&self) -> Option<u64> {
         self.people_ahead.map(|ahead| ahead + 1)
+    }
+
+    /// For an active session: its origin with the admission token as the
+    /// `token` query parameter, which origins exchange for a cookie of
+    /// their own. (A token is base64url and dots: nothing to escape.)
+    pub fn handover_url(&self) -> Option<String> {
+        let origin = self.origin_url.as_deref()?;
+        let token = self.admission_token.as_deref()?;
+        let (base, fragment) = match origin.split_once('#') {
+            Some((base, fragment)) => (base, format!("#{fragment}")),
+            None => (origin, String::new()),
+        };
+        let separator = if base.contains('?') { '&' } else { '?' };
+        Some(format!("{base}{separator}token={token}{fragment}"))
     }
 }
 
@@ -48,6 +70,9 @@ pub struct StatusService<S> {
     /// The shard's head is read consistently on every poll instead, so that
     /// the position a user sees never goes up, whichever instance answers.
     pub counters: TtlCache<EventId, EventCounters>,
+    /// Where admitted fans go when their event names no origin; `{eventId}`
+    /// in it is replaced by the event's id.
+    pub default_origin_url: Option<String>,
 }
 
 impl<S: SessionStore + EventStore + LineStore> StatusService<S> {
@@ -66,7 +91,29 @@ impl<S: SessionStore + EventStore + LineStore> StatusService<S> {
             signer,
             abandon_after,
             counters: TtlCache::new(cache),
+            default_origin_url: None,
         }
+    }
+
+    pub fn with_default_origin(self, url: Option<String>) -> Self {
+        Self {
+            default_origin_url: url,
+            ..self
+        }
+    }
+
+    /// The event as this instance last read it (at most the cache's age).
+    pub async fn event(&self, event: &EventId) -> Result<EventCounters, ServiceError> {
+        self.event_counters(event).await
+    }
+
+    /// Where an admitted fan of `event` goes.
+    pub fn origin_of(&self, event: &EventId, counters: &EventCounters) -> Option<String> {
+        counters.origin_url.clone().or_else(|| {
+            self.default_origin_url
+                .as_ref()
+                .map(|url| url.replace("{eventId}", event.as_str()))
+        })
     }
 
     pub async fn status(&self, id: &SessionId) -> Result<StatusReport, ServiceError> {
@@ -79,7 +126,9 @@ impl<S: SessionStore + EventStore + LineStore> StatusService<S> {
         // A waiting fan's event (one read per instance per second): its
         // abandonment limit, rate and opening.
         let counters = match session.status() {
-            SessionStatus::Waiting => Some(self.event_counters(&session.event_id).await?),
+            SessionStatus::Waiting | SessionStatus::Active => {
+                Some(self.event_counters(&session.event_id).await?)
+            }
             _ => None,
         };
         let abandon_after = counters
@@ -119,8 +168,16 @@ impl<S: SessionStore + EventStore + LineStore> StatusService<S> {
             None if unnumbered_draw => poll_while_numbered(abandon_after),
             None => poll_interval(ahead, wait, abandon_after),
         });
+        let waiting = session.status() == SessionStatus::Waiting;
+        let event_state = counters.as_ref().filter(|_| waiting).map(|c| c.state);
+        let origin_url = match (&counters, session.status()) {
+            (Some(counters), SessionStatus::Active) => self.origin_of(&session.event_id, counters),
+            _ => None,
+        };
         Ok(StatusReport {
             opens_at,
+            event_state,
+            origin_url,
             admission_token: self.signer.token_for(&session),
             session,
             people_ahead: ahead,

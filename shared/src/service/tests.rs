@@ -45,6 +45,7 @@ impl World {
             line_shards: shards,
             listed: Default::default(),
             states: Default::default(),
+            join_keys: Default::default(),
         }
     }
 

@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use crate::domain::StayPolicy;
+use crate::domain::signed_join::JoinKeys;
 use crate::domain::token::{AdmissionSigner, PublicKey};
 
 pub const TABLE_NAME: &str = "TABLE_NAME";
@@ -28,6 +29,8 @@ pub const EVENTS_TOPIC_ARN: &str = "EVENTS_TOPIC_ARN";
 pub const ADMISSIONS_TOPIC_ARN: &str = "ADMISSIONS_TOPIC_ARN";
 pub const CHECKOUT_QUEUE_URL: &str = "CHECKOUT_QUEUE_URL";
 pub const STREAM_DLQ_URL: &str = "STREAM_DLQ_URL";
+pub const JOIN_SIGNING_KEYS: &str = "JOIN_SIGNING_KEYS";
+pub const DEFAULT_ORIGIN_URL: &str = "DEFAULT_ORIGIN_URL";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -143,6 +146,18 @@ pub fn admission_public_keys(env: &Env) -> Result<Vec<PublicKey>, ConfigError> {
         return Err(ConfigError::Missing(ADMISSION_PUBLIC_KEYS));
     }
     Ok(keys)
+}
+
+/// The keys signed joins are checked with (`JOIN_SIGNING_KEYS`, optional:
+/// without them, events that ask for signed joins refuse every join).
+pub fn join_keys(env: &Env) -> Result<JoinKeys, ConfigError> {
+    match env.optional(JOIN_SIGNING_KEYS) {
+        None => Ok(JoinKeys::default()),
+        Some(value) => JoinKeys::parse(&value).map_err(|problem| ConfigError::Invalid {
+            name: JOIN_SIGNING_KEYS,
+            problem,
+        }),
+    }
 }
 
 /// Settings shared by everything that shapes the line.

@@ -14,12 +14,14 @@ use crate::adapters::sqs::{SqsQuarantine, SqsQueue};
 use crate::adapters::streams::{StartAt, TableStreamReader};
 use crate::domain::SystemClock;
 use crate::domain::admission::AdmissionPolicy;
+use crate::domain::signed_join::JoinKeys;
 use crate::domain::token::{AdmissionSigner, PublicKey, TokenVerifier};
 use crate::ports::{OsRandom, StoreError};
 use crate::service::admin::AdminService;
 use crate::service::admission_check::AdmissionCheck;
 use crate::service::cache::TtlCache;
 use crate::service::checkout::CheckoutOutcomes;
+use crate::service::demo_origin::DemoOrigin;
 use crate::service::granter::Granter;
 use crate::service::join::JoinService;
 use crate::service::publisher::Publisher;
@@ -47,12 +49,14 @@ pub const FUNCTIONS: &[&str] = &[
     "authorizer",
     "jwks",
     "admin-api",
+    "demo-checkout",
 ];
 
 pub struct JoinSettings {
     pub table: String,
     pub join_queue_url: String,
     pub line: LineSettings,
+    pub join_keys: JoinKeys,
 }
 
 impl JoinSettings {
@@ -61,6 +65,7 @@ impl JoinSettings {
             table: env.required(config::TABLE_NAME)?,
             join_queue_url: env.required(config::JOIN_QUEUE_URL)?,
             line: LineSettings::from_env(env)?,
+            join_keys: config::join_keys(env)?,
         })
     }
 }
@@ -71,6 +76,8 @@ pub struct StatusSettings {
     pub lifecycle: LifecycleSettings,
     pub signer: AdmissionSigner,
     pub cache: Duration,
+    /// Where admitted fans go when their event names no origin.
+    pub default_origin_url: Option<String>,
 }
 
 impl StatusSettings {
@@ -85,6 +92,7 @@ impl StatusSettings {
                 1000u64,
                 0..=60_000,
             )?),
+            default_origin_url: env.optional(config::DEFAULT_ORIGIN_URL),
         })
     }
 }
@@ -214,6 +222,22 @@ impl AuthorizerSettings {
     }
 }
 
+/// The demo origin checks tokens as the authorizer does and sends
+/// outcomes to the checkout-outcome queue.
+pub struct DemoOriginSettings {
+    pub check: AuthorizerSettings,
+    pub checkout_queue_url: String,
+}
+
+impl DemoOriginSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            check: AuthorizerSettings::from_env(env)?,
+            checkout_queue_url: env.required(config::CHECKOUT_QUEUE_URL)?,
+        })
+    }
+}
+
 /// The variables `function` reads, as its settings ask for them with every
 /// variable set to a valid value. `None` for an unknown function.
 pub fn variables_read(function: &str) -> Option<Vec<Read>> {
@@ -229,6 +253,7 @@ pub fn variables_read(function: &str) -> Option<Vec<Read>> {
         "authorizer" => AuthorizerSettings::from_env(&env).map(drop),
         "jwks" => config::admission_public_keys(&env).map(drop),
         "admin-api" => AdminSettings::from_env(&env).map(drop),
+        "demo-checkout" => DemoOriginSettings::from_env(&env).map(drop),
         "not-found" => Ok(()),
         _ => return None,
     };
@@ -279,6 +304,7 @@ pub async fn join_service() -> Result<JoinService<DynamoStore, SqsQueue>, Config
         line_shards: settings.line.line_shards,
         listed: Default::default(),
         states: Default::default(),
+        join_keys: settings.join_keys,
     })
 }
 
@@ -291,7 +317,8 @@ pub async fn status_service() -> Result<StatusService<DynamoStore>, ConfigError>
         settings.signer,
         settings.lifecycle.abandon_after,
         settings.cache,
-    ))
+    )
+    .with_default_origin(settings.default_origin_url))
 }
 
 fn commands_with(settings: &CommandSettings, store: DynamoStore) -> SessionCommands<DynamoStore> {
@@ -451,11 +478,23 @@ pub async fn publisher()
 
 pub async fn admission_check() -> Result<AdmissionCheck<DynamoStore>, ConfigError> {
     let settings = AuthorizerSettings::from_env(&config::process_env())?;
-    Ok(AdmissionCheck {
+    Ok(admission_check_with(settings).await)
+}
+
+async fn admission_check_with(settings: AuthorizerSettings) -> AdmissionCheck<DynamoStore> {
+    AdmissionCheck {
         verifier: TokenVerifier::new(settings.keys),
         store: store(settings.table).await,
         clock: Arc::new(SystemClock),
         sessions: TtlCache::new(settings.session_cache),
+    }
+}
+
+pub async fn demo_origin() -> Result<DemoOrigin<DynamoStore, SqsQueue>, ConfigError> {
+    let settings = DemoOriginSettings::from_env(&config::process_env())?;
+    Ok(DemoOrigin {
+        outcomes: SqsQueue::new(sqs_client(sdk().await), settings.checkout_queue_url),
+        check: admission_check_with(settings.check).await,
     })
 }
 

@@ -217,6 +217,8 @@ pub fn decode_counters(item: Option<&Item>, shard_count: u16) -> Result<EventCou
             stay: seconds(item, "staySeconds")?,
             max_stay: seconds(item, "maxStaySeconds")?,
             abandon_after: seconds(item, "abandonSeconds")?,
+            signed_joins: counter(item, "signedJoins")? > 0,
+            puzzle_difficulty: opt_num(item, "puzzleDifficulty")?.unwrap_or(0),
             listed: item.contains_key(layout::EVENT_INDEX_PARTITION),
             active: counter(item, "active")?,
             admitted: counter(item, "admitted")?,

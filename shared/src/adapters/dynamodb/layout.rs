@@ -50,6 +50,12 @@ pub fn claim_key(event: &EventId, user: &UserId) -> String {
     format!("CLAIM#{event}#{user}")
 }
 
+/// A spent join puzzle solution, by its SHA-256 (which names the event).
+pub fn puzzle_key(digest: &[u8; 32]) -> String {
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("PUZZLE#{hex}")
+}
+
 pub fn event_key(event: &EventId) -> String {
     format!("EVENT#{event}")
 }

@@ -567,7 +567,10 @@ impl EventStore for DynamoStore {
     ) -> Result<(), StoreError> {
         let seconds = |value: Option<Option<Duration>>| value.map(|d| d.map(|d| n(d.as_secs())));
         // Each setting given is set (`Some(Some)`) or removed (`Some(None)`).
-        let given: [(&str, &'static str, Option<Option<AttributeValue>>); 5] = [
+        // Off is stored as no attribute.
+        let switch = |on: Option<bool>| on.map(|on| on.then(|| n(1)));
+        let bits = |bits: Option<u8>| bits.map(|b| (b > 0).then(|| n(b)));
+        let given: [(&str, &'static str, Option<Option<AttributeValue>>); 7] = [
             (
                 "#closesAt",
                 ":closesAt",
@@ -591,6 +594,16 @@ impl EventStore for DynamoStore {
                 "#abandonSeconds",
                 ":abandonSeconds",
                 seconds(settings.abandon_after),
+            ),
+            (
+                "#signedJoins",
+                ":signedJoins",
+                switch(settings.signed_joins),
+            ),
+            (
+                "#puzzleDifficulty",
+                ":puzzleDifficulty",
+                bits(settings.puzzle_difficulty),
             ),
         ];
         let mut sets = vec![

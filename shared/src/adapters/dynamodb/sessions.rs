@@ -14,7 +14,22 @@ use super::{ACTIVE, DynamoStore, WAITING};
 use crate::domain::{
     EndReason, Ending, EventId, Session, SessionId, SessionStatus, Timestamp, UserId,
 };
-use crate::ports::{Claim, Discard, EndFrom, EndOutcome, SessionStore, StoreError, Touch};
+use crate::ports::{
+    Claim, Discard, EndFrom, EndOutcome, PuzzleLedger, SessionStore, StoreError, Touch,
+};
+
+/// One small item per spent solution, written only if absent; TTL removes
+/// it once the solution is stale.
+impl PuzzleLedger for DynamoStore {
+    async fn spend(&self, digest: &[u8; 32], until: Timestamp) -> Result<bool, StoreError> {
+        self.update(
+            Write::new(layout::puzzle_key(digest), "SET #ttl = :ttl")
+                .when("attribute_not_exists(#pk)")
+                .value(":ttl", ttl_value(until)),
+        )
+        .await
+    }
+}
 
 impl SessionStore for DynamoStore {
     async fn create_session(

@@ -8,12 +8,14 @@ mod watch;
 
 use std::process::ExitCode;
 
+use base64::Engine;
 use clap::{Parser, Subcommand};
 use waiting_room::adapters::aws::{dynamodb_client, sdk_config_for, sns_client, sqs_client};
 use waiting_room::adapters::dynamodb::DynamoStore;
 use waiting_room::adapters::provision::{Clients, ResourceNames, provision};
+use waiting_room::domain::signed_join::{JoinKeys, LONGEST_SIGNATURE};
 use waiting_room::domain::token::AdmissionSigner;
-use waiting_room::domain::{Clock, Control, EventId, SessionId, SystemClock};
+use waiting_room::domain::{Clock, Control, EventId, SessionId, SystemClock, UserId};
 use waiting_room::ports::EventStore;
 use waiting_room::service::admin::{AdminService, Configuration, MAX_CAPACITY};
 use waiting_room::setup::config::{self, LifecycleSettings, LineSettings};
@@ -110,6 +112,23 @@ enum Command {
         #[arg(long)]
         kid: String,
     },
+    /// Make a new key for signed joins. Prints JOIN_SIGNING_KEYS (for the
+    /// join function; put it first, before any key still in use) and the
+    /// key alone, for the ticketing site.
+    NewJoinKey,
+    /// Sign a join as the ticketing site does, with the first key of
+    /// JOIN_SIGNING_KEYS; prints the link's query and the API's signature.
+    SignJoin {
+        #[arg(long)]
+        event: String,
+        #[arg(long)]
+        user: String,
+        /// How long the signature stays good, in seconds (at most a day).
+        #[arg(long, default_value_t = 600)]
+        valid_for: u64,
+        #[arg(long, env = "JOIN_SIGNING_KEYS", hide_env_values = true)]
+        keys: String,
+    },
 }
 
 /// What `configure` may set; "none" removes an optional setting (back to
@@ -173,6 +192,21 @@ async fn run(cli: Cli) -> Result<String, String> {
         })
         .to_string());
     }
+    match &cli.command {
+        Command::NewJoinKey => {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| e.to_string())?;
+            let key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key);
+            return Ok(serde_json::json!({"JOIN_SIGNING_KEYS": key}).to_string());
+        }
+        Command::SignJoin {
+            event,
+            user,
+            valid_for,
+            keys,
+        } => return sign_join(event, user, *valid_for, keys),
+        _ => {}
+    }
     let sdk = sdk_config_for(cli.endpoint_url.as_deref()).await;
     let dynamodb = dynamodb_client(&sdk);
     match cli.command {
@@ -211,7 +245,9 @@ async fn run(cli: Cli) -> Result<String, String> {
                 .map_err(|e| e.to_string())?;
             Ok(serde_json::json!({"eventId": event.as_str(), "capacity": capacity}).to_string())
         }
-        Command::NewSigningKey { .. } => Err("handled above".into()),
+        Command::NewSigningKey { .. } | Command::NewJoinKey | Command::SignJoin { .. } => {
+            Err("handled above".into())
+        }
         Command::Events => {
             let store = DynamoStore::new(dynamodb, cli.table);
             let mut events = store.events().await.map_err(|e| e.to_string())?;
@@ -393,4 +429,20 @@ async fn watch(admin: &AdminService<DynamoStore>, event: &str) -> Result<String,
     };
     ratatui::restore();
     outcome
+}
+
+/// A signed join for `user` at `event`, as a ticketing site makes it.
+fn sign_join(event: &str, user: &str, valid_for: u64, keys: &str) -> Result<String, String> {
+    let event = EventId::parse(event).map_err(|e| e.to_string())?;
+    let user = UserId::parse(user).map_err(|e| e.to_string())?;
+    let keys = JoinKeys::parse(keys)?;
+    let exp = SystemClock.now().as_secs() + valid_for.min(LONGEST_SIGNATURE.as_secs());
+    let signed = keys
+        .sign(&event, &user, exp)
+        .ok_or("JOIN_SIGNING_KEYS names no key")?;
+    Ok(serde_json::json!({
+        "query": format!("userId={user}&exp={exp}&sig={}", signed.hmac),
+        "signature": {"exp": exp, "hmac": signed.hmac},
+    })
+    .to_string())
 }

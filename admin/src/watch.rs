@@ -198,6 +198,8 @@ mod tests {
             admits_from: None,
             stay_seconds: None,
             max_stay_seconds: None,
+            signed_joins: false,
+            puzzle_difficulty: 0,
             abandon_after_seconds: None,
             capacity: 500,
             capacity_source: "stored",

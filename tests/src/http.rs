@@ -46,17 +46,19 @@ pub fn session_path(id: &str) -> String {
 use waiting_room::adapters::dynamodb::DynamoStore;
 use waiting_room::adapters::sqs::SqsQueue;
 use waiting_room::api;
+use waiting_room::service::demo_origin::DemoOrigin;
 use waiting_room::service::join::JoinService;
 use waiting_room::service::session_command::SessionCommands;
 use waiting_room::service::status::StatusService;
 
-/// The four HTTP functions behind a router that maps method and path to a
-/// function exactly as API Gateway (infra/) and `cargo lambda watch`
+/// The public HTTP functions behind a router that maps method and path to
+/// a function exactly as API Gateway (infra/) and `cargo lambda watch`
 /// (Cargo.toml metadata) do: whole path segments only.
 pub struct Api {
     pub join: JoinService<DynamoStore, SqsQueue>,
     pub status: StatusService<DynamoStore>,
     pub commands: SessionCommands<DynamoStore>,
+    pub origin: DemoOrigin<DynamoStore, SqsQueue>,
 }
 
 impl Api {
@@ -65,6 +67,7 @@ impl Api {
             join: stack.join_service(1),
             status: stack.status_service(1),
             commands: stack.commands(),
+            origin: stack.demo_origin(),
         }
     }
 
@@ -75,6 +78,27 @@ impl Api {
             .strip_prefix(sessions)
             .and_then(|rest| rest.strip_prefix('/'))
             .is_some_and(|id| !id.is_empty() && !id.contains('/'));
+        // `/waiting-room/{eventId}[/{sessionId}]` and `/checkout/{eventId}`.
+        let segments = |base: &str| {
+            path.strip_prefix(base)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .map(|rest| rest.split('/').collect::<Vec<_>>())
+                .filter(|parts| parts.iter().all(|p| !p.is_empty()))
+                .map_or(0, |parts| parts.len())
+        };
+        let page = segments("/waiting-room");
+        let method = request.method().clone();
+        match (&method, page) {
+            (&Method::GET, 1 | 2) => return api::handlers::status(&self.status, request).await,
+            (&Method::POST, 1) => return api::handlers::join(&self.join, request).await,
+            (&Method::POST, 2) => {
+                return api::handlers::session_command(&self.commands, request).await;
+            }
+            _ => {}
+        }
+        if segments("/checkout") == 1 && (method == Method::GET || method == Method::POST) {
+            return api::origin::checkout(&self.origin, request).await;
+        }
         match (
             request.method().clone(),
             path == sessions,

@@ -33,10 +33,12 @@ use waiting_room::service::sweeper::Reconciler;
 use waiting_room::setup::config::LifecycleSettings;
 
 use crate::recording::CallLog;
+use waiting_room::domain::signed_join::JoinKeys;
 use waiting_room::domain::token::{AdmissionSigner, TokenVerifier};
 use waiting_room::service::admission_check::AdmissionCheck;
 use waiting_room::service::cache::TtlCache;
 use waiting_room::service::checkout::CheckoutOutcomes;
+use waiting_room::service::demo_origin::DemoOrigin;
 use waiting_room::service::granter::Granter;
 use waiting_room::service::join::JoinService;
 use waiting_room::service::publisher::Publisher;
@@ -235,7 +237,21 @@ impl Stack {
             line_shards,
             listed: Default::default(),
             states: Default::default(),
-            join_keys: Default::default(),
+            join_keys: JoinKeys::of(vec![TEST_JOIN_KEY.to_vec()]),
+        }
+    }
+
+    /// The demo origin as its function runs it.
+    pub fn demo_origin(&self) -> DemoOrigin<DynamoStore, SqsQueue> {
+        let clients = self.clients_for("demo-checkout");
+        DemoOrigin {
+            check: AdmissionCheck {
+                verifier: self.verifier(),
+                store: DynamoStore::new(clients.dynamodb, &self.resources.table),
+                clock: Arc::new(SystemClock),
+                sessions: TtlCache::new(Duration::ZERO),
+            },
+            outcomes: SqsQueue::new(clients.sqs, &self.resources.checkout_queue_url),
         }
     }
 
@@ -662,6 +678,9 @@ where
 }
 
 /// Lifecycle settings for tests: a given default capacity, the rest default.
+/// The join signing key of every test stack's join service.
+pub const TEST_JOIN_KEY: [u8; 32] = [42; 32];
+
 pub fn lifecycle(default_capacity: u32) -> LifecycleSettings {
     LifecycleSettings {
         default_capacity,

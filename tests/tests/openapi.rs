@@ -62,6 +62,12 @@ fn operation_id(route: &Route) -> &'static str {
         Route::Status(_) => "status",
         Route::Heartbeat(_) => "heartbeat",
         Route::Leave(_) => "leave",
+        Route::Page(_) => "waitingPage",
+        Route::PageJoin(_) => "waitingPageJoin",
+        Route::PageSession(..) => "sessionPage",
+        Route::PageLeave(..) => "sessionPageLeave",
+        Route::Checkout(_) => "checkoutPage",
+        Route::CheckoutOutcome(_) => "checkoutOutcome",
     }
 }
 
@@ -79,7 +85,10 @@ fn every_documented_operation_is_routed_and_every_route_is_documented() {
     let spec = spec();
     let mut documented = BTreeSet::new();
     for op in operations(&spec) {
-        let path = op.path.replace("{sessionId}", "abc123");
+        let path = op
+            .path
+            .replace("{sessionId}", "abc123")
+            .replace("{eventId}", "E1");
         let routed = route(&op.method, &path).unwrap_or_else(|e| {
             panic!(
                 "{} {} is documented but not routed: {e:?}",
@@ -87,8 +96,18 @@ fn every_documented_operation_is_routed_and_every_route_is_documented() {
             )
         });
         assert_eq!(operation_id(&routed), op.id, "{} {}", op.method, op.path);
-        if let Route::Status(id) | Route::Heartbeat(id) | Route::Leave(id) = &routed {
-            assert_eq!(id, "abc123", "the path parameter reaches the handler");
+        match &routed {
+            Route::Status(id) | Route::Heartbeat(id) | Route::Leave(id) => {
+                assert_eq!(id, "abc123", "the path parameter reaches the handler");
+            }
+            Route::PageSession(event, id) | Route::PageLeave(event, id) => {
+                assert_eq!((event.as_str(), id.as_str()), ("E1", "abc123"));
+            }
+            Route::Page(event)
+            | Route::PageJoin(event)
+            | Route::Checkout(event)
+            | Route::CheckoutOutcome(event) => assert_eq!(event, "E1"),
+            Route::Jwks | Route::Join => {}
         }
         documented.insert(op.id);
     }
@@ -98,6 +117,12 @@ fn every_documented_operation_is_routed_and_every_route_is_documented() {
         Route::Status(String::new()),
         Route::Heartbeat(String::new()),
         Route::Leave(String::new()),
+        Route::Page(String::new()),
+        Route::PageJoin(String::new()),
+        Route::PageSession(String::new(), String::new()),
+        Route::PageLeave(String::new(), String::new()),
+        Route::Checkout(String::new()),
+        Route::CheckoutOutcome(String::new()),
     ];
     let routes: BTreeSet<String> = every_route
         .iter()
@@ -223,7 +248,71 @@ impl Rng {
                 if self.below(4) == 0 {
                     body.insert(self.string(), self.json(1));
                 }
+                for proof in ["signature", "puzzle"] {
+                    if self.below(6) == 0 {
+                        body.insert(proof.into(), self.json(2));
+                    }
+                }
                 Body::Text(Value::Object(body).to_string())
+            }
+        }
+    }
+
+    /// A form body: the page's fields, valid, missing, repeated or junk.
+    fn form_body(&mut self) -> Body {
+        const FIELDS: &[&str] = &[
+            "userId",
+            "key",
+            "exp",
+            "sig",
+            "puzzleIssuedAt",
+            "puzzleNonce",
+            "action",
+            "outcome",
+            "x",
+        ];
+        const VALUES: &[&str] = &[
+            "fan-1",
+            "leave",
+            "completed",
+            "failed",
+            "1",
+            "99999999999999999999",
+            "",
+        ];
+        let mut pairs = Vec::new();
+        for _ in 0..self.below(5) {
+            let value = if self.below(2) == 0 {
+                (*self.pick(VALUES)).to_owned()
+            } else {
+                percent_encode(&self.string())
+            };
+            pairs.push(format!("{}={value}", self.pick(FIELDS)));
+        }
+        match self.below(6) {
+            0 => Body::Binary(vec![0xff, b'=', 0xfe]),
+            _ => Body::Text(pairs.join("&")),
+        }
+    }
+
+    /// A page path: the event's, a session's, the demo origin's.
+    fn page_path(&mut self, known: &[String]) -> String {
+        let event = if self.below(3) == 0 {
+            percent_encode(&self.string())
+        } else {
+            "E1".to_owned()
+        };
+        match self.below(4) {
+            0 => format!("/waiting-room/{event}"),
+            1 => format!("/checkout/{event}?token={}", percent_encode(&self.string())),
+            2 => format!("/checkout/{event}"),
+            _ => {
+                let id = if !known.is_empty() && self.below(2) == 0 {
+                    self.pick(known).clone()
+                } else {
+                    percent_encode(&self.string())
+                };
+                format!("/waiting-room/{event}/{id}")
             }
         }
     }
@@ -278,8 +367,9 @@ async fn fuzzed_requests_get_documented_answers_and_never_a_5xx() {
     for case in 0..cases {
         let method = Method::from_bytes(rng.pick(METHODS).as_bytes()).unwrap();
         // Mostly a documented operation, sometimes any path at all.
-        let (path, body) = match rng.below(10) {
+        let (path, body) = match rng.below(13) {
             0..=3 => ("/api/waiting-room/sessions".to_owned(), rng.join_body()),
+            10..=12 => (rng.page_path(&known_sessions), rng.form_body()),
             4..=7 => (
                 session_path(&rng.session_segment(&known_sessions)),
                 Body::Empty,
@@ -293,6 +383,7 @@ async fn fuzzed_requests_get_documented_answers_and_never_a_5xx() {
             Some("application/json"),
             Some("application/json; charset=utf-8"),
             Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
             None,
         ]) {
             builder = builder.header("content-type", *content_type);
@@ -308,10 +399,27 @@ async fn fuzzed_requests_get_documented_answers_and_never_a_5xx() {
 
         let response = api.call(request).await;
         let status = response.status().as_u16();
-        let (_, answer) = read(response);
+        let html = response
+            .headers()
+            .get("content-type")
+            .is_some_and(|t| t.to_str().unwrap().starts_with("text/html"));
+        let (_, answer) = if html {
+            // A page: its reason is in an alert, not in a JSON code.
+            let text = match response.body() {
+                Body::Text(text) => text.clone(),
+                _ => String::new(),
+            };
+            assert!(
+                status < 400 || text.contains("role=\"alert\""),
+                "{shown}: a refusal page without its reason"
+            );
+            (response.status(), json!({"page": status}))
+        } else {
+            read(response)
+        };
         *seen.entry(status).or_default() += 1;
         assert!(status < 500, "{shown} got {status}: {answer}");
-        if status >= 400 {
+        if status >= 400 && !html {
             let code = answer["error"].as_str().unwrap_or_default();
             assert!(codes.contains(code), "{shown}: undocumented error {answer}");
         }

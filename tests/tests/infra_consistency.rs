@@ -766,3 +766,55 @@ fn the_dashboard_and_alarms_read_exactly_the_metrics_the_code_emits() {
         metrics::Metric::StrandedEvents.name()
     );
 }
+
+#[test]
+fn joins_are_throttled_on_their_own_and_the_edge_limits_each_client_ip() {
+    let template = template();
+    let api = resource(&template, "HttpApi");
+    let throttled: BTreeSet<String> = api["RouteSettings"]
+        .as_hash()
+        .unwrap()
+        .iter()
+        .map(|(route, settings)| {
+            assert_eq!(text(&settings["ThrottlingRateLimit"]), "JoinRateLimit");
+            assert_eq!(text(&settings["ThrottlingBurstLimit"]), "JoinBurstLimit");
+            text(route)
+        })
+        .collect();
+    let joins: BTreeSet<String> = template_routes(&template)
+        .into_iter()
+        .filter(|(_, _, function)| function == "join")
+        .map(|(path, method, _)| format!("{method} {path}"))
+        .collect();
+    assert_eq!(throttled, joins, "every join route has the join limit");
+
+    let acl = resource(&template, "EdgeWebAcl");
+    assert_eq!(text(&acl["Scope"]), "CLOUDFRONT");
+    let rules = acl["Rules"].as_vec().unwrap();
+    assert_eq!(rules.len(), 2);
+    for rule in rules {
+        let rate = &rule["Statement"]["RateBasedStatement"];
+        assert_eq!(text(&rate["AggregateKeyType"]), "IP", "per client IP");
+        assert!(
+            !rule["Action"]["Block"].is_badvalue(),
+            "over the rate is blocked"
+        );
+    }
+    let edge = resource(&template, "EdgeDistribution");
+    assert_eq!(
+        text(&edge["DistributionConfig"]["WebACLId"]),
+        "EdgeWebAcl.Arn"
+    );
+
+    // The demo origin is behind the admission authorizer, uncached.
+    let authorizer = &api["Auth"]["Authorizers"]["AdmissionCheck"];
+    assert_eq!(text(&authorizer["FunctionArn"]), "AuthorizerFunction.Arn");
+    assert_eq!(text(&authorizer["Identity"]["ReauthorizeEvery"]), "0");
+    let demo = resource(&template, "DemoCheckoutFunction");
+    for event in demo["Events"].as_hash().unwrap().values() {
+        assert_eq!(
+            text(&event["Properties"]["Auth"]["Authorizer"]),
+            "AdmissionCheck"
+        );
+    }
+}

@@ -363,6 +363,18 @@ async fn scenario(stack: &Stack) {
         .admission_token
         .unwrap();
     stack.admission_check().check(&token, &e).await.unwrap();
+    // demo-checkout: checks the token, then reports an outcome to the
+    // checkout queue (nothing consumes it here).
+    let origin = stack.demo_origin();
+    origin.enter(&token, &e).await.unwrap();
+    origin
+        .finish(
+            &token,
+            &e,
+            waiting_room::service::demo_origin::Outcome::Failed,
+        )
+        .await
+        .unwrap();
 
     // session-command: heartbeat (waiting, active), a waiting user leaves.
     let commands = stack.commands_with(&short);

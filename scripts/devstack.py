@@ -147,11 +147,14 @@ def admin(env, *args):
     return json.loads(output)
 
 
-def provision(env, name):
-    """Table, queues and topics named after `name`, and a fresh
-    admission signing key: everything the functions' settings need."""
+def provision(env, name, port):
+    """Table, queues and topics named after `name`, a fresh admission
+    signing key and join signing key, and the demo origin on `port` as
+    where admitted fans go: everything the functions' settings need."""
     settings = admin(env, "--table", name, "provision", "--queue-prefix", name)
     settings.update(admin(env, "new-signing-key", "--kid", f"local-{uuid.uuid4().hex[:6]}"))
+    settings.update(admin(env, "new-join-key"))
+    settings["DEFAULT_ORIGIN_URL"] = f"http://localhost:{port}/checkout/{{eventId}}"
     return settings
 
 
@@ -269,9 +272,11 @@ def cmd_run(args):
     cargo("build", "--workspace")
     with emulator() as endpoint:
         env = aws_env(endpoint)
-        env = aws_env(endpoint, **provision(env, "waiting-room"))
+        env = aws_env(endpoint, **provision(env, "waiting-room", args.port))
         with waiting_room(env, args.port, quiet=False) as (api, _workers):
             log("running:")
+            log(f"  page      http://localhost:{args.port}/waiting-room/E1 (open it in a browser; a second browser is the next fan)")
+            log(f"  origin    http://localhost:{args.port}/checkout/E1 (the demo checkout admitted fans are sent to)")
             log(f"  API       http://localhost:{args.port}/api/waiting-room (front door; functions by cargo lambda watch)")
             log(f"  emulator  {endpoint} (table {env['TABLE_NAME']})")
             log(f"  workers   {', '.join(WORKERS)} (their output below; restarted if they exit)")
@@ -353,7 +358,7 @@ def smoke_test(env):
     name = f"smoke-{uuid.uuid4().hex[:8]}"
     port = free_port()
     base = f"localhost:{port}"
-    env = aws_env(env["AWS_ENDPOINT_URL"], DEFAULT_CAPACITY=1, **provision(env, name))
+    env = aws_env(env["AWS_ENDPOINT_URL"], DEFAULT_CAPACITY=1, **provision(env, name, port))
     try:
         with waiting_room(env, port, quiet=True) as (_api, workers):
             # A worker that dies is restarted (its stream poller resuming from
@@ -406,9 +411,191 @@ def smoke_test(env):
             status, error = curl("-XDELETE", f"{base}/api/waiting-room/sessions/{first['sessionId']}")
             expect(status == 405 and error["error"] == "method_not_allowed", "a wrong method gets 405 JSON")
             local_edges(base, first["sessionId"])
+            browser_test(f"http://{base}", env)
         quiet_logs()
     finally:
         remove_resources(env)
+
+
+# --- The waiting page in a real browser ---------------------------------------
+
+SCREENSHOTS = ROOT / "target" / "screenshots"
+
+
+def chromium_and_driver():
+    """Paths of Debian's chromium and chromedriver, installed here where
+    missing and possible; None (and why) where not."""
+    found = shutil.which("chromium"), shutil.which("chromedriver")
+    if all(found):
+        return found, None
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return None, "chromium and chromedriver are missing and cannot be installed here (needs root and apt-get)"
+    log("installing chromium and chromium-driver (Debian packages) for the browser test")
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.STDOUT}
+    apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    installed = subprocess.run(["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"], env=apt_env, **quiet)
+    if installed.returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=apt_env, **quiet)
+        installed = subprocess.run(["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"], env=apt_env, **quiet)
+    found = shutil.which("chromium"), shutil.which("chromedriver")
+    if installed.returncode != 0 or not all(found):
+        return None, "apt-get could not install chromium and chromium-driver"
+    return found, None
+
+
+class Browser:
+    """One fan's headless Chromium (its own profile and cookies)."""
+
+    def __init__(self, paths, script=True, language="en"):
+        from selenium import webdriver  # noqa: PLC0415 - from the venv, only needed here
+        from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
+
+        options = webdriver.ChromeOptions()
+        options.binary_location = paths[0]
+        for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=720,900", f"--lang={language}"):
+            options.add_argument(flag)
+        prefs = {"intl.accept_languages": language}
+        if not script:
+            prefs["profile.managed_default_content_settings.javascript"] = 2
+        options.add_experimental_option("prefs", prefs)
+        self.driver = webdriver.Chrome(service=Service(executable_path=paths[1]), options=options)
+        self.driver.set_page_load_timeout(120)
+
+    def find(self, css):
+        from selenium.webdriver.common.by import By  # noqa: PLC0415
+
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def click(self, label):
+        """Presses the button (or button-like link) whose text is `label`."""
+        from selenium.webdriver.common.by import By  # noqa: PLC0415
+
+        for element in self.driver.find_elements(By.CSS_SELECTOR, "button, a.button"):
+            if element.text.strip() == label:
+                element.click()
+                return
+        sys.exit(f"browser test failed: no button {label!r} on {self.driver.current_url}")
+
+    def wait_for(self, what, check, limit=60):
+        deadline = time.time() + limit
+        while time.time() < deadline:
+            try:
+                if check():
+                    return
+            except Exception:  # noqa: BLE001 - a page mid-navigation
+                pass
+            time.sleep(0.25)
+        sys.exit(f"browser test failed: {what} (at {self.driver.current_url}: {self.driver.page_source[:300]})")
+
+    def heading(self):
+        return self.find("h1").text
+
+    def shot(self, name):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+    def close(self):
+        self.driver.quit()
+
+
+def browser_test(base, env):
+    """join → wait → admitted → the demo origin → complete or give up, the
+    next fan let in, and leave: in headless Chromium, with JavaScript and
+    without, English and French; screenshots under target/screenshots/."""
+    paths, why = chromium_and_driver()
+    if paths is None:
+        log(f"SKIPPED the browser test: {why}")
+        return
+    started = time.time()
+    browsers = []
+
+    def fan(**options):
+        browsers.append(Browser(paths, **options))
+        return browsers[-1]
+
+    try:
+        # With JavaScript: two fans, one slot.
+        first, second = fan(), fan()
+        first.driver.get(f"{base}/waiting-room/E-page")
+        expect(first.find("html").get_attribute("lang") == "en" and first.heading() == "Join the line", "the page offers to join, in English")
+        first.shot("join")
+        first.click("Join the line")
+        first.wait_for("the first fan reaches the demo origin", lambda: "/checkout/E-page" in first.driver.current_url)
+        expect("token=" not in first.driver.current_url, "the origin swapped the token for its cookie (not in the address)")
+        expect(first.heading() == "Checkout", "the first fan is let in to the demo checkout")
+        first.shot("checkout")
+        # The second fan joins with the keyboard alone.
+        from selenium.webdriver.common.keys import Keys  # noqa: PLC0415
+
+        second.driver.get(f"{base}/waiting-room/E-page")
+        second.find("body").send_keys(Keys.TAB)
+        second.driver.switch_to.active_element.send_keys(Keys.ENTER)
+        second.wait_for("the second fan waits first in line", lambda: second.find("#position").text == "1")
+        expect(second.heading() == "You are in line", "the second fan waits, position 1, people ahead 0")
+        expect(second.find("[aria-live=polite]") is not None, "the page has a live region for its announcements")
+        second.shot("waiting")
+        first.click("Complete purchase")
+        first.wait_for("the purchase completes", lambda: "Purchase complete" in first.heading())
+        first.shot("completed")
+        second.wait_for("the page polls and the second fan is let in", lambda: "/checkout/E-page" in second.driver.current_url)
+        expect(True, "completing a purchase frees the slot and the next fan's page takes them to the origin")
+        second.click("Give up")
+        second.wait_for("giving up", lambda: "gave up" in second.heading())
+
+        # The puzzle: the page solves it before it joins.
+        status, _ = curl("-XPUT", f"{base}/admin/events/E-puzzle", "-H", "content-type: application/json", "-d", '{"puzzleDifficulty": 12}')
+        expect(status == 200, "an operator sets a puzzle of 12 bits on E-puzzle")
+        solver = fan()
+        solver.driver.get(f"{base}/waiting-room/E-puzzle")
+        solver.click("Join the line")
+        solver.wait_for("the puzzle is solved and the fan joins", lambda: "/checkout/E-puzzle" in solver.driver.current_url or solver.heading() == "You are in line")
+        expect(True, "the page solves the event's puzzle and joins")
+        rate = solver.driver.execute_async_script(PUZZLE_RATE)
+        log(f"headless Chromium checks {rate:,.0f} puzzle hashes per second (crypto.subtle, one core)")
+
+        # Without JavaScript: forms and the meta refresh alone.
+        third, fourth = fan(script=False), fan(script=False)
+        third.driver.get(f"{base}/waiting-room/E-plain")
+        third.click("Join the line")
+        third.wait_for("without JavaScript the first fan reaches the origin", lambda: "/checkout/E-plain" in third.driver.current_url)
+        fourth.driver.get(f"{base}/waiting-room/E-plain")
+        fourth.click("Join the line")
+        fourth.wait_for("without JavaScript the second fan waits", lambda: fourth.heading() == "You are in line")
+        fourth.shot("waiting-without-javascript")
+        fourth.click("Leave the line")
+        fourth.wait_for("leaving", lambda: "left the line" in fourth.find("main").text)
+        fourth.shot("left")
+        fourth.click("Join the line")
+        fourth.wait_for("joining again", lambda: fourth.heading() == "You are in line")
+        third.click("Give up")
+        third.wait_for("giving up without JavaScript", lambda: "gave up" in third.heading())
+        fourth.wait_for("the meta refresh takes the next fan to the origin", lambda: "/checkout/E-plain" in fourth.driver.current_url, limit=90)
+        fourth.click("Complete purchase")
+        fourth.wait_for("completing without JavaScript", lambda: "Purchase complete" in fourth.heading())
+        expect(True, "without JavaScript: join, wait, leave, join again, let in by the meta refresh, complete")
+
+        # French, by Accept-Language.
+        french = fan(language="fr")
+        french.driver.get(f"{base}/waiting-room/E-page")
+        expect(french.find("html").get_attribute("lang") == "fr" and french.heading() == "Rejoindre la file", "a French browser gets the page in French")
+        french.shot("join-fr")
+    finally:
+        for browser in browsers:
+            browser.close()
+    log(f"the browser test took {time.time() - started:.0f} s; screenshots in {SCREENSHOTS.relative_to(ROOT)}/")
+
+
+# How fast this browser checks puzzle hashes, as the page does (one at a time).
+PUZZLE_RATE = """
+const done = arguments[arguments.length - 1];
+(async () => {
+  const encoder = new TextEncoder(), count = 20000, start = performance.now();
+  for (let n = 0; n < count; n++) {
+    await crypto.subtle.digest("SHA-256", encoder.encode("wr-puzzle-v1\\nE\\nfan\\n1800000000\\n" + n));
+  }
+  done(count / ((performance.now() - start) / 1000));
+})();
+"""
 
 
 def quiet_logs():

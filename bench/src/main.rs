@@ -53,6 +53,15 @@ enum Command {
     },
     /// The on-sale simulator alone; prints its report as JSON.
     Sim(SimArgs),
+    /// What the join puzzle costs a solver in native code (a bot farm's
+    /// core): solves `--solves` puzzles of `--difficulty` bits, prints the
+    /// hash rate and the mean time per solve as JSON.
+    Puzzle {
+        #[arg(long, default_value_t = 16)]
+        difficulty: u8,
+        #[arg(long, default_value_t = 200)]
+        solves: u64,
+    },
     /// Appends the simulator section to a results file, from a saved
     /// `bench sim` report (the simulator is deterministic).
     AppendSim {
@@ -120,6 +129,28 @@ fn main() -> Result<(), BoxError> {
             }
             let report = bench::sim::run(args.config())?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::Puzzle { difficulty, solves } => {
+            let event = waiting_room::domain::EventId::parse("E1")?;
+            let started = std::time::Instant::now();
+            let mut hashes = 0u64;
+            for n in 0..solves {
+                let user = waiting_room::domain::UserId::parse(&format!("bot-{n}"))?;
+                let solution =
+                    waiting_room::domain::puzzle::solve(&event, &user, 1_800_000_000, difficulty);
+                hashes += solution.nonce + 1;
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "difficulty": difficulty,
+                    "solves": solves,
+                    "hashesPerSecond": (hashes as f64 / seconds).round(),
+                    "meanSecondsPerSolve": seconds / solves as f64,
+                })
+            );
             Ok(())
         }
         Command::AppendSim { sim_report, out } => {

@@ -983,6 +983,31 @@ pub async fn a_scheduled_event_holds_its_pre_queue_until_the_opening<S: Store>(s
     );
 }
 
+pub async fn a_puzzle_solution_is_spent_once<S: Store>(store: &S) {
+    let event = fresh_event("puzzle");
+    let user = UserId::parse("solver").unwrap();
+    let solution = crate::domain::puzzle::Solution {
+        issued_at: later(0).as_secs(),
+        nonce: 7,
+    };
+    let digest = crate::domain::puzzle::digest(&event, &user, solution);
+    let until = crate::domain::puzzle::spent_until(solution);
+    assert!(store.spend(&digest, until).await.unwrap(), "the first use");
+    assert!(!store.spend(&digest, until).await.unwrap(), "a replay");
+    let other = crate::domain::puzzle::digest(
+        &event,
+        &user,
+        crate::domain::puzzle::Solution {
+            nonce: 8,
+            ..solution
+        },
+    );
+    assert!(
+        store.spend(&other, until).await.unwrap(),
+        "another solution"
+    );
+}
+
 pub async fn a_blocked_user_takes_no_place_again<S: Store>(store: &S) {
     let event = fresh_event("blocked");
     let fans = joined(store, &event, 2).await;
@@ -1058,6 +1083,7 @@ macro_rules! store_contract_tests {
             a_late_purchase_is_recorded_once,
             a_paused_event_admits_nobody_until_it_resumes,
             a_scheduled_event_holds_its_pre_queue_until_the_opening,
+            a_puzzle_solution_is_spent_once,
             a_blocked_user_takes_no_place_again,
         );
     };
@@ -1106,7 +1132,7 @@ mod tests {
             .map(|l| l.trim().trim_end_matches(','))
             .filter(|l| !l.is_empty())
             .collect();
-        assert_eq!(written.len(), 16);
+        assert_eq!(written.len(), 17);
         assert_eq!(written, listed);
     }
 }

@@ -379,9 +379,9 @@ pub trait ExpiryStore: Send + Sync {
 
 /// The whole store, for what wires the services and for the contract tests
 /// run against every adapter; a service asks only for the parts it uses.
-pub trait Store: SessionStore + EventStore + LineStore + ExpiryStore {}
+pub trait Store: SessionStore + EventStore + LineStore + ExpiryStore + PuzzleLedger {}
 
-impl<T: SessionStore + EventStore + LineStore + ExpiryStore> Store for T {}
+impl<T: SessionStore + EventStore + LineStore + ExpiryStore + PuzzleLedger> Store for T {}
 
 /// The body of a join message: a session that arrived in line, with what
 /// the granter needs to number it and to admit it before the line index

@@ -441,7 +441,12 @@ fn sign_join(event: &str, user: &str, valid_for: u64, keys: &str) -> Result<Stri
         .sign(&event, &user, exp)
         .ok_or("JOIN_SIGNING_KEYS names no key")?;
     Ok(serde_json::json!({
-        "query": format!("userId={user}&exp={exp}&sig={}", signed.hmac),
+        // `+` and `@` in a user id are encoded: `+` would read as a space.
+        "query": format!(
+            "userId={}&exp={exp}&sig={}",
+            form_urlencoded::byte_serialize(user.as_str().as_bytes()).collect::<String>(),
+            signed.hmac
+        ),
         "signature": {"exp": exp, "hmac": signed.hmac},
     })
     .to_string())

@@ -226,6 +226,10 @@ async fn the_puzzle_refuses_missing_stale_unsolved_and_replayed_solutions() {
     let (status, joined) = read(api.call(json_join(body(Some(solved)), "first")).await);
     assert_eq!(status, StatusCode::ACCEPTED, "{joined}");
     let id = joined["sessionId"].as_str().unwrap();
+    // A retry of that join (its answer lost): same key, same solution, same place.
+    let (status, retried) = read(api.call(json_join(body(Some(solved)), "first")).await);
+    assert_eq!(status, StatusCode::ACCEPTED, "{retried}");
+    assert_eq!(retried["sessionId"].as_str(), Some(id));
     let (status, _) = api
         .send(
             Method::POST,
@@ -381,6 +385,7 @@ async fn a_fan_goes_from_the_page_to_the_demo_origin_and_the_next_fan_is_let_in(
     let cookie = entered.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(
         cookie.contains("HttpOnly")
+            && cookie.contains("Secure")
             && cookie.contains("SameSite=Lax")
             && cookie.contains("Path=/checkout/E-shop"),
         "{cookie}"

@@ -278,6 +278,7 @@ impl Rng {
             "failed",
             "1",
             "99999999999999999999",
+            "18446744073709551615",
             "",
         ];
         let mut pairs = Vec::new();
@@ -312,7 +313,9 @@ impl Rng {
                 } else {
                     percent_encode(&self.string())
                 };
-                format!("/waiting-room/{event}/{id}")
+                let start =
+                    *self.pick(&["", "?start=18446744073709551615", "?start=x", "?start=3"]);
+                format!("/waiting-room/{event}/{id}{start}")
             }
         }
     }

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use waiting_room::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
 use waiting_room::domain::{
-    EndReason, Ending, EventCounters, EventId, LineEntry, Place, Session, SessionId, StateChange,
-    TicketCounter, Timestamp, UserId,
+    EndReason, Ending, EventCounters, EventId, KeyDigest, LineEntry, Place, Session, SessionId,
+    StateChange, TicketCounter, Timestamp, UserId,
 };
 use waiting_room::ports::{
     Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSettings, EventStore, Expiry,
@@ -186,8 +186,13 @@ impl Redelivery for InstanceWakes {
 }
 
 impl PuzzleLedger for InstanceStore {
-    async fn spend(&self, digest: &[u8; 32], until: Timestamp) -> Result<bool, StoreError> {
-        self.fuse.guard(self.store.spend(digest, until)).await
+    async fn spend(
+        &self,
+        digest: &[u8; 32],
+        key: &KeyDigest,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.fuse.guard(self.store.spend(digest, key, until)).await
     }
 }
 

@@ -24,8 +24,8 @@ use waiting_room::adapters::memory::MemoryStore;
 use waiting_room::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
 use waiting_room::domain::session::expiry_bucket;
 use waiting_room::domain::{
-    EndReason, Ending, EventCounters, EventId, LineEntry, Place, Session, SessionId, StateChange,
-    TicketCounter, Timestamp, UserId,
+    EndReason, Ending, EventCounters, EventId, KeyDigest, LineEntry, Place, Session, SessionId,
+    StateChange, TicketCounter, Timestamp, UserId,
 };
 use waiting_room::ports::{
     Claim, Discard, EndFrom, EndOutcome, EventSettings, EventStore, Expiry, ExpiryStore, LineStore,
@@ -360,17 +360,22 @@ impl SimStore {
 }
 
 impl PuzzleLedger for SimStore {
-    async fn spend(&self, digest: &[u8; 32], until: Timestamp) -> Result<bool, StoreError> {
-        let key = format!(
+    async fn spend(
+        &self,
+        digest: &[u8; 32],
+        key: &KeyDigest,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let item = format!(
             "PUZZLE#{}",
             digest
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         );
-        let cost = Cost::new("spend_puzzle", Call::UpdateItem).item(key, true);
+        let cost = Cost::new("spend_puzzle", Call::UpdateItem).item(item, true);
         let _held = self.charge(cost).await?;
-        self.inner.spend(digest, until).await
+        self.inner.spend(digest, key, until).await
     }
 }
 

@@ -13,8 +13,8 @@ use waiting_room::adapters::memory::MemoryStore;
 use waiting_room::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
 use waiting_room::domain::events::DomainEvent;
 use waiting_room::domain::{
-    EndReason, Ending, EventCounters, EventId, EventState, LineEntry, Place, Session, SessionId,
-    StateChange, TicketCounter, Timestamp, UserId,
+    EndReason, Ending, EventCounters, EventId, EventState, KeyDigest, LineEntry, Place, Session,
+    SessionId, StateChange, TicketCounter, Timestamp, UserId,
 };
 use waiting_room::ports::{
     Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSettings, EventSink, EventStore,
@@ -112,10 +112,15 @@ fn event_of(ids: &[SessionId]) -> Option<EventId> {
 }
 
 impl PuzzleLedger for GatedStore {
-    async fn spend(&self, digest: &[u8; 32], until: Timestamp) -> Result<bool, StoreError> {
-        let digest = *digest;
+    async fn spend(
+        &self,
+        digest: &[u8; 32],
+        key: &KeyDigest,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (digest, key) = (*digest, key.clone());
         self.call("spend", None, false, move |s| async move {
-            s.spend(&digest, until).await
+            s.spend(&digest, &key, until).await
         })
         .await
     }

@@ -16,8 +16,9 @@ use crate::domain::events::DomainEvent;
 use crate::domain::line::{Place, wake_group_id};
 use crate::domain::session::expiry_bucket;
 use crate::domain::{
-    Admission, Change, Clock, EndReason, Ending, EventCounters, EventId, EventState, LineEntry,
-    Session, SessionId, SessionStatus, StateChange, StreamRecord, TicketCounter, Timestamp, UserId,
+    Admission, Change, Clock, EndReason, Ending, EventCounters, EventId, EventState, KeyDigest,
+    LineEntry, Session, SessionId, SessionStatus, StateChange, StreamRecord, TicketCounter,
+    Timestamp, UserId,
 };
 use crate::ports::{
     Arrival, Claim, Delivery, Discard, EndFrom, EndOutcome, EventSettings, EventSink, EventStore,
@@ -135,8 +136,9 @@ struct Tables {
     listed: BTreeSet<EventId>,
     /// Events a join listed: they can no longer be scheduled.
     took_joins: BTreeSet<EventId>,
-    /// Spent puzzle solutions (kept: a stale one is refused anyway).
-    puzzles: BTreeSet<[u8; 32]>,
+    /// Spent puzzle solutions, by the key of the join that spent each
+    /// (kept: a stale one is refused anyway).
+    puzzles: BTreeMap<[u8; 32], KeyDigest>,
     stream: Vec<StreamRecord>,
 }
 
@@ -445,9 +447,14 @@ fn bump_end_counter(counters: &mut EventCounters, reason: EndReason, by: i64) {
 }
 
 impl PuzzleLedger for MemoryStore {
-    async fn spend(&self, digest: &[u8; 32], _until: Timestamp) -> Result<bool, StoreError> {
+    async fn spend(
+        &self,
+        digest: &[u8; 32],
+        key: &KeyDigest,
+        _until: Timestamp,
+    ) -> Result<bool, StoreError> {
         self.check_fault()?;
-        Ok(self.with(|t| t.puzzles.insert(*digest)))
+        Ok(self.with(|t| t.puzzles.entry(*digest).or_insert_with(|| key.clone()) == key))
     }
 }
 

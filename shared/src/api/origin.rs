@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use super::page::render::{Page, form, para};
 use super::page::text::Text;
-use super::page::{MAX_FORM_BYTES, html_response, language, problem_page, see_other};
+use super::page::{form_fields, html_response, language, problem_page, see_other};
 use super::{CHECKOUT_PATH, Route, not_served, route};
 use crate::domain::{EventId, Timestamp};
 use crate::ports::{OutcomeSender, SessionStore};
@@ -52,7 +52,7 @@ pub async fn checkout<S: SessionStore, O: OutcomeSender>(
                         .claims
                         .exp
                         .saturating_sub(origin.check.clock.now().as_secs());
-                    set_cookie(&mut response, &request, &path, &token, max_age);
+                    set_cookie(&mut response, &path, &token, max_age);
                     response
                 }
                 Err(err) => refused(text, &err),
@@ -82,7 +82,7 @@ pub async fn checkout<S: SessionStore, O: OutcomeSender>(
                     Outcome::Failed => text.checkout_failed,
                 };
                 let mut response = html_response(StatusCode::OK, &plain(text, words));
-                set_cookie(&mut response, &request, &path, "", 0);
+                set_cookie(&mut response, &path, "", 0);
                 response
             }
             Err(err) => refused(text, &err),
@@ -186,20 +186,7 @@ fn bearer_token(request: &Request) -> Option<String> {
 }
 
 fn outcome_of(request: &Request) -> Result<Outcome, String> {
-    let form_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase());
-    if form_type.as_deref() != Some("application/x-www-form-urlencoded") {
-        return Err("send the form as application/x-www-form-urlencoded".into());
-    }
-    let body = super::handlers::body_bytes(request);
-    if body.len() > MAX_FORM_BYTES {
-        return Err(format!("the form must be at most {MAX_FORM_BYTES} bytes"));
-    }
-    let fields: Vec<_> = form_urlencoded::parse(body).collect();
+    let fields = form_fields(request)?;
     match fields.as_slice() {
         [(name, value)] if name == "outcome" && value == "completed" => Ok(Outcome::Completed),
         [(name, value)] if name == "outcome" && value == "failed" => Ok(Outcome::Failed),
@@ -207,24 +194,12 @@ fn outcome_of(request: &Request) -> Result<Outcome, String> {
     }
 }
 
-/// The origin's cookie: for its own path only, out of scripts' reach, not
-/// sent with another site's form posts; `Secure` behind HTTPS.
-fn set_cookie(
-    response: &mut Response<Body>,
-    request: &Request,
-    path: &str,
-    token: &str,
-    max_age: u64,
-) {
-    let secure = request
-        .headers()
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
-    let cookie = format!(
-        "{COOKIE}={token}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
-        if secure { "; Secure" } else { "" }
-    );
+/// The origin's cookie: for its own path only, over HTTPS only (browsers
+/// count `http://localhost` as secure, so `make run` works), out of
+/// scripts' reach, not sent with another site's form posts.
+fn set_cookie(response: &mut Response<Body>, path: &str, token: &str, max_age: u64) {
+    let cookie =
+        format!("{COOKIE}={token}; Path={path}; Max-Age={max_age}; HttpOnly; Secure; SameSite=Lax");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }

@@ -984,26 +984,43 @@ pub async fn a_scheduled_event_holds_its_pre_queue_until_the_opening<S: Store>(s
 }
 
 pub async fn a_puzzle_solution_is_spent_once<S: Store>(store: &S) {
+    use crate::domain::puzzle::{Solution, digest, spent_until};
     let event = fresh_event("puzzle");
     let user = UserId::parse("solver").unwrap();
-    let solution = crate::domain::puzzle::Solution {
+    let solution = Solution {
         issued_at: later(0).as_secs(),
         nonce: 7,
     };
-    let digest = crate::domain::puzzle::digest(&event, &user, solution);
-    let until = crate::domain::puzzle::spent_until(solution);
-    assert!(store.spend(&digest, until).await.unwrap(), "the first use");
-    assert!(!store.spend(&digest, until).await.unwrap(), "a replay");
-    let other = crate::domain::puzzle::digest(
+    let spent = digest(&event, &user, solution);
+    let until = spent_until(solution);
+    let key = crate::domain::IdempotencyKey::parse("join-1")
+        .unwrap()
+        .digest();
+    let other_key = crate::domain::IdempotencyKey::parse("join-2")
+        .unwrap()
+        .digest();
+    assert!(
+        store.spend(&spent, &key, until).await.unwrap(),
+        "the first use"
+    );
+    assert!(
+        store.spend(&spent, &key, until).await.unwrap(),
+        "a retry of the same join"
+    );
+    assert!(
+        !store.spend(&spent, &other_key, until).await.unwrap(),
+        "a replay by another join"
+    );
+    let other = digest(
         &event,
         &user,
-        crate::domain::puzzle::Solution {
+        Solution {
             nonce: 8,
             ..solution
         },
     );
     assert!(
-        store.spend(&other, until).await.unwrap(),
+        store.spend(&other, &other_key, until).await.unwrap(),
         "another solution"
     );
 }

@@ -14,8 +14,8 @@ use crate::domain::admission::{AdmissionPlan, BacklogChange, NumberingPlan};
 use crate::domain::draw::is_drawn;
 use crate::domain::line::{message_group_id, pre_queue_group_id};
 use crate::domain::{
-    EndReason, Ending, EventCounters, EventId, LineEntry, Place, Session, SessionId, StateChange,
-    TicketCounter, Timestamp, UserId,
+    EndReason, Ending, EventCounters, EventId, KeyDigest, LineEntry, Place, Session, SessionId,
+    StateChange, TicketCounter, Timestamp, UserId,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -204,11 +204,14 @@ pub trait SessionStore: Send + Sync {
 /// Join puzzle solutions already used (`domain::puzzle`), so that each
 /// buys one join. Only the join uses it.
 pub trait PuzzleLedger: Send + Sync {
-    /// Record `digest` as spent, to be forgotten after `until` (when the
-    /// solution is stale anyway); false if it was spent already.
+    /// Record `digest` as spent by the join with idempotency key `key`, to
+    /// be forgotten after `until` (when the solution is stale anyway). True
+    /// if this join may use it: it was unspent, or spent by the same join
+    /// (a retry with the same key); false if another join spent it.
     fn spend(
         &self,
         digest: &[u8; 32],
+        key: &KeyDigest,
         until: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
@@ -217,9 +220,10 @@ impl<T: PuzzleLedger> PuzzleLedger for std::sync::Arc<T> {
     fn spend(
         &self,
         digest: &[u8; 32],
+        key: &KeyDigest,
         until: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        (**self).spend(digest, until)
+        (**self).spend(digest, key, until)
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::domain::draw::draw;
 use crate::domain::line::{JOIN_WRITE_WINDOW, shard_for};
 use crate::domain::puzzle::{self, PuzzleError, Solution};
-use crate::domain::signed_join::{JoinKeys, JoinSignature};
+use crate::domain::signed_join::{JoinKeys, JoinSignature, SignatureError};
 use crate::domain::{
     Clock, EventCounters, EventId, IdempotencyKey, Session, SessionId, SessionStatus, Timestamp,
     UserId,
@@ -133,7 +133,6 @@ impl<S: SessionStore + EventStore + PuzzleLedger, Q: JoinQueue> JoinService<S, Q
             return Err(ServiceError::EventClosed);
         }
         let signed = self.check_signature(&event, &user, &doors, proof)?;
-        self.spend_puzzle(&event, &user, &doors, proof).await?;
         let random = self
             .ids
             .random_id()
@@ -141,6 +140,8 @@ impl<S: SessionStore + EventStore + PuzzleLedger, Q: JoinQueue> JoinService<S, Q
         // A client that sent no key still gets one to come back with, should
         // this answer be unable to say whether the place was taken.
         let key = key.unwrap_or_else(|| IdempotencyKey::generated(random));
+        self.spend_puzzle(&event, &user, &doors, proof, &key)
+            .await?;
         let id = SessionId::new(&event, random);
         let shard = shard_for(&id, self.line_shards);
         let now = self.clock.now();
@@ -220,21 +221,31 @@ impl<S: SessionStore + EventStore + PuzzleLedger, Q: JoinQueue> JoinService<S, Q
         if !doors.signed_joins && proof.signature.is_none() {
             return Ok(false);
         }
-        self.join_keys
+        match self
+            .join_keys
             .verify(event, user, proof.signature.as_ref(), self.clock.now())
-            .map_err(|refusal| ServiceError::JoinRefused(refusal.into()))?;
-        Ok(true)
+        {
+            Ok(()) => Ok(true),
+            // The operator turned signed joins on where no key is set: no
+            // fan can fix that, so it is an error that alarms, not a 403.
+            Err(SignatureError::NoKey) if doors.signed_joins => Err(ServiceError::Internal(
+                format!("event {event} takes signed joins only, but JOIN_SIGNING_KEYS is empty"),
+            )),
+            Err(refusal) => Err(ServiceError::JoinRefused(refusal.into())),
+        }
     }
 
     /// An event under a puzzle takes a join only with a fresh solution for
-    /// this user that was never used before; it is spent before the place
-    /// is taken (a join that then fails costs its fan one more solve).
+    /// this user that no other join used; it is spent before the place is
+    /// taken, in the name of this join's key, so a retry of the same join
+    /// (same key, same solution) goes on to find or take its place.
     async fn spend_puzzle(
         &self,
         event: &EventId,
         user: &UserId,
         doors: &EventCounters,
         proof: &JoinProof,
+        key: &IdempotencyKey,
     ) -> Result<(), ServiceError> {
         if doors.puzzle_difficulty == 0 {
             return Ok(());
@@ -249,7 +260,7 @@ impl<S: SessionStore + EventStore + PuzzleLedger, Q: JoinQueue> JoinService<S, Q
         )
         .map_err(refused)?;
         let until = proof.puzzle.map_or(self.clock.now(), puzzle::spent_until);
-        if self.store.spend(&digest, until).await? {
+        if self.store.spend(&digest, &key.digest(), until).await? {
             Ok(())
         } else {
             Err(refused(PuzzleError::Reused))

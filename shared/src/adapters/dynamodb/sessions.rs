@@ -12,20 +12,30 @@ use super::layout;
 use super::request::{TransactResult, Write, built, classify, codes, failed_condition, old_item};
 use super::{ACTIVE, DynamoStore, WAITING};
 use crate::domain::{
-    EndReason, Ending, EventId, Session, SessionId, SessionStatus, Timestamp, UserId,
+    EndReason, Ending, EventId, KeyDigest, Session, SessionId, SessionStatus, Timestamp, UserId,
 };
 use crate::ports::{
     Claim, Discard, EndFrom, EndOutcome, PuzzleLedger, SessionStore, StoreError, Touch,
 };
 
-/// One small item per spent solution, written only if absent; TTL removes
-/// it once the solution is stale.
+/// One small item per spent solution, naming the join that spent it,
+/// written only if absent or by that same join; TTL removes it once the
+/// solution is stale.
 impl PuzzleLedger for DynamoStore {
-    async fn spend(&self, digest: &[u8; 32], until: Timestamp) -> Result<bool, StoreError> {
+    async fn spend(
+        &self,
+        digest: &[u8; 32],
+        key: &KeyDigest,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
         self.update(
-            Write::new(layout::puzzle_key(digest), "SET #ttl = :ttl")
-                .when("attribute_not_exists(#pk)")
-                .value(":ttl", ttl_value(until)),
+            Write::new(
+                layout::puzzle_key(digest),
+                "SET #ttl = :ttl, #idempotencyKey = :key",
+            )
+            .when("attribute_not_exists(#pk) OR #idempotencyKey = :key")
+            .value(":ttl", ttl_value(until))
+            .value(":key", s(key.as_str())),
         )
         .await
     }

@@ -47,8 +47,9 @@ pub const PAGE_BUDGET_BYTES: usize = 14_000;
 pub const MAX_FORM_BYTES: usize = 2048;
 /// The poll cadence when the API gives none.
 const DEFAULT_POLL_SECONDS: u64 = 5;
-/// How long the admitted page shows before it moves on to the origin.
-const HANDOVER_SECONDS: u64 = 2;
+/// How long the admitted page shows before it moves on to the origin:
+/// long enough for a screen reader to say so, and the link goes at once.
+const HANDOVER_SECONDS: u64 = 5;
 
 pub fn language(request: &Request) -> &'static Text {
     for_accept_language(
@@ -179,8 +180,12 @@ pub fn landing_page(
         main.push_str(&alert(notice));
     }
     let closed = !counters.state.takes_joins() || counters.closes_at.is_some_and(|at| at <= now);
+    // A signed event takes no join without the ticketing site's link.
+    let unsigned = counters.signed_joins && visitor.signature.is_none();
     if closed {
         main.push_str(&para(text.closed));
+    } else if unsigned {
+        main.push_str(&para(text.refused_signature));
     } else {
         match (counters.state, counters.scheduled_opening()) {
             (EventState::Scheduled, Some(opens_at)) => {
@@ -223,9 +228,10 @@ pub fn landing_page(
             ("puzzle", counters.puzzle_difficulty.to_string()),
             ("now", now.as_millis().to_string()),
             ("working", text.puzzle_working.to_owned()),
+            ("failed", text.refused_puzzle.to_owned()),
         ],
         main,
-        script: counters.puzzle_difficulty > 0 && !closed,
+        script: counters.puzzle_difficulty > 0 && !closed && !unsigned,
     }
 }
 
@@ -290,7 +296,7 @@ pub fn session_page(
             ));
             let percent = match (start, ahead) {
                 (Some(start), Some(ahead)) if start > 0 => {
-                    100 * start.saturating_sub(ahead) / start
+                    u128::from(start.saturating_sub(ahead)) * 100 / u128::from(start)
                 }
                 (Some(_), Some(_)) => 100,
                 _ => 0,
@@ -387,7 +393,8 @@ fn fields_of(encoded: &[u8]) -> Result<Vec<(String, String)>, String> {
     let mut fields: Vec<(String, String)> = Vec::new();
     for (name, value) in form_urlencoded::parse(encoded) {
         if fields.iter().any(|(n, _)| *n == name) {
-            return Err(format!("{name} is given twice"));
+            let shown: String = name.chars().take(32).collect();
+            return Err(format!("{shown} is given twice"));
         }
         fields.push((name.into_owned(), value.into_owned()));
     }
@@ -519,7 +526,9 @@ struct JoinForm {
     proof: JoinProof,
 }
 
-fn form_fields(request: &Request) -> Result<Vec<(String, String)>, String> {
+/// A form post's fields: the right media type, within `MAX_FORM_BYTES`,
+/// no field twice.
+pub(crate) fn form_fields(request: &Request) -> Result<Vec<(String, String)>, String> {
     let form_type = request
         .headers()
         .get(header::CONTENT_TYPE)

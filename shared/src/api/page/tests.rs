@@ -226,7 +226,7 @@ fn an_admitted_fan_is_taken_to_the_origin_with_the_token() {
     let html = session_page(&FRENCH, &active, None).html();
     let url = "https://shop.example/buy?x=1&amp;token=h.p.s#top";
     assert!(html.contains(&format!(
-        "<meta http-equiv=\"refresh\" content=\"2;url={url}\">"
+        "<meta http-equiv=\"refresh\" content=\"5;url={url}\">"
     )));
     assert!(html.contains(&format!("href=\"{url}\"")));
     assert!(html.contains(FRENCH.continue_button));
@@ -257,6 +257,16 @@ fn a_closed_event_offers_no_form_and_a_puzzle_needs_the_script() {
     assert!(html.contains("data-puzzle=\"12\""));
     assert!(html.contains("<noscript><p role=\"alert\">"));
     assert!(html.contains("<script>"));
+    let signed = EventCounters {
+        signed_joins: true,
+        ..EventCounters::default()
+    };
+    let unsigned = landing_page(&ENGLISH, &event(), &signed, &visitor(), None, NOW).html();
+    assert!(
+        !unsigned.contains("<form"),
+        "a signed event without the site's link offers no form"
+    );
+    assert!(unsigned.contains(&escape(ENGLISH.refused_signature)));
     let plain = landing_page(
         &ENGLISH,
         &event(),
@@ -510,4 +520,34 @@ async fn a_signed_event_refuses_a_forged_form_and_gives_a_signed_fan_their_place
     let form = format!("userId=fan-9&key=second&exp={exp}&sig={}", signed.hmac);
     let back = super::join(&join, &post_form("/waiting-room/E1", &form), "E1").await;
     assert_eq!(back.headers()["location"], first.headers()["location"]);
+}
+
+#[tokio::test]
+async fn a_signed_event_without_keys_is_the_operators_error_not_the_fans() {
+    let world = World::new();
+    let join = world.join(JoinKeys::default());
+    world
+        .store
+        .configure_event(
+            &event(),
+            &EventSettings {
+                signed_joins: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let signed = JoinKeys::of(vec![vec![3; 32]])
+        .sign(
+            &event(),
+            &UserId::parse("fan-1").unwrap(),
+            NOW.as_secs() + 60,
+        )
+        .unwrap();
+    let form = format!("userId=fan-1&exp={}&sig={}", signed.exp, signed.hmac);
+    let answer = super::join(&join, &post_form("/waiting-room/E1", &form), "E1").await;
+    assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    use crate::ports::QueueConsumer;
+    let sent = world.queue.receive(10, Duration::ZERO).await.unwrap();
+    assert!(sent.is_empty(), "no join was taken: {sent:?}");
 }

@@ -17,8 +17,9 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::Instrument;
 
-use super::handlers::{body_bytes, failed, is_json};
+use super::handlers::is_json;
 use super::json::{ApiError, json_response};
+use super::json::{body_bytes, failed};
 use super::routes::{below, decode_colons};
 use crate::domain::{Control, EventId, SessionId};
 use crate::ports::{EventStore, LineStore, SessionStore};

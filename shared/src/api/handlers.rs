@@ -6,20 +6,16 @@ use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 use tracing::Instrument;
 
-use super::json::{ApiError, SessionBody, empty_response, json_response};
+use super::json::{ApiError, SessionBody, body_bytes, empty_response, failed, json_response};
 use super::{BASE_PATH, Route, not_served, page, route};
 use crate::domain::puzzle::Solution;
 use crate::domain::signed_join::JoinSignature;
 use crate::domain::token::{self, PublicKey};
-use crate::domain::{
-    Clock, EventId, IdempotencyKey, SessionId, SessionStatus, SystemClock, Timestamp, UserId,
-};
+use crate::domain::{EventId, IdempotencyKey, SessionId, SessionStatus, Timestamp, UserId};
 use crate::ports::{EventStore, JoinQueue, LineStore, PuzzleLedger, SessionStore};
-use crate::service::ServiceError;
 use crate::service::join::{JoinProof, JoinService};
 use crate::service::session_command::SessionCommands;
 use crate::service::status::StatusService;
-use crate::setup::metrics;
 
 /// Join bodies are two short identifiers; anything bigger is a mistake.
 pub const MAX_JOIN_BODY_BYTES: usize = 1024;
@@ -69,38 +65,6 @@ pub async fn join<S: SessionStore + EventStore + PuzzleLedger, Q: JoinQueue>(
         }
         Err(err) => failed(err),
     }
-}
-
-/// A service's failure as its answer, logged here once: the failures a
-/// fan cannot cause (a dependency down, write conflicts, a bug) at WARN or
-/// ERROR; the others are answers, not incidents.
-pub(super) fn failed(err: ServiceError) -> Response<Body> {
-    match &err {
-        ServiceError::JoinUnconfirmed { detail, .. } => {
-            tracing::warn!(%detail, "join not confirmed")
-        }
-        ServiceError::Unavailable(detail) => tracing::warn!(%detail, "dependency unavailable"),
-        ServiceError::Contention => tracing::warn!("gave up after repeated write conflicts"),
-        ServiceError::Held { until } => {
-            tracing::warn!(until = %until.to_rfc3339(), "held for a draw")
-        }
-        ServiceError::Internal(detail) => tracing::error!(%detail, "internal error"),
-        ServiceError::SessionNotFound
-        | ServiceError::SessionEnded(_)
-        | ServiceError::NotActive(_)
-        | ServiceError::AlreadyJoined
-        | ServiceError::Blocked
-        | ServiceError::JoinRefused(_)
-        | ServiceError::EventNotFound
-        | ServiceError::EventClosed
-        | ServiceError::Misconfigured(_)
-        | ServiceError::RefusedControl(_) => {}
-    }
-    let answer = ApiError::from(err);
-    if answer.status().is_server_error() {
-        metrics::emit(&[metrics::of_error(answer.code(), SystemClock.now())]);
-    }
-    answer.into_response()
 }
 
 /// `GET /.well-known/jwks.json`. Public keys change only on rotation, so
@@ -185,15 +149,6 @@ pub async fn session_command<S: SessionStore + EventStore>(
     match outcome {
         Ok(()) => empty_response(StatusCode::NO_CONTENT),
         Err(err) => failed(err),
-    }
-}
-
-pub(super) fn body_bytes(request: &Request) -> &[u8] {
-    match request.body() {
-        Body::Empty => &[],
-        Body::Text(text) => text.as_bytes(),
-        Body::Binary(bytes) => bytes,
-        _ => &[],
     }
 }
 

@@ -1,14 +1,17 @@
 //! JSON bodies in and out, and the one mapping from errors to responses.
 
 use lambda_http::http::{HeaderValue, StatusCode, header};
-use lambda_http::{Body, Response};
+use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
 use crate::domain::puzzle::PuzzleError;
 use crate::domain::signed_join::SignatureError;
-use crate::domain::{EventState, IdempotencyKey, Session, SessionStatus, Timestamp};
+use crate::domain::{
+    Clock, EventState, IdempotencyKey, Session, SessionStatus, SystemClock, Timestamp,
+};
 use crate::service::status::StatusReport;
 use crate::service::{JoinRefusal, ServiceError};
+use crate::setup::metrics;
 
 /// A client-facing error: `{"error": code, "message": text}` plus the field
 /// at fault where there is one.
@@ -228,7 +231,7 @@ impl ApiError {
 }
 
 /// The answer for a service's failure. Pure: the handler that met the
-/// failure logs it (`handlers::failed`), with its context.
+/// failure logs it (`failed`), with its context.
 impl From<ServiceError> for ApiError {
     fn from(err: ServiceError) -> Self {
         match err {
@@ -379,5 +382,47 @@ impl SessionBody {
             admission_token: report.admission_token.clone(),
             ..Self::of(&report.session)
         }
+    }
+}
+
+/// A service's failure as its answer, logged here once: the failures a
+/// fan cannot cause (a dependency down, write conflicts, a bug) at WARN or
+/// ERROR; the others are answers, not incidents.
+pub(crate) fn failed(err: ServiceError) -> Response<Body> {
+    match &err {
+        ServiceError::JoinUnconfirmed { detail, .. } => {
+            tracing::warn!(%detail, "join not confirmed")
+        }
+        ServiceError::Unavailable(detail) => tracing::warn!(%detail, "dependency unavailable"),
+        ServiceError::Contention => tracing::warn!("gave up after repeated write conflicts"),
+        ServiceError::Held { until } => {
+            tracing::warn!(until = %until.to_rfc3339(), "held for a draw")
+        }
+        ServiceError::Internal(detail) => tracing::error!(%detail, "internal error"),
+        ServiceError::SessionNotFound
+        | ServiceError::SessionEnded(_)
+        | ServiceError::NotActive(_)
+        | ServiceError::AlreadyJoined
+        | ServiceError::Blocked
+        | ServiceError::JoinRefused(_)
+        | ServiceError::EventNotFound
+        | ServiceError::EventClosed
+        | ServiceError::Misconfigured(_)
+        | ServiceError::RefusedControl(_) => {}
+    }
+    let answer = ApiError::from(err);
+    if answer.status().is_server_error() {
+        metrics::emit(&[metrics::of_error(answer.code(), SystemClock.now())]);
+    }
+    answer.into_response()
+}
+
+/// The request's body as bytes, whatever form Lambda handed it in.
+pub(crate) fn body_bytes(request: &Request) -> &[u8] {
+    match request.body() {
+        Body::Empty => &[],
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => &[],
     }
 }

@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 use self::render::{Page, Refresh, alert, button_link, escape, form, para};
 use self::text::{Text, for_accept_language};
-use super::handlers::{body_bytes, failed};
+use super::json::{body_bytes, failed};
 use super::{BASE_PATH, PAGE_PATH};
 use crate::domain::ids::base32;
 use crate::domain::puzzle::Solution;

@@ -26,6 +26,7 @@ use waiting_room::adapters::sqs::{SqsQuarantine, SqsQueue};
 use waiting_room::adapters::streams::{StartAt, TableStreamReader};
 use waiting_room::domain::{Session, SessionId, SessionStatus, SystemClock};
 use waiting_room::ports::{OsRandom, SessionStore};
+use waiting_room::runtime::checkout::poll_queue as poll_checkout_queue;
 use waiting_room::runtime::granter::{poll_join_queue, poll_table_stream};
 use waiting_room::service::admin::AdminService;
 use waiting_room::service::granter::FrontCache;
@@ -619,7 +620,7 @@ impl Stack {
         count: usize,
         lifecycle: &LifecycleSettings,
         line_shards: u16,
-    ) -> Granters {
+    ) -> Workers {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         for _ in 0..count {
@@ -638,7 +639,24 @@ impl Stack {
         tasks.push(tokio::spawn(async move {
             poll_table_stream(&granter, &wakes, &mut stream, shutdown).await;
         }));
-        Granters { stop, tasks }
+        Workers { stop, tasks }
+    }
+}
+
+impl Stack {
+    /// The checkout-outcomes worker on this stack's checkout queue, as the
+    /// local poller runs it.
+    pub fn start_checkout_outcomes(&self) -> Workers {
+        let (stop, stopped) = watch::channel(false);
+        let outcomes = self.checkout_outcomes();
+        let consumer = SqsQueue::new(self.sqs.clone(), &self.resources.checkout_queue_url);
+        let task = tokio::spawn(async move {
+            poll_checkout_queue(&outcomes, &consumer, until(stopped)).await;
+        });
+        Workers {
+            stop,
+            tasks: vec![task],
+        }
     }
 }
 
@@ -646,13 +664,14 @@ async fn until(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }
 
-/// Running granter tasks; stop them before tearing the stack down.
-pub struct Granters {
+/// Running worker tasks (granters, the checkout-outcomes poller); stop
+/// them before tearing the stack down.
+pub struct Workers {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
-impl Granters {
+impl Workers {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         for task in self.tasks {

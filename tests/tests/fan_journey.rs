@@ -3,8 +3,6 @@
 //! replayed solutions and store nothing for them; a fan goes from the
 //! waiting page to the demo origin, completes, and the next fan is let in.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use integration_tests::http::{Api, keyed_join_request, read, request};
@@ -12,11 +10,9 @@ use integration_tests::{Stack, TEST_JOIN_KEY, eventually, lifecycle};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Response};
 use serde_json::{Value, json};
-use waiting_room::adapters::sqs::SqsQueue;
 use waiting_room::domain::puzzle::{self, Solution};
 use waiting_room::domain::signed_join::JoinKeys;
 use waiting_room::domain::{Clock, EventId, SystemClock, UserId};
-use waiting_room::runtime::checkout::poll_queue;
 use waiting_room::service::admin::Configuration;
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -293,20 +289,7 @@ async fn a_fan_goes_from_the_page_to_the_demo_origin_and_the_next_fan_is_let_in(
     )
     .await;
     let granters = stack.start_granters(1, &lifecycle(1), 1).await;
-    let consumer = SqsQueue::new(stack.sqs.clone(), &stack.resources.checkout_queue_url);
-    let outcomes = stack.checkout_outcomes();
-    let stop = Arc::new(AtomicBool::new(false));
-    let worker = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            poll_queue(&outcomes, &consumer, async move {
-                while !stop.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            })
-            .await;
-        })
-    };
+    let worker = stack.start_checkout_outcomes();
 
     let landing = api
         .call(request(Method::GET, "/waiting-room/E-shop", None))
@@ -446,8 +429,7 @@ async fn a_fan_goes_from_the_page_to_the_demo_origin_and_the_next_fan_is_let_in(
         .await;
     assert_eq!(status, Some(waiting_room::domain::SessionStatus::Left));
 
-    stop.store(true, Ordering::SeqCst);
-    worker.await.unwrap();
+    worker.stop().await;
     granters.stop().await;
     stack.tear_down().await;
 }

@@ -8,13 +8,11 @@ use std::time::Duration;
 
 use integration_tests::{Stack, eventually, lifecycle};
 use serde_json::{Value, json};
-use waiting_room::adapters::sqs::SqsQueue;
 use waiting_room::adapters::streams::StartAt;
 use waiting_room::domain::token::{AdmissionClaims, AdmissionSigner};
 use waiting_room::domain::{EndReason, EventId, Session, SessionId, SessionStatus, UserId};
 use waiting_room::ports::{EventStore, SessionStore};
 use waiting_room::runtime::authorizer::authorize;
-use waiting_room::runtime::checkout::poll_queue;
 use waiting_room::runtime::publisher::poll_table_stream;
 use waiting_room::setup::config::LifecycleSettings;
 
@@ -332,20 +330,7 @@ async fn checkout_outcomes_apply_once_duplicated_and_out_of_order() {
             .await
             .unwrap();
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let consumer = SqsQueue::new(stack.sqs.clone(), &stack.resources.checkout_queue_url);
-    let outcomes = stack.checkout_outcomes();
-    let worker = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            poll_queue(&outcomes, &consumer, async move {
-                while !stop.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            })
-            .await;
-        })
-    };
+    let worker = stack.start_checkout_outcomes();
     eventually(
         PATIENCE,
         "the two poison messages in the dead-letter queue",
@@ -357,8 +342,7 @@ async fn checkout_outcomes_apply_once_duplicated_and_out_of_order() {
         },
     )
     .await;
-    stop.store(true, Ordering::SeqCst);
-    worker.await.unwrap();
+    worker.stop().await;
     granters.stop().await;
 
     let statuses: Vec<SessionStatus> =

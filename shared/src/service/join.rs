@@ -50,8 +50,8 @@ pub struct JoinService<S, Q> {
     pub listed: ListedEvents,
     /// Events' states as this instance last read them.
     pub states: KnownStates,
-    /// The deployment's keys for signed joins (none: signed events refuse
-    /// every join, and say why).
+    /// The deployment's keys for signed joins (none: a signed event's
+    /// joins fail as the operator's error, `Internal`, and alarm).
     pub join_keys: JoinKeys,
 }
 

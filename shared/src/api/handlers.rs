@@ -6,7 +6,9 @@ use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 use tracing::Instrument;
 
-use super::json::{ApiError, SessionBody, body_bytes, empty_response, failed, json_response};
+use super::json::{
+    ApiError, SessionBody, body_bytes, empty_response, failed, json_response, media_type,
+};
 use super::{BASE_PATH, Route, not_served, page, route};
 use crate::domain::puzzle::Solution;
 use crate::domain::signed_join::JoinSignature;
@@ -153,19 +155,10 @@ pub async fn session_command<S: SessionStore + EventStore>(
 }
 
 pub(super) fn is_json(request: &Request) -> bool {
-    let Some(content_type) = request.headers().get(header::CONTENT_TYPE) else {
+    let Some(essence) = media_type(request) else {
         // curl and many scripts omit it; the body still has to parse.
         return true;
     };
-    let Ok(content_type) = content_type.to_str() else {
-        return false;
-    };
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }

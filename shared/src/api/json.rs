@@ -426,3 +426,11 @@ pub(crate) fn body_bytes(request: &Request) -> &[u8] {
         _ => &[],
     }
 }
+
+/// The request's media type, lower-cased and without parameters; `None`
+/// without a `Content-Type`, empty for one that is not text.
+pub(crate) fn media_type(request: &Request) -> Option<String> {
+    let content_type = request.headers().get(header::CONTENT_TYPE)?;
+    let essence = content_type.to_str().unwrap_or("").split(';').next();
+    Some(essence.unwrap_or("").trim().to_ascii_lowercase())
+}

@@ -161,12 +161,21 @@ fn query_token(request: &Request) -> Option<String> {
 }
 
 fn cookie_token(request: &Request) -> Option<String> {
-    request
-        .headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
+    token_in_cookies(
+        request
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';')),
+    )
+}
+
+/// The admission token among cookies (`name=value` pairs): the origin's
+/// own reading, and the authorizer's.
+pub fn token_in_cookies<'a>(pairs: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    pairs
+        .into_iter()
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, value)| *name == COOKIE && !value.is_empty())
         .map(|(_, value)| value.to_owned())

@@ -8,7 +8,7 @@ use aws_lambda_events::apigw::{
 };
 use serde_json::Value;
 
-use crate::api::origin::COOKIE;
+use crate::api::origin::token_in_cookies;
 use crate::domain::EventId;
 use crate::ports::SessionStore;
 use crate::service::admission_check::AdmissionCheck;
@@ -30,12 +30,7 @@ fn token_of(request: &ApiGatewayV2CustomAuthorizerV2Request) -> Option<String> {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let from_cookie = || {
-        request.cookies.iter().find_map(|cookie| {
-            let (name, value) = cookie.trim().split_once('=')?;
-            (name == COOKIE && !value.is_empty()).then(|| value.to_owned())
-        })
-    };
+    let from_cookie = || token_in_cookies(request.cookies.iter().map(String::as_str));
     let from_query = || request.query_string_parameters.get("token").cloned();
     let raw = from_source
         .or_else(from_header)

@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 use self::render::{Page, Refresh, alert, button_link, escape, form, para};
 use self::text::{Text, for_accept_language};
-use super::json::{body_bytes, failed};
+use super::json::{body_bytes, failed, media_type};
 use super::{BASE_PATH, PAGE_PATH};
 use crate::domain::ids::base32;
 use crate::domain::puzzle::Solution;
@@ -529,13 +529,7 @@ struct JoinForm {
 /// A form post's fields: the right media type, within `MAX_FORM_BYTES`,
 /// no field twice.
 pub(crate) fn form_fields(request: &Request) -> Result<Vec<(String, String)>, String> {
-    let form_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase());
-    if form_type.as_deref() != Some("application/x-www-form-urlencoded") {
+    if media_type(request).as_deref() != Some("application/x-www-form-urlencoded") {
         return Err("send the form as application/x-www-form-urlencoded".into());
     }
     let bytes = body_bytes(request);

@@ -105,4 +105,4 @@ impl From<QueueError> for ServiceError {
 pub(crate) const MAX_ATTEMPTS: usize = 8;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

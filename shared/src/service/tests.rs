@@ -21,14 +21,16 @@ use super::join::{JoinOutcome, JoinService};
 use super::session_command::{Ended, SessionCommands};
 use super::status::StatusService;
 
-struct World {
-    store: Arc<MemoryStore>,
-    queue: Arc<MemoryQueue>,
-    clock: ManualClock,
+/// The services on one in-memory store and queue, with a hand-set clock
+/// (the page's tests use it too).
+pub(crate) struct World {
+    pub(crate) store: Arc<MemoryStore>,
+    pub(crate) queue: Arc<MemoryQueue>,
+    pub(crate) clock: ManualClock,
 }
 
 impl World {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             store: Arc::new(MemoryStore::new()),
             queue: Arc::new(MemoryQueue::new()),
@@ -36,7 +38,7 @@ impl World {
         }
     }
 
-    fn join(&self, shards: u16) -> JoinService<Arc<MemoryStore>, Arc<MemoryQueue>> {
+    pub(crate) fn join(&self, shards: u16) -> JoinService<Arc<MemoryStore>, Arc<MemoryQueue>> {
         JoinService {
             store: self.store.clone(),
             queue: self.queue.clone(),
@@ -65,7 +67,7 @@ impl World {
         }
     }
 
-    fn commands(&self) -> SessionCommands<Arc<MemoryStore>> {
+    pub(crate) fn commands(&self) -> SessionCommands<Arc<MemoryStore>> {
         SessionCommands {
             store: self.store.clone(),
             clock: Arc::new(self.clock.clone()),
@@ -89,7 +91,7 @@ impl World {
         }
     }
 
-    fn status(&self, shards: u16) -> StatusService<Arc<MemoryStore>> {
+    pub(crate) fn status(&self, shards: u16) -> StatusService<Arc<MemoryStore>> {
         StatusService::new(
             self.store.clone(),
             Arc::new(self.clock.clone()),

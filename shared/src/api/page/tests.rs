@@ -12,15 +12,11 @@ use super::text::{ENGLISH, FRENCH, LANGUAGES};
 use super::*;
 use crate::adapters::memory::{MemoryQueue, MemoryStore};
 use crate::domain::signed_join::JoinKeys;
-use crate::domain::token::AdmissionSigner;
-use crate::domain::{
-    Admission, EndReason, Ending, EventCounters, EventState, ManualClock, Session, SessionId,
-    StayPolicy,
-};
+use crate::domain::{Admission, EndReason, Ending, EventCounters, EventState, Session, SessionId};
 use crate::ports::EventSettings;
 use crate::service::join::JoinService;
-use crate::service::session_command::SessionCommands;
-use crate::service::status::{StatusReport, StatusService};
+use crate::service::status::StatusReport;
+use crate::service::tests::World;
 
 const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
 
@@ -284,55 +280,14 @@ fn a_closed_event_offers_no_form_and_a_puzzle_needs_the_script() {
 
 // --- The forms, end to end on the in-memory adapters -----------------------
 
-struct World {
-    store: Arc<MemoryStore>,
-    queue: Arc<MemoryQueue>,
-    clock: ManualClock,
-}
-
-impl World {
-    fn new() -> Self {
-        Self {
-            store: Arc::new(MemoryStore::new()),
-            queue: Arc::new(MemoryQueue::new()),
-            clock: ManualClock::starting_at(NOW),
-        }
-    }
-
-    fn join(&self, keys: JoinKeys) -> JoinService<Arc<MemoryStore>, Arc<MemoryQueue>> {
-        JoinService {
-            store: self.store.clone(),
-            queue: self.queue.clone(),
-            clock: Arc::new(self.clock.clone()),
-            ids: Arc::new(OsRandom),
-            line_shards: 1,
-            listed: Default::default(),
-            states: Default::default(),
-            join_keys: keys,
-        }
-    }
-
-    fn status(&self) -> StatusService<Arc<MemoryStore>> {
-        StatusService::new(
-            self.store.clone(),
-            Arc::new(self.clock.clone()),
-            1,
-            AdmissionSigner::generate("unit", [5; 32]).unwrap(),
-            None,
-            Duration::ZERO,
-        )
-    }
-
-    fn commands(&self) -> SessionCommands<Arc<MemoryStore>> {
-        SessionCommands {
-            store: self.store.clone(),
-            clock: Arc::new(self.clock.clone()),
-            ended_retention: Duration::from_secs(3600),
-            stay: StayPolicy {
-                stay: Duration::from_secs(900),
-                max_stay: Duration::from_secs(1800),
-            },
-        }
+/// The join service with the deployment's join keys set to `keys`.
+fn join_with_keys(
+    world: &World,
+    keys: JoinKeys,
+) -> JoinService<Arc<MemoryStore>, Arc<MemoryQueue>> {
+    JoinService {
+        join_keys: keys,
+        ..world.join(1)
     }
 }
 
@@ -364,8 +319,8 @@ fn text_of(response: &Response<Body>) -> String {
 #[tokio::test]
 async fn the_forms_join_show_the_place_and_leave() {
     let world = World::new();
-    let join = world.join(JoinKeys::default());
-    let status = world.status();
+    let join = world.join(1);
+    let status = world.status(1);
     let landing = show(&status, &get("/waiting-room/E1"), "E1", None).await;
     assert_eq!(landing.status(), StatusCode::OK);
     let html = text_of(&landing);
@@ -436,7 +391,7 @@ async fn the_forms_join_show_the_place_and_leave() {
 #[tokio::test]
 async fn bad_forms_are_refused_with_a_reason_and_store_nothing() {
     let world = World::new();
-    let join = world.join(JoinKeys::default());
+    let join = world.join(1);
     for body in [
         "",
         "userId=",
@@ -479,7 +434,7 @@ async fn bad_forms_are_refused_with_a_reason_and_store_nothing() {
 async fn a_signed_event_refuses_a_forged_form_and_gives_a_signed_fan_their_place_back() {
     let world = World::new();
     let keys = JoinKeys::of(vec![vec![3; 32]]);
-    let join = world.join(keys.clone());
+    let join = join_with_keys(&world, keys.clone());
     world
         .store
         .configure_event(
@@ -525,7 +480,7 @@ async fn a_signed_event_refuses_a_forged_form_and_gives_a_signed_fan_their_place
 #[tokio::test]
 async fn a_signed_event_without_keys_is_the_operators_error_not_the_fans() {
     let world = World::new();
-    let join = world.join(JoinKeys::default());
+    let join = world.join(1);
     world
         .store
         .configure_event(
